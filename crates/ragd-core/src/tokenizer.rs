@@ -1,0 +1,11 @@
+//! The tokenizer seen by the engine and the server: text in, content token
+//! ids out (no special tokens; [`crate::Framing`] adds them).
+
+use crate::Result;
+
+pub trait TextTokenizer: Send + Sync {
+    /// Content token ids of `text`, without special tokens, untruncated.
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// Number of ids the model accepts; client-supplied ids must be below it.
+    fn vocab_size(&self) -> usize;
+}

@@ -1,0 +1,241 @@
+//! Dynamic batching for embedders and classifiers.
+//!
+//! Requests queue in a bounded channel. A dedicated OS thread owns the model:
+//! it waits for one request, then drains every request already waiting, up to
+//! a token and sequence budget, and runs them as one batch. Requests whose
+//! caller has gone (the HTTP client disconnected and the future was dropped)
+//! are skipped before they cost a forward pass.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use ragd_core::{Classifier, Embedder, ModelError, TokenBatch};
+use tokio::sync::oneshot;
+
+use crate::{EngineError, WorkerMetrics};
+
+/// A model the worker can run: framed token sequences in, one vector each out.
+pub trait BatchModel: Send + 'static {
+    fn run(&mut self, batch: &TokenBatch) -> ragd_core::Result<Vec<Vec<f32>>>;
+}
+
+impl BatchModel for Box<dyn Embedder> {
+    fn run(&mut self, batch: &TokenBatch) -> ragd_core::Result<Vec<Vec<f32>>> {
+        self.embed(batch)
+    }
+}
+
+impl BatchModel for Box<dyn Classifier> {
+    fn run(&mut self, batch: &TokenBatch) -> ragd_core::Result<Vec<Vec<f32>>> {
+        self.classify(batch)
+    }
+}
+
+/// Bounds of the queue and of one batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Requests that may wait; one more is refused with `Overloaded`.
+    pub queue_capacity: usize,
+    /// Most tokens (sum of sequence lengths) in one batch. A single request
+    /// over the budget still runs, alone.
+    pub max_batch_tokens: usize,
+    /// Most sequences in one batch.
+    pub max_batch_seqs: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1024,
+            max_batch_tokens: 16_384,
+            max_batch_seqs: 256,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EngineError>>;
+
+struct Job {
+    seqs: Vec<Vec<u32>>,
+    tokens: usize,
+    reply: Reply,
+    span: tracing::Span,
+    enqueued: Instant,
+}
+
+/// Handle to a model thread. Cloning is cheap; the thread stops when every
+/// handle is dropped and the queue is drained.
+#[derive(Clone)]
+pub struct BatchWorker {
+    name: String,
+    tx: SyncSender<Job>,
+    limits: BatchLimits,
+    metrics: WorkerMetrics,
+}
+
+impl BatchWorker {
+    /// Starts the model thread.
+    pub fn spawn<M: BatchModel>(
+        name: &str,
+        model: M,
+        limits: BatchLimits,
+        metrics: WorkerMetrics,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (tx, rx) = sync_channel(limits.queue_capacity);
+        let thread_metrics = metrics.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("ragd-{name}"))
+            .spawn(move || worker_loop(model, rx, limits, thread_metrics))?;
+        let worker = Self {
+            name: name.to_string(),
+            tx,
+            limits,
+            metrics,
+        };
+        Ok((worker, handle))
+    }
+
+    /// Runs `seqs` (already framed) in some batch and returns one vector per
+    /// sequence. Dropping the future before it completes withdraws the
+    /// request: the worker skips it if it has not started yet.
+    pub async fn run(&self, seqs: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>, EngineError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            tokens: seqs.iter().map(Vec::len).sum(),
+            seqs,
+            reply,
+            span: tracing::Span::current(),
+            enqueued: Instant::now(),
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => self.metrics.queue_depth.inc(),
+            Err(TrySendError::Full(_)) => {
+                return Err(EngineError::Overloaded {
+                    model: self.name.clone(),
+                    capacity: self.limits.queue_capacity,
+                })
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(EngineError::Stopped(self.name.clone())),
+        }
+        rx.await.map_err(|_| EngineError::Stopped(self.name.clone()))?
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Jobs gathered for the next forward pass.
+#[derive(Default)]
+struct PendingBatch {
+    jobs: Vec<Job>,
+    tokens: usize,
+    seqs: usize,
+}
+
+impl PendingBatch {
+    fn fits(&self, job: &Job, limits: &BatchLimits) -> bool {
+        self.tokens + job.tokens <= limits.max_batch_tokens && self.seqs + job.seqs.len() <= limits.max_batch_seqs
+    }
+
+    fn admit(&mut self, job: Job) {
+        self.tokens += job.tokens;
+        self.seqs += job.seqs.len();
+        self.jobs.push(job);
+    }
+}
+
+fn worker_loop<M: BatchModel>(mut model: M, rx: Receiver<Job>, limits: BatchLimits, metrics: WorkerMetrics) {
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => {
+                    metrics.queue_depth.dec();
+                    job
+                }
+                Err(_) => return,
+            },
+        };
+        let mut batch = PendingBatch::default();
+        if !first.reply.is_closed() {
+            batch.admit(first);
+        }
+        while let Ok(job) = rx.try_recv() {
+            metrics.queue_depth.dec();
+            if job.reply.is_closed() {
+                continue;
+            }
+            if !batch.jobs.is_empty() && !batch.fits(&job, &limits) {
+                carried = Some(job);
+                break;
+            }
+            batch.admit(job);
+        }
+        let jobs = batch.jobs;
+        if !jobs.is_empty() {
+            run_batch(&mut model, jobs, &metrics);
+        }
+    }
+}
+
+fn run_batch<M: BatchModel>(model: &mut M, jobs: Vec<Job>, metrics: &WorkerMetrics) {
+    let started = Instant::now();
+    let mut batch = TokenBatch::new();
+    for job in &jobs {
+        metrics
+            .queue_seconds
+            .observe(started.duration_since(job.enqueued).as_secs_f64());
+        for s in &job.seqs {
+            batch.push(s);
+        }
+    }
+    metrics.batch_size.observe(batch.len() as f64);
+    metrics.batch_tokens.observe(batch.num_tokens() as f64);
+    let span = tracing::debug_span!(
+        parent: &jobs[0].span,
+        "forward",
+        requests = jobs.len(),
+        seqs = batch.len(),
+        tokens = batch.num_tokens()
+    );
+    let result = span.in_scope(|| {
+        // A panicking model must not take the thread (and every later
+        // request) down with it: turn it into an error for this batch.
+        catch_unwind(AssertUnwindSafe(|| model.run(&batch)))
+            .unwrap_or_else(|_| Err(ModelError::Inference("the model panicked".into())))
+    });
+    metrics.forward_seconds.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(mut vectors) if vectors.len() == batch.len() => {
+            // Hand each job its slice, from the back so `split_off` is cheap.
+            for job in jobs.into_iter().rev() {
+                let mine = vectors.split_off(vectors.len() - job.seqs.len());
+                let _ = job.reply.send(Ok(mine));
+            }
+        }
+        Ok(vectors) => {
+            let msg = format!("model returned {} vectors for {} sequences", vectors.len(), batch.len());
+            for job in jobs {
+                let _ = job.reply.send(Err(ModelError::Inference(msg.clone()).into()));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "batch failed");
+            for job in jobs {
+                let err = match &e {
+                    ModelError::InvalidInput(m) => ModelError::InvalidInput(m.clone()),
+                    _ => ModelError::Inference(msg.clone()),
+                };
+                let _ = job.reply.send(Err(err.into()));
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The engine's error type.
+
+use ragd_core::ModelError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The queue is full: the caller should back off (HTTP 429/503).
+    #[error("the {model} queue is full ({capacity} requests waiting); retry later")]
+    Overloaded { model: String, capacity: usize },
+    /// The worker thread has stopped (shutdown or a crashed model).
+    #[error("the {0} worker is not running")]
+    Stopped(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}

@@ -1,0 +1,51 @@
+//! Which device the models run on.
+
+use candle_core::Device;
+use ragd_core::ModelError;
+
+/// The device asked for on the command line: `cpu`, `cuda[:N]`, `metal`, or
+/// `auto` (the first accelerator compiled in and present, else the CPU).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda(usize),
+    Metal,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "metal" => Ok(Self::Metal),
+            "cuda" => Ok(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| format!("unknown device {s:?}: use auto, cpu, cuda, cuda:N or metal")),
+        }
+    }
+}
+
+impl DeviceChoice {
+    pub fn open(&self) -> Result<Device, ModelError> {
+        let fail = |e: candle_core::Error| ModelError::load(format!("{self:?}"), e);
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(n) => Device::new_cuda(*n).map_err(fail),
+            Self::Metal => Device::new_metal(0).map_err(fail),
+            Self::Auto => {
+                if candle_core::utils::cuda_is_available() {
+                    Device::new_cuda(0).map_err(fail)
+                } else if candle_core::utils::metal_is_available() {
+                    Device::new_metal(0).map_err(fail)
+                } else {
+                    Ok(Device::Cpu)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Mean pooling over the attention mask and L2 normalisation, as
+//! sentence-transformers' `Pooling(mean)` + `Normalize` modules do.
+
+use candle_core::{DType, Result, Tensor, D};
+
+/// `hidden`: `[batch, seq, dim]`; `mask`: `[batch, seq]` of 0/1 (any dtype).
+/// Returns `[batch, dim]` unit vectors.
+pub fn mean_pool_normalize(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let mask = mask.to_dtype(hidden.dtype())?.unsqueeze(D::Minus1)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+    let mean = summed.broadcast_div(&counts)?;
+    let norm = mean
+        .to_dtype(DType::F32)?
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
+    mean.to_dtype(DType::F32)?.broadcast_div(&norm)
+}

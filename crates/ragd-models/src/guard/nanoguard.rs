@@ -1,0 +1,141 @@
+//! NanoGuard (PyPI `metatronnanoguard`), a 4-layer prompt-injection
+//! classifier, behind [`Classifier`].
+//!
+//! Like the original scanner, every sequence is padded to the full window
+//! (512) with the PAD token and attended over in full: the model has no
+//! attention mask, so padding to anything else would change the scores.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use ragd_core::{
+    Classifier, Framing, ModelError, ModelInfo, ModelKind, Overflow, Result, TextTokenizer, TokenBatch,
+};
+
+use super::nanoguard_checkpoint::{Checkpoint, NanoGuardConfig};
+use super::nanoguard_model::NanoGuardModel;
+use super::tiktoken::TiktokenTokenizer;
+use crate::error::inference;
+
+/// Special token prepended to every text.
+pub const BOS_TOKEN: &str = "<|reserved_0|>";
+/// Special token the window is filled up with.
+pub const PAD_TOKEN: &str = "<|reserved_1|>";
+/// Sequences per forward pass (each is a full window).
+const SUB_BATCH_SEQS: usize = 8;
+
+pub struct NanoGuard {
+    model: NanoGuardModel,
+    info: ModelInfo,
+    labels: Vec<String>,
+    pad_id: u32,
+    device: Device,
+}
+
+impl NanoGuard {
+    /// Loads `model.pt` and `tokenizer.pkl` from `dir`.
+    pub fn load(dir: &Path, id: &str, device: &Device) -> Result<(Self, Arc<TiktokenTokenizer>)> {
+        let tokenizer = TiktokenTokenizer::from_pickle(&dir.join("tokenizer.pkl"))?;
+        let weights = dir.join("model.pt");
+        let checkpoint = Checkpoint::read(&weights)?;
+        let special = |name: &str| {
+            tokenizer
+                .special_token(name)
+                .ok_or_else(|| ModelError::load(dir.display(), format!("tokenizer has no {name} token")))
+        };
+        let (bos, pad) = (special(BOS_TOKEN)?, special(PAD_TOKEN)?);
+        if tokenizer.vocab_size() > checkpoint.config.vocab_size {
+            return Err(ModelError::load(
+                dir.display(),
+                format!(
+                    "tokenizer has {} ids, the model {}",
+                    tokenizer.vocab_size(),
+                    checkpoint.config.vocab_size
+                ),
+            ));
+        }
+        let model = NanoGuardModel::new(checkpoint.config, &checkpoint.tensors, device)
+            .map_err(|e| ModelError::load(weights.display(), e))?;
+        let guard = Self::with_model(model, id, bos, pad, device);
+        Ok((guard, Arc::new(tokenizer)))
+    }
+
+    fn with_model(model: NanoGuardModel, id: &str, bos: u32, pad_id: u32, device: &Device) -> Self {
+        let c = model.config();
+        let labels = if c.num_classes == 2 {
+            vec!["safe".to_string(), "injection".to_string()]
+        } else {
+            (0..c.num_classes).map(|i| format!("class_{i}")).collect()
+        };
+        let framing = Framing {
+            prefix: vec![bos],
+            suffix: vec![],
+            max_len: c.sequence_len,
+            overflow: Overflow::Windows,
+        };
+        Self {
+            info: ModelInfo {
+                id: id.to_string(),
+                kind: ModelKind::Guard,
+                framing,
+            },
+            labels,
+            pad_id,
+            device: device.clone(),
+            model,
+        }
+    }
+
+    pub fn config(&self) -> &NanoGuardConfig {
+        self.model.config()
+    }
+
+    /// One forward over `seqs`, each padded to the full window.
+    fn forward_padded(&self, seqs: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let width = self.model.config().sequence_len;
+        let mut ids = Vec::with_capacity(seqs.len() * width);
+        let mut mask = Vec::with_capacity(seqs.len() * width);
+        for s in seqs {
+            ids.extend_from_slice(s);
+            ids.extend(std::iter::repeat_n(self.pad_id, width - s.len()));
+            mask.extend(std::iter::repeat_n(1f32, s.len()));
+            mask.extend(std::iter::repeat_n(0f32, width - s.len()));
+        }
+        let shape = (seqs.len(), width);
+        let ids = Tensor::from_vec(ids, shape, &self.device)?;
+        let mask = Tensor::from_vec(mask, shape, &self.device)?;
+        self.model.forward(&ids, &mask)?.to_vec2()
+    }
+}
+
+impl Classifier for NanoGuard {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    fn classify(&mut self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
+        let max = self.info.framing.max_len;
+        if let Some(s) = batch.seqs().find(|s| s.len() > max) {
+            return Err(ModelError::InvalidInput(format!(
+                "sequence of {} tokens exceeds the window of {max}",
+                s.len()
+            )));
+        }
+        let vocab = self.model.vocab_size();
+        if let Some(&id) = batch.input_ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ModelError::InvalidInput(format!("token id {id} is not below {vocab}")));
+        }
+        let seqs: Vec<&[u32]> = batch.seqs().collect();
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(SUB_BATCH_SEQS) {
+            let _span = tracing::trace_span!("nanoguard_forward", seqs = chunk.len()).entered();
+            out.extend(self.forward_padded(chunk).map_err(inference)?);
+        }
+        Ok(out)
+    }
+}

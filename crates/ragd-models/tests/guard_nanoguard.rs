@@ -1,0 +1,163 @@
+//! NanoGuard against the original PyTorch model and tiktoken
+//! (`tests/fixtures/nanoguard.json`, from `scripts/reference/nanoguard_ref.py`).
+//!
+//! Needs the real model files: run `models/fetch` first (or point
+//! `RAGD_MODELS_DIR` at a folder holding `nanoguard/`).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use ragd_core::{Classifier, TextTokenizer, TokenBatch};
+use ragd_models::guard::{NanoGuard, TiktokenTokenizer};
+use candle_core::Device;
+use serde::Deserialize;
+
+/// Tolerance on probabilities against PyTorch.
+const TOL: f32 = 1e-3;
+
+#[derive(Deserialize)]
+struct Fixture {
+    bos_id: u32,
+    pad_id: u32,
+    n_vocab: usize,
+    cases: Vec<Case>,
+    long_cases: Vec<LongCase>,
+    tokenizer_cases: Vec<TokCase>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    text: String,
+    token_ids: Vec<u32>,
+    probs: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct LongCase {
+    text: String,
+    n_content_tokens: usize,
+    windows: Vec<Vec<u32>>,
+    window_probs: Vec<Vec<f32>>,
+    max_injection: f32,
+}
+
+#[derive(Deserialize)]
+struct TokCase {
+    text: String,
+    ids: Vec<u32>,
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let path = repo_root().join("tests/fixtures/nanoguard.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).expect("nanoguard.json")
+    })
+}
+
+type Loaded = (Mutex<NanoGuard>, Arc<TiktokenTokenizer>);
+
+fn model() -> &'static Loaded {
+    static M: OnceLock<Loaded> = OnceLock::new();
+    M.get_or_init(|| {
+        let models = std::env::var_os("RAGD_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("models/cache"));
+        let dir = models.join("nanoguard");
+        for f in ["model.pt", "tokenizer.pkl"] {
+            assert!(
+                dir.join(f).is_file(),
+                "{} is missing: run `models/fetch` first (or set RAGD_MODELS_DIR)",
+                dir.join(f).display()
+            );
+        }
+        let (guard, tok) = NanoGuard::load(&dir, "nanoguard", &Device::Cpu).expect("load NanoGuard");
+        (Mutex::new(guard), tok)
+    })
+}
+
+fn guard() -> MutexGuard<'static, NanoGuard> {
+    model().0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn tokenizer_matches_tiktoken() {
+    let fx = fixture();
+    let tok = &model().1;
+    assert_eq!(tok.vocab_size(), fx.n_vocab);
+    assert_eq!(tok.special_token("<|reserved_0|>"), Some(fx.bos_id));
+    assert_eq!(tok.special_token("<|reserved_1|>"), Some(fx.pad_id));
+    for c in &fx.tokenizer_cases {
+        assert_eq!(tok.encode(&c.text).unwrap(), c.ids, "text {:?}", c.text);
+    }
+    let framing = guard().info().framing.clone();
+    for c in &fx.cases {
+        let windows = framing.frame(&tok.encode(&c.text).unwrap());
+        assert_eq!(windows[0], c.token_ids, "text {:?}", c.text);
+    }
+    for c in &fx.long_cases {
+        let content = tok.encode(&c.text).unwrap();
+        assert_eq!(content.len(), c.n_content_tokens);
+        assert_eq!(framing.frame(&content), c.windows);
+    }
+}
+
+#[test]
+fn probabilities_match_pytorch_batched_and_one_at_a_time() {
+    let fx = fixture();
+    let mut guard = guard();
+    assert_eq!(guard.labels(), ["safe", "injection"]);
+    let seqs: Vec<&[u32]> = fx.cases.iter().map(|c| c.token_ids.as_slice()).collect();
+    let batched = guard.classify(&TokenBatch::from_sequences(&seqs)).expect("classify");
+    assert_eq!(batched.len(), fx.cases.len());
+    let (mut worst_ref, mut worst_batch) = (0f32, 0f32);
+    for (c, probs) in fx.cases.iter().zip(&batched) {
+        let d = max_abs_diff(probs, &c.probs);
+        assert!(d < TOL, "{:?}: {probs:?} vs {:?}", c.text, c.probs);
+        worst_ref = worst_ref.max(d);
+        let single = guard.classify(&TokenBatch::from_sequences(&[&c.token_ids])).expect("classify");
+        let d = max_abs_diff(&single[0], probs);
+        assert!(d < 1e-5, "{:?}: single {:?} vs batched {probs:?}", c.text, single[0]);
+        worst_batch = worst_batch.max(d);
+    }
+    eprintln!(
+        "nanoguard: {} texts, max |p - torch| = {worst_ref:.2e}, max |single - batched| = {worst_batch:.2e}",
+        fx.cases.len()
+    );
+}
+
+#[test]
+fn windows_of_long_texts_match_pytorch() {
+    let fx = fixture();
+    let mut guard = guard();
+    let mut worst = 0f32;
+    for c in &fx.long_cases {
+        let probs = guard.classify(&TokenBatch::from_sequences(&c.windows)).expect("classify");
+        for (p, want) in probs.iter().zip(&c.window_probs) {
+            let d = max_abs_diff(p, want);
+            assert!(d < TOL, "{:?}: {p:?} vs {want:?}", &c.text[..40]);
+            worst = worst.max(d);
+        }
+        let max_inj = probs.iter().map(|p| p[1]).fold(0.0, f32::max);
+        assert!((max_inj - c.max_injection).abs() < TOL);
+    }
+    eprintln!("nanoguard windows: max |p - torch| = {worst:.2e}");
+}
+
+#[test]
+fn rejects_bad_input() {
+    let mut guard = guard();
+    assert!(guard.classify(&TokenBatch::from_sequences(&[vec![8188, 8192]])).is_err());
+    assert!(guard.classify(&TokenBatch::from_sequences(&[vec![1; 513]])).is_err());
+    assert!(guard.classify(&TokenBatch::new()).expect("empty batch").is_empty());
+}

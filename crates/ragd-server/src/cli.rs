@@ -1,0 +1,111 @@
+//! Command-line interface. Every flag also reads a `RAGD_...` environment
+//! variable; `--config FILE` (or `RAGD_CONFIG`) supplies defaults from TOML.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "ragd", version, about = "Self-hosted RAG inference server (OpenAI-compatible)")]
+pub struct Cli {
+    /// TOML file whose keys (`port = 8080`, `guard = "none"`, ...) are used
+    /// where neither a flag nor a RAGD_* variable sets a value.
+    #[arg(long, env = "RAGD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, env = "RAGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Inspect and fetch models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelsDir {
+    /// Folder holding models by name (what `models/fetch` fills).
+    #[arg(long, env = "RAGD_MODELS_DIR", default_value = "models/cache")]
+    pub models_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List the models installed in the models folder.
+    List {
+        #[command(flatten)]
+        dir: ModelsDir,
+    },
+    /// Download a model from the Hugging Face hub into the models folder
+    /// (needs network access; air-gapped installs copy a folder instead).
+    Pull {
+        /// Repository id, such as `sentence-transformers/all-MiniLM-L6-v2`.
+        repo: String,
+        /// Revision (branch, tag or commit).
+        #[arg(long, default_value = "main")]
+        revision: String,
+        #[command(flatten)]
+        dir: ModelsDir,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to bind.
+    #[arg(long, env = "RAGD_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to bind; 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "RAGD_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    #[command(flatten)]
+    pub dir: ModelsDir,
+
+    /// Embedding model: a name in the models folder, a path to a folder, or `none`.
+    #[arg(long, env = "RAGD_EMBEDDER", default_value = "all-minilm-l6-v2")]
+    pub embedder: String,
+    /// Guard classifier: a name in the models folder (NanoGuard or a
+    /// DeBERTa-v2 sequence classifier such as Prompt-Guard-86M), a path, or `none`.
+    #[arg(long, env = "RAGD_GUARD", default_value = "nanoguard")]
+    pub guard: String,
+    /// Injection probability at or above which a text is flagged.
+    #[arg(long, env = "RAGD_GUARD_THRESHOLD", default_value_t = 0.5)]
+    pub guard_threshold: f32,
+    /// Device: auto, cpu, cuda, cuda:N or metal.
+    #[arg(long, env = "RAGD_DEVICE", default_value = "auto")]
+    pub device: ragd_models::DeviceChoice,
+
+    /// Requests that may wait per model before new ones get 429.
+    #[arg(long, env = "RAGD_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub queue_capacity: usize,
+    /// Most tokens in one embedding or classification batch.
+    #[arg(long, env = "RAGD_MAX_BATCH_TOKENS", default_value_t = 16_384)]
+    pub max_batch_tokens: usize,
+    /// Most sequences in one embedding or classification batch.
+    #[arg(long, env = "RAGD_MAX_BATCH_SEQS", default_value_t = 256)]
+    pub max_batch_seqs: usize,
+    /// Most inputs in one embeddings or moderations request.
+    #[arg(long, env = "RAGD_MAX_INPUTS", default_value_t = 2048)]
+    pub max_inputs: usize,
+    /// Largest request body in bytes (larger gets 413).
+    #[arg(long, env = "RAGD_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds to finish in-flight requests after SIGTERM or Ctrl-C.
+    #[arg(long, env = "RAGD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+}

@@ -1,0 +1,142 @@
+//! The one place where errors become HTTP responses, in OpenAI's error shape:
+//! `{"error": {"message", "type", "param", "code"}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ragd_core::ModelError;
+use ragd_engine::EngineError;
+use serde::Serialize;
+
+/// Every error a handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is well-formed JSON but asks for something invalid.
+    #[error("{message}")]
+    InvalidRequest { message: String, param: Option<String> },
+    /// The body is not valid JSON for this endpoint (syntax, types, missing fields).
+    #[error("{message}")]
+    BadJson { status: StatusCode, message: String },
+    #[error("the model `{0}` does not exist")]
+    ModelNotFound(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A queue is full: back off and retry.
+    #[error("{0}")]
+    Overloaded(String),
+    /// A model is configured but not loaded yet, or its worker stopped.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or device failure; never the client's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>, param: impl Into<Option<&'static str>>) -> Self {
+        Self::InvalidRequest {
+            message: message.into(),
+            param: param.into().map(str::to_string),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BadJson { status, .. } => *status,
+            Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind_and_code(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Self::InvalidRequest { .. } => ("invalid_request_error", None),
+            Self::BadJson { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => {
+                ("invalid_request_error", Some("request_too_large"))
+            }
+            Self::BadJson { .. } => ("invalid_request_error", Some("invalid_json")),
+            Self::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
+            Self::NotFound(_) => ("invalid_request_error", Some("not_found")),
+            Self::MethodNotAllowed => ("invalid_request_error", Some("method_not_allowed")),
+            Self::Overloaded(_) => ("rate_limit_error", Some("overloaded")),
+            Self::Unavailable(_) => ("server_error", Some("unavailable")),
+            Self::Internal(_) => ("server_error", None),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::debug!(error = %self, "request rejected");
+        }
+        let (kind, code) = self.kind_and_code();
+        let param = match &self {
+            Self::InvalidRequest { param, .. } => param.as_deref(),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                message: self.to_string(),
+                kind,
+                param,
+                code,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::InvalidInput(m) => Self::InvalidRequest {
+                message: m,
+                param: Some("input".into()),
+            },
+            ModelError::Tokenizer(m) => Self::InvalidRequest {
+                message: format!("cannot tokenize the input: {m}"),
+                param: Some("input".into()),
+            },
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Overloaded { .. } => Self::Overloaded(e.to_string()),
+            EngineError::Stopped(_) => Self::Unavailable(e.to_string()),
+            EngineError::Model(m) => m.into(),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The `input` field of embeddings and moderations requests: a string, an
+//! array of strings, an array of token ids, or an array of token-id arrays.
+//! Parsed by hand from JSON so each mistake gets a precise message.
+
+use std::sync::Arc;
+
+use ragd_core::{Framing, TextTokenizer};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::error::ApiError;
+
+/// One input item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+/// Parses `input`. `allow_tokens` is false for endpoints that take text only.
+pub fn parse(value: &Value, allow_tokens: bool, max_inputs: usize) -> Result<Vec<Input>, ApiError> {
+    let bad = |m: String| ApiError::invalid(m, "input");
+    let items = match value {
+        Value::String(s) => vec![Input::Text(s.clone())],
+        Value::Array(a) if a.is_empty() => return Err(bad("`input` must not be an empty array".into())),
+        Value::Array(a) if a[0].is_number() => {
+            if !allow_tokens {
+                return Err(bad("`input` must be a string or an array of strings".into()));
+            }
+            vec![Input::Tokens(token_ids(a, None)?)]
+        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(Input::Text(s.clone())),
+                Value::Array(ids) if allow_tokens => Ok(Input::Tokens(token_ids(ids, Some(i))?)),
+                _ => Err(bad(format!(
+                    "`input[{i}]` must be {}, got {}",
+                    if allow_tokens { "a string or an array of token ids" } else { "a string" },
+                    type_name(v)
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        Value::Null => return Err(bad("`input` is required".into())),
+        v => return Err(bad(format!("`input` must be a string or an array, got {}", type_name(v)))),
+    };
+    if items.len() > max_inputs {
+        return Err(bad(format!("`input` has {} items; at most {max_inputs} are allowed", items.len())));
+    }
+    for (i, item) in items.iter().enumerate() {
+        let empty = match item {
+            Input::Text(s) => s.is_empty(),
+            Input::Tokens(t) => t.is_empty(),
+        };
+        if empty {
+            return Err(bad(format!("`input[{i}]` is empty")));
+        }
+    }
+    Ok(items)
+}
+
+fn token_ids(a: &[Value], at: Option<usize>) -> Result<Vec<u32>, ApiError> {
+    let place = at.map(|i| format!("`input[{i}]`")).unwrap_or_else(|| "`input`".into());
+    if a.is_empty() {
+        return Err(ApiError::invalid(format!("{place} is an empty token array"), "input"));
+    }
+    a.iter()
+        .map(|v| {
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| ApiError::invalid(format!("{place} must hold only non-negative integer token ids, got {v}"), "input"))
+        })
+        .collect()
+}
+
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Tokenizes (on the blocking pool: long texts are CPU work) and frames
+/// every input. Returns, per input, the framed sequences (one for an
+/// embedder, one or more windows for a classifier).
+pub async fn tokenize_and_frame(
+    inputs: Vec<Input>,
+    tokenizer: Arc<dyn TextTokenizer>,
+    framing: Framing,
+) -> Result<Vec<Vec<Vec<u32>>>, ApiError> {
+    let span = tracing::debug_span!("tokenize", inputs = inputs.len());
+    tokio::task::spawn_blocking(move || {
+        let vocab = tokenizer.vocab_size();
+        inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let ids = match item {
+                    Input::Text(s) => tokenizer.encode(&s)?,
+                    Input::Tokens(ids) => {
+                        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+                            return Err(ApiError::invalid(
+                                format!("`input[{i}]` has token id {bad}, outside the vocabulary of {vocab}"),
+                                "input",
+                            ));
+                        }
+                        ids
+                    }
+                };
+                Ok(framing.frame(&ids))
+            })
+            .collect()
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepts_the_four_shapes() {
+        assert_eq!(parse(&json!("a"), true, 10).unwrap(), vec![Input::Text("a".into())]);
+        assert_eq!(parse(&json!(["a", "b"]), true, 10).unwrap().len(), 2);
+        assert_eq!(parse(&json!([1, 2]), true, 10).unwrap(), vec![Input::Tokens(vec![1, 2])]);
+        assert_eq!(parse(&json!([[1], [2, 3]]), true, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        for bad in [json!(""), json!([]), json!([""]), json!([1, -2]), json!([1.5]), json!([[]]), json!({}), json!(3), json!(null), json!(["a", 3])] {
+            assert!(parse(&bad, true, 10).is_err(), "{bad} should be rejected");
+        }
+        assert!(parse(&json!([1, 2]), false, 10).is_err());
+        assert!(parse(&json!(["a", "b", "c"]), true, 2).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! ragd-server: the OpenAI-compatible HTTP API, configuration, metrics and
+//! the command line of the `ragd` binary.
+
+pub mod app;
+pub mod cli;
+pub mod config_file;
+pub mod error;
+pub mod input;
+pub mod json;
+pub mod metrics;
+pub mod models;
+pub mod models_cmd;
+pub mod routes;
+pub mod serve;
+pub mod state;
+pub mod telemetry;

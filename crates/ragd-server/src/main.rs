@@ -1,0 +1,48 @@
+//! The `ragd` binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ragd_server::cli::{Cli, Command};
+use ragd_server::{config_file, models_cmd, serve, telemetry};
+
+/// `--config FILE`, `--config=FILE` or `RAGD_CONFIG`, read before clap so the
+/// file's values can act as defaults of the flags.
+fn config_path() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
+            return Some(PathBuf::from(v));
+        }
+    }
+    std::env::var_os("RAGD_CONFIG").map(PathBuf::from)
+}
+
+fn main() -> ExitCode {
+    if let Some(path) = config_path() {
+        if let Err(e) = config_file::apply_as_env_defaults(&path) {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(serve::run(args))),
+        Command::Models(cmd) => models_cmd::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The models a server runs: where they come from, loading them, and the
+//! handles the routes use.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use ragd_models::Device;
+use ragd_core::{Classifier, Embedder, ModelInfo, TextTokenizer};
+use ragd_engine::{BatchLimits, BatchWorker, WorkerMetrics};
+
+use crate::cli::ServeArgs;
+
+/// A loaded model as the routes see it: its facts, its tokenizer, its queue.
+#[derive(Clone)]
+pub struct ModelHandle {
+    pub info: ModelInfo,
+    pub tokenizer: Arc<dyn TextTokenizer>,
+    pub worker: BatchWorker,
+    /// Label names, for classifiers.
+    pub labels: Vec<String>,
+    /// Length of each output vector: the embedding dimension, or the number of labels.
+    pub output_dim: usize,
+}
+
+/// Every model the server runs, once loaded.
+#[derive(Clone, Default)]
+pub struct Models {
+    pub embedder: Option<ModelHandle>,
+    pub guard: Option<ModelHandle>,
+}
+
+impl Models {
+    pub fn all(&self) -> impl Iterator<Item = &ModelHandle> {
+        self.embedder.iter().chain(self.guard.iter())
+    }
+}
+
+/// Finds a model folder: an existing path, else a name inside `models_dir`.
+/// `none` means "not configured".
+pub fn resolve(spec: &str, models_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if spec.eq_ignore_ascii_case("none") || spec.is_empty() {
+        return Ok(None);
+    }
+    let direct = PathBuf::from(spec);
+    if direct.is_dir() {
+        return Ok(Some(direct));
+    }
+    let named = models_dir.join(spec.replace('/', "--"));
+    if named.is_dir() {
+        return Ok(Some(named));
+    }
+    bail!(
+        "model `{spec}` not found: neither a folder nor a name in {} (run `models/fetch` for the defaults, \
+         `ragd models pull REPO` when online, or copy a model folder there)",
+        models_dir.display()
+    )
+}
+
+/// The public id of a model: its folder name.
+pub fn model_id(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+fn limits(args: &ServeArgs) -> BatchLimits {
+    BatchLimits {
+        queue_capacity: args.queue_capacity,
+        max_batch_tokens: args.max_batch_tokens,
+        max_batch_seqs: args.max_batch_seqs,
+    }
+}
+
+/// Loads the configured models, each on its own worker thread. Logs the
+/// time each one took.
+pub fn load(args: &ServeArgs, registry: &prometheus::Registry) -> anyhow::Result<Models> {
+    let device = args.device.open()?;
+    let mut models = Models::default();
+    if let Some(dir) = resolve(&args.embedder, &args.dir.models_dir)? {
+        models.embedder = Some(timed("embedder", &dir, || load_embedder(&dir, &device, args, registry))?);
+    }
+    if let Some(dir) = resolve(&args.guard, &args.dir.models_dir)? {
+        models.guard = Some(timed("guard", &dir, || load_guard(&dir, &device, args, registry))?);
+    }
+    Ok(models)
+}
+
+fn timed<T>(role: &str, dir: &Path, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let t0 = Instant::now();
+    tracing::info!(role, path = %dir.display(), "loading model");
+    let out = f().with_context(|| format!("loading the {role} from {}", dir.display()))?;
+    tracing::info!(role, seconds = t0.elapsed().as_secs_f64(), "model loaded");
+    Ok(out)
+}
+
+fn register(metrics: &WorkerMetrics, registry: &prometheus::Registry) -> anyhow::Result<()> {
+    for c in metrics.collectors() {
+        registry.register(c)?;
+    }
+    Ok(())
+}
+
+fn load_embedder(
+    dir: &Path,
+    device: &Device,
+    args: &ServeArgs,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<ModelHandle> {
+    let id = model_id(dir);
+    let (model, tokenizer) = ragd_models::BertEmbedder::load(dir, &id, device)?;
+    let info = model.info().clone();
+    let output_dim = model.dim();
+    let metrics = WorkerMetrics::new(&id);
+    register(&metrics, registry)?;
+    let model: Box<dyn Embedder> = Box::new(model);
+    let (worker, _thread) = BatchWorker::spawn(&id, model, limits(args), metrics)?;
+    Ok(ModelHandle {
+        info,
+        tokenizer,
+        worker,
+        labels: Vec::new(),
+        output_dim,
+    })
+}
+
+fn load_guard(
+    dir: &Path,
+    device: &Device,
+    args: &ServeArgs,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<ModelHandle> {
+    let (model, tokenizer): (Box<dyn Classifier>, _) = ragd_models::guard::load_guard(dir, device)?;
+    let info = model.info().clone();
+    let labels = model.labels().to_vec();
+    let metrics = WorkerMetrics::new(&info.id);
+    register(&metrics, registry)?;
+    let (worker, _thread) = BatchWorker::spawn(&info.id, model, limits(args), metrics)?;
+    Ok(ModelHandle {
+        info,
+        tokenizer,
+        worker,
+        output_dim: labels.len(),
+        labels,
+    })
+}

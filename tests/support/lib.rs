@@ -1,0 +1,111 @@
+//! Helpers shared by ragd's end-to-end tests and benchmarks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use serve_args_from_flags::serve_args;
+use ragd_server::serve::{self, RunningServer};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The models folder: `RAGD_MODELS_DIR`, else `models/cache`. Panics with the
+/// fix when the default models are missing: a test must not pass without them.
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("RAGD_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models/cache"));
+    for name in ["all-minilm-l6-v2", "nanoguard"] {
+        assert!(
+            dir.join(name).is_dir(),
+            "model {name} missing in {}: run `models/fetch` first",
+            dir.display()
+        );
+    }
+    dir
+}
+
+mod serve_args_from_flags {
+    use std::path::PathBuf;
+
+    use clap::Parser;
+    use ragd_server::cli::{Cli, Command, ServeArgs};
+
+    /// `ServeArgs` as `ragd serve` would parse them from `extra` flags, with
+    /// port 0 and the test models folder.
+    pub fn serve_args(models_dir: PathBuf, extra: &[&str]) -> ServeArgs {
+        let dir = models_dir.display().to_string();
+        let mut argv = vec!["ragd", "serve", "--port", "0", "--models-dir", &dir];
+        argv.extend_from_slice(extra);
+        match Cli::parse_from(argv).command {
+            Command::Serve(a) => a,
+            _ => unreachable!("parsed a serve command"),
+        }
+    }
+}
+
+/// A server with the default real models, started once per test binary on
+/// its own runtime thread (each `#[tokio::test]` has a runtime that dies with
+/// the test, so the shared server cannot live on one of them).
+pub fn shared_server() -> SocketAddr {
+    static SERVER: OnceLock<(SocketAddr, StopOnDrop)> = OnceLock::new();
+    SERVER.get_or_init(|| start_on_own_thread(&[])).0
+}
+
+/// Starts a server with extra `ragd serve` flags on its own runtime thread
+/// and waits until its models are loaded. Returns its address and a handle
+/// that stops it when dropped.
+pub fn start_on_own_thread(extra: &[&str]) -> (SocketAddr, StopOnDrop) {
+    let args = serve_args(models_dir(), extra);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let mut server: RunningServer = match serve::start(args).await {
+                Ok(s) => s,
+                Err(e) => return tx.send(Err(e)).expect("send"),
+            };
+            if let Err(e) = server.wait_ready().await {
+                return tx.send(Err(e)).expect("send");
+            }
+            tx.send(Ok(server.addr)).expect("send");
+            let _ = stop_rx.await;
+            server.stop();
+        });
+    });
+    let addr = rx.recv().expect("server thread").expect("server failed to start");
+    (addr, StopOnDrop(Some(stop_tx)))
+}
+
+/// Stops a test server when dropped.
+pub struct StopOnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Reads one sample value from Prometheus text, e.g.
+/// `metric_value(text, "ragd_batch_size_count", "model=\"x\"")`.
+pub fn metric_value(text: &str, name: &str, label_fragment: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            let (metric, _) = l.split_once(' ').unwrap_or((l, ""));
+            let base = metric.split('{').next().unwrap_or(metric);
+            base == name && metric.contains(label_fragment)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
