@@ -43,26 +43,101 @@ async fn malformed_requests_get_openai_errors() {
     let emb = "/v1/embeddings";
     let m = "all-minilm-l6-v2";
     let cases = vec![
-        post_raw("truncated json", emb, br#"{"model": "all-minilm-l6-v2", "input": ["a""#, 400),
+        post_raw(
+            "truncated json",
+            emb,
+            br#"{"model": "all-minilm-l6-v2", "input": ["a""#,
+            400,
+        ),
         post_raw("not json at all", emb, b"hello there", 400),
-        post_raw("invalid utf-8", emb, b"{\"model\": \"all-minilm-l6-v2\", \"input\": \"\xff\xfe\"}", 400),
-        post_json("input of the wrong type", emb, json!({"model": m, "input": {"text": "a"}}), 400),
-        post_json("model of the wrong type", emb, json!({"model": 42, "input": "a"}), 422),
+        post_raw(
+            "invalid utf-8",
+            emb,
+            b"{\"model\": \"all-minilm-l6-v2\", \"input\": \"\xff\xfe\"}",
+            400,
+        ),
+        post_json(
+            "input of the wrong type",
+            emb,
+            json!({"model": m, "input": {"text": "a"}}),
+            400,
+        ),
+        post_json(
+            "model of the wrong type",
+            emb,
+            json!({"model": 42, "input": "a"}),
+            422,
+        ),
         post_json("missing model", emb, json!({"input": "a"}), 422),
         post_json("missing input", emb, json!({"model": m}), 400),
         post_json("empty string", emb, json!({"model": m, "input": ""}), 400),
         post_json("empty array", emb, json!({"model": m, "input": []}), 400),
-        post_json("negative token id", emb, json!({"model": m, "input": [1, -5]}), 400),
-        post_json("token id outside the vocabulary", emb, json!({"model": m, "input": [999999]}), 400),
-        post_json("too many inputs", emb, json!({"model": m, "input": vec!["a"; 17]}), 400),
-        post_json("unknown model", emb, json!({"model": "text-embedding-3-large", "input": "a"}), 404),
-        post_json("wrong dimensions", emb, json!({"model": m, "input": "a", "dimensions": 1024}), 400),
-        post_json("bad encoding format", emb, json!({"model": m, "input": "a", "encoding_format": "int8"}), 422),
-        post_json("unknown field", emb, json!({"model": m, "input": "a", "bogus": true}), 422),
-        post_json("oversize body", emb, json!({"model": m, "input": "x".repeat(70_000)}), 413),
-        post_json("moderation of token ids", "/v1/moderations", json!({"input": [1, 2, 3]}), 400),
-        post_json("moderation of a number", "/v1/moderations", json!({"input": 7}), 400),
-        post_json("moderation by an unknown model", "/v1/moderations", json!({"input": "a", "model": "omni-moderation-latest"}), 404),
+        post_json(
+            "negative token id",
+            emb,
+            json!({"model": m, "input": [1, -5]}),
+            400,
+        ),
+        post_json(
+            "token id outside the vocabulary",
+            emb,
+            json!({"model": m, "input": [999999]}),
+            400,
+        ),
+        post_json(
+            "too many inputs",
+            emb,
+            json!({"model": m, "input": vec!["a"; 17]}),
+            400,
+        ),
+        post_json(
+            "unknown model",
+            emb,
+            json!({"model": "text-embedding-3-large", "input": "a"}),
+            404,
+        ),
+        post_json(
+            "wrong dimensions",
+            emb,
+            json!({"model": m, "input": "a", "dimensions": 1024}),
+            400,
+        ),
+        post_json(
+            "bad encoding format",
+            emb,
+            json!({"model": m, "input": "a", "encoding_format": "int8"}),
+            422,
+        ),
+        post_json(
+            "unknown field",
+            emb,
+            json!({"model": m, "input": "a", "bogus": true}),
+            422,
+        ),
+        post_json(
+            "oversize body",
+            emb,
+            json!({"model": m, "input": "x".repeat(70_000)}),
+            413,
+        ),
+        post_json(
+            "moderation of token ids",
+            "/v1/moderations",
+            json!({"input": [1, 2, 3]}),
+            400,
+        ),
+        post_json(
+            "moderation of a number",
+            "/v1/moderations",
+            json!({"input": 7}),
+            400,
+        ),
+        post_json(
+            "moderation by an unknown model",
+            "/v1/moderations",
+            json!({"input": "a", "model": "omni-moderation-latest"}),
+            404,
+        ),
         Case {
             name: "missing content type",
             method: reqwest::Method::POST,
@@ -99,7 +174,9 @@ async fn malformed_requests_get_openai_errors() {
     assert!(cases.len() >= 10);
     let client = reqwest::Client::new();
     for case in &cases {
-        let mut req = client.request(case.method.clone(), format!("{base}{}", case.path)).body(case.body.clone());
+        let mut req = client
+            .request(case.method.clone(), format!("{base}{}", case.path))
+            .body(case.body.clone());
         if let Some(ct) = case.content_type {
             req = req.header(CONTENT_TYPE, ct);
         }
@@ -107,11 +184,20 @@ async fn malformed_requests_get_openai_errors() {
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         assert_eq!(status, case.status, "{}: {text}", case.name);
-        let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{}: not JSON: {text}", case.name));
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{}: not JSON: {text}", case.name));
         let err = &body["error"];
-        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "{}: {body}", case.name);
+        assert!(
+            err["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}: {body}",
+            case.name
+        );
         assert!(err["type"].is_string(), "{}: {body}", case.name);
-        assert!(err.get("param").is_some() && err.get("code").is_some(), "{}: {body}", case.name);
+        assert!(
+            err.get("param").is_some() && err.get("code").is_some(),
+            "{}: {body}",
+            case.name
+        );
     }
     // Still serving after all of that.
     let ok = client

@@ -7,13 +7,22 @@ use serde_json::{json, Value};
 const MODEL: &str = "all-minilm-l6-v2";
 
 async fn embed(client: &reqwest::Client, base: &str, body: Value) -> Value {
-    let r = client.post(format!("{base}/v1/embeddings")).json(&body).send().await.unwrap();
+    let r = client
+        .post(format!("{base}/v1/embeddings"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     r.json().await.unwrap()
 }
 
 fn vector(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -24,7 +33,11 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 async fn shapes_formats_and_usage_follow_openai() {
     let base = format!("http://{}", shared_server());
     let c = reqwest::Client::new();
-    let texts = ["What is the capital of France?", "Paris is the capital of France.", "Bananas are yellow."];
+    let texts = [
+        "What is the capital of France?",
+        "Paris is the capital of France.",
+        "Bananas are yellow.",
+    ];
     let resp = embed(&c, &base, json!({"model": MODEL, "input": texts})).await;
     assert_eq!(resp["object"], "list");
     assert_eq!(resp["model"], MODEL);
@@ -50,11 +63,19 @@ async fn shapes_formats_and_usage_follow_openai() {
     assert_eq!(usage["prompt_tokens"], usage["total_tokens"]);
 
     // base64 is the same vector, little-endian f32.
-    let b64 = embed(&c, &base, json!({"model": MODEL, "input": texts[0], "encoding_format": "base64"})).await;
+    let b64 = embed(
+        &c,
+        &base,
+        json!({"model": MODEL, "input": texts[0], "encoding_format": "base64"}),
+    )
+    .await;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64["data"][0]["embedding"].as_str().unwrap())
         .unwrap();
-    let decoded: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let decoded: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     assert!(cosine(&decoded, &vs[0]) > 0.99999);
 }
 
@@ -65,7 +86,12 @@ async fn token_arrays_embed_like_their_text() {
     // "hello world" in the MiniLM vocabulary.
     let by_text = embed(&c, &base, json!({"model": MODEL, "input": "hello world"})).await;
     let by_ids = embed(&c, &base, json!({"model": MODEL, "input": [7592, 2088]})).await;
-    let by_ids_batch = embed(&c, &base, json!({"model": MODEL, "input": [[7592, 2088], [7592]]})).await;
+    let by_ids_batch = embed(
+        &c,
+        &base,
+        json!({"model": MODEL, "input": [[7592, 2088], [7592]]}),
+    )
+    .await;
     let t = vector(&by_text["data"][0]["embedding"]);
     assert!(cosine(&t, &vector(&by_ids["data"][0]["embedding"])) > 0.99999);
     assert!(cosine(&t, &vector(&by_ids_batch["data"][0]["embedding"])) > 0.99999);
@@ -80,11 +106,18 @@ async fn two_hundred_concurrent_requests_are_correct_and_batched() {
     let base = format!("http://{addr}");
     let c = reqwest::Client::new();
     let texts: Vec<String> = (0..20)
-        .map(|i| format!("Sentence number {i} is about topic {} and nothing else.", i * 7 % 13))
+        .map(|i| {
+            format!(
+                "Sentence number {i} is about topic {} and nothing else.",
+                i * 7 % 13
+            )
+        })
         .collect();
     let mut alone = Vec::new();
     for t in &texts {
-        alone.push(vector(&embed(&c, &base, json!({"model": MODEL, "input": t})).await["data"][0]["embedding"]));
+        alone.push(vector(
+            &embed(&c, &base, json!({"model": MODEL, "input": t})).await["data"][0]["embedding"],
+        ));
     }
     let tasks: Vec<_> = (0..200)
         .map(|i| {
@@ -98,11 +131,21 @@ async fn two_hundred_concurrent_requests_are_correct_and_batched() {
         let cos = cosine(&got, &alone[i % texts.len()]);
         assert!(cos > 0.99999, "request {i}: cosine {cos} against its solo vector");
     }
-    let metrics = c.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let label = format!("model=\"{MODEL}\"");
     let batches = metric_value(&metrics, "ragd_batch_size_count", &label).unwrap();
     let seqs = metric_value(&metrics, "ragd_batch_size_sum", &label).unwrap();
     assert_eq!(seqs, 220.0, "every request reached the model once");
-    assert!(batches < seqs, "no batching: {batches} batches for {seqs} sequences");
+    assert!(
+        batches < seqs,
+        "no batching: {batches} batches for {seqs} sequences"
+    );
     eprintln!("220 sequences in {batches} batches (mean {:.1})", seqs / batches);
 }

@@ -6,16 +6,45 @@ use ragd_suite::{shared_server, start_on_own_thread};
 async fn ready_lists_models_and_metrics_have_units() {
     let base = format!("http://{}", shared_server());
     let c = reqwest::Client::new();
-    assert_eq!(c.get(format!("{base}/health")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{base}/health")).send().await.unwrap().status(),
+        200
+    );
     let ready = c.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    let models: serde_json::Value = c.get(format!("{base}/v1/models")).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let models: serde_json::Value = c
+        .get(format!("{base}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["all-minilm-l6-v2", "nanoguard"]);
-    let card: serde_json::Value = c.get(format!("{base}/v1/models/nanoguard")).send().await.unwrap().json().await.unwrap();
+    let card: serde_json::Value = c
+        .get(format!("{base}/v1/models/nanoguard"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(card["kind"], "guard");
     assert_eq!(card["max_input_tokens"], 512);
-    let metrics = c.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "ragd_http_requests_total",
         "ragd_http_request_duration_seconds_bucket",

@@ -17,9 +17,11 @@ models = [m.id for m in client.models.list().data]
 assert "all-minilm-l6-v2" in models and "nanoguard" in models, models
 
 texts = ["How tall is the Eiffel Tower?", "The Eiffel Tower is 330 metres tall.", "I like green apples."]
-# The client asks for base64 by default and decodes it; also ask for floats.
-for fmt in ("base64", "float"):
-    resp = client.embeddings.create(model="all-minilm-l6-v2", input=texts, encoding_format=fmt)
+# Without encoding_format the client asks for base64 and decodes it itself;
+# also ask for floats explicitly.
+for fmt in (None, "float"):
+    extra = {"encoding_format": fmt} if fmt else {}
+    resp = client.embeddings.create(model="all-minilm-l6-v2", input=texts, **extra)
     vecs = [d.embedding for d in resp.data]
     assert len(vecs) == 3 and all(len(v) == 384 for v in vecs), fmt
     assert all(abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-4 for v in vecs), fmt

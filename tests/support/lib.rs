@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use serve_args_from_flags::serve_args;
 use ragd_server::serve::{self, RunningServer};
+use serve_args_from_flags::serve_args;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

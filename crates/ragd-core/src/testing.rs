@@ -49,10 +49,7 @@ impl Embedder for FakeEmbedder {
     }
     fn embed(&mut self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
         self.batch_sizes.push(batch.len());
-        Ok(batch
-            .seqs()
-            .map(|s| Self::vector_for(self.dim, s))
-            .collect())
+        Ok(batch.seqs().map(|s| Self::vector_for(self.dim, s)).collect())
     }
 }
 

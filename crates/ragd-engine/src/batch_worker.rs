@@ -140,7 +140,8 @@ struct PendingBatch {
 
 impl PendingBatch {
     fn fits(&self, job: &Job, limits: &BatchLimits) -> bool {
-        self.tokens + job.tokens <= limits.max_batch_tokens && self.seqs + job.seqs.len() <= limits.max_batch_seqs
+        self.tokens + job.tokens <= limits.max_batch_tokens
+            && self.seqs + job.seqs.len() <= limits.max_batch_seqs
     }
 
     fn admit(&mut self, job: Job) {
@@ -221,7 +222,11 @@ fn run_batch<M: BatchModel>(model: &mut M, jobs: Vec<Job>, metrics: &WorkerMetri
             }
         }
         Ok(vectors) => {
-            let msg = format!("model returned {} vectors for {} sequences", vectors.len(), batch.len());
+            let msg = format!(
+                "model returned {} vectors for {} sequences",
+                vectors.len(),
+                batch.len()
+            );
             for job in jobs {
                 let _ = job.reply.send(Err(ModelError::Inference(msg.clone()).into()));
             }

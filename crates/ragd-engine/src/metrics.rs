@@ -21,14 +21,14 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     /// Unregistered metrics labelled with the model id.
     pub fn new(model: &str) -> Self {
-        let opts = |name: &str, help: &str| {
-            HistogramOpts::new(name, help).const_label("model", model)
-        };
+        let opts = |name: &str, help: &str| HistogramOpts::new(name, help).const_label("model", model);
         let pow2 = prometheus::exponential_buckets(1.0, 2.0, 10).expect("static buckets");
         let secs = prometheus::exponential_buckets(0.0005, 2.0, 16).expect("static buckets");
         let hist = |o: HistogramOpts| Histogram::with_opts(o).expect("static metric");
         Self {
-            batch_size: hist(opts("ragd_batch_size", "Sequences per model forward batch").buckets(pow2.clone())),
+            batch_size: hist(
+                opts("ragd_batch_size", "Sequences per model forward batch").buckets(pow2.clone()),
+            ),
             batch_tokens: hist(
                 opts("ragd_batch_tokens", "Tokens per model forward batch")
                     .buckets(prometheus::exponential_buckets(16.0, 2.0, 12).expect("static buckets")),
@@ -37,7 +37,9 @@ impl WorkerMetrics {
                 Opts::new("ragd_queue_depth", "Requests waiting for a model").const_label("model", model),
             )
             .expect("static metric"),
-            queue_seconds: hist(opts("ragd_queue_wait_seconds", "Time a request waited for its batch").buckets(secs.clone())),
+            queue_seconds: hist(
+                opts("ragd_queue_wait_seconds", "Time a request waited for its batch").buckets(secs.clone()),
+            ),
             forward_seconds: hist(opts("ragd_forward_seconds", "Model forward time per batch").buckets(secs)),
         }
     }

@@ -31,7 +31,10 @@ async fn concurrent_requests_are_answered_correctly_and_batched() {
     }
     let batches = metrics.batch_size.get_sample_count();
     assert_eq!(metrics.batch_size.get_sample_sum() as u64, 200);
-    assert!(batches < 200, "expected some batches > 1, got {batches} batches for 200 requests");
+    assert!(
+        batches < 200,
+        "expected some batches > 1, got {batches} batches for 200 requests"
+    );
     assert_eq!(metrics.queue_depth.get(), 0);
 }
 
@@ -60,7 +63,13 @@ async fn a_full_queue_refuses_with_overloaded() {
         max_batch_tokens: 1,
         max_batch_seqs: 1,
     };
-    let (worker, _) = BatchWorker::spawn("slow", Slow(Duration::from_millis(200)), limits, WorkerMetrics::new("slow")).unwrap();
+    let (worker, _) = BatchWorker::spawn(
+        "slow",
+        Slow(Duration::from_millis(200)),
+        limits,
+        WorkerMetrics::new("slow"),
+    )
+    .unwrap();
     let mut handles = Vec::new();
     for _ in 0..3 {
         let w = worker.clone();
@@ -69,7 +78,10 @@ async fn a_full_queue_refuses_with_overloaded() {
     }
     // One running, two waiting: the next is refused at once.
     let err = worker.run(vec![vec![1]]).await.unwrap_err();
-    assert!(matches!(err, EngineError::Overloaded { capacity: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, EngineError::Overloaded { capacity: 2, .. }),
+        "{err:?}"
+    );
     for h in handles {
         h.await.unwrap().unwrap();
     }
@@ -82,7 +94,8 @@ async fn abandoned_requests_are_skipped() {
         ..BatchLimits::default()
     };
     let metrics = WorkerMetrics::new("slow");
-    let (worker, _) = BatchWorker::spawn("slow", Slow(Duration::from_millis(100)), limits, metrics.clone()).unwrap();
+    let (worker, _) =
+        BatchWorker::spawn("slow", Slow(Duration::from_millis(100)), limits, metrics.clone()).unwrap();
     let busy = {
         let w = worker.clone();
         tokio::spawn(async move { w.run(vec![vec![1]]).await })
@@ -111,16 +124,21 @@ impl BatchModel for Panicky {
 
 #[tokio::test]
 async fn a_model_panic_fails_one_batch_not_the_worker() {
-    let (worker, _) = BatchWorker::spawn("p", Panicky, BatchLimits::default(), WorkerMetrics::new("p")).unwrap();
+    let (worker, _) =
+        BatchWorker::spawn("p", Panicky, BatchLimits::default(), WorkerMetrics::new("p")).unwrap();
     let err = worker.run(vec![vec![666]]).await.unwrap_err();
-    assert!(matches!(err, EngineError::Model(ModelError::Inference(_))), "{err:?}");
+    assert!(
+        matches!(err, EngineError::Model(ModelError::Inference(_))),
+        "{err:?}"
+    );
     assert_eq!(worker.run(vec![vec![1]]).await.unwrap(), vec![vec![0.0]]);
 }
 
 #[tokio::test]
 async fn classifier_workers_return_probabilities() {
     let model: Box<dyn Classifier> = Box::new(FakeClassifier::new(7, 16));
-    let (worker, _) = BatchWorker::spawn("g", model, BatchLimits::default(), WorkerMetrics::new("g")).unwrap();
+    let (worker, _) =
+        BatchWorker::spawn("g", model, BatchLimits::default(), WorkerMetrics::new("g")).unwrap();
     let out = worker.run(vec![vec![1, 2], vec![7]]).await.unwrap();
     assert_eq!(out, vec![vec![0.9, 0.1], vec![0.1, 0.9]]);
 }

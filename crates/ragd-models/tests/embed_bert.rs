@@ -16,7 +16,11 @@ fn model_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("models/cache"))
         .join("all-minilm-l6-v2");
-    assert!(dir.is_dir(), "{} missing: run `models/fetch` first", dir.display());
+    assert!(
+        dir.is_dir(),
+        "{} missing: run `models/fetch` first",
+        dir.display()
+    );
     dir
 }
 
@@ -36,14 +40,30 @@ struct Fixture {
 fn fixture() -> Fixture {
     let path = root().join("tests/fixtures/embeddings.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
-    let texts = v["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let texts = v["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
     let vectors = v["vectors"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
         .collect();
-    let token_counts = v["token_counts"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    let token_counts = v["token_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
     Fixture {
         texts,
         vectors,
@@ -55,7 +75,8 @@ fn fixture() -> Fixture {
 fn embeddings_match_sentence_transformers() {
     let fx = fixture();
     assert!(fx.texts.len() >= 16);
-    let (mut model, tokenizer) = BertEmbedder::load(&model_dir(), "all-minilm-l6-v2", &candle_core::Device::Cpu).unwrap();
+    let (mut model, tokenizer) =
+        BertEmbedder::load(&model_dir(), "all-minilm-l6-v2", &candle_core::Device::Cpu).unwrap();
     let framing = model.info().framing.clone();
     let seqs: Vec<Vec<u32>> = fx
         .texts
@@ -63,7 +84,10 @@ fn embeddings_match_sentence_transformers() {
         .map(|t| framing.frame(&tokenizer.encode(t).unwrap()).remove(0))
         .collect();
     let long = seqs.iter().filter(|s| s.len() == 256).count();
-    assert!(long >= 4, "the fixture should exercise truncation at 256 tokens ({long} do)");
+    assert!(
+        long >= 4,
+        "the fixture should exercise truncation at 256 tokens ({long} do)"
+    );
     for (i, s) in seqs.iter().enumerate() {
         assert_eq!(s.len(), fx.token_counts[i], "token count of text {i}");
     }
@@ -71,7 +95,10 @@ fn embeddings_match_sentence_transformers() {
     let batched = model.embed(&TokenBatch::from_sequences(&seqs)).unwrap();
     let mut worst = 1f32;
     for (i, want) in fx.vectors.iter().enumerate() {
-        let alone = model.embed(&TokenBatch::from_sequences(&[&seqs[i]])).unwrap().remove(0);
+        let alone = model
+            .embed(&TokenBatch::from_sequences(&[&seqs[i]]))
+            .unwrap()
+            .remove(0);
         for got in [&batched[i], &alone] {
             assert_eq!(got.len(), 384);
             let c = cosine(got, want);
@@ -85,6 +112,8 @@ fn embeddings_match_sentence_transformers() {
 #[test]
 fn oversize_sequences_are_rejected_not_truncated_silently() {
     let (mut model, _) = BertEmbedder::load(&model_dir(), "m", &candle_core::Device::Cpu).unwrap();
-    let err = model.embed(&TokenBatch::from_sequences(&[vec![101u32; 300]])).unwrap_err();
+    let err = model
+        .embed(&TokenBatch::from_sequences(&[vec![101u32; 300]]))
+        .unwrap_err();
     assert!(err.to_string().contains("exceeds the window"), "{err}");
 }

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use ragd_core::{Classifier, TextTokenizer, TokenBatch};
-use ragd_models::guard::{NanoGuard, TiktokenTokenizer};
 use candle_core::Device;
+use ragd_core::{Classifier, ModelKind, Overflow, TextTokenizer, TokenBatch};
+use ragd_models::guard::{load_guard, NanoGuard, TiktokenTokenizer};
 use serde::Deserialize;
 
 /// Tolerance on probabilities against PyTorch.
@@ -55,9 +55,18 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let path = repo_root().join("tests/fixtures/nanoguard.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).expect("nanoguard.json")
     })
+}
+
+/// `$RAGD_MODELS_DIR/nanoguard`, else `<repo>/models/cache/nanoguard`.
+fn nanoguard_dir() -> PathBuf {
+    std::env::var_os("RAGD_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models/cache"))
+        .join("nanoguard")
 }
 
 type Loaded = (Mutex<NanoGuard>, Arc<TiktokenTokenizer>);
@@ -65,10 +74,7 @@ type Loaded = (Mutex<NanoGuard>, Arc<TiktokenTokenizer>);
 fn model() -> &'static Loaded {
     static M: OnceLock<Loaded> = OnceLock::new();
     M.get_or_init(|| {
-        let models = std::env::var_os("RAGD_MODELS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("models/cache"));
-        let dir = models.join("nanoguard");
+        let dir = nanoguard_dir();
         for f in ["model.pt", "tokenizer.pkl"] {
             assert!(
                 dir.join(f).is_file(),
@@ -76,7 +82,8 @@ fn model() -> &'static Loaded {
                 dir.join(f).display()
             );
         }
-        let (guard, tok) = NanoGuard::load(&dir, "nanoguard", &Device::Cpu).expect("load NanoGuard");
+        let (guard, tok) =
+            NanoGuard::load(&dir, "nanoguard", &Device::Cpu).expect("load NanoGuard");
         (Mutex::new(guard), tok)
     })
 }
@@ -87,7 +94,10 @@ fn guard() -> MutexGuard<'static, NanoGuard> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -118,16 +128,25 @@ fn probabilities_match_pytorch_batched_and_one_at_a_time() {
     let mut guard = guard();
     assert_eq!(guard.labels(), ["safe", "injection"]);
     let seqs: Vec<&[u32]> = fx.cases.iter().map(|c| c.token_ids.as_slice()).collect();
-    let batched = guard.classify(&TokenBatch::from_sequences(&seqs)).expect("classify");
+    let batched = guard
+        .classify(&TokenBatch::from_sequences(&seqs))
+        .expect("classify");
     assert_eq!(batched.len(), fx.cases.len());
     let (mut worst_ref, mut worst_batch) = (0f32, 0f32);
     for (c, probs) in fx.cases.iter().zip(&batched) {
         let d = max_abs_diff(probs, &c.probs);
         assert!(d < TOL, "{:?}: {probs:?} vs {:?}", c.text, c.probs);
         worst_ref = worst_ref.max(d);
-        let single = guard.classify(&TokenBatch::from_sequences(&[&c.token_ids])).expect("classify");
+        let single = guard
+            .classify(&TokenBatch::from_sequences(&[&c.token_ids]))
+            .expect("classify");
         let d = max_abs_diff(&single[0], probs);
-        assert!(d < 1e-5, "{:?}: single {:?} vs batched {probs:?}", c.text, single[0]);
+        assert!(
+            d < 1e-5,
+            "{:?}: single {:?} vs batched {probs:?}",
+            c.text,
+            single[0]
+        );
         worst_batch = worst_batch.max(d);
     }
     eprintln!(
@@ -142,7 +161,9 @@ fn windows_of_long_texts_match_pytorch() {
     let mut guard = guard();
     let mut worst = 0f32;
     for c in &fx.long_cases {
-        let probs = guard.classify(&TokenBatch::from_sequences(&c.windows)).expect("classify");
+        let probs = guard
+            .classify(&TokenBatch::from_sequences(&c.windows))
+            .expect("classify");
         for (p, want) in probs.iter().zip(&c.window_probs) {
             let d = max_abs_diff(p, want);
             assert!(d < TOL, "{:?}: {p:?} vs {want:?}", &c.text[..40]);
@@ -155,9 +176,30 @@ fn windows_of_long_texts_match_pytorch() {
 }
 
 #[test]
+fn load_guard_detects_nanoguard() {
+    model(); // fails with the `models/fetch` hint when the files are missing
+    let (guard, tokenizer) = load_guard(&nanoguard_dir(), &Device::Cpu).expect("load_guard");
+    let info = guard.info();
+    assert_eq!(info.id, "nanoguard");
+    assert_eq!(info.kind, ModelKind::Guard);
+    assert_eq!(info.framing.prefix, vec![fixture().bos_id]);
+    assert!(info.framing.suffix.is_empty());
+    assert_eq!(info.framing.max_len, 512);
+    assert_eq!(info.framing.overflow, Overflow::Windows);
+    assert_eq!(tokenizer.vocab_size(), 8192);
+}
+
+#[test]
 fn rejects_bad_input() {
     let mut guard = guard();
-    assert!(guard.classify(&TokenBatch::from_sequences(&[vec![8188, 8192]])).is_err());
-    assert!(guard.classify(&TokenBatch::from_sequences(&[vec![1; 513]])).is_err());
-    assert!(guard.classify(&TokenBatch::new()).expect("empty batch").is_empty());
+    assert!(guard
+        .classify(&TokenBatch::from_sequences(&[vec![8188, 8192]]))
+        .is_err());
+    assert!(guard
+        .classify(&TokenBatch::from_sequences(&[vec![1; 513]]))
+        .is_err());
+    assert!(guard
+        .classify(&TokenBatch::new())
+        .expect("empty batch")
+        .is_empty());
 }

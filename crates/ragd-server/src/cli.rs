@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "ragd", version, about = "Self-hosted RAG inference server (OpenAI-compatible)")]
+#[command(
+    name = "ragd",
+    version,
+    about = "Self-hosted RAG inference server (OpenAI-compatible)"
+)]
 pub struct Cli {
     /// TOML file whose keys (`port = 8080`, `guard = "none"`, ...) are used
     /// where neither a flag nor a RAGD_* variable sets a value.
@@ -35,6 +39,15 @@ pub enum Command {
     /// Inspect and fetch models.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Embedding throughput (sentences/s) on SQuAD questions and paragraphs.
+    Embed(crate::bench::EmbedBenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]

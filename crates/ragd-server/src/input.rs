@@ -37,16 +37,28 @@ pub fn parse(value: &Value, allow_tokens: bool, max_inputs: usize) -> Result<Vec
                 Value::Array(ids) if allow_tokens => Ok(Input::Tokens(token_ids(ids, Some(i))?)),
                 _ => Err(bad(format!(
                     "`input[{i}]` must be {}, got {}",
-                    if allow_tokens { "a string or an array of token ids" } else { "a string" },
+                    if allow_tokens {
+                        "a string or an array of token ids"
+                    } else {
+                        "a string"
+                    },
                     type_name(v)
                 ))),
             })
             .collect::<Result<_, _>>()?,
         Value::Null => return Err(bad("`input` is required".into())),
-        v => return Err(bad(format!("`input` must be a string or an array, got {}", type_name(v)))),
+        v => {
+            return Err(bad(format!(
+                "`input` must be a string or an array, got {}",
+                type_name(v)
+            )))
+        }
     };
     if items.len() > max_inputs {
-        return Err(bad(format!("`input` has {} items; at most {max_inputs} are allowed", items.len())));
+        return Err(bad(format!(
+            "`input` has {} items; at most {max_inputs} are allowed",
+            items.len()
+        )));
     }
     for (i, item) in items.iter().enumerate() {
         let empty = match item {
@@ -61,15 +73,23 @@ pub fn parse(value: &Value, allow_tokens: bool, max_inputs: usize) -> Result<Vec
 }
 
 fn token_ids(a: &[Value], at: Option<usize>) -> Result<Vec<u32>, ApiError> {
-    let place = at.map(|i| format!("`input[{i}]`")).unwrap_or_else(|| "`input`".into());
+    let place = at
+        .map(|i| format!("`input[{i}]`"))
+        .unwrap_or_else(|| "`input`".into());
     if a.is_empty() {
-        return Err(ApiError::invalid(format!("{place} is an empty token array"), "input"));
+        return Err(ApiError::invalid(
+            format!("{place} is an empty token array"),
+            "input",
+        ));
     }
     a.iter()
         .map(|v| {
-            v.as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| ApiError::invalid(format!("{place} must hold only non-negative integer token ids, got {v}"), "input"))
+            v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+                ApiError::invalid(
+                    format!("{place} must hold only non-negative integer token ids, got {v}"),
+                    "input",
+                )
+            })
         })
         .collect()
 }
@@ -128,15 +148,32 @@ mod tests {
 
     #[test]
     fn accepts_the_four_shapes() {
-        assert_eq!(parse(&json!("a"), true, 10).unwrap(), vec![Input::Text("a".into())]);
+        assert_eq!(
+            parse(&json!("a"), true, 10).unwrap(),
+            vec![Input::Text("a".into())]
+        );
         assert_eq!(parse(&json!(["a", "b"]), true, 10).unwrap().len(), 2);
-        assert_eq!(parse(&json!([1, 2]), true, 10).unwrap(), vec![Input::Tokens(vec![1, 2])]);
+        assert_eq!(
+            parse(&json!([1, 2]), true, 10).unwrap(),
+            vec![Input::Tokens(vec![1, 2])]
+        );
         assert_eq!(parse(&json!([[1], [2, 3]]), true, 10).unwrap().len(), 2);
     }
 
     #[test]
     fn rejects_bad_shapes() {
-        for bad in [json!(""), json!([]), json!([""]), json!([1, -2]), json!([1.5]), json!([[]]), json!({}), json!(3), json!(null), json!(["a", 3])] {
+        for bad in [
+            json!(""),
+            json!([]),
+            json!([""]),
+            json!([1, -2]),
+            json!([1.5]),
+            json!([[]]),
+            json!({}),
+            json!(3),
+            json!(null),
+            json!(["a", 3]),
+        ] {
             assert!(parse(&bad, true, 10).is_err(), "{bad} should be rejected");
         }
         assert!(parse(&json!([1, 2]), false, 10).is_err());

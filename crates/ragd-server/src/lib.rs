@@ -2,6 +2,7 @@
 //! the command line of the `ragd` binary.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config_file;
 pub mod error;

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ragd_server::cli::{Cli, Command};
-use ragd_server::{config_file, models_cmd, serve, telemetry};
+use ragd_server::cli::{BenchCommand, Cli, Command};
+use ragd_server::{bench, config_file, models_cmd, serve, telemetry};
 
 /// `--config FILE`, `--config=FILE` or `RAGD_CONFIG`, read before clap so the
 /// file's values can act as defaults of the flags.
@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(serve::run(args))),
         Command::Models(cmd) => models_cmd::run(cmd),
+        Command::Bench(BenchCommand::Embed(args)) => bench::run_embed(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

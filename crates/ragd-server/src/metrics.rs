@@ -21,12 +21,18 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
-            Opts::new("ragd_http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "ragd_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("ragd_http_request_duration_seconds", "HTTP request duration by route")
-                .buckets(prometheus::exponential_buckets(0.001, 2.0, 16)?),
+            HistogramOpts::new(
+                "ragd_http_request_duration_seconds",
+                "HTTP request duration by route",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 2.0, 16)?),
             &["route", "method"],
         )?;
         registry.register(Box::new(requests.clone()))?;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use ragd_models::Device;
 use ragd_core::{Classifier, Embedder, ModelInfo, TextTokenizer};
 use ragd_engine::{BatchLimits, BatchWorker, WorkerMetrics};
+use ragd_models::Device;
 
 use crate::cli::ServeArgs;
 
@@ -79,10 +79,14 @@ pub fn load(args: &ServeArgs, registry: &prometheus::Registry) -> anyhow::Result
     let device = args.device.open()?;
     let mut models = Models::default();
     if let Some(dir) = resolve(&args.embedder, &args.dir.models_dir)? {
-        models.embedder = Some(timed("embedder", &dir, || load_embedder(&dir, &device, args, registry))?);
+        models.embedder = Some(timed("embedder", &dir, || {
+            load_embedder(&dir, &device, args, registry)
+        })?);
     }
     if let Some(dir) = resolve(&args.guard, &args.dir.models_dir)? {
-        models.guard = Some(timed("guard", &dir, || load_guard(&dir, &device, args, registry))?);
+        models.guard = Some(timed("guard", &dir, || {
+            load_guard(&dir, &device, args, registry)
+        })?);
     }
     Ok(models)
 }

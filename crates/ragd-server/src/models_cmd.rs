@@ -19,7 +19,11 @@ pub fn detect_kind(dir: &Path) -> Option<&'static str> {
     if has("model.pt") && has("tokenizer.pkl") {
         return Some("guard (nanoguard)");
     }
-    if std::fs::read_dir(dir).ok()?.flatten().any(|e| e.path().extension().is_some_and(|x| x == "gguf")) {
+    if std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "gguf"))
+    {
         return Some("generator (gguf)");
     }
     let config = std::fs::read_to_string(dir.join("config.json")).ok()?;
@@ -60,7 +64,11 @@ fn list(models_dir: &Path) -> anyhow::Result<()> {
         .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().ends_with(".partial"))
         .map(|e| {
             let p = e.path();
-            (e.file_name().to_string_lossy().into_owned(), detect_kind(&p).unwrap_or("unknown"), dir_size(&p))
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                detect_kind(&p).unwrap_or("unknown"),
+                dir_size(&p),
+            )
         })
         .collect();
     rows.sort();
@@ -86,23 +94,38 @@ fn pull(repo: &str, revision: &str, models_dir: &Path) -> anyhow::Result<()> {
         .with_progress(true)
         .build()
         .context("cannot start the Hugging Face hub client")?;
-    let repo_api = api.repo(hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, revision.to_string()));
-    let info = repo_api
-        .info()
-        .with_context(|| format!("cannot reach the Hugging Face hub for {repo} (offline? copy the folder instead)"))?;
-    let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).filter(|f| wanted(f)).collect();
+    let repo_api = api.repo(hf_hub::Repo::with_revision(
+        repo.to_string(),
+        hf_hub::RepoType::Model,
+        revision.to_string(),
+    ));
+    let info = repo_api.info().with_context(|| {
+        format!("cannot reach the Hugging Face hub for {repo} (offline? copy the folder instead)")
+    })?;
+    let files: Vec<String> = info
+        .siblings
+        .into_iter()
+        .map(|s| s.rfilename)
+        .filter(|f| wanted(f))
+        .collect();
     if files.is_empty() {
         bail!("{repo} has no safetensors, gguf or json files");
     }
     let target = models_dir.join(repo.replace('/', "--"));
     for file in &files {
-        let cached = repo_api.get(file).with_context(|| format!("downloading {file}"))?;
+        let cached = repo_api
+            .get(file)
+            .with_context(|| format!("downloading {file}"))?;
         let dest = target.join(file);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::copy(&cached, &dest).with_context(|| format!("copying {file} to {}", dest.display()))?;
     }
-    println!("pulled {repo}@{revision} into {} ({} files)", target.display(), files.len());
+    println!(
+        "pulled {repo}@{revision} into {} ({} files)",
+        target.display(),
+        files.len()
+    );
     Ok(())
 }

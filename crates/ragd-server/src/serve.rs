@@ -72,6 +72,17 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     })
 }
 
+async fn await_loader(
+    loader: Option<JoinHandle<anyhow::Result<()>>>,
+    state: &AppState,
+) -> anyhow::Result<()> {
+    match loader {
+        Some(loader) => loader.await.context("model loader panicked")?,
+        None if state.is_ready() => Ok(()),
+        None => anyhow::bail!("model loading failed earlier"),
+    }
+}
+
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
@@ -79,11 +90,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 impl RunningServer {
     /// Waits until the models are loaded. A load failure is returned.
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        match self.loader.take() {
-            Some(loader) => loader.await.context("model loader panicked")?,
-            None if self.state.is_ready() => Ok(()),
-            None => anyhow::bail!("model loading failed earlier"),
-        }
+        await_loader(self.loader.take(), &self.state).await
     }
 
     /// Asks the server to stop accepting and finish in-flight requests.
@@ -102,7 +109,7 @@ impl RunningServer {
         });
         tokio::select! {
             r = &mut self.server => return r.context("server task failed")?.context("server failed"),
-            r = self.wait_ready() => if let Err(e) = r {
+            r = await_loader(self.loader.take(), &self.state) => if let Err(e) = r {
                 self.server.abort();
                 return Err(e);
             },

@@ -29,7 +29,11 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    pub fn new(expected: Vec<&'static str>, limits: Limits, registry: Registry) -> prometheus::Result<AppState> {
+    pub fn new(
+        expected: Vec<&'static str>,
+        limits: Limits,
+        registry: Registry,
+    ) -> prometheus::Result<AppState> {
         let http_metrics = HttpMetrics::register(&registry)?;
         Ok(Arc::new(Self {
             models: OnceLock::new(),
@@ -62,7 +66,9 @@ impl ServerState {
         requested: Option<&str>,
     ) -> Result<ModelHandle, ApiError> {
         let Some(models) = self.models.get() else {
-            return Err(ApiError::Unavailable("models are still loading; retry shortly".into()));
+            return Err(ApiError::Unavailable(
+                "models are still loading; retry shortly".into(),
+            ));
         };
         let Some(handle) = pick(models) else {
             return Err(match requested {

@@ -128,7 +128,9 @@ impl Classifier for NanoGuard {
         }
         let vocab = self.model.vocab_size();
         if let Some(&id) = batch.input_ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(ModelError::InvalidInput(format!("token id {id} is not below {vocab}")));
+            return Err(ModelError::InvalidInput(format!(
+                "token id {id} is not below {vocab}"
+            )));
         }
         let seqs: Vec<&[u32]> = batch.seqs().collect();
         let mut out = Vec::with_capacity(seqs.len());

@@ -45,7 +45,8 @@ pub struct Checkpoint {
 impl Checkpoint {
     pub fn read(path: &Path) -> Result<Self> {
         let fail = |e: &dyn std::fmt::Display| ModelError::load(path.display(), e);
-        let tensors = candle_core::pickle::read_all_with_key(path, Some("model_state_dict")).map_err(|e| fail(&e))?;
+        let tensors =
+            candle_core::pickle::read_all_with_key(path, Some("model_state_dict")).map_err(|e| fail(&e))?;
         let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
         let stored = read_config_entries(path).map_err(|e| fail(&e))?;
         let config = resolve_config(&stored, &tensors).map_err(|e| fail(&e))?;
@@ -88,7 +89,10 @@ fn read_config_entries(path: &Path) -> Result<HashMap<String, i64>, String> {
 
 /// Takes sizes from the tensor shapes and the head counts from the stored
 /// config (else the defaults), and checks that both agree.
-fn resolve_config(stored: &HashMap<String, i64>, tensors: &HashMap<String, Tensor>) -> Result<NanoGuardConfig, String> {
+fn resolve_config(
+    stored: &HashMap<String, i64>,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<NanoGuardConfig, String> {
     let dims = |name: &str| -> Result<Vec<usize>, String> {
         tensors
             .get(name)
@@ -139,10 +143,16 @@ fn resolve_config(stored: &HashMap<String, i64>, tensors: &HashMap<String, Tenso
         return Err(format!("degenerate config {c:?}"));
     }
     if c.n_kv_head != c.n_head {
-        return Err(format!("n_kv_head {} != n_head {} is not supported", c.n_kv_head, c.n_head));
+        return Err(format!(
+            "n_kv_head {} != n_head {} is not supported",
+            c.n_kv_head, c.n_head
+        ));
     }
-    if c.n_embd % c.n_head != 0 || (c.n_embd / c.n_head) % 2 != 0 {
-        return Err(format!("n_embd {} does not split into {} heads of even size", c.n_embd, c.n_head));
+    if !c.n_embd.is_multiple_of(c.n_head) || !(c.n_embd / c.n_head).is_multiple_of(2) {
+        return Err(format!(
+            "n_embd {} does not split into {} heads of even size",
+            c.n_embd, c.n_head
+        ));
     }
     Ok(config)
 }

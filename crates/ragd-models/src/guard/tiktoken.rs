@@ -28,9 +28,16 @@ impl TiktokenTokenizer {
 
     /// Builds the tokenizer; ids must be unique over ranks and specials
     /// (`CoreBPE::new` would panic on duplicate ranks).
-    pub fn new(ranks: Vec<(Vec<u8>, u32)>, specials: Vec<(String, u32)>, pattern: &str) -> Result<Self, String> {
+    pub fn new(
+        ranks: Vec<(Vec<u8>, u32)>,
+        specials: Vec<(String, u32)>,
+        pattern: &str,
+    ) -> Result<Self, String> {
         let mut seen = HashSet::new();
-        let ids = ranks.iter().map(|(_, id)| *id).chain(specials.iter().map(|(_, id)| *id));
+        let ids = ranks
+            .iter()
+            .map(|(_, id)| *id)
+            .chain(specials.iter().map(|(_, id)| *id));
         if let Some(dup) = ids.clone().find(|id| !seen.insert(*id)) {
             return Err(format!("token id {dup} is used twice"));
         }
@@ -43,8 +50,12 @@ impl TiktokenTokenizer {
             return Err("the encoding has no tokens".into());
         }
         let specials_map: HashMap<String, u32> = specials.iter().cloned().collect();
-        let bpe = CoreBPE::new(ranks.into_iter().collect(), specials.into_iter().collect(), pattern)
-            .map_err(|e| format!("bad encoding: {e}"))?;
+        let bpe = CoreBPE::new(
+            ranks.into_iter().collect(),
+            specials.into_iter().collect(),
+            pattern,
+        )
+        .map_err(|e| format!("bad encoding: {e}"))?;
         Ok(Self {
             bpe,
             specials: specials_map,

@@ -29,14 +29,23 @@ enum Value {
     Int(i64),
     Tuple(Vec<Value>),
     Dict(Vec<(Value, Value)>),
-    Global { module: String, name: String },
-    Object { class: Box<Value>, state: Option<Box<Value>> },
+    Global {
+        module: String,
+        name: String,
+    },
+    Object {
+        class: Box<Value>,
+        state: Option<Box<Value>>,
+    },
     Mark,
 }
 
 impl Value {
     fn is_shareable(&self) -> bool {
-        matches!(self, Value::Str(_) | Value::Bytes(_) | Value::Int(_) | Value::Global { .. })
+        matches!(
+            self,
+            Value::Str(_) | Value::Bytes(_) | Value::Int(_) | Value::Global { .. }
+        )
     }
 }
 
@@ -86,7 +95,11 @@ pub fn parse_tiktoken_pickle(bytes: &[u8]) -> Result<TiktokenState, String> {
 }
 
 /// The entries of a dict whose keys `key` accepts and whose values are ids.
-fn dict_entries<K>(value: Value, what: &str, key: impl Fn(Value) -> Option<K>) -> Result<Vec<(K, u32)>, String> {
+fn dict_entries<K>(
+    value: Value,
+    what: &str,
+    key: impl Fn(Value) -> Option<K>,
+) -> Result<Vec<(K, u32)>, String> {
     let Value::Dict(entries) = value else {
         return Err(format!("{what} is not a dict"));
     };
@@ -151,11 +164,15 @@ impl<'a> Machine<'a> {
     }
 
     fn pop(&mut self) -> Result<Value, String> {
-        self.stack.pop().ok_or_else(|| format!("stack underflow at offset {}", self.pos))
+        self.stack
+            .pop()
+            .ok_or_else(|| format!("stack underflow at offset {}", self.pos))
     }
 
     fn top(&self) -> Result<&Value, String> {
-        self.stack.last().ok_or_else(|| format!("empty stack at offset {}", self.pos))
+        self.stack
+            .last()
+            .ok_or_else(|| format!("empty stack at offset {}", self.pos))
     }
 
     /// Pops everything above the topmost mark, and the mark.
@@ -168,10 +185,15 @@ impl<'a> Machine<'a> {
     }
 
     fn get(&mut self, idx: usize) -> Result<(), String> {
-        let v = self.memo.get(idx).ok_or_else(|| format!("memo {idx} is not set"))?;
+        let v = self
+            .memo
+            .get(idx)
+            .ok_or_else(|| format!("memo {idx} is not set"))?;
         if !v.is_shareable() {
             // A memoised container may have been changed since; copies would be stale.
-            return Err(format!("shared reference to a container (memo {idx}) is not supported"));
+            return Err(format!(
+                "shared reference to a container (memo {idx}) is not supported"
+            ));
         }
         self.stack.push(v.clone());
         Ok(())
@@ -240,7 +262,9 @@ impl<'a> Machine<'a> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     match (module, name) {
-                        (Value::Str(module), Value::Str(name)) => self.stack.push(Value::Global { module, name }),
+                        (Value::Str(module), Value::Str(name)) => {
+                            self.stack.push(Value::Global { module, name })
+                        }
                         _ => return Err(format!("STACK_GLOBAL without two strings at offset {at}")),
                     }
                 }
@@ -322,9 +346,11 @@ mod tests {
         s(&mut p, "pat_str");
         s(&mut p, "\\w+");
         s(&mut p, "mergeable_ranks");
-        p.extend_from_slice(&[b'}', 0x94, b'(', b'C', 1, b'a', 0x94, b'K', 0, b'C', 1, b'b', b'M', 1, 0, b'u']);
+        p.extend_from_slice(&[
+            b'}', 0x94, b'(', b'C', 1, b'a', 0x94, b'K', 0, b'C', 1, b'b', b'M', 1, 0, b'u',
+        ]);
         s(&mut p, "special_tokens");
-        p.extend_from_slice(&[b'}', b'(']);
+        p.extend_from_slice(b"}(");
         s(&mut p, "<|x|>");
         p.extend_from_slice(&[b'J', 2, 0, 0, 0, b'u', b'u', b'b', b'.']);
         p

@@ -70,17 +70,21 @@ pub async fn embeddings(
     if let Some(d) = req.dimensions {
         if d != handle.output_dim {
             return Err(ApiError::invalid(
-                format!("`dimensions` must be {} for model `{}` (got {d})", handle.output_dim, handle.info.id),
+                format!(
+                    "`dimensions` must be {} for model `{}` (got {d})",
+                    handle.output_dim, handle.info.id
+                ),
                 "dimensions",
             ));
         }
     }
     let inputs = input::parse(&req.input, true, state.limits.max_inputs)?;
-    let seqs: Vec<Vec<u32>> = tokenize_and_frame(inputs, handle.tokenizer.clone(), handle.info.framing.clone())
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let seqs: Vec<Vec<u32>> =
+        tokenize_and_frame(inputs, handle.tokenizer.clone(), handle.info.framing.clone())
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
     let tokens: usize = seqs.iter().map(Vec::len).sum();
     let vectors = handle.worker.run(seqs).await?;
     let data = vectors

@@ -15,7 +15,11 @@ pub async fn health() -> Json<Value> {
 /// `GET /ready`: 200 once every configured model is loaded, else 503.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let ready = state.is_ready();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let models: Vec<String> = state
         .models()
         .map(|m| m.all().map(|h| h.info.id.clone()).collect())

@@ -38,7 +38,10 @@ fn card(h: &ModelHandle) -> ModelCard {
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
-    let data = state.models().map(|m| m.all().map(card).collect()).unwrap_or_default();
+    let data = state
+        .models()
+        .map(|m| m.all().map(card).collect())
+        .unwrap_or_default();
     Json(ModelList { object: "list", data })
 }
 

@@ -99,7 +99,11 @@ mod tests {
 
     #[test]
     fn the_worst_window_decides() {
-        let r = score_text(&[vec![0.9, 0.1], vec![0.2, 0.8]], &labels(&["safe", "injection"]), 0.5);
+        let r = score_text(
+            &[vec![0.9, 0.1], vec![0.2, 0.8]],
+            &labels(&["safe", "injection"]),
+            0.5,
+        );
         assert!(r.flagged);
         assert_eq!(r.category_scores[PROMPT_INJECTION], 0.8);
         assert_eq!(r.categories.len(), 1);
@@ -107,7 +111,11 @@ mod tests {
 
     #[test]
     fn several_unsafe_labels_add_up_and_are_reported() {
-        let r = score_text(&[vec![0.4, 0.3, 0.3]], &labels(&["BENIGN", "INJECTION", "JAILBREAK"]), 0.5);
+        let r = score_text(
+            &[vec![0.4, 0.3, 0.3]],
+            &labels(&["BENIGN", "INJECTION", "JAILBREAK"]),
+            0.5,
+        );
         assert!(r.flagged);
         assert!((r.category_scores[PROMPT_INJECTION] - 0.6).abs() < 1e-6);
         assert_eq!(r.categories["jailbreak"], false);

@@ -1,0 +1,63 @@
+//! The router without sockets or models (`tower::ServiceExt::oneshot`):
+//! readiness while loading, and errors that need no model.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use ragd_server::state::{Limits, ServerState};
+use tower::ServiceExt;
+
+fn loading_app() -> axum::Router {
+    let limits = Limits {
+        max_inputs: 16,
+        guard_threshold: 0.5,
+    };
+    let state = ServerState::new(vec!["embedder"], limits, prometheus::Registry::new()).unwrap();
+    ragd_server::app::router(state, 1024)
+}
+
+async fn call(app: axum::Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let resp = app.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn not_ready_until_models_load() {
+    let (status, body) = call(loading_app(), Request::get("/ready").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "loading");
+    let (status, _) = call(
+        loading_app(),
+        Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn requests_while_loading_get_503_in_openai_shape() {
+    let req = Request::post("/v1/embeddings")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"model": "m", "input": "hi"}"#))
+        .unwrap();
+    let (status, body) = call(loading_app(), req).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["type"], "server_error");
+    assert!(body["error"]["message"].as_str().unwrap().contains("loading"));
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let req = Request::post("/v1/embeddings")
+        .header("content-type", "application/json")
+        .body(Body::from(format!(
+            r#"{{"model": "m", "input": "{}"}}"#,
+            "x".repeat(2000)
+        )))
+        .unwrap();
+    let (status, body) = call(loading_app(), req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "request_too_large");
+}
