@@ -190,9 +190,10 @@ fn run_batch<M: BatchModel>(model: &mut M, jobs: Vec<Job>, metrics: &WorkerMetri
     let started = Instant::now();
     let mut batch = TokenBatch::new();
     for job in &jobs {
-        metrics
-            .queue_seconds
-            .observe(started.duration_since(job.enqueued).as_secs_f64());
+        let waited = started.duration_since(job.enqueued);
+        metrics.queue_seconds.observe(waited.as_secs_f64());
+        // The request's own log line for its queue stage.
+        tracing::debug!(parent: &job.span, queue_ms = waited.as_secs_f64() * 1e3, batch_requests = jobs.len(), "dequeued");
         for s in &job.seqs {
             batch.push(s);
         }

@@ -53,10 +53,7 @@ fn softmax(l: &[f32]) -> Vec<f32> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -145,8 +142,7 @@ fn load_guard_reads_the_tokenizer() {
         .expect("no tokenizer.json");
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
     std::fs::write(model_dir.join("tokenizer.json"), TOKENIZER_JSON).unwrap();
-    let (mut guard, tokenizer) =
-        ragd_models::guard::load_guard(&model_dir, &Device::Cpu).expect("load");
+    let (mut guard, tokenizer) = ragd_models::guard::load_guard(&model_dir, &Device::Cpu).expect("load");
     std::fs::remove_dir_all(&tmp).ok();
     assert_eq!(guard.info().id, "my-guard");
     assert_eq!(guard.info().kind, ragd_core::ModelKind::Guard);

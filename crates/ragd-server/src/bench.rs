@@ -16,24 +16,28 @@ use crate::cli::ModelsDir;
 #[derive(Debug, Clone, Args)]
 pub struct EmbedBenchArgs {
     /// SQuAD-format JSON file (questions and paragraphs are the inputs).
-    #[arg(long, default_value = "../shared/data/squaddev_v1.1.json")]
+    #[arg(
+        long,
+        env = "RAGD_BENCH_SQUAD",
+        default_value = "../shared/data/squaddev_v1.1.json"
+    )]
     pub squad: PathBuf,
     /// Texts of each kind.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, env = "RAGD_BENCH_N", default_value_t = 1024)]
     pub n: usize,
     /// Sequences per forward pass.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, env = "RAGD_BENCH_BATCH", default_value_t = 32)]
     pub batch: usize,
     /// Timed runs (the median is reported), after one warm-up run.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "RAGD_BENCH_RUNS", default_value_t = 3)]
     pub runs: usize,
     /// Embedding model name or folder.
-    #[arg(long, default_value = "all-minilm-l6-v2")]
+    #[arg(long, env = "RAGD_EMBEDDER", default_value = "all-minilm-l6-v2")]
     pub embedder: String,
     #[command(flatten)]
     pub dir: ModelsDir,
     /// Print one JSON object instead of a table.
-    #[arg(long)]
+    #[arg(long, env = "RAGD_BENCH_JSON")]
     pub json: bool,
 }
 

@@ -70,7 +70,7 @@ pub enum ModelsCommand {
         /// Repository id, such as `sentence-transformers/all-MiniLM-L6-v2`.
         repo: String,
         /// Revision (branch, tag or commit).
-        #[arg(long, default_value = "main")]
+        #[arg(long, env = "RAGD_REVISION", default_value = "main")]
         revision: String,
         #[command(flatten)]
         dir: ModelsDir,

@@ -1,9 +1,10 @@
 //! BERT sentence embedder (all-MiniLM-L6-v2 and other sentence-transformers
-//! BERT checkpoints): candle-transformers' `BertModel`, then mean pooling and
-//! L2 normalisation.
+//! BERT checkpoints): BERT, then mean pooling and L2 normalisation.
 //!
-//! A batch is sorted by length and cut into sub-batches of similar length,
-//! so short queries are not padded to the longest passage of the batch.
+//! On the CPU it runs [`PackedBert`] (no padding, flash attention per
+//! sequence). On other devices it runs candle-transformers' `BertModel` on
+//! padded sub-batches; the batch is sorted by length first so that short
+//! queries are not padded to the longest passage.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,15 +14,23 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use ragd_core::{Embedder, Framing, ModelError, ModelInfo, ModelKind, Overflow, Result, TokenBatch};
 
+use super::bert_packed::PackedBert;
 use super::pooling::mean_pool_normalize;
 use crate::error::inference;
 use crate::hf_tokenizer::HfTokenizer;
 
-/// Most sequences run in one forward pass.
+/// Most sequences in one padded forward pass.
 const SUB_BATCH_SEQS: usize = 32;
+/// Most tokens in one packed forward pass (bounds the activations' memory).
+const SUB_BATCH_TOKENS: usize = 8192;
+
+enum Backend {
+    Packed(PackedBert),
+    Padded(BertModel),
+}
 
 pub struct BertEmbedder {
-    model: BertModel,
+    backend: Backend,
     info: ModelInfo,
     dim: usize,
     pad_id: u32,
@@ -54,7 +63,12 @@ impl BertEmbedder {
         let tensors = candle_core::safetensors::load(&weights, device)
             .map_err(|e| ModelError::load(weights.display(), e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let model = BertModel::load(vb, &config).map_err(|e| ModelError::load(weights.display(), e))?;
+        let backend = if device.is_cpu() {
+            PackedBert::load(vb, &config).map(Backend::Packed)
+        } else {
+            BertModel::load(vb, &config).map(Backend::Padded)
+        }
+        .map_err(|e| ModelError::load(weights.display(), e))?;
         let tokenizer = HfTokenizer::from_file(&dir.join("tokenizer.json"))?;
         let special = |t: &str| {
             tokenizer
@@ -68,7 +82,7 @@ impl BertEmbedder {
             overflow: Overflow::Truncate,
         };
         let embedder = Self {
-            model,
+            backend,
             info: ModelInfo {
                 id: id.to_string(),
                 kind: ModelKind::Embedder,
@@ -81,8 +95,8 @@ impl BertEmbedder {
         Ok((embedder, Arc::new(tokenizer)))
     }
 
-    /// One forward over sequences of similar length, padded to the longest.
-    fn forward_padded(&self, seqs: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+    /// One padded forward over sequences of similar length.
+    fn forward_padded(&self, model: &BertModel, seqs: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
         let width = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
         let mut ids = Vec::with_capacity(seqs.len() * width);
         let mut mask = Vec::with_capacity(seqs.len() * width);
@@ -96,8 +110,29 @@ impl BertEmbedder {
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;
         let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let hidden = model.forward(&ids, &type_ids, Some(&mask))?;
         mean_pool_normalize(&hidden, &mask)?.to_vec2()
+    }
+}
+
+impl BertEmbedder {
+    /// End of the sub-batch starting at `order[start]`: a token budget when
+    /// packed, a sequence count when padded. Always at least one sequence.
+    fn sub_batch_end(&self, batch: &TokenBatch, order: &[usize], start: usize) -> usize {
+        match self.backend {
+            Backend::Padded(_) => (start + SUB_BATCH_SEQS).min(order.len()),
+            Backend::Packed(_) => {
+                let mut tokens = 0;
+                let mut end = start;
+                while end < order.len()
+                    && (end == start || tokens + batch.seq(order[end]).len() <= SUB_BATCH_TOKENS)
+                {
+                    tokens += batch.seq(order[end]).len();
+                    end += 1;
+                }
+                end
+            }
+        }
     }
 }
 
@@ -121,13 +156,21 @@ impl Embedder for BertEmbedder {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| batch.seq(i).len());
         let mut out = vec![Vec::new(); batch.len()];
-        for chunk in order.chunks(SUB_BATCH_SEQS) {
+        let mut start = 0;
+        while start < order.len() {
+            let end = self.sub_batch_end(batch, &order, start);
+            let chunk = &order[start..end];
             let seqs: Vec<&[u32]> = chunk.iter().map(|&i| batch.seq(i)).collect();
             let _span = tracing::trace_span!("bert_forward", seqs = seqs.len()).entered();
-            let vecs = self.forward_padded(&seqs).map_err(inference)?;
+            let vecs = match &self.backend {
+                Backend::Packed(m) => m.embed(&seqs).and_then(|t| t.to_vec2()),
+                Backend::Padded(m) => self.forward_padded(m, &seqs),
+            }
+            .map_err(inference)?;
             for (&i, v) in chunk.iter().zip(vecs) {
                 out[i] = v;
             }
+            start = end;
         }
         Ok(out)
     }
