@@ -25,5 +25,5 @@ r, s = (json.load(open(p)) for p in sys.argv[1:3])
 print(f"{'kind':<9} {'ragd s/s':>10} {'st s/s':>10} {'ratio':>7}")
 for k in ("queries", "passages"):
     a, b = r["results"][k]["sentences_per_second"], s["results"][k]["sentences_per_second"]
-    print(f"{k:<9} {a:>10.1} {b:>10.1} {a / b:>7.2f}")
+    print(f"{k:<9} {a:>10.1f} {b:>10.1f} {a / b:>7.2f}")
 PY

@@ -38,7 +38,14 @@ fn post_raw(name: &'static str, path: &'static str, body: &[u8], status: u16) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_openai_errors() {
-    let (addr, _stop) = start_on_own_thread(&["--max-body-bytes", "65536", "--max-inputs", "16"]);
+    let (addr, _stop) = start_on_own_thread(&[
+        "--max-body-bytes",
+        "65536",
+        "--max-inputs",
+        "16",
+        "--max-input-bytes",
+        "20000",
+    ]);
     let base = format!("http://{addr}");
     let emb = "/v1/embeddings";
     let m = "all-minilm-l6-v2";
@@ -113,6 +120,12 @@ async fn malformed_requests_get_openai_errors() {
             emb,
             json!({"model": m, "input": "a", "bogus": true}),
             422,
+        ),
+        post_json(
+            "oversize input text",
+            "/v1/moderations",
+            json!({"input": " ".repeat(30_000)}),
+            400,
         ),
         post_json(
             "oversize body",

@@ -115,6 +115,11 @@ pub struct ServeArgs {
     /// Most inputs in one embeddings or moderations request.
     #[arg(long, env = "RAGD_MAX_INPUTS", default_value_t = 2048)]
     pub max_inputs: usize,
+    /// Longest single input text in bytes (longer gets 400). Bounds the
+    /// tokenizer's work per input: BPE time grows fast on pathological texts
+    /// such as very long runs of one character.
+    #[arg(long, env = "RAGD_MAX_INPUT_BYTES", default_value_t = 64 * 1024)]
+    pub max_input_bytes: usize,
     /// Largest request body in bytes (larger gets 413).
     #[arg(long, env = "RAGD_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,

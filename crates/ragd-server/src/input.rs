@@ -17,8 +17,24 @@ pub enum Input {
     Tokens(Vec<u32>),
 }
 
-/// Parses `input`. `allow_tokens` is false for endpoints that take text only.
-pub fn parse(value: &Value, allow_tokens: bool, max_inputs: usize) -> Result<Vec<Input>, ApiError> {
+/// Bounds an `input` field must respect.
+#[derive(Debug, Clone, Copy)]
+pub struct InputLimits {
+    /// Most items in the array.
+    pub max_inputs: usize,
+    /// Longest text item, in bytes.
+    pub max_input_bytes: usize,
+    /// Whether token-id arrays are accepted (embeddings) or only text (moderations).
+    pub allow_tokens: bool,
+}
+
+/// Parses `input` and checks it against `limits`.
+pub fn parse(value: &Value, limits: InputLimits) -> Result<Vec<Input>, ApiError> {
+    let InputLimits {
+        max_inputs,
+        max_input_bytes,
+        allow_tokens,
+    } = limits;
     let bad = |m: String| ApiError::invalid(m, "input");
     let items = match value {
         Value::String(s) => vec![Input::Text(s.clone())],
@@ -61,12 +77,17 @@ pub fn parse(value: &Value, allow_tokens: bool, max_inputs: usize) -> Result<Vec
         )));
     }
     for (i, item) in items.iter().enumerate() {
-        let empty = match item {
-            Input::Text(s) => s.is_empty(),
-            Input::Tokens(t) => t.is_empty(),
+        let (empty, bytes) = match item {
+            Input::Text(s) => (s.is_empty(), s.len()),
+            Input::Tokens(t) => (t.is_empty(), 0),
         };
         if empty {
             return Err(bad(format!("`input[{i}]` is empty")));
+        }
+        if bytes > max_input_bytes {
+            return Err(bad(format!(
+                "`input[{i}]` is {bytes} bytes long; at most {max_input_bytes} are allowed per input"
+            )));
         }
     }
     Ok(items)
@@ -174,9 +195,15 @@ mod tests {
             json!(null),
             json!(["a", 3]),
         ] {
-            assert!(parse(&bad, true, 10).is_err(), "{bad} should be rejected");
+            assert!(parse(&bad, LIMITS).is_err(), "{bad} should be rejected");
         }
-        assert!(parse(&json!([1, 2]), false, 10).is_err());
-        assert!(parse(&json!(["a", "b", "c"]), true, 2).is_err());
+        let text_only = InputLimits {
+            allow_tokens: false,
+            ..LIMITS
+        };
+        assert!(parse(&json!([1, 2]), text_only).is_err());
+        let two = InputLimits { max_inputs: 2, ..LIMITS };
+        assert!(parse(&json!(["a", "b", "c"]), two).is_err());
+        assert!(parse(&json!("123456789"), LIMITS).is_err(), "over max_input_bytes");
     }
 }

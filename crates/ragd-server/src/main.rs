@@ -7,6 +7,12 @@ use clap::Parser;
 use ragd_server::cli::{BenchCommand, Cli, Command};
 use ragd_server::{bench, config_file, models_cmd, serve, telemetry};
 
+/// mimalloc keeps freed pages for reuse: candle allocates large activation
+/// tensors on every forward pass, and with the system allocator each one is a
+/// fresh mmap whose pages fault in and are zeroed again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `--config FILE`, `--config=FILE` or `RAGD_CONFIG`, read before clap so the
 /// file's values can act as defaults of the flags.
 fn config_path() -> Option<PathBuf> {

@@ -37,6 +37,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     }
     let limits = Limits {
         max_inputs: args.max_inputs,
+        max_input_bytes: args.max_input_bytes,
         guard_threshold: args.guard_threshold,
     };
     let state = ServerState::new(expected, limits, registry.clone())?;

@@ -12,6 +12,7 @@ use crate::models::{ModelHandle, Models};
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_inputs: usize,
+    pub max_input_bytes: usize,
     pub guard_threshold: f32,
 }
 
@@ -26,6 +27,17 @@ pub struct ServerState {
     pub limits: Limits,
     pub registry: Registry,
     pub http_metrics: HttpMetrics,
+}
+
+impl Limits {
+    /// The bounds of an `input` field; `allow_tokens` for endpoints that take token ids.
+    pub fn input(&self, allow_tokens: bool) -> crate::input::InputLimits {
+        crate::input::InputLimits {
+            max_inputs: self.max_inputs,
+            max_input_bytes: self.max_input_bytes,
+            allow_tokens,
+        }
+    }
 }
 
 impl ServerState {

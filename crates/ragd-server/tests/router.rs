@@ -10,6 +10,7 @@ use tower::ServiceExt;
 fn loading_app() -> axum::Router {
     let limits = Limits {
         max_inputs: 16,
+        max_input_bytes: 1024,
         guard_threshold: 0.5,
     };
     let state = ServerState::new(vec!["embedder"], limits, prometheus::Registry::new()).unwrap();

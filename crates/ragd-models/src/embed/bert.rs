@@ -22,7 +22,7 @@ use crate::hf_tokenizer::HfTokenizer;
 /// Most sequences in one padded forward pass.
 const SUB_BATCH_SEQS: usize = 32;
 /// Most tokens in one packed forward pass (bounds the activations' memory).
-const SUB_BATCH_TOKENS: usize = 8192;
+const SUB_BATCH_TOKENS: usize = 2048;
 
 enum Backend {
     Packed(PackedBert),

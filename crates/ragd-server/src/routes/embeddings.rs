@@ -78,7 +78,7 @@ pub async fn embeddings(
             ));
         }
     }
-    let inputs = input::parse(&req.input, true, state.limits.max_inputs)?;
+    let inputs = input::parse(&req.input, state.limits.input(true))?;
     let seqs: Vec<Vec<u32>> =
         tokenize_and_frame(inputs, handle.tokenizer.clone(), handle.info.framing.clone())
             .await?

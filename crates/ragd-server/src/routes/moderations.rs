@@ -47,7 +47,7 @@ pub async fn moderations(
     Json(req): Json<ModerationRequest>,
 ) -> Result<AxumJson<ModerationResponse>, ApiError> {
     let handle = state.model_for("guard", |m| m.guard.as_ref(), req.model.as_deref())?;
-    let inputs = input::parse(&req.input, false, state.limits.max_inputs)?;
+    let inputs = input::parse(&req.input, state.limits.input(false))?;
     let windows = tokenize_and_frame(inputs, handle.tokenizer.clone(), handle.info.framing.clone()).await?;
     let counts: Vec<usize> = windows.iter().map(Vec::len).collect();
     let probs = handle.worker.run(windows.into_iter().flatten().collect()).await?;
