@@ -167,18 +167,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const LIMITS: InputLimits = InputLimits {
+        max_inputs: 10,
+        max_input_bytes: 8,
+        allow_tokens: true,
+    };
+
     #[test]
     fn accepts_the_four_shapes() {
+        assert_eq!(parse(&json!("a"), LIMITS).unwrap(), vec![Input::Text("a".into())]);
+        assert_eq!(parse(&json!(["a", "b"]), LIMITS).unwrap().len(), 2);
         assert_eq!(
-            parse(&json!("a"), true, 10).unwrap(),
-            vec![Input::Text("a".into())]
-        );
-        assert_eq!(parse(&json!(["a", "b"]), true, 10).unwrap().len(), 2);
-        assert_eq!(
-            parse(&json!([1, 2]), true, 10).unwrap(),
+            parse(&json!([1, 2]), LIMITS).unwrap(),
             vec![Input::Tokens(vec![1, 2])]
         );
-        assert_eq!(parse(&json!([[1], [2, 3]]), true, 10).unwrap().len(), 2);
+        assert_eq!(parse(&json!([[1], [2, 3]]), LIMITS).unwrap().len(), 2);
     }
 
     #[test]
@@ -202,8 +205,14 @@ mod tests {
             ..LIMITS
         };
         assert!(parse(&json!([1, 2]), text_only).is_err());
-        let two = InputLimits { max_inputs: 2, ..LIMITS };
+        let two = InputLimits {
+            max_inputs: 2,
+            ..LIMITS
+        };
         assert!(parse(&json!(["a", "b", "c"]), two).is_err());
-        assert!(parse(&json!("123456789"), LIMITS).is_err(), "over max_input_bytes");
+        assert!(
+            parse(&json!("123456789"), LIMITS).is_err(),
+            "over max_input_bytes"
+        );
     }
 }

@@ -8,11 +8,13 @@
 //! online softmax does per-key scalar work that matmuls avoid.) Same weights and results as candle-transformers' `BertModel`
 //! (Devlin et al., 2018); Q, K and V are fused into one matmul at load time.
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::bert::Config;
+use rayon::prelude::*;
 
 use super::gelu::gelu_erf;
+use super::pooling::l2_normalize;
 
 struct Layer {
     qkv: Linear,
@@ -63,22 +65,41 @@ impl Layer {
     }
 }
 
-/// Bidirectional attention of each packed sequence with batched matmuls
-/// over its heads. `qkv`: `[tokens, 3, heads, head_dim]`; returns
-/// `[tokens, heads * head_dim]`.
+/// Bidirectional attention of each packed sequence, with batched matmuls.
+/// Consecutive sequences of equal length (common once a batch is sorted by
+/// length) share one batched matmul, so short queries do not pay one small
+/// op per sequence; groups run in parallel. `qkv`: `[tokens, 3, heads,
+/// head_dim]`; returns `[tokens, heads * head_dim]`.
 fn attention_per_sequence(qkv: &Tensor, lens: &[usize]) -> Result<Tensor> {
     let (_, _, heads, head_dim) = qkv.dims4()?;
+    // (first token, sequences, length) of each run of equal lengths.
+    let mut groups: Vec<(usize, usize, usize)> = Vec::new();
     let mut start = 0;
-    let mut outs = Vec::with_capacity(lens.len());
     for &n in lens {
-        // [n, 3, H, D] -> [3, H, n, D]
-        let s = qkv.narrow(0, start, n)?.permute((1, 2, 0, 3))?.contiguous()?;
-        let (q, k, v) = (s.get(0)?, s.get(1)?, s.get(2)?);
-        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-        let ctx = probs.matmul(&v)?; // [H, n, D]
-        outs.push(ctx.transpose(0, 1)?.reshape((n, heads * head_dim))?);
+        match groups.last_mut() {
+            Some((_, count, len)) if *len == n => *count += 1,
+            _ => groups.push((start, 1, n)),
+        }
         start += n;
     }
+    let one = |&(start, g, n): &(usize, usize, usize)| -> Result<Tensor> {
+        // [g*n, 3, H, D] -> [3, g, H, n, D] -> [3, g*H, n, D]
+        let s = qkv
+            .narrow(0, start, g * n)?
+            .reshape((g, n, 3, heads, head_dim))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?
+            .reshape((3, g * heads, n, head_dim))?;
+        let (q, k, v) = (s.get(0)?, s.get(1)?, s.get(2)?);
+        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        // [g*H, n, D] -> [g, n, H, D] -> [g*n, H*D]
+        probs
+            .matmul(&v)?
+            .reshape((g, heads, n, head_dim))?
+            .transpose(1, 2)?
+            .reshape((g * n, heads * head_dim))
+    };
+    let outs: Vec<Tensor> = groups.par_iter().map(one).collect::<Result<_>>()?;
     Tensor::cat(&outs, 0)
 }
 
@@ -148,11 +169,6 @@ impl PackedBert {
             start += n;
         }
         let mean = Tensor::from_vec(pool, (lens.len(), tokens), &self.device)?.matmul(&x)?;
-        let norm = mean
-            .sqr()?
-            .sum_keepdim(D::Minus1)?
-            .sqrt()?
-            .clamp(1e-12, f64::MAX)?;
-        mean.broadcast_div(&norm)
+        l2_normalize(&mean)
     }
 }
