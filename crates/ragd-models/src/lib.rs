@@ -8,6 +8,7 @@ pub mod embed;
 pub mod error;
 pub mod guard;
 pub mod hf_tokenizer;
+pub mod llama;
 
 pub use candle_core::Device;
 pub use device::DeviceChoice;

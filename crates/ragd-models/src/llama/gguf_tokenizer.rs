@@ -1,0 +1,154 @@
+//! A byte-level BPE tokenizer rebuilt from a GGUF file's metadata
+//! (`tokenizer.ggml.model = "gpt2"`: tokens, merges, token types), for
+//! GGUF files that ship without a `tokenizer.json`.
+//!
+//! The pipeline matches what Hugging Face's GPT-2-style tokenizers do:
+//! ByteLevel pre-tokenisation (GPT-2 regex, no prefix space), BPE with the
+//! file's merges, ByteLevel decoding. Control tokens (token type 3, such as
+//! `<|im_start|>`) are special tokens: matched whole in the text, never split.
+
+use std::path::Path;
+
+use candle_core::quantized::gguf_file;
+use ragd_core::{ModelError, Result, TextTokenizer};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::error::tokenizer as tok_err;
+
+/// GGUF token type of control tokens (llama.cpp's `LLAMA_TOKEN_TYPE_CONTROL`).
+const CONTROL: i32 = 3;
+
+/// The tokenizer metadata of a GGUF file.
+#[derive(Debug, Clone)]
+pub struct GgufVocab {
+    pub tokens: Vec<String>,
+    pub token_types: Vec<i32>,
+    pub merges: Vec<String>,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub chat_template: Option<String>,
+}
+
+impl GgufVocab {
+    /// Reads the tokenizer metadata of an already parsed GGUF header.
+    pub fn from_content(content: &gguf_file::Content, path: &Path) -> Result<Self> {
+        let md = &content.metadata;
+        let fail = |what: &str| ModelError::load(path.display(), what);
+        let strings = |key: &str| -> Result<Vec<String>> {
+            let v = md
+                .get(key)
+                .ok_or_else(|| fail(&format!("no {key} in the GGUF metadata")))?;
+            v.to_vec()
+                .map_err(|e| fail(&format!("{key}: {e}")))?
+                .iter()
+                .map(|s| s.to_string().cloned().map_err(|e| fail(&format!("{key}: {e}"))))
+                .collect()
+        };
+        match md.get("tokenizer.ggml.model").and_then(|v| v.to_string().ok()) {
+            Some(m) if m == "gpt2" => {}
+            other => {
+                return Err(fail(&format!(
+                    "tokenizer.ggml.model {other:?} is not supported (gpt2 only)"
+                )))
+            }
+        }
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let token_types = match md.get("tokenizer.ggml.token_type") {
+            Some(v) => v
+                .to_vec()
+                .map_err(|e| fail(&e.to_string()))?
+                .iter()
+                .map(|t| t.to_i32().map_err(|e| fail(&e.to_string())))
+                .collect::<Result<_>>()?,
+            None => vec![1; tokens.len()],
+        };
+        let id = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
+        Ok(Self {
+            merges: strings("tokenizer.ggml.merges")?,
+            bos: id("tokenizer.ggml.bos_token_id"),
+            eos: id("tokenizer.ggml.eos_token_id"),
+            chat_template: md
+                .get("tokenizer.chat_template")
+                .and_then(|v| v.to_string().ok())
+                .cloned(),
+            tokens,
+            token_types,
+        })
+    }
+
+    /// Reads only the header of the GGUF file at `path`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let mut file = std::fs::File::open(path).map_err(|e| ModelError::load(path.display(), e))?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::load(path.display(), e))?;
+        Self::from_content(&content, path)
+    }
+}
+
+/// [`TextTokenizer`] built from [`GgufVocab`].
+pub struct GgufTokenizer {
+    inner: Tokenizer,
+    vocab_size: usize,
+}
+
+impl GgufTokenizer {
+    pub fn new(vocab: &GgufVocab) -> Result<Self> {
+        let ids: Vocab = vocab
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let merges = vocab
+            .merges
+            .iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| ModelError::Tokenizer(format!("bad merge {m:?}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bpe = BPE::builder()
+            .vocab_and_merges(ids, merges)
+            .build()
+            .map_err(tok_err)?;
+        let mut inner = Tokenizer::new(bpe);
+        inner
+            .with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
+            .with_decoder(Some(ByteLevelDecoder::default()));
+        let specials: Vec<AddedToken> = vocab
+            .tokens
+            .iter()
+            .zip(&vocab.token_types)
+            .filter(|(_, &t)| t == CONTROL)
+            .map(|(tok, _)| AddedToken::from(tok.clone(), true))
+            .collect();
+        inner.add_special_tokens(specials).map_err(tok_err)?;
+        Ok(Self {
+            inner,
+            vocab_size: vocab.tokens.len(),
+        })
+    }
+
+    /// Text of `ids`, special tokens included when `keep_special`.
+    pub fn decode(&self, ids: &[u32], keep_special: bool) -> Result<String> {
+        self.inner.decode(ids, !keep_special).map_err(tok_err)
+    }
+}
+
+impl TextTokenizer for GgufTokenizer {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .inner
+            .encode(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+}

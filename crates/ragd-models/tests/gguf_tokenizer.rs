@@ -1,0 +1,60 @@
+//! The tokenizer rebuilt from the default generator's GGUF metadata against
+//! reference ids (fixture from `scripts/reference/gguf_tokenizer.py`).
+
+use std::path::PathBuf;
+
+use ragd_core::TextTokenizer;
+use ragd_models::llama::{GgufTokenizer, GgufVocab};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn gguf_path() -> PathBuf {
+    let p = std::env::var_os("RAGD_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models/cache"))
+        .join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.is_file(), "{} missing: run `models/fetch` first", p.display());
+    p
+}
+
+#[test]
+fn ids_match_the_reference_on_the_corpus() {
+    let vocab = GgufVocab::read(&gguf_path()).unwrap();
+    assert_eq!(vocab.tokens.len(), 49152);
+    assert_eq!((vocab.bos, vocab.eos), (Some(1), Some(2)));
+    assert!(vocab.chat_template.as_deref().unwrap().contains("<|im_start|>"));
+    let tok = GgufTokenizer::new(&vocab).unwrap();
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/gguf_tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    assert!(cases.len() >= 200);
+    let mut wrong = Vec::new();
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let want: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let got = tok.encode(text).unwrap();
+        if got != want {
+            wrong.push(format!("{text:?}: got {got:?}, want {want:?}"));
+            continue;
+        }
+        // Decoding gives the text back (byte-level BPE is lossless).
+        assert_eq!(tok.decode(&got, true).unwrap(), text);
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} differ:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+}
