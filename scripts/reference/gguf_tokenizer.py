@@ -1,4 +1,5 @@
-"""Reference token ids for the default generator's GGUF tokenizer.
+"""Reference token ids and chat-template renderings for the default
+generator's GGUF tokenizer.
 
     python scripts/reference/gguf_tokenizer.py
 
@@ -86,8 +87,24 @@ def main():
         print(f"llama.cpp agrees on {len(cases) - bad}/{len(cases)}")
     except ImportError:
         print("llama-cpp-python not installed: transformers only")
+    conversations = [
+        [{"role": "user", "content": "What is the capital of France?"}],
+        [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Capital of Peru?"}],
+        [
+            {"role": "user", "content": "Hi!"},
+            {"role": "assistant", "content": "Hello! How can I help?"},
+            {"role": "user", "content": "Tell me a joke\nabout cats."},
+        ],
+        [{"role": "user", "content": "unicode: 日本語 🤖 and <tags> & \"quotes\""}],
+    ]
+    chat_cases = []
+    for msgs in conversations:
+        for gen in (True, False):
+            text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+            chat_cases.append({"messages": msgs, "add_generation_prompt": gen, "text": text})
     out = ROOT / "tests" / "fixtures" / "gguf_tokenizer.json"
-    out.write_text(json.dumps({"gguf": GGUF, "reference": "transformers GGUF tokenizer", "cases": cases}, ensure_ascii=False, indent=0))
+    fixture = {"gguf": GGUF, "reference": "transformers GGUF tokenizer", "cases": cases, "chat_cases": chat_cases}
+    out.write_text(json.dumps(fixture, ensure_ascii=False, indent=0))
     print(f"wrote {len(cases)} cases to {out}")
 
 

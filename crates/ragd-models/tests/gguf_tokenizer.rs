@@ -58,3 +58,29 @@ fn ids_match_the_reference_on_the_corpus() {
         wrong.join("\n")
     );
 }
+
+#[test]
+fn the_gguf_chat_template_renders_like_transformers() {
+    use ragd_models::llama::{ChatMessage, ChatTemplate};
+    let vocab = GgufVocab::read(&gguf_path()).unwrap();
+    let template = ChatTemplate::new(
+        vocab.chat_template.as_deref().unwrap(),
+        "<|im_start|>",
+        "<|im_end|>",
+    )
+    .unwrap();
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/gguf_tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    let cases = fixture["chat_cases"].as_array().unwrap();
+    assert!(cases.len() >= 8);
+    for c in cases {
+        let messages: Vec<ChatMessage> = serde_json::from_value(c["messages"].clone()).unwrap();
+        let gen = c["add_generation_prompt"].as_bool().unwrap();
+        assert_eq!(
+            template.render(&messages, gen).unwrap(),
+            c["text"].as_str().unwrap()
+        );
+    }
+}
