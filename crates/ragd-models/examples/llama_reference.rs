@@ -1,0 +1,106 @@
+//! Reference greedy tokens for the default generator, from candle-transformers'
+//! `quantized_llama` (one sequence at a time, its own KV cache): the fixture
+//! that ragd's batched Llama forward is checked against.
+//!
+//!     cargo run --release -p ragd-models --example llama_reference [OUT.json]
+//!
+//! Prompts are chat-formatted with the GGUF's own template and tokenizer.
+//! Writes `tests/fixtures/llama_greedy.json` by default.
+
+use std::path::PathBuf;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use ragd_core::TextTokenizer;
+use ragd_models::llama::{ChatMessage, ChatTemplate, GgufTokenizer, GgufVocab};
+
+const NEW_TOKENS: usize = 48;
+
+const PROMPTS: [&str; 8] = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Explain what a hash table is in two sentences.",
+    "List three primary colors.",
+    "Describe how rain forms.",
+    "What is 12 times 7?",
+    "Give me a short tip for writing clean code.",
+    "Who wrote Romeo and Juliet?",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let models = std::env::var_os("RAGD_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("models/cache"));
+    let path = models.join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let out = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("tests/fixtures/llama_greedy.json"));
+
+    let mut file = std::fs::File::open(&path)?;
+    let content = gguf_file::Content::read(&mut file)?;
+    let vocab = GgufVocab::from_content(&content, &path)?;
+    let tokenizer = GgufTokenizer::new(&vocab)?;
+    let template = ChatTemplate::new(
+        vocab.chat_template.as_deref().ok_or("no chat template")?,
+        "<|im_start|>",
+        "<|im_end|>",
+    )?;
+    let eos = vocab.eos.ok_or("no eos")?;
+    let device = Device::Cpu;
+    let mut cases = Vec::new();
+    for prompt in PROMPTS {
+        // A fresh model per prompt: quantized_llama keeps one KV cache inside.
+        let mut file = std::fs::File::open(&path)?;
+        let content = gguf_file::Content::read(&mut file)?;
+        let mut model = ModelWeights::from_gguf(content, &mut file, &device)?;
+        let text = template.render(
+            &[ChatMessage {
+                role: "user".into(),
+                content: prompt.into(),
+            }],
+            true,
+        )?;
+        let prompt_ids = tokenizer.encode(&text)?;
+        let mut ids = Vec::new();
+        let mut input = Tensor::new(prompt_ids.as_slice(), &device)?.unsqueeze(0)?;
+        let mut pos = 0;
+        for _ in 0..NEW_TOKENS {
+            let logits = model.forward(&input, pos)?.squeeze(0)?;
+            pos += input.dim(1)?;
+            let next = logits.argmax(0)?.to_scalar::<u32>()?;
+            ids.push(next);
+            if next == eos {
+                break;
+            }
+            input = Tensor::new(&[next], &device)?.unsqueeze(0)?;
+        }
+        if ids.len() < 32 {
+            return Err(format!(
+                "{prompt:?} stopped after {} tokens; the fixture needs 32+",
+                ids.len()
+            )
+            .into());
+        }
+        let completion = tokenizer.decode(&ids, false)?;
+        eprintln!("{prompt:?} -> {completion:?}");
+        cases.push(serde_json::json!({
+            "prompt": prompt,
+            "prompt_text": text,
+            "prompt_ids": prompt_ids,
+            "output_ids": ids,
+            "output_text": completion,
+        }));
+    }
+    let fixture = serde_json::json!({
+        "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "reference": "candle-transformers 0.11.1 quantized_llama, greedy, one sequence at a time",
+        "new_tokens": NEW_TOKENS,
+        "cases": cases,
+    });
+    std::fs::write(&out, serde_json::to_string_pretty(&fixture)?)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
