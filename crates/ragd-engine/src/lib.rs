@@ -4,11 +4,15 @@
 //! packs concurrent requests into batches up to a token budget (dynamic
 //! batching). It depends on `ragd-core`'s traits only, so it is tested with
 //! fake models.
+//!
+//! [`kv_blocks`] hands out the paged KV cache's blocks to sequences (RAII).
 
 mod batch_worker;
 mod error;
+pub mod kv_blocks;
 mod metrics;
 
 pub use batch_worker::{BatchLimits, BatchModel, BatchWorker};
 pub use error::EngineError;
+pub use kv_blocks::{BlockPool, BlockTable, OutOfBlocks};
 pub use metrics::WorkerMetrics;
