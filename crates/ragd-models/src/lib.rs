@@ -9,6 +9,7 @@ pub mod error;
 pub mod guard;
 pub mod hf_tokenizer;
 pub mod llama;
+mod padding;
 
 pub use candle_core::Device;
 pub use device::DeviceChoice;

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use ragd_core::{Embedder, Framing, ModelError, ModelInfo, ModelKind, Overflow, Result, TokenBatch};
@@ -97,18 +97,7 @@ impl BertEmbedder {
 
     /// One padded forward over sequences of similar length.
     fn forward_padded(&self, model: &BertModel, seqs: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let width = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
-        let mut ids = Vec::with_capacity(seqs.len() * width);
-        let mut mask = Vec::with_capacity(seqs.len() * width);
-        for s in seqs {
-            ids.extend_from_slice(s);
-            ids.extend(std::iter::repeat_n(self.pad_id, width - s.len()));
-            mask.extend(std::iter::repeat_n(1u32, s.len()));
-            mask.extend(std::iter::repeat_n(0u32, width - s.len()));
-        }
-        let shape = (seqs.len(), width);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
+        let (ids, mask) = crate::padding::pad(seqs, self.pad_id, None, &self.device)?;
         let type_ids = ids.zeros_like()?;
         let hidden = model.forward(&ids, &type_ids, Some(&mask))?;
         mean_pool_normalize(&hidden, &mask)?.to_vec2()
@@ -146,13 +135,7 @@ impl Embedder for BertEmbedder {
     }
 
     fn embed(&mut self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
-        let max = self.info.framing.max_len;
-        if let Some(s) = batch.seqs().find(|s| s.len() > max) {
-            return Err(ModelError::InvalidInput(format!(
-                "sequence of {} tokens exceeds the window of {max}",
-                s.len()
-            )));
-        }
+        crate::padding::check_window(batch, self.info.framing.max_len)?;
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| batch.seq(i).len());
         let mut out = vec![Vec::new(); batch.len()];

@@ -99,13 +99,7 @@ impl DebertaGuard {
 
     /// Raw logits per sequence (before the softmax of [`Classifier::classify`]).
     pub fn logits(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
-        let max = self.info.framing.max_len;
-        if let Some(s) = batch.seqs().find(|s| s.len() > max) {
-            return Err(ModelError::InvalidInput(format!(
-                "sequence of {} tokens exceeds the window of {max}",
-                s.len()
-            )));
-        }
+        crate::padding::check_window(batch, self.info.framing.max_len)?;
         if let Some(&id) = batch.input_ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             return Err(ModelError::InvalidInput(format!(
                 "token id {id} is not below {}",
@@ -131,18 +125,7 @@ impl DebertaGuard {
 
     /// Logits of sequences padded to the longest, with an attention mask.
     fn forward_padded(&self, seqs: &[&[u32]]) -> candle_core::Result<Tensor> {
-        let width = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
-        let mut ids = Vec::with_capacity(seqs.len() * width);
-        let mut mask = Vec::with_capacity(seqs.len() * width);
-        for s in seqs {
-            ids.extend_from_slice(s);
-            ids.extend(std::iter::repeat_n(self.pad_id, width - s.len()));
-            mask.extend(std::iter::repeat_n(1u32, s.len()));
-            mask.extend(std::iter::repeat_n(0u32, width - s.len()));
-        }
-        let shape = (seqs.len(), width);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
+        let (ids, mask) = crate::padding::pad(seqs, self.pad_id, None, &self.device)?;
         self.model.forward(&ids, None, Some(mask))
     }
 }

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use ragd_core::{
     Classifier, Framing, ModelError, ModelInfo, ModelKind, Overflow, Result, TextTokenizer, TokenBatch,
 };
@@ -109,17 +109,8 @@ impl NanoGuard {
     /// One forward over `seqs`, each padded to the full window.
     fn forward_padded(&self, seqs: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
         let width = self.model.config().sequence_len;
-        let mut ids = Vec::with_capacity(seqs.len() * width);
-        let mut mask = Vec::with_capacity(seqs.len() * width);
-        for s in seqs {
-            ids.extend_from_slice(s);
-            ids.extend(std::iter::repeat_n(self.pad_id, width - s.len()));
-            mask.extend(std::iter::repeat_n(1f32, s.len()));
-            mask.extend(std::iter::repeat_n(0f32, width - s.len()));
-        }
-        let shape = (seqs.len(), width);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
+        let (ids, mask) = crate::padding::pad(seqs, self.pad_id, Some(width), &self.device)?;
+        let mask = mask.to_dtype(candle_core::DType::F32)?;
         self.model.forward(&ids, &mask)?.to_vec2()
     }
 }
@@ -134,13 +125,7 @@ impl Classifier for NanoGuard {
     }
 
     fn classify(&mut self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
-        let max = self.info.framing.max_len;
-        if let Some(s) = batch.seqs().find(|s| s.len() > max) {
-            return Err(ModelError::InvalidInput(format!(
-                "sequence of {} tokens exceeds the window of {max}",
-                s.len()
-            )));
-        }
+        crate::padding::check_window(batch, self.info.framing.max_len)?;
         let vocab = self.model.vocab_size();
         if let Some(&id) = batch.input_ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(ModelError::InvalidInput(format!(
