@@ -149,3 +149,51 @@ async fn two_hundred_concurrent_requests_are_correct_and_batched() {
     );
     eprintln!("220 sequences in {batches} batches (mean {:.1})", seqs / batches);
 }
+
+/// A full queue answers 429 with `Retry-After` and the error JSON; the
+/// requests it admitted still succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_queue_answers_429_with_retry_after() {
+    let (addr, _stop) = start_on_own_thread(&["--guard", "none", "--queue-capacity", "1"]);
+    let base = format!("http://{addr}");
+    let c = reqwest::Client::new();
+    let inputs: Vec<String> = (0..32)
+        .map(|i| format!("passage {i} about load shedding"))
+        .collect();
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (c, base, inputs) = (c.clone(), base.clone(), inputs.clone());
+            tokio::spawn(async move {
+                let r = c
+                    .post(format!("{base}/v1/embeddings"))
+                    .json(&json!({"model": MODEL, "input": inputs}))
+                    .send()
+                    .await
+                    .unwrap();
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                (r.status().as_u16(), retry_after, r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let (mut ok, mut shed) = (0, 0);
+    for t in tasks {
+        let (status, retry_after, body) = t.await.unwrap();
+        match status {
+            200 => {
+                ok += 1;
+                assert_eq!(body["data"].as_array().unwrap().len(), 32);
+            }
+            429 => {
+                shed += 1;
+                assert_eq!(retry_after.as_deref(), Some("1"));
+                assert_eq!(body["error"]["code"], "overloaded", "{body}");
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    assert!(ok >= 1 && shed >= 1, "{ok} answered, {shed} shed");
+    eprintln!("queue capacity 1, 40 concurrent requests: {ok} answered, {shed} got 429");
+}
