@@ -1,7 +1,7 @@
 //! `/v1/embeddings` end to end, on the real all-MiniLM-L6-v2.
 
 use base64::Engine as _;
-use ragd_suite::{metric_value, shared_server, start_on_own_thread};
+use ragd_suite::{get_text, metric_value, shared_server, start_on_own_thread};
 use serde_json::{json, Value};
 
 const MODEL: &str = "all-minilm-l6-v2";
@@ -131,14 +131,7 @@ async fn two_hundred_concurrent_requests_are_correct_and_batched() {
         let cos = cosine(&got, &alone[i % texts.len()]);
         assert!(cos > 0.99999, "request {i}: cosine {cos} against its solo vector");
     }
-    let metrics = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&base, "/metrics").await;
     let label = format!("model=\"{MODEL}\"");
     let batches = metric_value(&metrics, "ragd_batch_size_count", &label).unwrap();
     let seqs = metric_value(&metrics, "ragd_batch_size_sum", &label).unwrap();

@@ -1,6 +1,6 @@
 //! Liveness, readiness, model listing and metrics.
 
-use ragd_suite::{shared_server, start_on_own_thread};
+use ragd_suite::{get_json, get_text, shared_server, start_on_own_thread};
 
 #[tokio::test]
 async fn ready_lists_models_and_metrics_have_units() {
@@ -12,14 +12,7 @@ async fn ready_lists_models_and_metrics_have_units() {
     );
     let ready = c.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    let models: serde_json::Value = c
-        .get(format!("{base}/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&base, "/v1/models").await;
     let ids: Vec<&str> = models["data"]
         .as_array()
         .unwrap()
@@ -27,24 +20,10 @@ async fn ready_lists_models_and_metrics_have_units() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["all-minilm-l6-v2", "nanoguard"]);
-    let card: serde_json::Value = c
-        .get(format!("{base}/v1/models/nanoguard"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let card = get_json(&base, "/v1/models/nanoguard").await;
     assert_eq!(card["kind"], "guard");
     assert_eq!(card["max_input_tokens"], 512);
-    let metrics = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&base, "/metrics").await;
     for name in [
         "ragd_http_requests_total",
         "ragd_http_request_duration_seconds_bucket",

@@ -109,3 +109,23 @@ pub fn metric_value(text: &str, name: &str, label_fragment: &str) -> Option<f64>
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// `GET {base}{path}` as JSON, whatever the status.
+pub async fn get_json(base: &str, path: &str) -> serde_json::Value {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `GET {base}{path}` as text, whatever the status.
+pub async fn get_text(base: &str, path: &str) -> String {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -9,9 +9,11 @@ pub mod error;
 pub mod guard;
 pub mod hf_tokenizer;
 pub mod llama;
+mod model_id;
 mod padding;
 
 pub use candle_core::Device;
 pub use device::DeviceChoice;
 pub use embed::BertEmbedder;
 pub use hf_tokenizer::HfTokenizer;
+pub use model_id::model_id;

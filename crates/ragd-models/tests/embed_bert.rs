@@ -7,21 +7,10 @@ use ragd_core::{Embedder, TextTokenizer, TokenBatch};
 use ragd_models::BertEmbedder;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
 fn model_dir() -> PathBuf {
-    let dir = std::env::var_os("RAGD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("models/cache"))
-        .join("all-minilm-l6-v2");
-    assert!(
-        dir.is_dir(),
-        "{} missing: run `models/fetch` first",
-        dir.display()
-    );
-    dir
+    common::model_file("all-minilm-l6-v2", "")
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -38,8 +27,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let path = root().join("tests/fixtures/embeddings.json");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
+    let v: Value = common::fixture_json("embeddings.json");
     let texts = v["texts"]
         .as_array()
         .unwrap()

@@ -7,17 +7,10 @@ use ragd_core::TextTokenizer;
 use ragd_models::llama::{GgufTokenizer, GgufVocab};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
 fn gguf_path() -> PathBuf {
-    let p = std::env::var_os("RAGD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("models/cache"))
-        .join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.is_file(), "{} missing: run `models/fetch` first", p.display());
-    p
+    common::model_file("smollm2-135m-instruct-q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 #[test]
@@ -27,10 +20,7 @@ fn ids_match_the_reference_on_the_corpus() {
     assert_eq!((vocab.bos, vocab.eos), (Some(1), Some(2)));
     assert!(vocab.chat_template.as_deref().unwrap().contains("<|im_start|>"));
     let tok = GgufTokenizer::new(&vocab).unwrap();
-    let fixture: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/fixtures/gguf_tokenizer.json")).unwrap(),
-    )
-    .unwrap();
+    let fixture: Value = common::fixture_json("gguf_tokenizer.json");
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 200);
     let mut wrong = Vec::new();
@@ -69,10 +59,7 @@ fn the_gguf_chat_template_renders_like_transformers() {
         "<|im_end|>",
     )
     .unwrap();
-    let fixture: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/fixtures/gguf_tokenizer.json")).unwrap(),
-    )
-    .unwrap();
+    let fixture: Value = common::fixture_json("gguf_tokenizer.json");
     let cases = fixture["chat_cases"].as_array().unwrap();
     assert!(cases.len() >= 8);
     for c in cases {

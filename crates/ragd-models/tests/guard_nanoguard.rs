@@ -47,25 +47,16 @@ struct TokCase {
     ids: Vec<u32>,
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let path = repo_root().join("tests/fixtures/nanoguard.json");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        serde_json::from_str(&text).expect("nanoguard.json")
-    })
+    F.get_or_init(|| serde_json::from_value(common::fixture_json("nanoguard.json")).expect("nanoguard.json"))
 }
 
 /// `$RAGD_MODELS_DIR/nanoguard`, else `<repo>/models/cache/nanoguard`.
 fn nanoguard_dir() -> PathBuf {
-    std::env::var_os("RAGD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("models/cache"))
-        .join("nanoguard")
+    common::model_file("nanoguard", "")
 }
 
 type Loaded = (Mutex<NanoGuard>, Arc<TiktokenTokenizer>);
@@ -73,14 +64,10 @@ type Loaded = (Mutex<NanoGuard>, Arc<TiktokenTokenizer>);
 fn model() -> &'static Loaded {
     static M: OnceLock<Loaded> = OnceLock::new();
     M.get_or_init(|| {
-        let dir = nanoguard_dir();
         for f in ["model.pt", "tokenizer.pkl"] {
-            assert!(
-                dir.join(f).is_file(),
-                "{} is missing: run `models/fetch` first (or set RAGD_MODELS_DIR)",
-                dir.join(f).display()
-            );
+            common::model_file("nanoguard", f);
         }
+        let dir = nanoguard_dir();
         let (guard, tok) = NanoGuard::load(&dir, "nanoguard", &Device::Cpu).expect("load NanoGuard");
         (Mutex::new(guard), tok)
     })

@@ -99,7 +99,7 @@ pub fn run_embed(args: EmbedBenchArgs) -> anyhow::Result<()> {
     let dir =
         crate::models::resolve(&args.embedder, &args.dir.models_dir)?.context("an embedder is required")?;
     let (mut model, tok) =
-        ragd_models::BertEmbedder::load(&dir, &crate::models::model_id(&dir), &ragd_models::Device::Cpu)?;
+        ragd_models::BertEmbedder::load(&dir, &ragd_models::model_id(&dir)?, &ragd_models::Device::Cpu)?;
     let (questions, paragraphs) = squad_texts(&args.squad, args.n)?;
     let mut results = serde_json::Map::new();
     for (name, texts) in [("queries", &questions), ("passages", &paragraphs)] {

@@ -58,13 +58,6 @@ pub fn resolve(spec: &str, models_dir: &Path) -> anyhow::Result<Option<PathBuf>>
     )
 }
 
-/// The public id of a model: its folder name.
-pub fn model_id(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string())
-}
-
 fn limits(args: &ServeArgs) -> BatchLimits {
     BatchLimits {
         queue_capacity: args.queue_capacity,
@@ -112,7 +105,7 @@ fn load_embedder(
     args: &ServeArgs,
     registry: &prometheus::Registry,
 ) -> anyhow::Result<ModelHandle> {
-    let id = model_id(dir);
+    let id = ragd_models::model_id(dir)?;
     let (model, tokenizer) = ragd_models::BertEmbedder::load(dir, &id, device)?;
     let info = model.info().clone();
     let output_dim = model.dim();

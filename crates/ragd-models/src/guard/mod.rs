@@ -57,16 +57,7 @@ pub fn detect_guard_format(dir: &Path) -> Result<GuardFormat> {
 
 /// Loads the guard in `dir`, named after the folder, with its tokenizer.
 pub fn load_guard(dir: &Path, device: &Device) -> Result<(Box<dyn Classifier>, Arc<dyn TextTokenizer>)> {
-    let named = match dir.file_name() {
-        Some(_) => dir.to_path_buf(),
-        None => dir
-            .canonicalize()
-            .map_err(|e| ModelError::load(dir.display(), e))?,
-    };
-    let id = named
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| ModelError::load(dir.display(), "the model folder has no name"))?;
+    let id = crate::model_id(dir)?;
     match detect_guard_format(dir)? {
         GuardFormat::NanoGuard => {
             let (guard, tokenizer) = NanoGuard::load(dir, &id, device)?;
