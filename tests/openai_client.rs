@@ -8,7 +8,7 @@ use std::process::Command;
 use ragd_suite::{repo_root, shared_server};
 
 #[test]
-fn openai_python_client_gets_embeddings_and_moderations() {
+fn openai_python_client_gets_embeddings_moderations_and_chat() {
     let addr = shared_server();
     let python = std::env::var("RAGD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = repo_root().join("tests/python/openai_client_check.py");
@@ -24,5 +24,5 @@ fn openai_python_client_gets_embeddings_and_moderations() {
         "{python} {} failed (is `openai` installed? run scripts/test):\n{stdout}\n{stderr}",
         script.display()
     );
-    assert!(stdout.contains("embeddings and moderations ok"), "{stdout}");
+    assert!(stdout.contains("embeddings, moderations and chat ok"), "{stdout}");
 }

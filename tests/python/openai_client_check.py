@@ -1,4 +1,5 @@
-"""The official `openai` client against a running ragd: embeddings and moderations.
+"""The official `openai` client against a running ragd: embeddings, moderations,
+chat completions (streaming and not) and completions.
 
     python tests/python/openai_client_check.py http://127.0.0.1:PORT
 
@@ -15,6 +16,8 @@ client = OpenAI(base_url=base, api_key="unused", max_retries=0)
 
 models = [m.id for m in client.models.list().data]
 assert "all-minilm-l6-v2" in models and "nanoguard" in models, models
+GEN = "smollm2-135m-instruct-q4_1"
+assert GEN in models, models
 
 texts = ["How tall is the Eiffel Tower?", "The Eiffel Tower is 330 metres tall.", "I like green apples."]
 # Without encoding_format the client asks for base64 and decodes it itself;
@@ -40,4 +43,41 @@ try:
 except NotFoundError as e:
     assert e.body["code"] == "model_not_found", e.body
 
-print("openai client: embeddings and moderations ok")
+# Chat completions: greedy, not streamed, then streamed: the same text.
+question = [{"role": "user", "content": "What is the capital of France?"}]
+chat = client.chat.completions.create(model=GEN, messages=question, temperature=0, max_tokens=24)
+choice = chat.choices[0]
+assert choice.message.role == "assistant" and "Paris" in choice.message.content, chat
+assert choice.finish_reason in ("stop", "length"), chat
+assert chat.usage.prompt_tokens > 5 and 0 < chat.usage.completion_tokens <= 24, chat.usage
+assert chat.usage.total_tokens == chat.usage.prompt_tokens + chat.usage.completion_tokens
+
+stream = client.chat.completions.create(
+    model=GEN, messages=question, temperature=0, max_tokens=24, stream=True,
+    stream_options={"include_usage": True},
+)
+parts, finish, usage = [], None, None
+for chunk in stream:
+    if chunk.usage is not None:
+        usage = chunk.usage
+    for c in chunk.choices:
+        if c.delta.content:
+            parts.append(c.delta.content)
+        finish = c.finish_reason or finish
+assert "".join(parts) == choice.message.content, (parts, choice.message.content)
+assert finish == choice.finish_reason and usage.completion_tokens == chat.usage.completion_tokens, (finish, usage)
+assert len(parts) > 3, "the answer came in one piece, not streamed"
+
+# Sampling with a seed repeats; n choices; logprobs.
+seeded = lambda: client.chat.completions.create(
+    model=GEN, messages=question, temperature=0.9, seed=7, max_tokens=16, n=2, logprobs=True, top_logprobs=3)
+a, b = seeded(), seeded()
+assert [c.message.content for c in a.choices] == [c.message.content for c in b.choices], (a, b)
+assert len(a.choices) == 2 and all(len(c.logprobs.content) > 0 for c in a.choices), a
+assert all(len(t.top_logprobs) == 3 and t.logprob <= 0 for t in a.choices[0].logprobs.content), a
+
+# Legacy completions.
+comp = client.completions.create(model=GEN, prompt="The capital of France is", temperature=0, max_tokens=8)
+assert comp.choices[0].text and comp.usage.completion_tokens <= 8, comp
+
+print("openai client: embeddings, moderations and chat ok")

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod error;
 pub mod framing;
+pub mod generator;
 pub mod model;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -14,5 +15,6 @@ pub mod tokenizer;
 pub use batch::TokenBatch;
 pub use error::{ModelError, Result};
 pub use framing::{Framing, Overflow};
+pub use generator::{Generator, KvLayout, SeqChunk};
 pub use model::{Classifier, Embedder, ModelInfo, ModelKind};
 pub use tokenizer::TextTokenizer;

@@ -12,4 +12,8 @@ pub enum EngineError {
     Stopped(String),
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The request can never be served as asked (empty prompt, longer than
+    /// the context or the KV cache...): the caller's fault (HTTP 400).
+    #[error("{0}")]
+    InvalidRequest(String),
 }

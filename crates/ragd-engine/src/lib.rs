@@ -9,10 +9,17 @@
 
 mod batch_worker;
 mod error;
+pub mod generation;
 pub mod kv_blocks;
 mod metrics;
+pub mod sampling;
+pub mod text_stream;
 
 pub use batch_worker::{BatchLimits, BatchModel, BatchWorker};
 pub use error::EngineError;
+pub use generation::{
+    FinishReason, GenerationEngine, GenerationEvent, GenerationLimits, GenerationMetrics, GenerationRequest,
+    GenerationStream, Usage,
+};
 pub use kv_blocks::{BlockPool, BlockTable, OutOfBlocks};
 pub use metrics::WorkerMetrics;

@@ -38,4 +38,8 @@ impl TextTokenizer for HfTokenizer {
     fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
+
+    fn decode_text(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(tok_err)
+    }
 }

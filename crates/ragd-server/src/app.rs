@@ -11,7 +11,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::routes::{embeddings, health, models, moderations};
+use crate::routes::{chat, completions, embeddings, health, models, moderations};
 use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -26,6 +26,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/moderations", post(moderations::moderations))
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/completions", post(completions::completions))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))

@@ -48,6 +48,9 @@ pub enum Command {
 pub enum BenchCommand {
     /// Embedding throughput (sentences/s) on SQuAD questions and paragraphs.
     Embed(crate::bench::EmbedBenchArgs),
+    /// Streaming completions load test of any OpenAI-compatible server
+    /// (tokens/s, time to first token, inter-token latency per concurrency).
+    Generate(crate::bench_generate::GenerateBenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -99,6 +102,26 @@ pub struct ServeArgs {
     /// Injection probability at or above which a text is flagged.
     #[arg(long, env = "RAGD_GUARD_THRESHOLD", default_value_t = 0.5)]
     pub guard_threshold: f32,
+    /// Generator for chat and completions: a name in the models folder, a
+    /// folder with one GGUF file or a Hugging Face Llama (config.json,
+    /// safetensors, tokenizer.json), or `none`.
+    #[arg(long, env = "RAGD_GENERATOR", default_value = "smollm2-135m-instruct-q4_1")]
+    pub generator: String,
+    /// Memory for the generator's KV cache, in MiB (f32 K and V).
+    #[arg(long, env = "RAGD_KV_CACHE_MB", default_value_t = 512)]
+    pub kv_cache_mb: usize,
+    /// Token positions per KV cache block.
+    #[arg(long, env = "RAGD_KV_BLOCK_SIZE", default_value_t = 16)]
+    pub kv_block_size: usize,
+    /// Longest sequence (prompt + generated tokens); capped by the model's own context.
+    #[arg(long, env = "RAGD_MAX_CONTEXT", default_value_t = 4096)]
+    pub max_context: usize,
+    /// Most tokens in one generation step (decodes plus prefill chunks).
+    #[arg(long, env = "RAGD_MAX_STEP_TOKENS", default_value_t = 512)]
+    pub max_step_tokens: usize,
+    /// Most sequences generating at once; more wait in the queue.
+    #[arg(long, env = "RAGD_MAX_RUNNING", default_value_t = 64)]
+    pub max_running: usize,
     /// Device: auto, cpu, cuda, cuda:N or metal.
     #[arg(long, env = "RAGD_DEVICE", default_value = "auto")]
     pub device: ragd_models::DeviceChoice,

@@ -136,6 +136,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Overloaded { .. } => Self::Overloaded(e.to_string()),
             EngineError::Stopped(_) => Self::Unavailable(e.to_string()),
+            EngineError::InvalidRequest(message) => Self::InvalidRequest { message, param: None },
             EngineError::Model(m) => m.into(),
         }
     }

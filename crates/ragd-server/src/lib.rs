@@ -3,9 +3,11 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_generate;
 pub mod cli;
 pub mod config_file;
 pub mod error;
+pub mod generate;
 pub mod input;
 pub mod json;
 pub mod metrics;

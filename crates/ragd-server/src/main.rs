@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ragd_server::cli::{BenchCommand, Cli, Command};
-use ragd_server::{bench, config_file, models_cmd, serve, telemetry};
+use ragd_server::{bench, bench_generate, config_file, models_cmd, serve, telemetry};
 
 /// mimalloc keeps freed pages for reuse: candle allocates large activation
 /// tensors on every forward pass, and with the system allocator each one is a
@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(serve::run(args))),
         Command::Models(cmd) => models_cmd::run(cmd),
         Command::Bench(BenchCommand::Embed(args)) => bench::run_embed(args),
+        Command::Bench(BenchCommand::Generate(args)) => bench_generate::run_generate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use ragd_core::{Classifier, Embedder, ModelInfo, TextTokenizer};
-use ragd_engine::{BatchLimits, BatchWorker, WorkerMetrics};
+use ragd_core::{Classifier, Embedder, Generator, ModelInfo, TextTokenizer};
+use ragd_engine::{BatchLimits, BatchWorker, GenerationEngine, GenerationLimits, GenerationMetrics, WorkerMetrics};
 use ragd_models::Device;
 
 use crate::cli::ServeArgs;
+use crate::generate::GeneratorHandle;
 
 /// A loaded model as the routes see it: its facts, its tokenizer, its queue.
 #[derive(Clone)]
@@ -29,11 +30,14 @@ pub struct ModelHandle {
 pub struct Models {
     pub embedder: Option<ModelHandle>,
     pub guard: Option<ModelHandle>,
+    pub generator: Option<GeneratorHandle>,
 }
 
 impl Models {
-    pub fn all(&self) -> impl Iterator<Item = &ModelHandle> {
-        self.embedder.iter().chain(self.guard.iter())
+    /// Facts of every loaded model, for `/v1/models` and `/ready`.
+    pub fn all(&self) -> impl Iterator<Item = &ModelInfo> {
+        let batch = self.embedder.iter().chain(self.guard.iter()).map(|h| &h.info);
+        batch.chain(self.generator.iter().map(|g| &g.info))
     }
 }
 
@@ -79,6 +83,11 @@ pub fn load(args: &ServeArgs, registry: &prometheus::Registry) -> anyhow::Result
     if let Some(dir) = resolve(&args.guard, &args.dir.models_dir)? {
         models.guard = Some(timed("guard", &dir, || {
             load_guard(&dir, &device, args, registry)
+        })?);
+    }
+    if let Some(dir) = resolve(&args.generator, &args.dir.models_dir)? {
+        models.generator = Some(timed("generator", &dir, || {
+            load_generator(&dir, &device, args, registry)
         })?);
     }
     Ok(models)
@@ -140,5 +149,37 @@ fn load_guard(
         worker,
         output_dim: labels.len(),
         labels,
+    })
+}
+
+fn load_generator(
+    dir: &Path,
+    device: &Device,
+    args: &ServeArgs,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<GeneratorHandle> {
+    let id = ragd_models::model_id(dir)?;
+    let kv = ragd_models::llama::KvBudget {
+        bytes: args.kv_cache_mb << 20,
+        block_size: args.kv_block_size,
+    };
+    let loaded = ragd_models::llama::load_generator(dir, &id, device, kv, Some(args.max_context))?;
+    let info = loaded.model.info().clone();
+    let metrics = GenerationMetrics::new(&id);
+    for c in metrics.collectors() {
+        registry.register(c)?;
+    }
+    let limits = GenerationLimits {
+        queue_capacity: args.queue_capacity,
+        max_batch_tokens: args.max_step_tokens,
+        max_running: args.max_running,
+    };
+    let engine = GenerationEngine::spawn(Box::new(loaded.model), limits, metrics);
+    Ok(GeneratorHandle {
+        info,
+        tokenizer: loaded.tokenizer,
+        template: loaded.chat_template.map(Arc::new),
+        engine,
+        stop_tokens: loaded.stop_tokens,
     })
 }

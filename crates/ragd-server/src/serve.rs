@@ -35,6 +35,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     if models::resolve(&args.guard, &args.dir.models_dir)?.is_some() {
         expected.push("guard");
     }
+    if models::resolve(&args.generator, &args.dir.models_dir)?.is_some() {
+        expected.push("generator");
+    }
     let limits = Limits {
         max_inputs: args.max_inputs,
         max_input_bytes: args.max_input_bytes,

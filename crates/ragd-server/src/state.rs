@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use prometheus::Registry;
 
 use crate::error::ApiError;
+use crate::generate::GeneratorHandle;
 use crate::metrics::HttpMetrics;
 use crate::models::{ModelHandle, Models};
 
@@ -67,6 +68,19 @@ impl ServerState {
 
     pub fn is_ready(&self) -> bool {
         self.models.get().is_some()
+    }
+
+    /// The generator, when `requested` names it (or names nothing).
+    pub fn generator(&self, requested: Option<&str>) -> Result<GeneratorHandle, ApiError> {
+        let Some(models) = self.models.get() else {
+            return Err(ApiError::Unavailable("models are still loading; retry shortly".into()));
+        };
+        match (&models.generator, requested) {
+            (Some(g), Some(name)) if name != g.info.id => Err(ApiError::ModelNotFound(name.to_string())),
+            (Some(g), _) => Ok(g.clone()),
+            (None, Some(name)) => Err(ApiError::ModelNotFound(name.to_string())),
+            (None, None) => Err(ApiError::NotFound("this server runs no generator model".into())),
+        }
     }
 
     /// The model a request names, of the role the endpoint serves.

@@ -151,4 +151,8 @@ impl TextTokenizer for GgufTokenizer {
     fn vocab_size(&self) -> usize {
         self.vocab_size
     }
+
+    fn decode_text(&self, ids: &[u32]) -> Result<String> {
+        self.decode(ids, false)
+    }
 }

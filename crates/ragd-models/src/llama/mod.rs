@@ -1,8 +1,16 @@
-//! The Llama generator: tokenizer from GGUF metadata (the batched forward
-//! with paged KV cache comes with the generation engine).
+//! The Llama generator: batched forward over a paged KV cache, weights from
+//! GGUF or safetensors, tokenizer from GGUF metadata, chat template.
 
 pub mod chat_template;
+mod config;
+mod generator;
 pub mod gguf_tokenizer;
+mod load;
+mod weights;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
+pub use config::LlamaConfig;
+pub use generator::{KvBudget, LlamaGenerator};
 pub use gguf_tokenizer::{GgufTokenizer, GgufVocab};
+pub use load::{load_generator, LoadedGenerator};
+pub use weights::{LayerWeights, LlamaWeights};

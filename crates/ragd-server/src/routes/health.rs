@@ -22,7 +22,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     };
     let models: Vec<String> = state
         .models()
-        .map(|m| m.all().map(|h| h.info.id.clone()).collect())
+        .map(|m| m.all().map(|h| h.id.clone()).collect())
         .unwrap_or_default();
     (
         status,

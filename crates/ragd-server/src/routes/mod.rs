@@ -1,5 +1,7 @@
 //! HTTP routes, one file per endpoint family.
 
+pub mod chat;
+pub mod completions;
 pub mod embeddings;
 pub mod health;
 pub mod models;

@@ -5,7 +5,6 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::models::ModelHandle;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -26,14 +25,14 @@ pub struct ModelList {
     pub data: Vec<ModelCard>,
 }
 
-fn card(h: &ModelHandle) -> ModelCard {
+fn card(h: &ragd_core::ModelInfo) -> ModelCard {
     ModelCard {
-        id: h.info.id.clone(),
+        id: h.id.clone(),
         object: "model",
         created: 0,
         owned_by: "ragd",
-        kind: h.info.kind,
-        max_input_tokens: h.info.framing.max_len,
+        kind: h.kind,
+        max_input_tokens: h.framing.max_len,
     }
 }
 
@@ -48,7 +47,7 @@ pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ModelCard>, ApiError> {
     state
         .models()
-        .and_then(|m| m.all().find(|h| h.info.id == id))
+        .and_then(|m| m.all().find(|h| h.id == id))
         .map(|h| Json(card(h)))
         .ok_or(ApiError::ModelNotFound(id))
 }

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Generation under load: ragd vs llama.cpp's llama-server (continuous
+# batching, 16 slots) on the same GGUF and thread count, one server after the
+# other (never both at once), driven by `ragd bench generate`: streaming
+# /v1/completions, concurrency 1,4,16, 4 requests per client, 128-token
+# prompts, 128 new tokens (ignore_eos). Prints both and the ratios
+# ragd / llama-server (tok/s: higher is better for ragd; latencies: lower is).
+#
+#   benches/generate_vs_llama_server.sh [THREADS]     (default 2)
+#
+# Environment: CONCURRENCY (1,4,16), REQUESTS_PER_CLIENT (4), PROMPT_TOKENS
+# (128), MAX_TOKENS (128), GGUF (the default SmolLM2 Q4_1), RAGD_SERVE_ARGS
+# (extra flags for `ragd serve`), SKIP_RAGD=1 (llama-server only), OUT_DIR
+# (bench-results). llama-server is built once by benches/llama_server.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads="${1:-2}"
+conc="${CONCURRENCY:-1,4,16}"
+per_client="${REQUESTS_PER_CLIENT:-4}"
+prompt_tokens="${PROMPT_TOKENS:-128}"
+max_tokens="${MAX_TOKENS:-128}"
+models="${RAGD_MODELS_DIR:-models/cache}"
+gguf="${GGUF:-$models/smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf}"
+out="${OUT_DIR:-bench-results}"
+mkdir -p "$out"
+
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL PID: until URL answers 200, or the server exits, or 300 s.
+wait_http() {
+    for _ in $(seq 600); do
+        if curl -sf -o /dev/null "$1"; then return 0; fi
+        kill -0 "$2" 2>/dev/null || { echo "server exited before $1 answered" >&2; return 1; }
+        sleep 0.5
+    done
+    echo "timed out waiting for $1" >&2
+    return 1
+}
+
+stop() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+bench() { # URL LABEL OUT.json
+    target/release/ragd bench generate --url "$1" --label "$2" --concurrency "$conc" \
+        --requests-per-client "$per_client" --prompt-tokens "$prompt_tokens" --max-tokens "$max_tokens" \
+        --json "$3"
+}
+
+[ -f "$gguf" ] || models/fetch --only smollm2-135m-instruct-q4_1 >/dev/null
+llama_bin="$(benches/llama_server.sh build)"
+cargo build --release --bin ragd -q
+
+if [ "${SKIP_RAGD:-0}" != 1 ]; then
+    port="$(free_port)"
+    # shellcheck disable=SC2086
+    RAYON_NUM_THREADS="$threads" target/release/ragd serve --port "$port" --models-dir "$models" \
+        ${RAGD_SERVE_ARGS:-} >"$out/generate_ragd_server.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    wait_http "http://127.0.0.1:$port/ready" "$pid"
+    bench "http://127.0.0.1:$port" ragd "$out/generate_ragd.json"
+    stop "$pid"
+fi
+
+port="$(free_port)"
+np=16
+"$llama_bin" -m "$gguf" --host 127.0.0.1 --port "$port" -np "$np" -c $((np * (prompt_tokens + max_tokens + 64))) \
+    -t "$threads" -tb "$threads" --cont-batching --no-webui >"$out/generate_llama_server.log" 2>&1 &
+pid=$!
+pids+=("$pid")
+wait_http "http://127.0.0.1:$port/health" "$pid"
+bench "http://127.0.0.1:$port" llama-server "$out/generate_llama_server.json"
+stop "$pid"
+
+[ "${SKIP_RAGD:-0}" != 1 ] || exit 0
+python3 - "$out/generate_ragd.json" "$out/generate_llama_server.json" <<'PY'
+import json, sys
+r, l = (json.load(open(p)) for p in sys.argv[1:3])
+def ratio(a, b):
+    return f"{a / b:.2f}" if a is not None and b else "-"
+def f(x, spec):
+    return "-" if x is None else format(x, spec)
+print(f"\n{'conc':>4} | {'tok/s ragd':>10} {'llama':>8} {'ratio':>6} | {'ttft_p50 ragd':>13} {'llama':>8} {'ratio':>6}"
+      f" | {'itl_p50 ragd':>12} {'llama':>7} {'ratio':>6} | errors")
+for a, b in zip(r["levels"], l["levels"]):
+    ta, tb = a["output_tokens_per_s"], b["output_tokens_per_s"]
+    print(f"{a['concurrency']:>4} | {ta:>10.1f} {tb:>8.1f} {ratio(ta, tb):>6}"
+          f" | {f(a['ttft_p50_ms'], '.0f'):>13} {f(b['ttft_p50_ms'], '.0f'):>8} {ratio(a['ttft_p50_ms'], b['ttft_p50_ms']):>6}"
+          f" | {f(a['itl_p50_ms'], '.1f'):>12} {f(b['itl_p50_ms'], '.1f'):>7} {ratio(a['itl_p50_ms'], b['itl_p50_ms']):>6}"
+          f" | {a['errors']}/{b['errors']}")
+print("ratio = ragd / llama-server (tok/s: > 1 is better; ttft, itl in ms: < 1 is better)")
+PY

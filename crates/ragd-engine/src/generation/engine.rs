@@ -1,0 +1,432 @@
+//! The generation engine: a model thread running continuous batching
+//! (iteration-level scheduling) over a paged KV cache, and the handle the
+//! HTTP layer submits to.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ragd_core::{Generator, KvLayout, ModelError};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::request::{FinishReason, GenerationEvent, GenerationLimits, GenerationRequest, Usage};
+use super::scheduler::{Scheduler, SeqId, StepPlan};
+use super::GenerationMetrics;
+use crate::kv_blocks::BlockPool;
+use crate::sampling::Sampler;
+use crate::EngineError;
+
+/// A request on its way to the model thread.
+struct Submission {
+    req: GenerationRequest,
+    tx: UnboundedSender<GenerationEvent>,
+    submitted: Instant,
+    span: tracing::Span,
+}
+
+/// What the engine keeps per sequence besides its tokens and blocks.
+struct Live {
+    tx: UnboundedSender<GenerationEvent>,
+    sampler: Sampler,
+    max_tokens: usize,
+    stop_tokens: Vec<u32>,
+    submitted: Instant,
+    first_token: Option<Instant>,
+    last_token: Option<Instant>,
+    span: tracing::Span,
+}
+
+struct Shared {
+    tx: Sender<Submission>,
+    model_id: String,
+    vocab_size: usize,
+    context_len: usize,
+    kv_layout: KvLayout,
+    limits: GenerationLimits,
+    /// Fresh requests submitted and not yet started (or dropped).
+    queued: Arc<AtomicUsize>,
+}
+
+/// Handle to a generation model thread. Cloning is cheap; the thread stops
+/// once every handle is dropped and the work in hand is done.
+#[derive(Clone)]
+pub struct GenerationEngine {
+    shared: Arc<Shared>,
+}
+
+impl GenerationEngine {
+    /// Starts the model thread.
+    ///
+    /// # Panics
+    /// If the OS refuses to start a thread.
+    pub fn spawn(model: Box<dyn Generator>, limits: GenerationLimits, metrics: GenerationMetrics) -> Self {
+        let (tx, rx) = channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let kv_layout = model.kv_layout();
+        let shared = Shared {
+            tx,
+            model_id: model.info().id.clone(),
+            vocab_size: model.vocab_size(),
+            context_len: model.context_len(),
+            kv_layout,
+            limits,
+            queued: queued.clone(),
+        };
+        let pool = BlockPool::new(kv_layout.num_blocks, kv_layout.block_size.max(1));
+        metrics.kv_blocks_total.set(kv_layout.num_blocks as i64);
+        let worker = Worker {
+            sched: Scheduler::new(pool, limits.max_batch_tokens, limits.max_running),
+            context_len: shared.context_len,
+            model,
+            queued,
+            metrics,
+        };
+        std::thread::Builder::new()
+            .name(format!("ragd-gen-{}", shared.model_id))
+            .spawn(move || worker.run(rx))
+            .expect("cannot start the generation thread");
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// Queues a request; its tokens come on the returned stream. Dropping
+    /// the stream cancels the request.
+    pub fn submit(&self, req: GenerationRequest) -> Result<GenerationStream, EngineError> {
+        let s = &self.shared;
+        self.validate(&req)?;
+        let capacity = s.limits.queue_capacity;
+        if s.queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < capacity).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return Err(EngineError::Overloaded {
+                model: s.model_id.clone(),
+                capacity,
+            });
+        }
+        let (tx, rx) = unbounded_channel();
+        let sub = Submission {
+            req,
+            tx,
+            submitted: Instant::now(),
+            span: tracing::Span::current(),
+        };
+        if s.tx.send(sub).is_err() {
+            s.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::Stopped(s.model_id.clone()));
+        }
+        Ok(GenerationStream { rx })
+    }
+
+    fn validate(&self, req: &GenerationRequest) -> Result<(), EngineError> {
+        let s = &self.shared;
+        let invalid = |m: String| Err(EngineError::InvalidRequest(m));
+        if req.prompt.is_empty() {
+            return invalid("the prompt is empty".into());
+        }
+        if req.max_tokens == 0 {
+            return invalid("max_tokens must be at least 1".into());
+        }
+        let (p, m) = (req.prompt.len(), req.max_tokens);
+        let total = p.saturating_add(m);
+        if total > s.context_len {
+            return invalid(format!(
+                "the prompt ({p} tokens) plus max_tokens ({m}) is {total} tokens, more than the \
+                 model's context length of {} tokens",
+                s.context_len
+            ));
+        }
+        let cache = s.kv_layout.num_blocks * s.kv_layout.block_size;
+        if total > cache {
+            return invalid(format!(
+                "the prompt ({p} tokens) plus max_tokens ({m}) is {total} tokens, more than the KV \
+                 cache holds ({cache} tokens)"
+            ));
+        }
+        if let Some(&t) = req.prompt.iter().find(|&&t| t as usize >= s.vocab_size) {
+            return invalid(format!(
+                "token id {t} is outside the vocabulary ({} tokens)",
+                s.vocab_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// Most positions a sequence may reach (prompt + generated).
+    pub fn context_len(&self) -> usize {
+        self.shared.context_len
+    }
+
+    pub fn kv_layout(&self) -> KvLayout {
+        self.shared.kv_layout
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.shared.model_id
+    }
+
+    pub fn limits(&self) -> GenerationLimits {
+        self.shared.limits
+    }
+}
+
+/// The events of one request: tokens, then `Finished` or `Failed`, then
+/// `None`. Dropping it cancels the request and frees its KV blocks.
+pub struct GenerationStream {
+    rx: UnboundedReceiver<GenerationEvent>,
+}
+
+impl GenerationStream {
+    /// The next event; `None` after the last one (or if the engine died).
+    pub async fn next(&mut self) -> Option<GenerationEvent> {
+        self.rx.recv().await
+    }
+}
+
+/// The model thread's state.
+struct Worker {
+    model: Box<dyn Generator>,
+    sched: Scheduler<Live>,
+    context_len: usize,
+    queued: Arc<AtomicUsize>,
+    metrics: GenerationMetrics,
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Submission>) {
+        let mut open = true;
+        loop {
+            if !self.sched.has_work() {
+                self.update_gauges();
+                if !open {
+                    return;
+                }
+                match rx.recv() {
+                    Ok(sub) => self.add(sub),
+                    Err(_) => return,
+                }
+            }
+            while open {
+                match rx.try_recv() {
+                    Ok(sub) => self.add(sub),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => open = false,
+                }
+            }
+            self.drop_cancelled();
+            if self.sched.has_work() {
+                self.step();
+            }
+        }
+    }
+
+    fn add(&mut self, sub: Submission) {
+        let req = sub.req;
+        let live = Live {
+            tx: sub.tx,
+            sampler: Sampler::new(req.sampling),
+            max_tokens: req.max_tokens,
+            stop_tokens: if req.ignore_eos {
+                Vec::new()
+            } else {
+                req.stop_tokens
+            },
+            submitted: sub.submitted,
+            first_token: None,
+            last_token: None,
+            span: sub.span,
+        };
+        self.sched.add(req.prompt, live);
+    }
+
+    /// Removes the sequences whose stream was dropped, freeing their blocks.
+    fn drop_cancelled(&mut self) {
+        for seq in self.sched.remove_where(|s| s.payload.tx.is_closed()) {
+            if !seq.started() {
+                self.queued.fetch_sub(1, Ordering::SeqCst);
+            }
+            tracing::debug!(
+                parent: &seq.payload.span,
+                reason = FinishReason::Cancelled.as_str(),
+                generated = seq.generated().len(),
+                "generation cancelled"
+            );
+        }
+    }
+
+    fn update_gauges(&self) {
+        let m = &self.metrics;
+        m.running.set(self.sched.running_len() as i64);
+        m.waiting.set(self.sched.waiting_len() as i64);
+        m.kv_blocks_used.set(self.sched.pool().used_blocks() as i64);
+    }
+
+    fn step(&mut self) {
+        let plan = self.sched.schedule();
+        self.queued.fetch_sub(plan.admitted.len(), Ordering::SeqCst);
+        self.metrics.preemptions.inc_by(plan.preempted.len() as u64);
+        if !plan.preempted.is_empty() {
+            tracing::debug!(
+                preempted = plan.preempted.len(),
+                "KV cache full: preempted sequences"
+            );
+        }
+        if plan.is_empty() {
+            if !plan.preempted.is_empty() {
+                // Evicted to make room; the next round admits again.
+                self.update_gauges();
+                return;
+            }
+            // Unreachable while requests are validated against the cache
+            // (the oldest sequence always fits); never spin on a stall.
+            tracing::error!("generation scheduler stalled; failing the waiting requests");
+            for seq in self.sched.remove_where(|_| true) {
+                if !seq.started() {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                }
+                let msg = "the scheduler could not place this request".to_string();
+                let _ = seq.payload.tx.send(GenerationEvent::Failed(msg));
+            }
+            self.update_gauges();
+            return;
+        }
+        self.update_gauges();
+        self.metrics.batch_size.observe(plan.chunks.len() as f64);
+        self.metrics.step_tokens.observe(plan.num_tokens() as f64);
+        let result = {
+            let chunks = self.sched.chunks(&plan);
+            let model = &mut self.model;
+            // A panicking model must not take the thread (and every later
+            // request) down with it: turn it into an error for this step.
+            catch_unwind(AssertUnwindSafe(|| model.step(&chunks)))
+                .unwrap_or_else(|_| Err(ModelError::Inference("the model panicked".into())))
+        };
+        match result {
+            Ok(rows) if rows.len() == plan.num_logits() => {
+                self.sched.commit(&plan);
+                self.sample(&plan, rows);
+            }
+            Ok(rows) => {
+                let msg = format!(
+                    "the model returned {} rows of logits for {} sequences",
+                    rows.len(),
+                    plan.num_logits()
+                );
+                self.fail(&plan, &msg);
+            }
+            Err(e) => self.fail(&plan, &e.to_string()),
+        }
+        self.update_gauges();
+    }
+
+    /// Fails every sequence of a failed step.
+    fn fail(&mut self, plan: &StepPlan, msg: &str) {
+        tracing::error!(error = %msg, sequences = plan.chunks.len(), "generation step failed");
+        for c in &plan.chunks {
+            if let Some(seq) = self.sched.remove(c.id) {
+                let _ = seq.payload.tx.send(GenerationEvent::Failed(msg.to_string()));
+                self.metrics
+                    .e2e_request_latency
+                    .observe(seq.payload.submitted.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    /// Samples a token for each chunk that wanted logits and sends events.
+    fn sample(&mut self, plan: &StepPlan, rows: Vec<Vec<f32>>) {
+        let now = Instant::now();
+        let mut ended: Vec<(SeqId, GenerationEvent)> = Vec::new();
+        let chunks = plan.chunks.iter().filter(|c| c.want_logits);
+        for (c, mut row) in chunks.zip(rows) {
+            let Some(seq) = self.sched.get_mut(c.id) else {
+                continue;
+            };
+            let (prompt, generated, live) = seq.parts_mut();
+            let prompt_len = prompt.len();
+            let sampler = &mut live.sampler;
+            let Ok(sampled) = catch_unwind(AssertUnwindSafe(|| sampler.sample(&mut row, prompt, generated)))
+            else {
+                ended.push((c.id, GenerationEvent::Failed("the sampler panicked".into())));
+                continue;
+            };
+            let m = &self.metrics;
+            m.generation_tokens.inc();
+            match live.last_token {
+                None => {
+                    live.first_token = Some(now);
+                    m.prompt_tokens.inc_by(prompt_len as u64);
+                    m.time_to_first_token
+                        .observe(now.duration_since(live.submitted).as_secs_f64());
+                }
+                Some(last) => m
+                    .inter_token_latency
+                    .observe(now.duration_since(last).as_secs_f64()),
+            }
+            live.last_token = Some(now);
+            let token = sampled.token;
+            let stop = live.stop_tokens.contains(&token);
+            let max_tokens = live.max_tokens;
+            if !stop {
+                let sent = live.tx.send(GenerationEvent::Token {
+                    id: token,
+                    logprobs: sampled.logprobs,
+                });
+                if sent.is_err() {
+                    // Cancelled: nobody to tell.
+                    ended.push((
+                        c.id,
+                        GenerationEvent::Finished {
+                            reason: FinishReason::Cancelled,
+                            usage: Usage::default(),
+                        },
+                    ));
+                    continue;
+                }
+            }
+            seq.push_token(token);
+            let usage = Usage {
+                prompt_tokens: seq.prompt().len(),
+                completion_tokens: seq.generated().len(),
+            };
+            let reason = if stop {
+                Some(FinishReason::Stop)
+            } else if usage.completion_tokens >= max_tokens || seq.tokens().len() >= self.context_len {
+                Some(FinishReason::Length)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                ended.push((c.id, GenerationEvent::Finished { reason, usage }));
+            }
+        }
+        // Free the blocks first, so a caller that sees the end sees them
+        // free too.
+        let ended: Vec<_> = ended
+            .into_iter()
+            .filter_map(|(id, ev)| self.sched.remove(id).map(|seq| (seq, ev)))
+            .collect();
+        self.update_gauges();
+        for (seq, ev) in ended {
+            let live = seq.payload;
+            let elapsed = live.submitted.elapsed();
+            self.metrics.e2e_request_latency.observe(elapsed.as_secs_f64());
+            if let GenerationEvent::Finished { reason, usage } = &ev {
+                tracing::debug!(
+                    parent: &live.span,
+                    reason = reason.as_str(),
+                    prompt_tokens = usage.prompt_tokens,
+                    completion_tokens = usage.completion_tokens,
+                    ttft_ms = live.first_token.map(|t| t.duration_since(live.submitted).as_secs_f64() * 1e3),
+                    total_ms = elapsed.as_secs_f64() * 1e3,
+                    "generation finished"
+                );
+            }
+            let _ = live.tx.send(ev);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The plain types of a generation request and of what comes back.
+
+use crate::sampling::{SamplingParams, TokenLogprob};
+
+/// Bounds of the generation engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenerationLimits {
+    /// Requests that may wait to start; one more is refused with
+    /// `EngineError::Overloaded`. (Preempted sequences going back to the
+    /// queue do not count.)
+    pub queue_capacity: usize,
+    /// Most tokens fed to the model in one step: one per decoding sequence
+    /// plus the prefill chunks. At least 1.
+    pub max_batch_tokens: usize,
+    /// Most sequences running (holding KV blocks) at once. At least 1, and
+    /// at most `max_batch_tokens` (so each running stream gets a token every
+    /// step).
+    pub max_running: usize,
+}
+
+impl Default for GenerationLimits {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 1024,
+            max_batch_tokens: 512,
+            max_running: 64,
+        }
+    }
+}
+
+/// One completion to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    /// The prompt's token ids (chat template already applied); not empty.
+    pub prompt: Vec<u32>,
+    /// Most tokens to generate; at least 1, and `prompt.len() + max_tokens`
+    /// must fit the model's context and the whole KV cache.
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Tokens that end the completion (EOS, end of turn). A stop token ends
+    /// it with [`FinishReason::Stop`] and is not emitted as a token.
+    pub stop_tokens: Vec<u32>,
+    /// Ignore `stop_tokens` and always generate `max_tokens` tokens
+    /// (benchmarks).
+    pub ignore_eos: bool,
+}
+
+/// Why a completion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// A stop token was generated.
+    Stop,
+    /// `max_tokens` or the model's context was reached.
+    Length,
+    /// The caller went away (the stream was dropped). Never sent: there is
+    /// nobody to send it to; it names the reason in logs.
+    Cancelled,
+}
+
+impl FinishReason {
+    /// The OpenAI `finish_reason` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Token counts of a finished request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    /// Tokens the model generated, the stop token included (as vLLM and
+    /// OpenAI bill it), so it can be one more than the `Token` events.
+    pub completion_tokens: usize,
+}
+
+/// What a [`GenerationStream`](super::GenerationStream) yields: tokens in
+/// order, then exactly one `Finished` or `Failed`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenerationEvent {
+    Token {
+        id: u32,
+        logprobs: Option<TokenLogprob>,
+    },
+    Finished {
+        reason: FinishReason,
+        usage: Usage,
+    },
+    /// The model failed on a step this request was in.
+    Failed(String),
+}

@@ -1,0 +1,406 @@
+//! Continuous batching with the fake generator: runs in milliseconds.
+//!
+//! The fake model keeps a real paged KV cache (token ids stored per block
+//! slot, read back through the block table), so every "output matches the
+//! sequential reference" assertion also checks the KV bookkeeping.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ragd_core::testing::FakeGenerator;
+use ragd_engine::sampling::SamplingParams;
+use ragd_engine::{
+    EngineError, FinishReason, GenerationEngine, GenerationEvent, GenerationLimits, GenerationMetrics,
+    GenerationRequest, GenerationStream, Usage,
+};
+
+const VOCAB: usize = 1000;
+
+fn spawn(model: FakeGenerator, limits: GenerationLimits) -> (GenerationEngine, GenerationMetrics) {
+    let metrics = GenerationMetrics::new("fake");
+    let engine = GenerationEngine::spawn(Box::new(model), limits, metrics.clone());
+    (engine, metrics)
+}
+
+fn limits(max_batch_tokens: usize, max_running: usize) -> GenerationLimits {
+    GenerationLimits {
+        queue_capacity: 64,
+        max_batch_tokens,
+        max_running,
+    }
+}
+
+fn req(prompt: Vec<u32>, max_tokens: usize) -> GenerationRequest {
+    GenerationRequest {
+        prompt,
+        max_tokens,
+        sampling: SamplingParams::default(),
+        stop_tokens: vec![],
+        ignore_eos: false,
+    }
+}
+
+fn prompt(seed: u32, len: usize) -> Vec<u32> {
+    (0..len as u32)
+        .map(|i| (seed * 131 + i * 17 + 5) % VOCAB as u32)
+        .collect()
+}
+
+/// Every token, then the final event.
+async fn collect(mut s: GenerationStream) -> (Vec<u32>, GenerationEvent) {
+    let mut tokens = Vec::new();
+    let fut = async {
+        loop {
+            match s.next().await.expect("stream ended without a final event") {
+                GenerationEvent::Token { id, .. } => tokens.push(id),
+                end => return end,
+            }
+        }
+    };
+    let end = tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("timed out");
+    (tokens, end)
+}
+
+async fn next_token(s: &mut GenerationStream) -> u32 {
+    match tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("timed out")
+    {
+        Some(GenerationEvent::Token { id, .. }) => id,
+        other => panic!("expected a token, got {other:?}"),
+    }
+}
+
+fn length(prompt_tokens: usize, completion_tokens: usize) -> GenerationEvent {
+    GenerationEvent::Finished {
+        reason: FinishReason::Length,
+        usage: Usage {
+            prompt_tokens,
+            completion_tokens,
+        },
+    }
+}
+
+/// Waits for a gauge to reach `want` (the engine thread updates it).
+async fn eventually(what: &str, get: impl Fn() -> i64, want: i64) {
+    for _ in 0..400 {
+        if get() == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{what} is {}, expected {want}", get());
+}
+
+#[tokio::test]
+async fn single_request_gets_the_reference_tokens_and_length_usage() {
+    let (engine, metrics) = spawn(FakeGenerator::new(VOCAB, 256, 4, 64), GenerationLimits::default());
+    assert_eq!(engine.context_len(), 256);
+    assert_eq!(engine.kv_layout().num_blocks, 64);
+    assert_eq!(engine.model_id(), "fake-generator");
+    let p = prompt(1, 7);
+    let (tokens, end) = collect(engine.submit(req(p.clone(), 20)).unwrap()).await;
+    assert_eq!(tokens, FakeGenerator::reference(VOCAB, &p, 20, &[]));
+    assert_eq!(end, length(7, 20));
+    assert_eq!(metrics.generation_tokens.get(), 20);
+    assert_eq!(metrics.prompt_tokens.get(), 7);
+    assert_eq!(metrics.time_to_first_token.get_sample_count(), 1);
+    assert_eq!(metrics.inter_token_latency.get_sample_count(), 19);
+    assert_eq!(metrics.e2e_request_latency.get_sample_count(), 1);
+    assert_eq!(metrics.kv_blocks_total.get(), 64);
+    eventually("kv_blocks_used", || metrics.kv_blocks_used.get(), 0).await;
+}
+
+#[tokio::test]
+async fn a_request_that_exactly_fills_the_context_runs() {
+    let (engine, _) = spawn(FakeGenerator::new(VOCAB, 32, 4, 64), GenerationLimits::default());
+    let p = prompt(2, 12);
+    let (tokens, end) = collect(engine.submit(req(p.clone(), 20)).unwrap()).await;
+    assert_eq!(tokens, FakeGenerator::reference(VOCAB, &p, 20, &[]));
+    assert_eq!(end, length(12, 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_match_their_solo_output_and_are_batched() {
+    let model = FakeGenerator::new(VOCAB, 256, 4, 1024).with_delay(Duration::from_millis(1));
+    let probe = model.probe();
+    let (engine, metrics) = spawn(model, GenerationLimits::default());
+    let cases: Vec<(Vec<u32>, usize)> = (0..16u32)
+        .map(|i| (prompt(i, 1 + 3 * i as usize), 5 + 2 * i as usize))
+        .collect();
+    let streams: Vec<_> = cases
+        .iter()
+        .map(|(p, n)| engine.submit(req(p.clone(), *n)).unwrap())
+        .collect();
+    let tasks: Vec<_> = streams.into_iter().map(|s| tokio::spawn(collect(s))).collect();
+    for ((p, n), t) in cases.iter().zip(tasks) {
+        let (tokens, end) = t.await.unwrap();
+        assert_eq!(
+            tokens,
+            FakeGenerator::reference(VOCAB, p, *n, &[]),
+            "prompt {p:?}"
+        );
+        assert_eq!(end, length(p.len(), *n));
+    }
+    let sizes = probe.batch_sizes();
+    assert!(sizes.iter().any(|&n| n > 1), "never batched: {sizes:?}");
+    assert!(*sizes.iter().max().unwrap() >= 8, "little batching: {sizes:?}");
+    assert!(metrics.batch_size.get_sample_count() > 0);
+    eventually("kv_blocks_used", || metrics.kv_blocks_used.get(), 0).await;
+    eventually("running", || metrics.running.get(), 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn long_prompt_is_prefilled_in_chunks_while_others_decode() {
+    let model = FakeGenerator::new(VOCAB, 512, 4, 256).with_delay(Duration::from_millis(1));
+    let probe = model.probe();
+    let (engine, _) = spawn(model, limits(8, 64));
+    let (pa, pb, long) = (prompt(1, 3), prompt(2, 4), prompt(3, 100));
+    let mut a = engine.submit(req(pa.clone(), 80)).unwrap();
+    let mut b = engine.submit(req(pb.clone(), 80)).unwrap();
+    let a0 = next_token(&mut a).await;
+    let b0 = next_token(&mut b).await;
+    let l = engine.submit(req(long.clone(), 5)).unwrap();
+    let (ta, tb, tl) = tokio::join!(collect(a), collect(b), collect(l));
+    let mut got_a = vec![a0];
+    got_a.extend(ta.0);
+    let mut got_b = vec![b0];
+    got_b.extend(tb.0);
+    assert_eq!(got_a, FakeGenerator::reference(VOCAB, &pa, 80, &[]));
+    assert_eq!(got_b, FakeGenerator::reference(VOCAB, &pb, 80, &[]));
+    assert_eq!(tl.0, FakeGenerator::reference(VOCAB, &long, 5, &[]));
+
+    let steps = probe.steps();
+    for s in &steps {
+        assert!(
+            s.iter().map(|c| c.1).sum::<usize>() <= 8,
+            "step over budget: {s:?}"
+        );
+        for &(start, len, want) in s {
+            // Logits only for a decode, a whole short prompt or the end of the long one.
+            if want && len > 1 {
+                assert!(
+                    start == 0 || start + len == 100,
+                    "logits wanted mid-prompt: {s:?}"
+                );
+            }
+        }
+    }
+    // The long prompt's prefill chunks: several tokens, no logits.
+    let prefill_steps: Vec<_> = steps
+        .iter()
+        .filter(|s| s.iter().any(|c| c.1 > 1 && !c.2))
+        .collect();
+    assert!(prefill_steps.len() >= 100 / 8, "not chunked: {prefill_steps:?}");
+    for s in prefill_steps {
+        let decodes = s.iter().filter(|c| c.1 == 1 && c.2).count();
+        assert_eq!(
+            decodes, 2,
+            "the running streams stalled during the prefill: {s:?}"
+        );
+        assert_eq!(
+            s[..2].iter().filter(|c| c.1 == 1).count(),
+            2,
+            "decodes come first: {s:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tiny_kv_cache_preempts_and_everyone_still_gets_their_solo_output() {
+    // 12 blocks of 4 = 48 token slots; each request needs up to 30.
+    let model = FakeGenerator::new(VOCAB, 64, 4, 12).with_delay(Duration::from_micros(200));
+    let (engine, metrics) = spawn(model, limits(64, 64));
+    let cases: Vec<(Vec<u32>, usize)> = (0..6u32).map(|i| (prompt(10 + i, 6 + i as usize), 20)).collect();
+    let streams: Vec<_> = cases
+        .iter()
+        .map(|(p, n)| engine.submit(req(p.clone(), *n)).unwrap())
+        .collect();
+    let tasks: Vec<_> = streams.into_iter().map(|s| tokio::spawn(collect(s))).collect();
+    for ((p, n), t) in cases.iter().zip(tasks) {
+        let (tokens, end) = t.await.unwrap();
+        assert_eq!(
+            tokens,
+            FakeGenerator::reference(VOCAB, p, *n, &[]),
+            "prompt {p:?}"
+        );
+        assert_eq!(end, length(p.len(), *n));
+    }
+    assert!(metrics.preemptions.get() > 0, "no preemption happened");
+    eventually("kv_blocks_used", || metrics.kv_blocks_used.get(), 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropping_a_stream_cancels_it_and_frees_its_blocks() {
+    let model = FakeGenerator::new(VOCAB, 256, 4, 256).with_delay(Duration::from_millis(1));
+    let probe = model.probe();
+    let (engine, metrics) = spawn(model, GenerationLimits::default());
+    let ps: Vec<_> = (0..4u32).map(|i| prompt(20 + i, 5)).collect();
+    let mut streams: Vec<_> = ps
+        .iter()
+        .map(|p| engine.submit(req(p.clone(), 60)).unwrap())
+        .collect();
+    let mut victim = streams.remove(1);
+    for _ in 0..3 {
+        next_token(&mut victim).await;
+    }
+    drop(victim);
+    let tasks: Vec<_> = streams.into_iter().map(|s| tokio::spawn(collect(s))).collect();
+    for (p, t) in [&ps[0], &ps[2], &ps[3]].into_iter().zip(tasks) {
+        let (tokens, end) = t.await.unwrap();
+        assert_eq!(tokens, FakeGenerator::reference(VOCAB, p, 60, &[]));
+        assert_eq!(end, length(5, 60));
+    }
+    let sizes = probe.batch_sizes();
+    assert!(
+        sizes.iter().filter(|&&n| n == 3).count() > 20,
+        "the cancelled one kept running: {sizes:?}"
+    );
+    eventually("kv_blocks_used", || metrics.kv_blocks_used.get(), 0).await;
+    eventually("running", || metrics.running.get(), 0).await;
+    eventually("waiting", || metrics.waiting.get(), 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_is_overloaded_and_drains() {
+    let model = FakeGenerator::new(VOCAB, 256, 4, 256).with_delay(Duration::from_millis(1));
+    let (engine, _) = spawn(
+        model,
+        GenerationLimits {
+            queue_capacity: 2,
+            max_batch_tokens: 64,
+            max_running: 1,
+        },
+    );
+    let mut running = engine.submit(req(prompt(1, 4), 200)).unwrap();
+    next_token(&mut running).await; // started: no longer queued
+    let b = engine.submit(req(prompt(2, 4), 3)).unwrap();
+    let c = engine.submit(req(prompt(3, 4), 3)).unwrap();
+    match engine.submit(req(prompt(4, 4), 3)) {
+        Err(EngineError::Overloaded { capacity, .. }) => assert_eq!(capacity, 2),
+        other => panic!("expected Overloaded, got {:?}", other.err()),
+    }
+    drop(running);
+    for (s, seed) in [(b, 2), (c, 3)] {
+        let (tokens, _) = collect(s).await;
+        assert_eq!(tokens, FakeGenerator::reference(VOCAB, &prompt(seed, 4), 3, &[]));
+    }
+    let (tokens, _) = collect(engine.submit(req(prompt(4, 4), 3)).unwrap()).await;
+    assert_eq!(tokens.len(), 3);
+}
+
+#[tokio::test]
+async fn invalid_requests_are_refused_at_submit() {
+    // Context 64; the cache holds 16 blocks of 2 = 32 tokens.
+    let (engine, _) = spawn(FakeGenerator::new(VOCAB, 64, 2, 16), GenerationLimits::default());
+    let msg = |r: Result<GenerationStream, EngineError>| match r {
+        Err(EngineError::InvalidRequest(m)) => m,
+        other => panic!("expected InvalidRequest, got {:?}", other.err()),
+    };
+    let m = msg(engine.submit(req(prompt(1, 60), 10)));
+    assert!(m.contains("60") && m.contains("10") && m.contains("64"), "{m}");
+    let m = msg(engine.submit(req(prompt(1, 20), 20)));
+    assert!(m.contains("KV cache") && m.contains("32"), "{m}");
+    msg(engine.submit(req(vec![], 5)));
+    msg(engine.submit(req(prompt(1, 4), 0)));
+    let m = msg(engine.submit(req(vec![1, VOCAB as u32], 5)));
+    assert!(m.contains(&VOCAB.to_string()), "{m}");
+    // Exactly full fits.
+    let (tokens, _) = collect(engine.submit(req(prompt(1, 12), 20)).unwrap()).await;
+    assert_eq!(tokens.len(), 20);
+}
+
+#[tokio::test]
+async fn a_stop_token_finishes_with_stop_and_is_not_emitted() {
+    let (engine, _) = spawn(FakeGenerator::new(VOCAB, 256, 4, 64), GenerationLimits::default());
+    let p = prompt(5, 6);
+    let full = FakeGenerator::reference(VOCAB, &p, 12, &[]);
+    let at = (1..full.len()).find(|&i| !full[..i].contains(&full[i])).unwrap();
+    let mut r = req(p.clone(), 12);
+    r.stop_tokens = vec![full[at], 100_000];
+    let (tokens, end) = collect(engine.submit(r.clone()).unwrap()).await;
+    assert_eq!(tokens, full[..at].to_vec());
+    assert_eq!(
+        end,
+        GenerationEvent::Finished {
+            reason: FinishReason::Stop,
+            usage: Usage {
+                prompt_tokens: 6,
+                completion_tokens: at + 1
+            },
+        }
+    );
+    r.ignore_eos = true;
+    let (tokens, end) = collect(engine.submit(r).unwrap()).await;
+    assert_eq!(tokens, full);
+    assert_eq!(end, length(6, 12));
+}
+
+#[tokio::test]
+async fn a_model_failure_fails_the_step_and_the_engine_keeps_serving() {
+    let model = FakeGenerator::new(VOCAB, 256, 4, 64).with_panic_token(999);
+    let probe = model.probe();
+    let (engine, metrics) = spawn(model, GenerationLimits::default());
+    probe.fail_next_steps(1);
+    let (tokens, end) = collect(engine.submit(req(prompt(1, 5), 10)).unwrap()).await;
+    assert!(tokens.is_empty());
+    assert!(
+        matches!(&end, GenerationEvent::Failed(m) if m.contains("injected")),
+        "{end:?}"
+    );
+
+    let (tokens, end) = collect(engine.submit(req(vec![3, 999, 4], 10)).unwrap()).await;
+    assert!(tokens.is_empty());
+    assert!(
+        matches!(&end, GenerationEvent::Failed(m) if m.contains("panicked")),
+        "{end:?}"
+    );
+
+    let p = prompt(2, 5);
+    let expected = FakeGenerator::reference(VOCAB, &p, 10, &[]);
+    assert!(!expected.contains(&999));
+    let (tokens, end) = collect(engine.submit(req(p, 10)).unwrap()).await;
+    assert_eq!(tokens, expected);
+    assert_eq!(end, length(5, 10));
+    eventually("kv_blocks_used", || metrics.kv_blocks_used.get(), 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_room_for_one_sequence_requests_complete_in_submission_order() {
+    // Room for one: by max_running, then by the KV cache (4 blocks of 4 =
+    // 16 slots; each request needs 14).
+    for (blocks, max_running) in [(64, 1), (4, 64)] {
+        let model = FakeGenerator::new(VOCAB, 64, 4, blocks).with_delay(Duration::from_micros(200));
+        let (engine, _) = spawn(model, limits(64, max_running));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let ps: Vec<_> = (0..5u32).map(|i| prompt(40 + i, 4)).collect();
+        let streams: Vec<_> = ps
+            .iter()
+            .map(|p| engine.submit(req(p.clone(), 10)).unwrap())
+            .collect();
+        let tasks: Vec<_> = streams
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let order = order.clone();
+                tokio::spawn(async move {
+                    let out = collect(s).await;
+                    order.lock().unwrap().push(i);
+                    out
+                })
+            })
+            .collect();
+        for (p, t) in ps.iter().zip(tasks) {
+            let (tokens, end) = t.await.unwrap();
+            assert_eq!(tokens, FakeGenerator::reference(VOCAB, p, 10, &[]));
+            assert_eq!(end, length(4, 10));
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            vec![0, 1, 2, 3, 4],
+            "blocks {blocks}, max_running {max_running}"
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! Hyper-parameters of a Llama model, from GGUF metadata or a Hugging Face
+//! `config.json`.
+
+use candle_core::quantized::gguf_file;
+use ragd_core::{ModelError, Result};
+use ragd_kernels::RopeStyle;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub n_layers: usize,
+    pub hidden: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rms_eps: f32,
+    pub rope_base: f32,
+    pub rope_style: RopeStyle,
+    /// Context length the model was trained for.
+    pub context_len: usize,
+}
+
+impl LlamaConfig {
+    /// Reads `llama.*` keys (llama.cpp's names).
+    pub fn from_gguf(content: &gguf_file::Content, path: &str) -> Result<Self> {
+        let md = &content.metadata;
+        let get = |key: &str| -> Result<u32> {
+            md.get(key)
+                .ok_or_else(|| ModelError::load(path, format!("no {key} in the GGUF metadata")))?
+                .to_u32()
+                .map_err(|e| ModelError::load(path, format!("{key}: {e}")))
+        };
+        let float = |key: &str, default: f32| md.get(key).and_then(|v| v.to_f32().ok()).unwrap_or(default);
+        match md.get("general.architecture").and_then(|v| v.to_string().ok()) {
+            Some(a) if a == "llama" => {}
+            other => {
+                return Err(ModelError::load(
+                    path,
+                    format!("architecture {other:?} is not supported (llama only)"),
+                ))
+            }
+        }
+        let hidden = get("llama.embedding_length")? as usize;
+        let n_heads = get("llama.attention.head_count")? as usize;
+        let vocab_size = match md.get("llama.vocab_size").and_then(|v| v.to_u32().ok()) {
+            Some(v) => v as usize,
+            None => md
+                .get("tokenizer.ggml.tokens")
+                .and_then(|v| v.to_vec().ok())
+                .map(|v| v.len())
+                .ok_or_else(|| ModelError::load(path, "no vocabulary size in the GGUF metadata"))?,
+        };
+        Ok(Self {
+            n_layers: get("llama.block_count")? as usize,
+            hidden,
+            n_heads,
+            n_kv_heads: get("llama.attention.head_count_kv")? as usize,
+            head_dim: hidden / n_heads,
+            vocab_size,
+            rms_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5),
+            rope_base: float("llama.rope.freq_base", 10_000.0),
+            // llama.cpp stores Llama's Q/K permuted for interleaved pairs.
+            rope_style: RopeStyle::Interleaved,
+            context_len: get("llama.context_length")? as usize,
+        })
+    }
+
+    /// Reads a Hugging Face `LlamaForCausalLM` `config.json`.
+    pub fn from_hf_json(json: &serde_json::Value, path: &str) -> Result<Self> {
+        let int = |key: &str| -> Result<usize> {
+            json.get(key)
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+                .ok_or_else(|| ModelError::load(path, format!("config.json has no integer {key}")))
+        };
+        let hidden = int("hidden_size")?;
+        let n_heads = int("num_attention_heads")?;
+        Ok(Self {
+            n_layers: int("num_hidden_layers")?,
+            hidden,
+            n_heads,
+            n_kv_heads: int("num_key_value_heads").unwrap_or(n_heads),
+            head_dim: int("head_dim").unwrap_or(hidden / n_heads),
+            vocab_size: int("vocab_size")?,
+            rms_eps: json.get("rms_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-5) as f32,
+            rope_base: json.get("rope_theta").and_then(|v| v.as_f64()).unwrap_or(10_000.0) as f32,
+            rope_style: RopeStyle::Half,
+            context_len: int("max_position_embeddings")?,
+        })
+    }
+
+    /// Bytes of K and V one token position takes over all layers (f32).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        2 * self.n_layers * self.n_kv_heads * self.head_dim * std::mem::size_of::<f32>()
+    }
+}

@@ -1,0 +1,243 @@
+//! The batched Llama forward over a paged KV cache: one `step` runs a ragged
+//! batch where every sequence brings its own chunk of tokens (a piece of its
+//! prompt, or its last sampled token) at its own positions.
+//!
+//! Matmuls are candle's (`QMatMul`, quantized or not) over all tokens of the
+//! step at once; rotary embeddings and attention run per token through
+//! `ragd-kernels`, reading K/V through each sequence's block table. Every
+//! operation treats rows independently, so a sequence's logits do not depend
+//! on what else is in the batch.
+
+use std::path::Path;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Module, Tensor};
+use ragd_core::{Framing, Generator, KvLayout, ModelError, ModelInfo, ModelKind, Overflow, Result, SeqChunk};
+use ragd_kernels::{paged_attention, write_kv, KvShape, QueryToken, Rope};
+
+use super::{LlamaConfig, LlamaWeights};
+use crate::error::inference;
+
+/// How much memory the KV cache may take, and its block size.
+#[derive(Debug, Clone, Copy)]
+pub struct KvBudget {
+    pub bytes: usize,
+    pub block_size: usize,
+}
+
+impl Default for KvBudget {
+    fn default() -> Self {
+        Self {
+            bytes: 512 << 20,
+            block_size: 16,
+        }
+    }
+}
+
+struct LayerCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+pub struct LlamaGenerator {
+    info: ModelInfo,
+    cfg: LlamaConfig,
+    weights: LlamaWeights,
+    rope: Rope,
+    cache: Vec<LayerCache>,
+    kv_shape: KvShape,
+    context_len: usize,
+    device: Device,
+}
+
+impl LlamaGenerator {
+    /// Loads a GGUF Llama. `max_context` caps the model's own context length.
+    pub fn from_gguf(
+        path: &Path,
+        id: &str,
+        device: &Device,
+        kv: KvBudget,
+        max_context: Option<usize>,
+    ) -> Result<Self> {
+        let fail = |e: std::io::Error| ModelError::load(path.display(), e);
+        let mut file = std::fs::File::open(path).map_err(fail)?;
+        let content =
+            gguf_file::Content::read(&mut file).map_err(|e| ModelError::load(path.display(), e))?;
+        let cfg = LlamaConfig::from_gguf(&content, &path.display().to_string())?;
+        let weights = LlamaWeights::from_gguf(&content, &mut file, &cfg, path, device)?;
+        Ok(Self::new(id, cfg, weights, device, kv, max_context))
+    }
+
+    /// Loads a Hugging Face Llama folder (`config.json` + safetensors).
+    pub fn from_safetensors(
+        dir: &Path,
+        id: &str,
+        device: &Device,
+        kv: KvBudget,
+        max_context: Option<usize>,
+    ) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::load(cfg_path.display(), e))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::load(cfg_path.display(), e))?;
+        let cfg = LlamaConfig::from_hf_json(&json, &cfg_path.display().to_string())?;
+        let weights = LlamaWeights::from_safetensors(dir, &cfg, device)?;
+        Ok(Self::new(id, cfg, weights, device, kv, max_context))
+    }
+
+    fn new(
+        id: &str,
+        cfg: LlamaConfig,
+        weights: LlamaWeights,
+        device: &Device,
+        kv: KvBudget,
+        max_context: Option<usize>,
+    ) -> Self {
+        let context_len = max_context.map_or(cfg.context_len, |m| m.min(cfg.context_len));
+        let block_bytes = cfg.kv_bytes_per_token() * kv.block_size;
+        let kv_shape = KvShape {
+            num_blocks: (kv.bytes / block_bytes).max(1),
+            block_size: kv.block_size,
+            n_kv_heads: cfg.n_kv_heads,
+            head_dim: cfg.head_dim,
+        };
+        // Zeroed allocations are lazily committed by the OS: an idle cache
+        // costs address space, not memory.
+        let cache = (0..cfg.n_layers)
+            .map(|_| LayerCache {
+                k: vec![0f32; kv_shape.len()],
+                v: vec![0f32; kv_shape.len()],
+            })
+            .collect();
+        Self {
+            info: ModelInfo {
+                id: id.to_string(),
+                kind: ModelKind::Generator,
+                framing: Framing {
+                    prefix: vec![],
+                    suffix: vec![],
+                    max_len: context_len,
+                    overflow: Overflow::Truncate,
+                },
+            },
+            rope: Rope::new(cfg.head_dim, cfg.rope_base, context_len, cfg.rope_style),
+            cfg,
+            weights,
+            cache,
+            kv_shape,
+            context_len,
+            device: device.clone(),
+        }
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// Checks the chunks against the cache and the vocabulary before any
+    /// state changes.
+    fn validate(&self, chunks: &[SeqChunk<'_>]) -> Result<()> {
+        let bs = self.kv_shape.block_size;
+        for c in chunks {
+            let end = c.start_pos + c.tokens.len();
+            if c.tokens.is_empty() {
+                return Err(ModelError::InvalidInput("empty chunk".into()));
+            }
+            if end > self.context_len {
+                return Err(ModelError::InvalidInput(format!(
+                    "position {end} is past the context length {}",
+                    self.context_len
+                )));
+            }
+            if c.blocks.len() * bs < end || c.blocks.iter().any(|&b| b as usize >= self.kv_shape.num_blocks) {
+                return Err(ModelError::InvalidInput(format!(
+                    "block table of {} blocks cannot hold {end} positions",
+                    c.blocks.len()
+                )));
+            }
+            if let Some(&t) = c.tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+                return Err(ModelError::InvalidInput(format!("token id {t} is not in the vocabulary")));
+            }
+        }
+        Ok(())
+    }
+
+    fn forward(&mut self, chunks: &[SeqChunk<'_>]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let mut ids = Vec::new();
+        let mut tokens = Vec::new();
+        let mut logit_rows = Vec::new();
+        for c in chunks {
+            for (i, &t) in c.tokens.iter().enumerate() {
+                ids.push(t);
+                tokens.push(QueryToken {
+                    blocks: c.blocks,
+                    pos: c.start_pos + i,
+                });
+            }
+            if c.want_logits {
+                logit_rows.push(ids.len() as u32 - 1);
+            }
+        }
+        let n = ids.len();
+        let cfg = &self.cfg;
+        let (q_dim, kv_dim) = (cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim);
+        let scale = 1.0 / (cfg.head_dim as f32).sqrt();
+        let ids = Tensor::from_vec(ids, n, &self.device)?;
+        let mut x = self.weights.embed.index_select(&ids, 0)?;
+        for (layer, cache) in self.weights.layers.iter().zip(self.cache.iter_mut()) {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, cfg.rms_eps)?;
+            let mut q = layer.wq.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut k = layer.wk.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
+            let v = layer.wv.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
+            for (t, tok) in tokens.iter().enumerate() {
+                self.rope.apply(&mut q[t * q_dim..(t + 1) * q_dim], tok.pos);
+                self.rope.apply(&mut k[t * kv_dim..(t + 1) * kv_dim], tok.pos);
+            }
+            write_kv(&mut cache.k, &mut cache.v, self.kv_shape, &k, &v, &tokens);
+            let mut att = vec![0f32; n * q_dim];
+            paged_attention(&q, cfg.n_heads, &cache.k, &cache.v, self.kv_shape, &tokens, scale, &mut att);
+            let att = Tensor::from_vec(att, (n, q_dim), &self.device)?;
+            x = (layer.wo.forward(&att)? + &x)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, cfg.rms_eps)?;
+            let gate = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
+            x = (layer.down.forward(&(gate * layer.up.forward(&h)?)?)? + &x)?;
+        }
+        if logit_rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = Tensor::from_vec(logit_rows.clone(), logit_rows.len(), &self.device)?;
+        let last = x.index_select(&rows, 0)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.weights.norm, cfg.rms_eps)?;
+        self.weights.output.forward(&last)?.to_vec2::<f32>()
+    }
+}
+
+impl Generator for LlamaGenerator {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.cfg.vocab_size
+    }
+
+    fn context_len(&self) -> usize {
+        self.context_len
+    }
+
+    fn kv_layout(&self) -> KvLayout {
+        KvLayout {
+            block_size: self.kv_shape.block_size,
+            num_blocks: self.kv_shape.num_blocks,
+            bytes_per_block: self.cfg.kv_bytes_per_token() * self.kv_shape.block_size,
+        }
+    }
+
+    fn step(&mut self, chunks: &[SeqChunk<'_>]) -> Result<Vec<Vec<f32>>> {
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.validate(chunks)?;
+        self.forward(chunks).map_err(inference)
+    }
+}

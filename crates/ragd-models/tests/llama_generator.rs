@@ -1,0 +1,197 @@
+//! The batched Llama forward against the reference greedy tokens of
+//! candle-transformers' `quantized_llama` (tests/fixtures/llama_greedy.json,
+//! written by examples/llama_reference.rs): alone, and in ragged batches that
+//! mix chunked prefill with decoding, through scattered KV blocks.
+
+mod common;
+
+use ragd_core::{Generator, SeqChunk};
+use ragd_models::llama::{KvBudget, LlamaGenerator};
+use ragd_models::Device;
+
+const BLOCK: usize = 16;
+
+struct Case {
+    prompt: Vec<u32>,
+    want: Vec<u32>,
+}
+
+fn cases() -> Vec<Case> {
+    let fixture = common::fixture_json("llama_greedy.json");
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    fixture["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Case {
+            prompt: ids(&c["prompt_ids"]),
+            want: ids(&c["output_ids"]),
+        })
+        .collect()
+}
+
+fn generator() -> LlamaGenerator {
+    let path = common::model_file("smollm2-135m-instruct-q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf");
+    let kv = KvBudget {
+        bytes: 160 * BLOCK * 46_080,
+        block_size: BLOCK,
+    };
+    LlamaGenerator::from_gguf(&path, "smollm2", &Device::Cpu, kv, Some(1024)).unwrap()
+}
+
+/// A sequence being decoded greedily, with its own (deliberately scattered)
+/// block table.
+struct Seq {
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    /// Positions already in the KV cache.
+    done: usize,
+    blocks: Vec<u32>,
+    out: Vec<u32>,
+}
+
+impl Seq {
+    fn new(case: &Case, blocks: Vec<u32>) -> Self {
+        Self {
+            tokens: case.prompt.clone(),
+            prompt_len: case.prompt.len(),
+            done: 0,
+            blocks,
+            out: Vec::new(),
+        }
+    }
+
+    /// The next chunk: up to `max_prefill` prompt tokens, or the last token.
+    fn chunk(&self, max_prefill: usize) -> SeqChunk<'_> {
+        let end = if self.done < self.prompt_len {
+            (self.done + max_prefill).min(self.prompt_len)
+        } else {
+            self.tokens.len()
+        };
+        SeqChunk {
+            tokens: &self.tokens[self.done..end],
+            start_pos: self.done,
+            blocks: &self.blocks,
+            want_logits: end == self.tokens.len(),
+        }
+    }
+
+    fn advance(&mut self, fed: usize, logits: Option<&Vec<f32>>) {
+        self.done += fed;
+        if let Some(l) = logits {
+            let next = argmax(l);
+            self.out.push(next);
+            self.tokens.push(next);
+        }
+    }
+}
+
+fn argmax(l: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in l.iter().enumerate() {
+        if x > l[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Runs every sequence to `n` generated tokens, `start[i]` steps late, with
+/// prompts fed `max_prefill` tokens at a time.
+fn run(model: &mut LlamaGenerator, seqs: &mut [Seq], n: usize, start: &[usize], max_prefill: usize) {
+    let mut step = 0;
+    while seqs.iter().any(|s| s.out.len() < n) {
+        let active: Vec<usize> = (0..seqs.len())
+            .filter(|&i| step >= start[i] && seqs[i].out.len() < n)
+            .collect();
+        let chunks: Vec<SeqChunk> = active.iter().map(|&i| seqs[i].chunk(max_prefill)).collect();
+        let fed: Vec<(usize, bool)> = chunks.iter().map(|c| (c.tokens.len(), c.want_logits)).collect();
+        let logits = model.step(&chunks).unwrap();
+        let mut rows = logits.iter();
+        for (&i, &(len, want)) in active.iter().zip(&fed) {
+            seqs[i].advance(len, if want { rows.next() } else { None });
+        }
+        assert!(rows.next().is_none());
+        step += 1;
+    }
+}
+
+fn check(seqs: &[Seq], cases: &[Case], n: usize, what: &str) {
+    for (i, (s, c)) in seqs.iter().zip(cases).enumerate() {
+        let first_diff = s.out[..n].iter().zip(&c.want[..n]).position(|(a, b)| a != b);
+        eprintln!("{what}: prompt {i}: first divergence {first_diff:?}");
+    }
+    for (i, (s, c)) in seqs.iter().zip(cases).enumerate() {
+        assert_eq!(&s.out[..n], &c.want[..n], "{what}: prompt {i} diverges from the reference");
+    }
+}
+
+/// Blocks 0..160 dealt out round-robin so that every sequence's table is
+/// scattered and interleaved with the others'.
+fn scattered_tables(n_seqs: usize, per_seq: usize) -> Vec<Vec<u32>> {
+    (0..n_seqs)
+        .map(|s| (0..per_seq).map(|j| (j * n_seqs + (s * 7 + j) % n_seqs) as u32).collect())
+        .collect()
+}
+
+#[test]
+fn greedy_tokens_match_the_reference_alone_and_in_ragged_batches() {
+    let cases = cases();
+    assert!(cases.len() >= 8);
+    let n = cases.iter().map(|c| c.want.len()).min().unwrap();
+    assert!(n >= 32, "the fixture holds {n} tokens per prompt");
+    let mut model = generator();
+
+    // Alone: one sequence at a time, whole prompt in one step.
+    for (i, case) in cases.iter().enumerate() {
+        let mut seq = [Seq::new(case, (0..20).rev().map(|b| b + 20 * (i as u32 % 4)).collect())];
+        run(&mut model, &mut seq, n, &[0], usize::MAX);
+        check(&seq, std::slice::from_ref(case), n, "alone");
+    }
+
+    // Together: staggered starts, 5-token prefill chunks mixed with decodes,
+    // scattered block tables.
+    let tables = scattered_tables(cases.len(), 20);
+    let mut seqs: Vec<Seq> = cases.iter().zip(tables).map(|(c, t)| Seq::new(c, t)).collect();
+    let start: Vec<usize> = (0..cases.len()).map(|i| i * 3).collect();
+    run(&mut model, &mut seqs, n, &start, 5);
+    check(&seqs, &cases, n, "batched");
+}
+
+#[test]
+fn bad_chunks_are_refused_without_panicking() {
+    let mut model = generator();
+    let blocks = [0u32, 1];
+    let past_table = SeqChunk {
+        tokens: &[1; 40],
+        start_pos: 0,
+        blocks: &blocks,
+        want_logits: true,
+    };
+    assert!(model.step(&[past_table]).is_err());
+    let bad_token = SeqChunk {
+        tokens: &[1, 9_999_999],
+        start_pos: 0,
+        blocks: &blocks,
+        want_logits: true,
+    };
+    assert!(model.step(&[bad_token]).is_err());
+    let bad_block = SeqChunk {
+        tokens: &[1],
+        start_pos: 0,
+        blocks: &[100_000],
+        want_logits: true,
+    };
+    assert!(model.step(&[bad_block]).is_err());
+    let ok = SeqChunk {
+        tokens: &[1, 2, 3],
+        start_pos: 0,
+        blocks: &blocks,
+        want_logits: true,
+    };
+    let logits = model.step(&[ok]).unwrap();
+    assert_eq!(logits.len(), 1);
+    assert_eq!(logits[0].len(), model.vocab_size());
+}

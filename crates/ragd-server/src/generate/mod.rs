@@ -1,0 +1,115 @@
+//! Text generation for `/v1/chat/completions` and `/v1/completions`:
+//! request fields, submitting choices to the engine, and streaming them.
+
+pub mod choice;
+pub mod params;
+pub mod stream;
+
+use std::sync::Arc;
+
+use ragd_core::{ModelInfo, TextTokenizer};
+use ragd_engine::{GenerationEngine, GenerationRequest};
+use ragd_models::llama::ChatTemplate;
+use serde::Serialize;
+
+pub use choice::{Choice, Piece, TokenInfo};
+pub use params::{GenSettings, SamplingFields};
+
+use crate::error::ApiError;
+
+/// The loaded generator as the routes see it.
+#[derive(Clone)]
+pub struct GeneratorHandle {
+    pub info: ModelInfo,
+    pub tokenizer: Arc<dyn TextTokenizer>,
+    /// The model's own chat template, when it has one.
+    pub template: Option<Arc<ChatTemplate>>,
+    pub engine: GenerationEngine,
+    /// End-of-turn tokens: generation stops there (finish_reason `stop`).
+    pub stop_tokens: Vec<u32>,
+}
+
+/// OpenAI's `usage`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct UsageJson {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
+}
+
+impl UsageJson {
+    pub fn new(prompt_tokens: usize, completion_tokens: usize) -> Self {
+        Self {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
+/// Submits the `n` choices of one request. The prompt must leave room for
+/// `max_tokens` in the context (400 otherwise, with the numbers).
+pub fn submit(handle: &GeneratorHandle, prompt: &[u32], settings: &GenSettings) -> Result<Vec<Choice>, ApiError> {
+    let context = handle.engine.context_len();
+    if prompt.is_empty() {
+        return Err(ApiError::invalid("the prompt is empty", "prompt"));
+    }
+    if prompt.len() >= context {
+        return Err(ApiError::invalid(
+            format!(
+                "the prompt has {} tokens; the context of `{}` is {context} tokens, which must also hold at least one generated token",
+                prompt.len(),
+                handle.info.id
+            ),
+            "messages",
+        ));
+    }
+    let room = context - prompt.len();
+    let max_tokens = match settings.max_tokens {
+        Some(m) if m > room => {
+            return Err(ApiError::invalid(
+                format!(
+                    "max_tokens is {m} but the prompt has {} tokens and the context is {context}: at most {room} can be generated",
+                    prompt.len()
+                ),
+                "max_tokens",
+            ))
+        }
+        Some(m) => m,
+        None => room,
+    };
+    (0..settings.n)
+        .map(|i| {
+            let stream = handle.engine.submit(GenerationRequest {
+                prompt: prompt.to_vec(),
+                max_tokens,
+                sampling: settings.sampling_for(i),
+                stop_tokens: handle.stop_tokens.clone(),
+                ignore_eos: settings.ignore_eos,
+            })?;
+            Ok(Choice::new(stream, handle.tokenizer.clone(), settings.stop.clone()))
+        })
+        .collect()
+}
+
+/// Runs every choice to the end (non-streaming responses): the pieces in
+/// choice order and the total completion tokens.
+pub async fn collect_all(choices: Vec<Choice>) -> Result<(Vec<Piece>, usize), ApiError> {
+    let results = futures::future::join_all(choices.into_iter().map(Choice::collect)).await;
+    let mut pieces = Vec::with_capacity(results.len());
+    let mut tokens = 0;
+    for r in results {
+        let (piece, n) = r?;
+        tokens += n;
+        pieces.push(piece);
+    }
+    Ok((pieces, tokens))
+}
+
+/// Seconds since the Unix epoch, for `created`.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

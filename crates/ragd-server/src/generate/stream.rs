@@ -1,0 +1,86 @@
+//! Server-sent events for streamed completions: the choices run
+//! concurrently, each piece becomes one `data:` chunk, then the optional
+//! usage chunk and `data: [DONE]`. A client that goes away stops the task,
+//! which drops the choices and so cancels their generations.
+
+use std::convert::Infallible;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{Choice, Piece, UsageJson};
+
+/// How an endpoint shapes its chunks.
+pub trait ChunkFormat: Send + 'static {
+    /// Sent for every choice before any text (chat: the assistant role).
+    fn opening(&self, index: usize) -> Option<Value>;
+    fn piece(&self, index: usize, piece: &Piece) -> Value;
+    /// The final chunk with `usage` (when the client asked for it).
+    fn usage(&self, usage: UsageJson) -> Value;
+}
+
+/// Starts the choices and returns the SSE response that streams them.
+pub fn sse<F: ChunkFormat>(
+    choices: Vec<Choice>,
+    prompt_tokens: usize,
+    include_usage: bool,
+    format: F,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    tokio::spawn(run(choices, prompt_tokens, include_usage, format, tx));
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn data(v: &Value) -> Event {
+    Event::default().data(v.to_string())
+}
+
+async fn run<F: ChunkFormat>(
+    choices: Vec<Choice>,
+    prompt_tokens: usize,
+    include_usage: bool,
+    format: F,
+    tx: mpsc::Sender<Event>,
+) {
+    for i in 0..choices.len() {
+        if let Some(v) = format.opening(i) {
+            if tx.send(data(&v)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let mut tokens = vec![0usize; choices.len()];
+    let streams = choices.into_iter().enumerate().map(|(i, c)| {
+        Box::pin(futures::stream::unfold(Some(c), move |c| async move {
+            let mut c = c?;
+            let piece = c.next().await?;
+            let n = c.completion_tokens;
+            Some(((i, piece, n), Some(c)))
+        }))
+    });
+    let mut all = futures::stream::select_all(streams);
+    while let Some((i, piece, n)) = all.next().await {
+        tokens[i] = n;
+        let event = match piece {
+            Ok(piece) => data(&format.piece(i, &piece)),
+            Err(e) => {
+                let body = serde_json::json!({"error": {"message": e.to_string(), "type": "server_error"}});
+                let _ = tx.send(data(&body)).await;
+                return;
+            }
+        };
+        if tx.send(event).await.is_err() {
+            return; // the client left: dropping `all` cancels the choices
+        }
+    }
+    if include_usage {
+        let usage = UsageJson::new(prompt_tokens, tokens.iter().sum());
+        if tx.send(data(&format.usage(usage))).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(Event::default().data("[DONE]")).await;
+}

@@ -1,0 +1,222 @@
+//! `POST /v1/chat/completions`, streaming or not, in OpenAI's shapes.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use ragd_models::llama::ChatMessage;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::generate::stream::{sse, ChunkFormat};
+use crate::generate::{self, now_unix, GeneratorHandle, Piece, SamplingFields, TokenInfo, UsageJson};
+use crate::json::Json;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<MessageIn>,
+    /// OpenAI's newer name for `max_tokens`.
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    pub logprobs: bool,
+    pub top_logprobs: Option<u32>,
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MessageIn {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+/// A message's content: a string or a list of parts (text parts only).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Part {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+fn messages(input: &[MessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
+    if input.is_empty() {
+        return Err(ApiError::invalid("`messages` must not be empty", "messages"));
+    }
+    input
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if !ROLES.contains(&m.role.as_str()) {
+                return Err(ApiError::invalid(
+                    format!("`messages[{i}].role` must be one of {ROLES:?} (got {:?})", m.role),
+                    "messages",
+                ));
+            }
+            let content = match &m.content {
+                None => String::new(),
+                Some(Content::Text(t)) => t.clone(),
+                Some(Content::Parts(parts)) => parts
+                    .iter()
+                    .map(|p| match (p.kind.as_str(), &p.text) {
+                        ("text", Some(t)) => Ok(t.as_str()),
+                        _ => Err(ApiError::invalid(
+                            format!("`messages[{i}].content` parts must be text parts (got type {:?})", p.kind),
+                            "messages",
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .concat(),
+            };
+            // Templates know `system`; `developer` is OpenAI's new name for it.
+            let role = if m.role == "developer" { "system" } else { &m.role };
+            Ok(ChatMessage {
+                role: role.to_string(),
+                content,
+            })
+        })
+        .collect()
+}
+
+/// Renders and tokenizes the conversation off the async runtime.
+async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Result<Vec<u32>, ApiError> {
+    let template = handle.template.clone().ok_or_else(|| {
+        ApiError::invalid(
+            format!("model `{}` has no chat template; use /v1/completions", handle.info.id),
+            "model",
+        )
+    })?;
+    let tokenizer = handle.tokenizer.clone();
+    tokio::task::spawn_blocking(move || {
+        let text = template
+            .render(&messages, true)
+            .map_err(|e| ApiError::invalid(format!("cannot apply the chat template: {e}"), "messages"))?;
+        Ok(tokenizer.encode(&text)?)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Json(req): Json<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let handle = state.generator(Some(&req.model))?;
+    let top = match (req.logprobs, req.top_logprobs) {
+        (false, Some(_)) => {
+            return Err(ApiError::invalid("`top_logprobs` needs `logprobs: true`", "top_logprobs"))
+        }
+        (false, None) => None,
+        (true, k) => Some(k.unwrap_or(0)),
+    };
+    let settings = req.sampling.validate(req.max_completion_tokens, top)?;
+    let prompt = prompt_ids(&handle, messages(&req.messages)?).await?;
+    let choices = generate::submit(&handle, &prompt, &settings)?;
+    let format = ChatFormat {
+        id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+        created: now_unix(),
+        model: handle.info.id.clone(),
+    };
+    if settings.stream {
+        return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
+    }
+    let (pieces, completion_tokens) = generate::collect_all(choices).await?;
+    let choices: Vec<Value> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({
+                "index": i,
+                "message": {"role": "assistant", "content": p.text},
+                "logprobs": logprobs_json(top.is_some(), &p.logprobs),
+                "finish_reason": p.finish_reason,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "id": format.id,
+        "object": "chat.completion",
+        "created": format.created,
+        "model": format.model,
+        "choices": choices,
+        "usage": UsageJson::new(prompt.len(), completion_tokens),
+    }))
+    .into_response())
+}
+
+fn token_json(token: &str, logprob: f32) -> Value {
+    json!({"token": token, "logprob": logprob, "bytes": token.as_bytes()})
+}
+
+fn logprobs_json(wanted: bool, tokens: &[TokenInfo]) -> Value {
+    if !wanted {
+        return Value::Null;
+    }
+    let content: Vec<Value> = tokens
+        .iter()
+        .map(|t| {
+            let mut v = token_json(&t.token, t.logprob);
+            v["top_logprobs"] = t.top.iter().map(|(s, l)| token_json(s, *l)).collect();
+            v
+        })
+        .collect();
+    json!({ "content": content })
+}
+
+struct ChatFormat {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl ChatFormat {
+    fn chunk(&self, choices: Value, usage: Option<UsageJson>) -> Value {
+        let mut v = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        });
+        if let Some(u) = usage {
+            v["usage"] = json!(u);
+        }
+        v
+    }
+}
+
+impl ChunkFormat for ChatFormat {
+    fn opening(&self, index: usize) -> Option<Value> {
+        Some(self.chunk(
+            json!([{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+            None,
+        ))
+    }
+
+    fn piece(&self, index: usize, piece: &Piece) -> Value {
+        let delta = if piece.text.is_empty() {
+            json!({})
+        } else {
+            json!({"content": piece.text})
+        };
+        let logprobs = logprobs_json(!piece.logprobs.is_empty(), &piece.logprobs);
+        self.chunk(
+            json!([{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": piece.finish_reason}]),
+            None,
+        )
+    }
+
+    fn usage(&self, usage: UsageJson) -> Value {
+        self.chunk(json!([]), Some(usage))
+    }
+}

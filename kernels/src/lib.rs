@@ -1,0 +1,16 @@
+//! Kernels for ragd's paged KV cache.
+//!
+//! The cache of one layer is two flat `f32` arrays (K and V) shaped
+//! `[num_blocks, block_size, n_kv_heads, head_dim]`. A sequence owns a list
+//! of blocks (its block table); position `p` of the sequence lives in block
+//! `table[p / block_size]`, slot `p % block_size`. The kernels read and write
+//! through the tables and never gather a sequence into a contiguous copy.
+//!
+//! Only the CPU kernels exist so far; CUDA and Metal versions will sit behind
+//! the `cuda` and `metal` features with these as their reference.
+
+mod paged_attention;
+mod rope;
+
+pub use paged_attention::{paged_attention, write_kv, KvShape, QueryToken};
+pub use rope::{Rope, RopeStyle};
