@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use ragd_suite::{get_text, metric_value, repo_root, shared_server};
+use ragd_suite::{get_text, metric_value, repo_root, shared_server, start_on_own_thread};
 use serde_json::{json, Value};
 
 const GEN: &str = "smollm2-135m-instruct-q4_1";
@@ -167,12 +167,15 @@ async fn stop_strings_end_the_answer_and_are_not_sent() {
 
 #[tokio::test]
 async fn a_cancelled_stream_frees_its_kv_blocks_and_the_others_go_on() {
+    // Its own server, so no other test's requests hold blocks.
+    let (addr, _stop) = start_on_own_thread(&["--embedder", "none", "--guard", "none"]);
+    let base = format!("http://{addr}");
     let client = reqwest::Client::new();
     let body = |i: usize| {
         json!({"model": GEN, "prompt": format!("Story number {i}: once upon a time"), "max_tokens": 120,
                "temperature": 0, "ignore_eos": true, "stream": true})
     };
-    let url = format!("{}/v1/completions", base());
+    let url = format!("{base}/v1/completions");
     let others: Vec<_> = (1..4)
         .map(|i| {
             let req = client.post(&url).json(&body(i));
@@ -193,7 +196,7 @@ async fn a_cancelled_stream_frees_its_kv_blocks_and_the_others_go_on() {
     // Back to idle: no block held by the cancelled request.
     let mut used = f64::NAN;
     for _ in 0..50 {
-        let m = get_text(&base(), "/metrics").await;
+        let m = get_text(&base, "/metrics").await;
         used = metric_value(&m, "ragd_kv_blocks_used", "").unwrap();
         if used == 0.0 {
             break;

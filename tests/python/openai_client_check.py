@@ -44,16 +44,16 @@ except NotFoundError as e:
     assert e.body["code"] == "model_not_found", e.body
 
 # Chat completions: greedy, not streamed, then streamed: the same text.
-question = [{"role": "user", "content": "What is the capital of France?"}]
-chat = client.chat.completions.create(model=GEN, messages=question, temperature=0, max_tokens=24)
+question = [{"role": "user", "content": "Who wrote Romeo and Juliet?"}]
+chat = client.chat.completions.create(model=GEN, messages=question, temperature=0, max_tokens=32)
 choice = chat.choices[0]
-assert choice.message.role == "assistant" and "Paris" in choice.message.content, chat
+assert choice.message.role == "assistant" and "Shakespeare" in choice.message.content, chat
 assert choice.finish_reason in ("stop", "length"), chat
-assert chat.usage.prompt_tokens > 5 and 0 < chat.usage.completion_tokens <= 24, chat.usage
+assert chat.usage.prompt_tokens > 5 and 0 < chat.usage.completion_tokens <= 32, chat.usage
 assert chat.usage.total_tokens == chat.usage.prompt_tokens + chat.usage.completion_tokens
 
 stream = client.chat.completions.create(
-    model=GEN, messages=question, temperature=0, max_tokens=24, stream=True,
+    model=GEN, messages=question, temperature=0, max_tokens=32, stream=True,
     stream_options={"include_usage": True},
 )
 parts, finish, usage = [], None, None

@@ -14,6 +14,7 @@ const BLOCK: usize = 16;
 struct Case {
     prompt: Vec<u32>,
     want: Vec<u32>,
+    gaps: Vec<f64>,
 }
 
 fn cases() -> Vec<Case> {
@@ -28,6 +29,7 @@ fn cases() -> Vec<Case> {
         .map(|c| Case {
             prompt: ids(&c["prompt_ids"]),
             want: ids(&c["output_ids"]),
+            gaps: c["logit_gaps"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
         })
         .collect()
 }
@@ -121,10 +123,12 @@ fn run(model: &mut LlamaGenerator, seqs: &mut [Seq], n: usize, start: &[usize], 
 fn check(seqs: &[Seq], cases: &[Case], n: usize, what: &str) {
     for (i, (s, c)) in seqs.iter().zip(cases).enumerate() {
         let first_diff = s.out[..n].iter().zip(&c.want[..n]).position(|(a, b)| a != b);
-        eprintln!("{what}: prompt {i}: first divergence {first_diff:?}");
-    }
-    for (i, (s, c)) in seqs.iter().zip(cases).enumerate() {
-        assert_eq!(&s.out[..n], &c.want[..n], "{what}: prompt {i} diverges from the reference");
+        assert_eq!(
+            first_diff,
+            None,
+            "{what}: prompt {i} diverges from the reference at token {first_diff:?} (the reference's top-2 logit gap there: {:?})",
+            first_diff.map(|d| c.gaps[d])
+        );
     }
 }
 
