@@ -42,7 +42,10 @@ fn chat_body(prompt: &str, max_tokens: u32) -> Value {
 async fn chat_text(prompt: &str, max_tokens: u32) -> String {
     let (status, body) = post("/v1/chat/completions", &chat_body(prompt, max_tokens)).await;
     assert_eq!(status, 200, "{body}");
-    body["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+    body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Data lines of an SSE body, until `[DONE]`.
@@ -66,14 +69,23 @@ fn sse_events(text: &str) -> Vec<Value> {
 #[tokio::test]
 async fn greedy_chat_matches_the_reference_tokens() {
     for case in fixture()["cases"].as_array().unwrap().iter().take(4) {
-        let (status, body) =
-            post("/v1/chat/completions", &chat_body(case["prompt"].as_str().unwrap(), 32)).await;
+        let (status, body) = post(
+            "/v1/chat/completions",
+            &chat_body(case["prompt"].as_str().unwrap(), 32),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         let want = case["output_text"].as_str().unwrap();
         let got = body["choices"][0]["message"]["content"].as_str().unwrap();
-        assert!(!got.is_empty() && want.starts_with(got), "{got:?} is not a prefix of {want:?}");
+        assert!(
+            !got.is_empty() && want.starts_with(got),
+            "{got:?} is not a prefix of {want:?}"
+        );
         assert_eq!(body["usage"]["completion_tokens"], 32, "{body}");
-        assert_eq!(body["usage"]["prompt_tokens"], case["prompt_ids"].as_array().unwrap().len());
+        assert_eq!(
+            body["usage"]["prompt_tokens"],
+            case["prompt_ids"].as_array().unwrap().len()
+        );
         assert_eq!(body["choices"][0]["finish_reason"], "length");
         assert_eq!(body["object"], "chat.completion");
     }
@@ -84,7 +96,10 @@ async fn sixteen_concurrent_greedy_requests_match_their_solo_runs() {
     let prompts: Vec<String> = (0..16)
         .map(|i| match i % 4 {
             0 => format!("Count from {i} to {}.", i + 5),
-            1 => format!("Name a fruit that starts with the letter {}.", (b'a' + i as u8) as char),
+            1 => format!(
+                "Name a fruit that starts with the letter {}.",
+                (b'a' + i as u8) as char
+            ),
             2 => format!("Write one sentence about the number {i}."),
             _ => format!("Translate 'good morning' into language number {i} you know."),
         })
@@ -100,7 +115,10 @@ async fn sixteen_concurrent_greedy_requests_match_their_solo_runs() {
     let metrics = get_text(&base(), "/metrics").await;
     let batches = metric_value(&metrics, "ragd_generation_batch_size_count", "").unwrap();
     let seqs = metric_value(&metrics, "ragd_generation_batch_size_sum", "").unwrap();
-    assert!(seqs / batches > 1.0, "no step ran more than one sequence: {seqs} / {batches}");
+    assert!(
+        seqs / batches > 1.0,
+        "no step ran more than one sequence: {seqs} / {batches}"
+    );
 }
 
 #[tokio::test]
@@ -117,12 +135,19 @@ async fn streaming_gives_the_same_text_in_chunks_with_usage() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     let events = sse_events(&resp.text().await.unwrap());
     assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
     let text: String = events
         .iter()
-        .filter_map(|e| e["choices"].get(0)?["delta"]["content"].as_str().map(str::to_string))
+        .filter_map(|e| {
+            e["choices"].get(0)?["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
     assert_eq!(text, whole);
     let finish: Vec<&Value> = events
@@ -144,7 +169,10 @@ async fn streaming_gives_the_same_text_in_chunks_with_usage() {
         .await
         .unwrap();
     let events = sse_events(&resp.text().await.unwrap());
-    let text: String = events.iter().filter_map(|e| e["choices"][0]["text"].as_str()).collect();
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["text"].as_str())
+        .collect();
     assert!(!text.is_empty());
     assert!(events.iter().all(|e| e["object"] == "text_completion"));
 }
@@ -154,7 +182,11 @@ async fn stop_strings_end_the_answer_and_are_not_sent() {
     let prompt = "List three primary colors.";
     let whole = chat_text(prompt, 40).await;
     // Stop on a word from the middle of the known answer.
-    let word = whole.split_whitespace().nth(4).expect("a longer answer").to_string();
+    let word = whole
+        .split_whitespace()
+        .nth(4)
+        .expect("a longer answer")
+        .to_string();
     let mut body = chat_body(prompt, 40);
     body["stop"] = json!([word.clone()]);
     let (status, resp) = post("/v1/chat/completions", &body).await;
@@ -189,7 +221,10 @@ async fn a_cancelled_stream_frees_its_kv_blocks_and_the_others_go_on() {
     drop(cancelled);
     for o in others {
         let events = sse_events(&o.await.unwrap());
-        let n = events.iter().filter(|e| e["choices"][0]["text"].is_string()).count();
+        let n = events
+            .iter()
+            .filter(|e| e["choices"][0]["text"].is_string())
+            .count();
         assert!(n > 50, "a stream stopped early: {n} chunks");
         assert_eq!(events.last().unwrap()["choices"][0]["finish_reason"], "length");
     }
@@ -210,17 +245,53 @@ async fn a_cancelled_stream_frees_its_kv_blocks_and_the_others_go_on() {
 async fn bad_generation_requests_get_clear_4xx_errors() {
     let long = "word ".repeat(5000);
     let cases: Vec<(Value, u16, &str)> = vec![
-        (json!({"model": GEN, "messages": [{"role": "user", "content": long}]}), 400, "context"),
-        (json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}), 400, "max_tokens"),
-        (json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}), 404, "nope"),
+        (
+            json!({"model": GEN, "messages": [{"role": "user", "content": long}]}),
+            400,
+            "context",
+        ),
+        (
+            json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}),
+            400,
+            "max_tokens",
+        ),
+        (
+            json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+            404,
+            "nope",
+        ),
         (json!({"model": GEN, "messages": []}), 400, "messages"),
-        (json!({"model": GEN, "messages": [{"role": "wizard", "content": "hi"}]}), 400, "role"),
+        (
+            json!({"model": GEN, "messages": [{"role": "wizard", "content": "hi"}]}),
+            400,
+            "role",
+        ),
         (json!({"model": GEN, "messages": "hi"}), 422, ""),
-        (json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "temperature": 5}), 400, "temperature"),
-        (json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "n": 100}), 400, "`n`"),
-        (json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}), 400, "max_tokens"),
-        (json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "stop": ["a","b","c","d","e"]}), 400, "stop"),
-        (json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 3}), 400, "logprobs"),
+        (
+            json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "temperature": 5}),
+            400,
+            "temperature",
+        ),
+        (
+            json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "n": 100}),
+            400,
+            "`n`",
+        ),
+        (
+            json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}),
+            400,
+            "max_tokens",
+        ),
+        (
+            json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "stop": ["a","b","c","d","e"]}),
+            400,
+            "stop",
+        ),
+        (
+            json!({"model": GEN, "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 3}),
+            400,
+            "logprobs",
+        ),
     ];
     for (body, status, needle) in cases {
         let (got, resp) = post("/v1/chat/completions", &body).await;

@@ -79,7 +79,11 @@ pub fn paged_attention(
 ) {
     let hd = shape.head_dim;
     let group = n_heads / shape.n_kv_heads;
-    assert_eq!(group * shape.n_kv_heads, n_heads, "heads must be a multiple of KV heads");
+    assert_eq!(
+        group * shape.n_kv_heads,
+        n_heads,
+        "heads must be a multiple of KV heads"
+    );
     assert_eq!(q.len(), tokens.len() * n_heads * hd);
     assert_eq!(out.len(), q.len());
     // One chunk = the `group` query heads of one token sharing one KV head.
@@ -118,7 +122,12 @@ pub fn paged_attention(
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for j in 0..8 {
             acc[j] += x[j] * y[j];
@@ -158,7 +167,13 @@ mod tests {
             let qh = &q[h * hd..(h + 1) * hd];
             let s: Vec<f32> = k
                 .iter()
-                .map(|kr| qh.iter().zip(&kr[g * hd..(g + 1) * hd]).map(|(a, b)| a * b).sum::<f32>() * 0.5)
+                .map(|kr| {
+                    qh.iter()
+                        .zip(&kr[g * hd..(g + 1) * hd])
+                        .map(|(a, b)| a * b)
+                        .sum::<f32>()
+                        * 0.5
+                })
                 .collect();
             let m = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let e: Vec<f32> = s.iter().map(|x| (x - m).exp()).collect();
@@ -231,14 +246,30 @@ mod tests {
             let s = if t == 0 { 0 } else { 1 };
             let n = tok.pos + 1;
             let qt = &q[t * n_heads * hd..(t + 1) * n_heads * hd];
-            let want = naive(qt, &contiguous[s].0[..n], &contiguous[s].1[..n], n_heads, n_kv, hd);
+            let want = naive(
+                qt,
+                &contiguous[s].0[..n],
+                &contiguous[s].1[..n],
+                n_heads,
+                n_kv,
+                hd,
+            );
             for (a, b) in out[t * n_heads * hd..(t + 1) * n_heads * hd].iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "token {t}: {a} vs {b}");
             }
         }
         // Batch invariance: token 3 alone gives bit-identical output.
         let mut alone = vec![0f32; n_heads * hd];
-        paged_attention(&q[3 * n_heads * hd..], n_heads, &kc, &vc, shape, &tokens[3..], 0.5, &mut alone);
+        paged_attention(
+            &q[3 * n_heads * hd..],
+            n_heads,
+            &kc,
+            &vc,
+            shape,
+            &tokens[3..],
+            0.5,
+            &mut alone,
+        );
         assert_eq!(&out[3 * n_heads * hd..], alone.as_slice());
     }
 }

@@ -36,7 +36,12 @@ impl Rope {
                 sin.push(angle.sin());
             }
         }
-        Self { cos, sin, half, style }
+        Self {
+            cos,
+            sin,
+            half,
+            style,
+        }
     }
 
     pub fn max_positions(&self) -> usize {

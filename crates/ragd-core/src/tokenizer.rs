@@ -11,6 +11,8 @@ pub trait TextTokenizer: Send + Sync {
     /// Text of `ids`, special tokens left out (generators' tokenizers).
     fn decode_text(&self, ids: &[u32]) -> Result<String> {
         let _ = ids;
-        Err(crate::ModelError::Tokenizer("this tokenizer does not decode".into()))
+        Err(crate::ModelError::Tokenizer(
+            "this tokenizer does not decode".into(),
+        ))
     }
 }

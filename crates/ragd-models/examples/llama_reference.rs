@@ -30,39 +30,17 @@ const KEEP: usize = 8;
 /// Candidates; the fixture keeps the `KEEP` whose greedy path is least
 /// ambiguous: the same tokens whether the prompt is prefilled at once or
 /// token by token, and the largest smallest gap between the two best logits.
-const CANDIDATES: [&str; 42] = [
-    "What is the capital of France?",
-    "Write a haiku about the sea.",
+const CANDIDATES: [&str; 20] = [
+    "Count from 1 to 20.",
+    "Count from 1 to 30, one number per line.",
+    "List the first ten even numbers.",
+    "Name the months of the year.",
     "Explain what a hash table is in two sentences.",
-    "List three primary colors.",
-    "Describe how rain forms.",
+    "Who painted the Mona Lisa?",
+    "Write the numbers from ten down to one.",
     "What is 12 times 7?",
-    "Give me a short tip for writing clean code.",
     "Who wrote Romeo and Juliet?",
     "List the days of the week.",
-    "Count from 1 to 20.",
-    "Spell the word 'banana' letter by letter.",
-    "Translate 'hello' into French.",
-    "Name the planets of the solar system in order.",
-    "What color is the sky on a clear day?",
-    "Write the numbers from ten down to one.",
-    "What is the boiling point of water in Celsius?",
-    "Who painted the Mona Lisa?",
-    "Name the months of the year.",
-    "What language is spoken in Brazil?",
-    "Count from 20 to 40.",
-    "List the first ten even numbers.",
-    "Write the multiplication table of 3 up to 3 x 10.",
-    "List the letters of the alphabet from A to Z, separated by commas.",
-    "Count from 1 to 30, one number per line.",
-    "List the seven days of the week in French.",
-    "Write the first ten prime numbers.",
-    "What are the four seasons of the year?",
-    "List five fruits.",
-    "Write a Python function that adds two numbers.",
-    "Write a SQL query that selects all rows from a table named users.",
-    "Name the continents of the world.",
-    "List the colors of the rainbow in order.",
     "Count from 1 to 25.",
     "Count from 5 to 30.",
     "List the numbers from 1 to 15, separated by commas.",
@@ -144,7 +122,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "min_gap": min_margin,
         }));
     }
-    cases.sort_by(|a, b| b["min_gap"].as_f64().partial_cmp(&a["min_gap"].as_f64()).expect("finite gaps"));
+    cases.sort_by(|a, b| {
+        b["min_gap"]
+            .as_f64()
+            .partial_cmp(&a["min_gap"].as_f64())
+            .expect("finite gaps")
+    });
     cases.truncate(KEEP);
     if cases.len() < KEEP {
         return Err(format!("only {} prompts ran {NEW_TOKENS} tokens", cases.len()).into());
@@ -174,7 +157,11 @@ fn greedy(
     let mut model = ModelWeights::from_gguf(content, &mut file, device)?;
     let mut pos = 0;
     let mut logits = None;
-    let chunks: Vec<&[u32]> = if one_shot { vec![prompt] } else { prompt.chunks(1).collect() };
+    let chunks: Vec<&[u32]> = if one_shot {
+        vec![prompt]
+    } else {
+        prompt.chunks(1).collect()
+    };
     for chunk in chunks {
         let input = Tensor::new(chunk, device)?.unsqueeze(0)?;
         logits = Some(model.forward(&input, pos)?.squeeze(0)?);

@@ -20,7 +20,11 @@ struct Case {
 fn cases() -> Vec<Case> {
     let fixture = common::fixture_json("llama_greedy.json");
     let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
     };
     fixture["cases"]
         .as_array()
@@ -29,7 +33,12 @@ fn cases() -> Vec<Case> {
         .map(|c| Case {
             prompt: ids(&c["prompt_ids"]),
             want: ids(&c["output_ids"]),
-            gaps: c["logit_gaps"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect(),
+            gaps: c["logit_gaps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect(),
         })
         .collect()
 }
@@ -40,7 +49,8 @@ fn generator() -> LlamaGenerator {
         bytes: 160 * BLOCK * 46_080,
         block_size: BLOCK,
     };
-    LlamaGenerator::from_gguf(&path, "smollm2", &Device::Cpu, kv, Some(1024)).unwrap()
+    // The GGUF's own Q4_1 weights, exactly as the reference ran them.
+    LlamaGenerator::from_gguf(&path, "smollm2", &Device::Cpu, kv, Some(1024), false).unwrap()
 }
 
 /// A sequence being decoded greedily, with its own (deliberately scattered)
@@ -136,7 +146,11 @@ fn check(seqs: &[Seq], cases: &[Case], n: usize, what: &str) {
 /// scattered and interleaved with the others'.
 fn scattered_tables(n_seqs: usize, per_seq: usize) -> Vec<Vec<u32>> {
     (0..n_seqs)
-        .map(|s| (0..per_seq).map(|j| (j * n_seqs + (s * 7 + j) % n_seqs) as u32).collect())
+        .map(|s| {
+            (0..per_seq)
+                .map(|j| (j * n_seqs + (s * 7 + j) % n_seqs) as u32)
+                .collect()
+        })
         .collect()
 }
 
@@ -150,7 +164,10 @@ fn greedy_tokens_match_the_reference_alone_and_in_ragged_batches() {
 
     // Alone: one sequence at a time, whole prompt in one step.
     for (i, case) in cases.iter().enumerate() {
-        let mut seq = [Seq::new(case, (0..20).rev().map(|b| b + 20 * (i as u32 % 4)).collect())];
+        let mut seq = [Seq::new(
+            case,
+            (0..20).rev().map(|b| b + 20 * (i as u32 % 4)).collect(),
+        )];
         run(&mut model, &mut seq, n, &[0], usize::MAX);
         check(&seq, std::slice::from_ref(case), n, "alone");
     }

@@ -33,7 +33,7 @@ pub struct GenerateBenchArgs {
     /// Bearer token sent as `Authorization: Bearer KEY`.
     #[arg(long, env = "RAGD_BENCH_API_KEY")]
     pub api_key: Option<String>,
-    /// Model name; default: the first id of `GET /v1/models`.
+    /// Model name; default: the generator (else the first id) of `GET /v1/models`.
     #[arg(long, env = "RAGD_BENCH_MODEL")]
     pub model: Option<String>,
     /// Concurrency levels (clients), comma-separated.
@@ -398,8 +398,15 @@ async fn first_model(client: &reqwest::Client, url: &str, api_key: Option<&str>)
         .await
         .with_context(|| format!("GET {url}/v1/models: not JSON"))?;
     anyhow::ensure!(status.is_success(), "GET {url}/v1/models: HTTP {status}: {v}");
-    v["data"][0]["id"]
-        .as_str()
+    // ragd lists every model with its `kind`: take its generator; other
+    // servers list only generators.
+    let models = v["data"].as_array().cloned().unwrap_or_default();
+    let generator = models
+        .iter()
+        .find(|m| m["kind"] == "generator")
+        .or(models.first());
+    generator
+        .and_then(|m| m["id"].as_str())
         .map(str::to_string)
         .with_context(|| format!("GET {url}/v1/models lists no model; pass --model"))
 }

@@ -107,6 +107,11 @@ pub struct ServeArgs {
     /// safetensors, tokenizer.json), or `none`.
     #[arg(long, env = "RAGD_GENERATOR", default_value = "smollm2-135m-instruct-q4_1")]
     pub generator: String,
+    /// Use the generator's GGUF weights exactly as stored. By default
+    /// matrices of types candle has no SIMD kernel for (Q4_1, Q5_1) are
+    /// re-quantized to Q8_0 at load: several times faster, near-lossless.
+    #[arg(long, env = "RAGD_EXACT_WEIGHTS")]
+    pub exact_weights: bool,
     /// Memory for the generator's KV cache, in MiB (f32 K and V).
     #[arg(long, env = "RAGD_KV_CACHE_MB", default_value_t = 512)]
     pub kv_cache_mb: usize,

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use ragd_core::{Classifier, Embedder, Generator, ModelInfo, TextTokenizer};
-use ragd_engine::{BatchLimits, BatchWorker, GenerationEngine, GenerationLimits, GenerationMetrics, WorkerMetrics};
+use ragd_engine::{
+    BatchLimits, BatchWorker, GenerationEngine, GenerationLimits, GenerationMetrics, WorkerMetrics,
+};
 use ragd_models::Device;
 
 use crate::cli::ServeArgs;
@@ -163,7 +165,14 @@ fn load_generator(
         bytes: args.kv_cache_mb << 20,
         block_size: args.kv_block_size,
     };
-    let loaded = ragd_models::llama::load_generator(dir, &id, device, kv, Some(args.max_context))?;
+    let loaded = ragd_models::llama::load_generator(
+        dir,
+        &id,
+        device,
+        kv,
+        Some(args.max_context),
+        !args.exact_weights,
+    )?;
     let info = loaded.model.info().clone();
     let metrics = GenerationMetrics::new(&id);
     for c in metrics.collectors() {

@@ -73,7 +73,9 @@ impl ServerState {
     /// The generator, when `requested` names it (or names nothing).
     pub fn generator(&self, requested: Option<&str>) -> Result<GeneratorHandle, ApiError> {
         let Some(models) = self.models.get() else {
-            return Err(ApiError::Unavailable("models are still loading; retry shortly".into()));
+            return Err(ApiError::Unavailable(
+                "models are still loading; retry shortly".into(),
+            ));
         };
         match (&models.generator, requested) {
             (Some(g), Some(name)) if name != g.info.id => Err(ApiError::ModelNotFound(name.to_string())),

@@ -83,7 +83,10 @@ impl LlamaConfig {
             head_dim: int("head_dim").unwrap_or(hidden / n_heads),
             vocab_size: int("vocab_size")?,
             rms_eps: json.get("rms_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-5) as f32,
-            rope_base: json.get("rope_theta").and_then(|v| v.as_f64()).unwrap_or(10_000.0) as f32,
+            rope_base: json
+                .get("rope_theta")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(10_000.0) as f32,
             rope_style: RopeStyle::Half,
             context_len: int("max_position_embeddings")?,
         })

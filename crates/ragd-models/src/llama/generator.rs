@@ -52,19 +52,22 @@ pub struct LlamaGenerator {
 
 impl LlamaGenerator {
     /// Loads a GGUF Llama. `max_context` caps the model's own context length.
+    /// `fast` re-quantizes matrices whose GGUF type has no SIMD kernel in
+    /// candle (Q4_1, Q5_1) to Q8_0; without it the weights are used exactly
+    /// as stored (what the reference tests compare against).
     pub fn from_gguf(
         path: &Path,
         id: &str,
         device: &Device,
         kv: KvBudget,
         max_context: Option<usize>,
+        fast: bool,
     ) -> Result<Self> {
         let fail = |e: std::io::Error| ModelError::load(path.display(), e);
         let mut file = std::fs::File::open(path).map_err(fail)?;
-        let content =
-            gguf_file::Content::read(&mut file).map_err(|e| ModelError::load(path.display(), e))?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::load(path.display(), e))?;
         let cfg = LlamaConfig::from_gguf(&content, &path.display().to_string())?;
-        let weights = LlamaWeights::from_gguf(&content, &mut file, &cfg, path, device)?;
+        let weights = LlamaWeights::from_gguf(&content, &mut file, &cfg, path, device, fast)?;
         Ok(Self::new(id, cfg, weights, device, kv, max_context))
     }
 
@@ -156,7 +159,9 @@ impl LlamaGenerator {
                 )));
             }
             if let Some(&t) = c.tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-                return Err(ModelError::InvalidInput(format!("token id {t} is not in the vocabulary")));
+                return Err(ModelError::InvalidInput(format!(
+                    "token id {t} is not in the vocabulary"
+                )));
             }
         }
         Ok(())
@@ -195,7 +200,16 @@ impl LlamaGenerator {
             }
             write_kv(&mut cache.k, &mut cache.v, self.kv_shape, &k, &v, &tokens);
             let mut att = vec![0f32; n * q_dim];
-            paged_attention(&q, cfg.n_heads, &cache.k, &cache.v, self.kv_shape, &tokens, scale, &mut att);
+            paged_attention(
+                &q,
+                cfg.n_heads,
+                &cache.k,
+                &cache.v,
+                self.kv_shape,
+                &tokens,
+                scale,
+                &mut att,
+            );
             let att = Tensor::from_vec(att, (n, q_dim), &self.device)?;
             x = (layer.wo.forward(&att)? + &x)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, cfg.rms_eps)?;

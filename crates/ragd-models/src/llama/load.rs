@@ -33,34 +33,49 @@ fn gguf_file(dir: &Path) -> Result<Option<PathBuf>> {
     match found.len() {
         0 => Ok(None),
         1 => Ok(found.pop()),
-        n => Err(ModelError::load(dir.display(), format!("{n} .gguf files; keep one per folder"))),
+        n => Err(ModelError::load(
+            dir.display(),
+            format!("{n} .gguf files; keep one per folder"),
+        )),
     }
 }
 
 /// Loads the generator in `dir` (GGUF if there is one, else safetensors).
+/// `fast`: see [`LlamaGenerator::from_gguf`].
 pub fn load_generator(
     dir: &Path,
     id: &str,
     device: &Device,
     kv: KvBudget,
     max_context: Option<usize>,
+    fast: bool,
 ) -> Result<LoadedGenerator> {
     match gguf_file(dir)? {
-        Some(path) => load_gguf(&path, id, device, kv, max_context),
+        Some(path) => load_gguf(&path, id, device, kv, max_context, fast),
         None => load_hf(dir, id, device, kv, max_context),
     }
 }
 
-fn load_gguf(path: &Path, id: &str, device: &Device, kv: KvBudget, max_context: Option<usize>) -> Result<LoadedGenerator> {
+fn load_gguf(
+    path: &Path,
+    id: &str,
+    device: &Device,
+    kv: KvBudget,
+    max_context: Option<usize>,
+    fast: bool,
+) -> Result<LoadedGenerator> {
     let vocab = GgufVocab::read(path)?;
-    let token = |i: Option<u32>| i.and_then(|i| vocab.tokens.get(i as usize).cloned()).unwrap_or_default();
+    let token = |i: Option<u32>| {
+        i.and_then(|i| vocab.tokens.get(i as usize).cloned())
+            .unwrap_or_default()
+    };
     let chat_template = vocab
         .chat_template
         .as_deref()
         .map(|src| ChatTemplate::new(src, &token(vocab.bos), &token(vocab.eos)))
         .transpose()?;
     Ok(LoadedGenerator {
-        model: LlamaGenerator::from_gguf(path, id, device, kv, max_context)?,
+        model: LlamaGenerator::from_gguf(path, id, device, kv, max_context, fast)?,
         tokenizer: Arc::new(GgufTokenizer::new(&vocab)?),
         chat_template,
         stop_tokens: vocab.eos.into_iter().collect(),
@@ -75,7 +90,13 @@ fn special(cfg: &serde_json::Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn load_hf(dir: &Path, id: &str, device: &Device, kv: KvBudget, max_context: Option<usize>) -> Result<LoadedGenerator> {
+fn load_hf(
+    dir: &Path,
+    id: &str,
+    device: &Device,
+    kv: KvBudget,
+    max_context: Option<usize>,
+) -> Result<LoadedGenerator> {
     let tokenizer = HfTokenizer::from_file(&dir.join("tokenizer.json"))?;
     let cfg_path = dir.join("tokenizer_config.json");
     let cfg: serde_json::Value = match std::fs::read_to_string(&cfg_path) {

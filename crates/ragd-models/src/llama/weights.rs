@@ -4,11 +4,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
 use ragd_core::{ModelError, Result};
 
 use super::LlamaConfig;
+
+/// GGUF types candle multiplies with a scalar loop on CPU.
+const SLOW_TYPES: [GgmlDType; 2] = [GgmlDType::Q4_1, GgmlDType::Q5_1];
 
 pub struct LayerWeights {
     pub attn_norm: Tensor,
@@ -39,9 +42,23 @@ impl LlamaWeights {
         cfg: &LlamaConfig,
         path: &Path,
         device: &Device,
+        fast: bool,
     ) -> Result<Self> {
         let fail = |e: candle_core::Error| ModelError::load(path.display(), e);
         let mut q = |name: &str| content.tensor(file, name, device).map_err(fail);
+        // candle has no SIMD dot product for some GGUF types (Q4_1 runs a
+        // scalar loop, ~8x slower than llama.cpp): `fast` re-quantizes those
+        // matrices to Q8_0, whose AVX2/NEON kernels exist. Near-lossless
+        // (8 bits per weight for values that had 4), but not bit-exact.
+        let mm_of = |t: QTensor| -> Result<QMatMul> {
+            let t = if fast && SLOW_TYPES.contains(&t.dtype()) {
+                let f = t.dequantize(device).map_err(fail)?;
+                QTensor::quantize(&f, GgmlDType::Q8_0).map_err(fail)?
+            } else {
+                t
+            };
+            QMatMul::from_qtensor(t).map_err(fail)
+        };
         let embed_q = q("token_embd.weight")?;
         let embed = embed_q.dequantize(device).map_err(fail)?;
         let norm = q("output_norm.weight")?.dequantize(device).map_err(fail)?;
@@ -51,12 +68,14 @@ impl LlamaWeights {
         };
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
-            let mut mm = |n: &str| -> Result<QMatMul> {
-                QMatMul::from_qtensor(q(&format!("blk.{i}.{n}.weight"))?).map_err(fail)
-            };
+            let mut mm = |n: &str| -> Result<QMatMul> { mm_of(q(&format!("blk.{i}.{n}.weight"))?) };
             let (wq, wk, wv, wo) = (mm("attn_q")?, mm("attn_k")?, mm("attn_v")?, mm("attn_output")?);
             let (gate, up, down) = (mm("ffn_gate")?, mm("ffn_up")?, mm("ffn_down")?);
-            let mut f32_of = |n: &str| q(&format!("blk.{i}.{n}.weight"))?.dequantize(device).map_err(fail);
+            let mut f32_of = |n: &str| {
+                q(&format!("blk.{i}.{n}.weight"))?
+                    .dequantize(device)
+                    .map_err(fail)
+            };
             layers.push(LayerWeights {
                 attn_norm: f32_of("attn_norm")?,
                 ffn_norm: f32_of("ffn_norm")?,
@@ -73,7 +92,7 @@ impl LlamaWeights {
             embed,
             layers,
             norm,
-            output: QMatMul::from_qtensor(output).map_err(fail)?,
+            output: mm_of(output)?,
         })
     }
 

@@ -49,7 +49,11 @@ impl UsageJson {
 
 /// Submits the `n` choices of one request. The prompt must leave room for
 /// `max_tokens` in the context (400 otherwise, with the numbers).
-pub fn submit(handle: &GeneratorHandle, prompt: &[u32], settings: &GenSettings) -> Result<Vec<Choice>, ApiError> {
+pub fn submit(
+    handle: &GeneratorHandle,
+    prompt: &[u32],
+    settings: &GenSettings,
+) -> Result<Vec<Choice>, ApiError> {
     let context = handle.engine.context_len();
     if prompt.is_empty() {
         return Err(ApiError::invalid("the prompt is empty", "prompt"));
@@ -87,7 +91,11 @@ pub fn submit(handle: &GeneratorHandle, prompt: &[u32], settings: &GenSettings) 
                 stop_tokens: handle.stop_tokens.clone(),
                 ignore_eos: settings.ignore_eos,
             })?;
-            Ok(Choice::new(stream, handle.tokenizer.clone(), settings.stop.clone()))
+            Ok(Choice::new(
+                stream,
+                handle.tokenizer.clone(),
+                settings.stop.clone(),
+            ))
         })
         .collect()
 }

@@ -67,7 +67,10 @@ fn range(value: Option<f32>, name: &'static str, lo: f32, hi: f32, default: f32)
     match value {
         None => Ok(default),
         Some(v) if v.is_finite() && (lo..=hi).contains(&v) => Ok(v),
-        Some(v) => Err(ApiError::invalid(format!("`{name}` must be between {lo} and {hi} (got {v})"), name)),
+        Some(v) => Err(ApiError::invalid(
+            format!("`{name}` must be between {lo} and {hi} (got {v})"),
+            name,
+        )),
     }
 }
 
@@ -81,7 +84,10 @@ impl SamplingFields {
         };
         let n = self.n.unwrap_or(1);
         if !(1..=MAX_N).contains(&n) {
-            return Err(ApiError::invalid(format!("`n` must be between 1 and {MAX_N} (got {n})"), "n"));
+            return Err(ApiError::invalid(
+                format!("`n` must be between 1 and {MAX_N} (got {n})"),
+                "n",
+            ));
         }
         if let Some(k) = logprobs {
             if k > MAX_TOP_LOGPROBS {
@@ -94,7 +100,12 @@ impl SamplingFields {
         let top_k = match self.top_k {
             None | Some(-1) | Some(0) => 0,
             Some(k) if k > 0 => k as usize,
-            Some(k) => return Err(ApiError::invalid(format!("`top_k` must be -1, 0 or positive (got {k})"), "top_k")),
+            Some(k) => {
+                return Err(ApiError::invalid(
+                    format!("`top_k` must be -1, 0 or positive (got {k})"),
+                    "top_k",
+                ))
+            }
         };
         let top_p = range(self.top_p, "top_p", 0.0, 1.0, 1.0)?;
         if top_p == 0.0 {
@@ -102,7 +113,10 @@ impl SamplingFields {
         }
         let repetition_penalty = range(self.repetition_penalty, "repetition_penalty", 0.0, 10.0, 1.0)?;
         if repetition_penalty == 0.0 {
-            return Err(ApiError::invalid("`repetition_penalty` must be greater than 0", "repetition_penalty"));
+            return Err(ApiError::invalid(
+                "`repetition_penalty` must be greater than 0",
+                "repetition_penalty",
+            ));
         }
         let stop = match &self.stop {
             None => Vec::new(),

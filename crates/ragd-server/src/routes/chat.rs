@@ -71,7 +71,10 @@ fn messages(input: &[MessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
                     .map(|p| match (p.kind.as_str(), &p.text) {
                         ("text", Some(t)) => Ok(t.as_str()),
                         _ => Err(ApiError::invalid(
-                            format!("`messages[{i}].content` parts must be text parts (got type {:?})", p.kind),
+                            format!(
+                                "`messages[{i}].content` parts must be text parts (got type {:?})",
+                                p.kind
+                            ),
                             "messages",
                         )),
                     })
@@ -92,7 +95,10 @@ fn messages(input: &[MessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
 async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Result<Vec<u32>, ApiError> {
     let template = handle.template.clone().ok_or_else(|| {
         ApiError::invalid(
-            format!("model `{}` has no chat template; use /v1/completions", handle.info.id),
+            format!(
+                "model `{}` has no chat template; use /v1/completions",
+                handle.info.id
+            ),
             "model",
         )
     })?;
@@ -114,7 +120,10 @@ pub async fn chat_completions(
     let handle = state.generator(Some(&req.model))?;
     let top = match (req.logprobs, req.top_logprobs) {
         (false, Some(_)) => {
-            return Err(ApiError::invalid("`top_logprobs` needs `logprobs: true`", "top_logprobs"))
+            return Err(ApiError::invalid(
+                "`top_logprobs` needs `logprobs: true`",
+                "top_logprobs",
+            ))
         }
         (false, None) => None,
         (true, k) => Some(k.unwrap_or(0)),

@@ -50,7 +50,10 @@ pub async fn completions(
         Input::Tokens(ids) => {
             let vocab = handle.tokenizer.vocab_size();
             if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-                return Err(ApiError::invalid(format!("token id {bad} is not below the vocabulary size {vocab}"), "prompt"));
+                return Err(ApiError::invalid(
+                    format!("token id {bad} is not below the vocabulary size {vocab}"),
+                    "prompt",
+                ));
             }
             ids
         }
