@@ -19,10 +19,16 @@ async fn ready_lists_models_and_metrics_have_units() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["all-minilm-l6-v2", "nanoguard"]);
+    assert_eq!(
+        ids,
+        ["all-minilm-l6-v2", "nanoguard", "smollm2-135m-instruct-q4_1"]
+    );
     let card = get_json(&base, "/v1/models/nanoguard").await;
     assert_eq!(card["kind"], "guard");
     assert_eq!(card["max_input_tokens"], 512);
+    let card = get_json(&base, "/v1/models/smollm2-135m-instruct-q4_1").await;
+    assert_eq!(card["kind"], "generator");
+    assert_eq!(card["max_input_tokens"], 4096);
     let metrics = get_text(&base, "/metrics").await;
     for name in [
         "ragd_http_requests_total",
@@ -30,6 +36,8 @@ async fn ready_lists_models_and_metrics_have_units() {
         "ragd_batch_size_bucket",
         "ragd_queue_depth",
         "ragd_forward_seconds_bucket",
+        "ragd_kv_blocks_total",
+        "ragd_time_to_first_token_seconds_bucket",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
     }
