@@ -6,7 +6,7 @@
 mod common;
 
 use ragd_core::{Generator, SeqChunk};
-use ragd_models::llama::{KvBudget, LlamaGenerator};
+use ragd_models::llama::{GeneratorOptions, KvBudget, LlamaGenerator};
 use ragd_models::Device;
 
 const BLOCK: usize = 16;
@@ -50,7 +50,12 @@ fn generator() -> LlamaGenerator {
         block_size: BLOCK,
     };
     // The GGUF's own Q4_1 weights, exactly as the reference ran them.
-    LlamaGenerator::from_gguf(&path, "smollm2", &Device::Cpu, kv, Some(1024), false).unwrap()
+    let opts = GeneratorOptions {
+        kv,
+        max_context: Some(1024),
+        fast_weights: false,
+    };
+    LlamaGenerator::from_gguf(&path, "smollm2", &Device::Cpu, &opts).unwrap()
 }
 
 /// A sequence being decoded greedily, with its own (deliberately scattered)

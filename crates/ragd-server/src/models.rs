@@ -161,18 +161,15 @@ fn load_generator(
     registry: &prometheus::Registry,
 ) -> anyhow::Result<GeneratorHandle> {
     let id = ragd_models::model_id(dir)?;
-    let kv = ragd_models::llama::KvBudget {
-        bytes: args.kv_cache_mb << 20,
-        block_size: args.kv_block_size,
+    let opts = ragd_models::llama::GeneratorOptions {
+        kv: ragd_models::llama::KvBudget {
+            bytes: args.kv_cache_mb << 20,
+            block_size: args.kv_block_size,
+        },
+        max_context: Some(args.max_context),
+        fast_weights: !args.exact_weights,
     };
-    let loaded = ragd_models::llama::load_generator(
-        dir,
-        &id,
-        device,
-        kv,
-        Some(args.max_context),
-        !args.exact_weights,
-    )?;
+    let loaded = ragd_models::llama::load_generator(dir, &id, device, &opts)?;
     let info = loaded.model.info().clone();
     let metrics = GenerationMetrics::new(&id);
     for c in metrics.collectors() {

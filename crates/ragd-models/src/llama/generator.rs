@@ -34,6 +34,28 @@ impl Default for KvBudget {
     }
 }
 
+/// How to load a generator.
+#[derive(Debug, Clone, Copy)]
+pub struct GeneratorOptions {
+    pub kv: KvBudget,
+    /// Caps the model's own context length.
+    pub max_context: Option<usize>,
+    /// Re-quantize GGUF matrices whose type has no SIMD kernel in candle
+    /// (Q4_1, Q5_1) to Q8_0; off: the weights exactly as stored (what the
+    /// reference tests compare against).
+    pub fast_weights: bool,
+}
+
+impl Default for GeneratorOptions {
+    fn default() -> Self {
+        Self {
+            kv: KvBudget::default(),
+            max_context: None,
+            fast_weights: true,
+        }
+    }
+}
+
 struct LayerCache {
     k: Vec<f32>,
     v: Vec<f32>,
@@ -51,41 +73,25 @@ pub struct LlamaGenerator {
 }
 
 impl LlamaGenerator {
-    /// Loads a GGUF Llama. `max_context` caps the model's own context length.
-    /// `fast` re-quantizes matrices whose GGUF type has no SIMD kernel in
-    /// candle (Q4_1, Q5_1) to Q8_0; without it the weights are used exactly
-    /// as stored (what the reference tests compare against).
-    pub fn from_gguf(
-        path: &Path,
-        id: &str,
-        device: &Device,
-        kv: KvBudget,
-        max_context: Option<usize>,
-        fast: bool,
-    ) -> Result<Self> {
+    /// Loads a GGUF Llama.
+    pub fn from_gguf(path: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Result<Self> {
         let fail = |e: std::io::Error| ModelError::load(path.display(), e);
         let mut file = std::fs::File::open(path).map_err(fail)?;
         let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::load(path.display(), e))?;
         let cfg = LlamaConfig::from_gguf(&content, &path.display().to_string())?;
-        let weights = LlamaWeights::from_gguf(&content, &mut file, &cfg, path, device, fast)?;
-        Ok(Self::new(id, cfg, weights, device, kv, max_context))
+        let weights = LlamaWeights::from_gguf(&content, &mut file, &cfg, path, device, opts.fast_weights)?;
+        Ok(Self::new(id, cfg, weights, device, opts))
     }
 
     /// Loads a Hugging Face Llama folder (`config.json` + safetensors).
-    pub fn from_safetensors(
-        dir: &Path,
-        id: &str,
-        device: &Device,
-        kv: KvBudget,
-        max_context: Option<usize>,
-    ) -> Result<Self> {
+    pub fn from_safetensors(dir: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::load(cfg_path.display(), e))?;
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| ModelError::load(cfg_path.display(), e))?;
         let cfg = LlamaConfig::from_hf_json(&json, &cfg_path.display().to_string())?;
         let weights = LlamaWeights::from_safetensors(dir, &cfg, device)?;
-        Ok(Self::new(id, cfg, weights, device, kv, max_context))
+        Ok(Self::new(id, cfg, weights, device, opts))
     }
 
     fn new(
@@ -93,9 +99,9 @@ impl LlamaGenerator {
         cfg: LlamaConfig,
         weights: LlamaWeights,
         device: &Device,
-        kv: KvBudget,
-        max_context: Option<usize>,
+        opts: &GeneratorOptions,
     ) -> Self {
+        let (kv, max_context) = (opts.kv, opts.max_context);
         let context_len = max_context.map_or(cfg.context_len, |m| m.min(cfg.context_len));
         let block_bytes = cfg.kv_bytes_per_token() * kv.block_size;
         let kv_shape = KvShape {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::Device;
 use ragd_core::{ModelError, Result, TextTokenizer};
 
-use super::{ChatTemplate, GgufTokenizer, GgufVocab, KvBudget, LlamaGenerator};
+use super::{ChatTemplate, GeneratorOptions, GgufTokenizer, GgufVocab, LlamaGenerator};
 use crate::HfTokenizer;
 
 /// A generator with what the server needs around it.
@@ -41,29 +41,19 @@ fn gguf_file(dir: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// Loads the generator in `dir` (GGUF if there is one, else safetensors).
-/// `fast`: see [`LlamaGenerator::from_gguf`].
 pub fn load_generator(
     dir: &Path,
     id: &str,
     device: &Device,
-    kv: KvBudget,
-    max_context: Option<usize>,
-    fast: bool,
+    opts: &GeneratorOptions,
 ) -> Result<LoadedGenerator> {
     match gguf_file(dir)? {
-        Some(path) => load_gguf(&path, id, device, kv, max_context, fast),
-        None => load_hf(dir, id, device, kv, max_context),
+        Some(path) => load_gguf(&path, id, device, opts),
+        None => load_hf(dir, id, device, opts),
     }
 }
 
-fn load_gguf(
-    path: &Path,
-    id: &str,
-    device: &Device,
-    kv: KvBudget,
-    max_context: Option<usize>,
-    fast: bool,
-) -> Result<LoadedGenerator> {
+fn load_gguf(path: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Result<LoadedGenerator> {
     let vocab = GgufVocab::read(path)?;
     let token = |i: Option<u32>| {
         i.and_then(|i| vocab.tokens.get(i as usize).cloned())
@@ -75,7 +65,7 @@ fn load_gguf(
         .map(|src| ChatTemplate::new(src, &token(vocab.bos), &token(vocab.eos)))
         .transpose()?;
     Ok(LoadedGenerator {
-        model: LlamaGenerator::from_gguf(path, id, device, kv, max_context, fast)?,
+        model: LlamaGenerator::from_gguf(path, id, device, opts)?,
         tokenizer: Arc::new(GgufTokenizer::new(&vocab)?),
         chat_template,
         stop_tokens: vocab.eos.into_iter().collect(),
@@ -90,13 +80,7 @@ fn special(cfg: &serde_json::Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn load_hf(
-    dir: &Path,
-    id: &str,
-    device: &Device,
-    kv: KvBudget,
-    max_context: Option<usize>,
-) -> Result<LoadedGenerator> {
+fn load_hf(dir: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Result<LoadedGenerator> {
     let tokenizer = HfTokenizer::from_file(&dir.join("tokenizer.json"))?;
     let cfg_path = dir.join("tokenizer_config.json");
     let cfg: serde_json::Value = match std::fs::read_to_string(&cfg_path) {
@@ -111,7 +95,7 @@ fn load_hf(
         .transpose()?;
     let stop_tokens = eos.and_then(|e| tokenizer.token_id(&e)).into_iter().collect();
     Ok(LoadedGenerator {
-        model: LlamaGenerator::from_safetensors(dir, id, device, kv, max_context)?,
+        model: LlamaGenerator::from_safetensors(dir, id, device, opts)?,
         tokenizer: Arc::new(tokenizer),
         chat_template,
         stop_tokens,

@@ -10,7 +10,7 @@ mod weights;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::LlamaConfig;
-pub use generator::{KvBudget, LlamaGenerator};
+pub use generator::{GeneratorOptions, KvBudget, LlamaGenerator};
 pub use gguf_tokenizer::{GgufTokenizer, GgufVocab};
 pub use load::{load_generator, LoadedGenerator};
 pub use weights::{LayerWeights, LlamaWeights};
