@@ -1,4 +1,7 @@
-//! Kernels for ragd's paged KV cache.
+//! CPU kernels of ragd's generator: attention over the paged KV cache,
+//! rotary embeddings, and quantized weight matrices times a batch of rows
+//! (`quant`).
+//!
 //!
 //! The cache of one layer is two flat `f32` arrays (K and V) shaped
 //! `[num_blocks, block_size, n_kv_heads, head_dim]`. A sequence owns a list
@@ -10,7 +13,9 @@
 //! the `cuda` and `metal` features with these as their reference.
 
 mod paged_attention;
+mod quant;
 mod rope;
 
 pub use paged_attention::{paged_attention, write_kv, KvShape, QueryToken};
+pub use quant::{QMatrix, QuantError, QuantFormat, QuantizedRows, BLOCK as QUANT_BLOCK};
 pub use rope::{Rope, RopeStyle};

@@ -1,0 +1,63 @@
+//! Activation rows quantized to 8 bits per value in blocks of 32.
+
+use half::f16;
+
+use super::BLOCK;
+
+/// `[rows, cols]` activations as `q * d` per block of 32, with each block's
+/// `d * sum(q)` (the term a Q4_1 minimum multiplies).
+///
+/// Scales are rounded through f16 as in llama.cpp's Q8_0/Q8_1 blocks, so the
+/// products equal those of candle's and llama.cpp's kernels up to the order
+/// of the float additions.
+#[derive(Debug, Clone)]
+pub struct QuantizedRows {
+    rows: usize,
+    cols: usize,
+    pub(super) qs: Vec<i8>,
+    pub(super) d: Vec<f32>,
+    pub(super) s: Vec<f32>,
+}
+
+impl QuantizedRows {
+    pub fn quantize(x: &[f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(x.len(), rows * cols, "activation shape");
+        assert_eq!(cols % BLOCK, 0, "columns must be a multiple of {BLOCK}");
+        let nblocks = rows * cols / BLOCK;
+        let mut qs = vec![0i8; rows * cols];
+        let mut d = Vec::with_capacity(nblocks);
+        let mut s = Vec::with_capacity(nblocks);
+        for (src, dst) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)) {
+            let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let scale = amax / 127.0;
+            let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, &v) in dst.iter_mut().zip(src) {
+                *q = (v * inv).round() as i8;
+                sum += *q as i32;
+            }
+            let dh = f16::from_f32(scale);
+            d.push(dh.to_f32());
+            s.push((f16::from_f32(sum as f32) * dh).to_f32());
+        }
+        Self { rows, cols, qs, d, s }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row `i`'s quantized values, scales and scaled sums.
+    pub(super) fn row(&self, i: usize) -> (&[i8], &[f32], &[f32]) {
+        let nb = self.cols / BLOCK;
+        (
+            &self.qs[i * self.cols..(i + 1) * self.cols],
+            &self.d[i * nb..(i + 1) * nb],
+            &self.s[i * nb..(i + 1) * nb],
+        )
+    }
+}
