@@ -1,7 +1,7 @@
-//! One weight row times every row of a quantized batch: the kernel choice
+//! Weight rows times every row of a quantized batch: the kernel choice
 //! (made once per process, from the CPU's features) and the portable version.
 
-use super::{QuantFormat, QuantizedRows, BLOCK};
+use super::{QMatrix, QuantFormat, QuantizedRows, BLOCK};
 
 /// One weight row's blocks.
 pub(super) struct WeightRow<'a> {
@@ -16,8 +16,6 @@ pub(super) enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Vnni,
 }
 
 /// The fastest kernel this CPU runs. Every call in a process gets the same
@@ -29,11 +27,11 @@ pub(super) fn select() -> Kernel {
         static CHOICE: OnceLock<Kernel> = OnceLock::new();
         *CHOICE.get_or_init(|| {
             let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            let vnni = is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl");
-            match (avx2, vnni, std::env::var("RAGD_QUANT_KERNEL").ok().as_deref()) {
-                (_, _, Some("portable")) | (false, _, _) => Kernel::Portable,
-                (true, true, None | Some("vnni")) => Kernel::Vnni,
-                (true, _, _) => Kernel::Avx2,
+            let forced = std::env::var("RAGD_QUANT_KERNEL").is_ok_and(|v| v == "portable");
+            if avx2 && !forced {
+                Kernel::Avx2
+            } else {
+                Kernel::Portable
             }
         })
     }
@@ -42,18 +40,19 @@ pub(super) fn select() -> Kernel {
 }
 
 impl Kernel {
-    /// `out[i] = dot(w, row i of acts)` for every row of `acts`.
-    pub fn row_times_batch(self, format: QuantFormat, w: &WeightRow<'_>, acts: &QuantizedRows, out: &mut [f32]) {
+    /// `outs[i][jj] = dot(weight row first + jj, activation row i)`: a tile
+    /// of weight rows (as long as each `outs[i]`) against every row of `acts`.
+    pub fn tile(self, w: &QMatrix, first: usize, acts: &QuantizedRows, outs: &mut [&mut [f32]]) {
         match self {
             Self::Portable => {
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = portable(format, w, acts.row(i));
+                for (i, out) in outs.iter_mut().enumerate() {
+                    for (jj, o) in out.iter_mut().enumerate() {
+                        *o = portable(w.format, &w.weight_row(first + jj), acts.row(i));
+                    }
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Self::Avx2 => super::dot_x86::row_times_batch(false, format, w, acts, out),
-            #[cfg(target_arch = "x86_64")]
-            Self::Vnni => super::dot_x86::row_times_batch(true, format, w, acts, out),
+            Self::Avx2 => super::dot_x86::tile(w, first, acts, outs),
         }
     }
 }

@@ -187,33 +187,34 @@ impl QMatrix {
         let m = acts.rows();
         assert_eq!(acts.cols(), self.cols, "activation columns");
         assert_eq!(out.len(), m * self.rows, "output shape");
+        // A task is a tile of weight rows against every activation row; it
+        // owns that tile's columns of every output row.
+        let tile = tile_rows(self.rows);
+        let mut tiles: Vec<Vec<&mut [f32]>> = (0..self.rows.div_ceil(tile)).map(|_| Vec::with_capacity(m)).collect();
+        for row in out.chunks_exact_mut(self.rows) {
+            for (t, piece) in row.chunks_mut(tile).enumerate() {
+                tiles[t].push(piece);
+            }
+        }
+        let kernel = dot::select();
+        tiles
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(t, mut outs)| kernel.tile(self, t * tile, acts, &mut outs));
+    }
+
+    /// Row `j`'s blocks.
+    fn weight_row(&self, j: usize) -> dot::WeightRow<'_> {
         let nb = self.blocks_per_row();
         let qsb = self.format.qs_bytes();
-        // Output transposed (`[rows, m]`) so that each task owns a contiguous
-        // piece; a task is a tile of weight rows against every activation row.
-        let tile = tile_rows(self.rows);
-        let mut out_t = vec![0f32; self.rows * m];
-        let kernel = dot::select();
-        out_t.par_chunks_mut(tile * m).enumerate().for_each(|(t, chunk)| {
-            let first = t * tile;
-            for (jj, row_out) in chunk.chunks_exact_mut(m).enumerate() {
-                let j = first + jj;
-                let w = dot::WeightRow {
-                    qs: &self.qs[j * nb * qsb..(j + 1) * nb * qsb],
-                    d: &self.d[j * nb..(j + 1) * nb],
-                    m: if self.format == QuantFormat::Q4_1 {
-                        &self.m[j * nb..(j + 1) * nb]
-                    } else {
-                        &[]
-                    },
-                };
-                kernel.row_times_batch(self.format, &w, acts, row_out);
-            }
-        });
-        for (j, col) in out_t.chunks_exact(m).enumerate() {
-            for (i, &v) in col.iter().enumerate() {
-                out[i * self.rows + j] = v;
-            }
+        dot::WeightRow {
+            qs: &self.qs[j * nb * qsb..(j + 1) * nb * qsb],
+            d: &self.d[j * nb..(j + 1) * nb],
+            m: if self.format == QuantFormat::Q4_1 {
+                &self.m[j * nb..(j + 1) * nb]
+            } else {
+                &[]
+            },
         }
     }
 }

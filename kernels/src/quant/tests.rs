@@ -1,6 +1,6 @@
 use half::f16;
 
-use super::dot::{self, Kernel};
+use super::dot::Kernel;
 use super::*;
 
 /// A small deterministic generator (no dependency for tests).
@@ -59,34 +59,17 @@ fn reference(w: &QMatrix, acts: &QuantizedRows) -> Vec<f64> {
 fn kernels() -> Vec<Kernel> {
     let mut all = vec![Kernel::Portable];
     #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            all.push(Kernel::Avx2);
-        }
-        if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-            all.push(Kernel::Vnni);
-        }
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        all.push(Kernel::Avx2);
     }
     all
 }
 
 fn run(kernel: Kernel, w: &QMatrix, acts: &QuantizedRows) -> Vec<f32> {
     let (m, n) = (acts.rows(), w.rows());
-    let nb = w.cols() / BLOCK;
-    let qsb = w.format.qs_bytes();
     let mut out = vec![0f32; m * n];
-    let mut col = vec![0f32; m];
-    for j in 0..n {
-        let row = dot::WeightRow {
-            qs: &w.qs[j * nb * qsb..(j + 1) * nb * qsb],
-            d: &w.d[j * nb..(j + 1) * nb],
-            m: if w.m.is_empty() { &[] } else { &w.m[j * nb..(j + 1) * nb] },
-        };
-        kernel.row_times_batch(w.format, &row, acts, &mut col);
-        for i in 0..m {
-            out[i * n + j] = col[i];
-        }
-    }
+    let mut outs: Vec<&mut [f32]> = out.chunks_exact_mut(n).collect();
+    kernel.tile(w, 0, acts, &mut outs);
     out
 }
 

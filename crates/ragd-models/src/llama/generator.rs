@@ -2,20 +2,20 @@
 //! batch where every sequence brings its own chunk of tokens (a piece of its
 //! prompt, or its last sampled token) at its own positions.
 //!
-//! Matmuls are candle's (`QMatMul`, quantized or not) over all tokens of the
-//! step at once; rotary embeddings and attention run per token through
-//! `ragd-kernels`, reading K/V through each sequence's block table. Every
-//! operation treats rows independently, so a sequence's logits do not depend
-//! on what else is in the batch.
+//! Matmuls run over all tokens of the step at once (ragd's batched quantized
+//! kernel on the CPU, candle's `QMatMul` otherwise); rotary embeddings and
+//! attention run per token through `ragd-kernels`, reading K/V through each
+//! sequence's block table. Every operation treats rows independently, so a
+//! sequence's logits do not depend on what else is in the batch.
 
 use std::path::Path;
 
 use candle_core::quantized::gguf_file;
-use candle_core::{Device, Module, Tensor};
+use candle_core::Device;
 use ragd_core::{Framing, Generator, KvLayout, ModelError, ModelInfo, ModelKind, Overflow, Result, SeqChunk};
 use ragd_kernels::{paged_attention, write_kv, KvShape, QueryToken, Rope};
 
-use super::{LlamaConfig, LlamaWeights};
+use super::{ops, LlamaConfig, LlamaWeights};
 use crate::error::inference;
 
 /// How much memory the KV cache may take, and its block size.
@@ -40,9 +40,9 @@ pub struct GeneratorOptions {
     pub kv: KvBudget,
     /// Caps the model's own context length.
     pub max_context: Option<usize>,
-    /// Re-quantize GGUF matrices whose type has no SIMD kernel in candle
-    /// (Q4_1, Q5_1) to Q8_0; off: the weights exactly as stored (what the
-    /// reference tests compare against).
+    /// Re-quantize GGUF matrices whose type has no ragd kernel (anything but
+    /// Q8_0 and Q4_1) to Q8_0 so they run the batched kernel; off: such
+    /// matrices go through candle's `QMatMul` exactly as stored.
     pub fast_weights: bool,
 }
 
@@ -69,7 +69,6 @@ pub struct LlamaGenerator {
     cache: Vec<LayerCache>,
     kv_shape: KvShape,
     context_len: usize,
-    device: Device,
 }
 
 impl LlamaGenerator {
@@ -80,7 +79,7 @@ impl LlamaGenerator {
         let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::load(path.display(), e))?;
         let cfg = LlamaConfig::from_gguf(&content, &path.display().to_string())?;
         let weights = LlamaWeights::from_gguf(&content, &mut file, &cfg, path, device, opts.fast_weights)?;
-        Ok(Self::new(id, cfg, weights, device, opts))
+        Ok(Self::new(id, cfg, weights, opts))
     }
 
     /// Loads a Hugging Face Llama folder (`config.json` + safetensors).
@@ -91,14 +90,13 @@ impl LlamaGenerator {
             serde_json::from_str(&text).map_err(|e| ModelError::load(cfg_path.display(), e))?;
         let cfg = LlamaConfig::from_hf_json(&json, &cfg_path.display().to_string())?;
         let weights = LlamaWeights::from_safetensors(dir, &cfg, device)?;
-        Ok(Self::new(id, cfg, weights, device, opts))
+        Ok(Self::new(id, cfg, weights, opts))
     }
 
     fn new(
         id: &str,
         cfg: LlamaConfig,
         weights: LlamaWeights,
-        device: &Device,
         opts: &GeneratorOptions,
     ) -> Self {
         let (kv, max_context) = (opts.kv, opts.max_context);
@@ -135,7 +133,6 @@ impl LlamaGenerator {
             cache,
             kv_shape,
             context_len,
-            device: device.clone(),
         }
     }
 
@@ -186,26 +183,31 @@ impl LlamaGenerator {
                 });
             }
             if c.want_logits {
-                logit_rows.push(ids.len() as u32 - 1);
+                logit_rows.push(ids.len() - 1);
             }
         }
         let n = ids.len();
         let cfg = &self.cfg;
-        let (q_dim, kv_dim) = (cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim);
+        let (d, q_dim, kv_dim) = (cfg.hidden, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim);
         let scale = 1.0 / (cfg.head_dim as f32).sqrt();
-        let ids = Tensor::from_vec(ids, n, &self.device)?;
-        let mut x = self.weights.embed.index_select(&ids, 0)?;
+        let mut x = self.weights.embed.lookup(&ids);
+        let mut h = vec![0f32; n * d];
+        let (mut q, mut k, mut v) = (vec![0f32; n * q_dim], vec![0f32; n * kv_dim], vec![0f32; n * kv_dim]);
+        let mut att = vec![0f32; n * q_dim];
         for (layer, cache) in self.weights.layers.iter().zip(self.cache.iter_mut()) {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, cfg.rms_eps)?;
-            let mut q = layer.wq.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
-            let mut k = layer.wk.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
-            let v = layer.wv.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
-            for (t, tok) in tokens.iter().enumerate() {
-                self.rope.apply(&mut q[t * q_dim..(t + 1) * q_dim], tok.pos);
-                self.rope.apply(&mut k[t * kv_dim..(t + 1) * kv_dim], tok.pos);
+            ops::rms_norm(&x, &layer.attn_norm, cfg.rms_eps, &mut h);
+            let qkv = layer.qkv.forward(&h, n)?;
+            for (t, row) in qkv.chunks_exact(q_dim + 2 * kv_dim).enumerate() {
+                let (rq, rest) = row.split_at(q_dim);
+                let (rk, rv) = rest.split_at(kv_dim);
+                let (tq, tk) = (&mut q[t * q_dim..(t + 1) * q_dim], &mut k[t * kv_dim..(t + 1) * kv_dim]);
+                tq.copy_from_slice(rq);
+                tk.copy_from_slice(rk);
+                v[t * kv_dim..(t + 1) * kv_dim].copy_from_slice(rv);
+                self.rope.apply(tq, tokens[t].pos);
+                self.rope.apply(tk, tokens[t].pos);
             }
             write_kv(&mut cache.k, &mut cache.v, self.kv_shape, &k, &v, &tokens);
-            let mut att = vec![0f32; n * q_dim];
             paged_attention(
                 &q,
                 cfg.n_heads,
@@ -216,19 +218,20 @@ impl LlamaGenerator {
                 scale,
                 &mut att,
             );
-            let att = Tensor::from_vec(att, (n, q_dim), &self.device)?;
-            x = (layer.wo.forward(&att)? + &x)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, cfg.rms_eps)?;
-            let gate = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
-            x = (layer.down.forward(&(gate * layer.up.forward(&h)?)?)? + &x)?;
+            ops::add_assign(&mut x, &layer.wo.forward(&att, n)?);
+            ops::rms_norm(&x, &layer.ffn_norm, cfg.rms_eps, &mut h);
+            let gate_up = layer.gate_up.forward(&h, n)?;
+            let act = ops::silu_mul(&gate_up, gate_up.len() / (2 * n));
+            ops::add_assign(&mut x, &layer.down.forward(&act, n)?);
         }
         if logit_rows.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = Tensor::from_vec(logit_rows.clone(), logit_rows.len(), &self.device)?;
-        let last = x.index_select(&rows, 0)?;
-        let last = candle_nn::ops::rms_norm(&last, &self.weights.norm, cfg.rms_eps)?;
-        self.weights.output.forward(&last)?.to_vec2::<f32>()
+        let last: Vec<f32> = logit_rows.iter().flat_map(|&r| x[r * d..(r + 1) * d].iter().copied()).collect();
+        let mut normed = vec![0f32; last.len()];
+        ops::rms_norm(&last, &self.weights.norm, cfg.rms_eps, &mut normed);
+        let logits = self.weights.output.forward(&normed, logit_rows.len())?;
+        Ok(logits.chunks_exact(cfg.vocab_size).map(<[f32]>::to_vec).collect())
     }
 }
 

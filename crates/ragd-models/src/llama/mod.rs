@@ -5,12 +5,15 @@ pub mod chat_template;
 mod config;
 mod generator;
 pub mod gguf_tokenizer;
+mod linear;
 mod load;
+mod ops;
 mod weights;
 
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::LlamaConfig;
 pub use generator::{GeneratorOptions, KvBudget, LlamaGenerator};
 pub use gguf_tokenizer::{GgufTokenizer, GgufVocab};
+pub use linear::{Embedding, Linear};
 pub use load::{load_generator, LoadedGenerator};
 pub use weights::{LayerWeights, LlamaWeights};

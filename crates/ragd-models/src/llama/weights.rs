@@ -1,98 +1,154 @@
-//! Llama weights: quantized from a GGUF file (`QMatMul` over the quantized
-//! blocks) or full precision from Hugging Face safetensors.
+//! Llama weights: quantized from a GGUF file or full precision from Hugging
+//! Face safetensors, in the shapes the batched forward wants (Q, K and V as
+//! one matrix; gate and up as one).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
 use ragd_core::{ModelError, Result};
 
+use super::linear::{Embedding, Linear};
 use super::LlamaConfig;
 
-/// GGUF types candle multiplies with a scalar loop on CPU.
-const SLOW_TYPES: [GgmlDType; 2] = [GgmlDType::Q4_1, GgmlDType::Q5_1];
-
 pub struct LayerWeights {
-    pub attn_norm: Tensor,
-    pub wq: QMatMul,
-    pub wk: QMatMul,
-    pub wv: QMatMul,
-    pub wo: QMatMul,
-    pub ffn_norm: Tensor,
-    pub gate: QMatMul,
-    pub up: QMatMul,
-    pub down: QMatMul,
+    pub attn_norm: Vec<f32>,
+    /// Q, K and V stacked: `[q_dim + 2 * kv_dim, hidden]`.
+    pub qkv: Linear,
+    pub wo: Linear,
+    pub ffn_norm: Vec<f32>,
+    /// Gate and up stacked: `[2 * ff, hidden]`.
+    pub gate_up: Linear,
+    pub down: Linear,
 }
 
 pub struct LlamaWeights {
-    /// `[vocab, hidden]`, f32.
-    pub embed: Tensor,
+    pub embed: Embedding,
     pub layers: Vec<LayerWeights>,
-    pub norm: Tensor,
-    pub output: QMatMul,
+    pub norm: Vec<f32>,
+    pub output: Linear,
+}
+
+/// The tensors of one layer, named independently of the file format.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    AttnNorm,
+    Q,
+    K,
+    V,
+    O,
+    FfnNorm,
+    Gate,
+    Up,
+    Down,
+}
+
+impl Part {
+    /// llama.cpp's name in a GGUF file.
+    fn gguf(self) -> &'static str {
+        match self {
+            Self::AttnNorm => "attn_norm",
+            Self::Q => "attn_q",
+            Self::K => "attn_k",
+            Self::V => "attn_v",
+            Self::O => "attn_output",
+            Self::FfnNorm => "ffn_norm",
+            Self::Gate => "ffn_gate",
+            Self::Up => "ffn_up",
+            Self::Down => "ffn_down",
+        }
+    }
+
+    /// Hugging Face's name in a safetensors file.
+    fn hf(self) -> &'static str {
+        match self {
+            Self::AttnNorm => "input_layernorm",
+            Self::Q => "self_attn.q_proj",
+            Self::K => "self_attn.k_proj",
+            Self::V => "self_attn.v_proj",
+            Self::O => "self_attn.o_proj",
+            Self::FfnNorm => "post_attention_layernorm",
+            Self::Gate => "mlp.gate_proj",
+            Self::Up => "mlp.up_proj",
+            Self::Down => "mlp.down_proj",
+        }
+    }
+}
+
+/// Builds every layer from two loaders: a norm vector and a matrix by
+/// layer and part.
+fn build_layers(
+    n_layers: usize,
+    mut norm: impl FnMut(usize, Part) -> Result<Vec<f32>>,
+    mut matrix: impl FnMut(usize, Part) -> Result<Linear>,
+) -> Result<Vec<LayerWeights>> {
+    (0..n_layers)
+        .map(|i| {
+            let mut mm = |p| matrix(i, p);
+            Ok(LayerWeights {
+                attn_norm: norm(i, Part::AttnNorm)?,
+                qkv: Linear::stack(vec![mm(Part::Q)?, mm(Part::K)?, mm(Part::V)?]),
+                wo: mm(Part::O)?,
+                ffn_norm: norm(i, Part::FfnNorm)?,
+                gate_up: Linear::stack(vec![mm(Part::Gate)?, mm(Part::Up)?]),
+                down: mm(Part::Down)?,
+            })
+        })
+        .collect()
+}
+
+fn to_f32_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
 }
 
 impl LlamaWeights {
     /// GGUF names (llama.cpp's): `token_embd`, `blk.N.attn_q`, ..., `output`
-    /// (absent when tied to the embedding).
+    /// (absent when tied to the embedding). With `requantize`, matrices of
+    /// types ragd has no kernel for are converted to Q8_0 (see [`Linear`]).
     pub fn from_gguf(
         content: &gguf_file::Content,
         file: &mut std::fs::File,
         cfg: &LlamaConfig,
         path: &Path,
         device: &Device,
-        fast: bool,
+        requantize: bool,
     ) -> Result<Self> {
         let fail = |e: candle_core::Error| ModelError::load(path.display(), e);
-        let mut q = |name: &str| content.tensor(file, name, device).map_err(fail);
-        // candle has no SIMD dot product for some GGUF types (Q4_1 runs a
-        // scalar loop, ~8x slower than llama.cpp): `fast` re-quantizes those
-        // matrices to Q8_0, whose AVX2/NEON kernels exist. Near-lossless
-        // (8 bits per weight for values that had 4), but not bit-exact.
-        let mm_of = |t: QTensor| -> Result<QMatMul> {
-            let t = if fast && SLOW_TYPES.contains(&t.dtype()) {
-                let f = t.dequantize(device).map_err(fail)?;
-                QTensor::quantize(&f, GgmlDType::Q8_0).map_err(fail)?
-            } else {
-                t
-            };
-            QMatMul::from_qtensor(t).map_err(fail)
+        let mut file = file;
+        let mut read = |name: &str| -> Result<QTensor> { content.tensor(&mut file, name, device).map_err(fail) };
+        let linear = |t: QTensor| Linear::from_qtensor(t, device, requantize).map_err(fail);
+        let float = |t: QTensor| t.dequantize(device).and_then(|t| to_f32_vec(&t)).map_err(fail);
+
+        let has_output = content.tensor_infos.contains_key("output.weight");
+        let output_q = if has_output { Some(read("output.weight")?) } else { None };
+        let norm = float(read("output_norm.weight")?)?;
+        let layers = {
+            let read = std::cell::RefCell::new(&mut read);
+            build_layers(
+                cfg.n_layers,
+                |i, p| float((read.borrow_mut())(&format!("blk.{i}.{}.weight", p.gguf()))?),
+                |i, p| linear((read.borrow_mut())(&format!("blk.{i}.{}.weight", p.gguf()))?),
+            )?
         };
-        let embed_q = q("token_embd.weight")?;
-        let embed = embed_q.dequantize(device).map_err(fail)?;
-        let norm = q("output_norm.weight")?.dequantize(device).map_err(fail)?;
-        let output = match q("output.weight") {
-            Ok(t) => t,
-            Err(_) => embed_q,
+        let embed_linear = linear(read("token_embd.weight")?)?;
+        let embed = match &embed_linear {
+            Linear::Quant(m) => Embedding::Quant(Arc::clone(m)),
+            _ => Embedding::Dense {
+                table: float(read("token_embd.weight")?)?,
+                dim: cfg.hidden,
+            },
         };
-        let mut layers = Vec::with_capacity(cfg.n_layers);
-        for i in 0..cfg.n_layers {
-            let mut mm = |n: &str| -> Result<QMatMul> { mm_of(q(&format!("blk.{i}.{n}.weight"))?) };
-            let (wq, wk, wv, wo) = (mm("attn_q")?, mm("attn_k")?, mm("attn_v")?, mm("attn_output")?);
-            let (gate, up, down) = (mm("ffn_gate")?, mm("ffn_up")?, mm("ffn_down")?);
-            let mut f32_of = |n: &str| {
-                q(&format!("blk.{i}.{n}.weight"))?
-                    .dequantize(device)
-                    .map_err(fail)
-            };
-            layers.push(LayerWeights {
-                attn_norm: f32_of("attn_norm")?,
-                ffn_norm: f32_of("ffn_norm")?,
-                wq,
-                wk,
-                wv,
-                wo,
-                gate,
-                up,
-                down,
-            });
-        }
+        let output = match output_q {
+            Some(t) => linear(t)?,
+            None => embed_linear,
+        };
         Ok(Self {
             embed,
             layers,
             norm,
-            output: mm_of(output)?,
+            output,
         })
     }
 
@@ -113,47 +169,36 @@ impl LlamaWeights {
         for f in files {
             tensors.extend(candle_core::safetensors::load(&f, device).map_err(fail)?);
         }
-        let mut take = |name: &str| -> Result<Tensor> {
+        let take = |tensors: &mut HashMap<String, Tensor>, name: &str| -> Result<Tensor> {
             tensors
                 .remove(name)
                 .ok_or_else(|| ModelError::load(dir.display(), format!("missing tensor {name}")))?
                 .to_dtype(DType::F32)
                 .map_err(fail)
         };
-        let embed = take("model.embed_tokens.weight")?;
-        let norm = take("model.norm.weight")?;
-        let output = match take("lm_head.weight") {
+        let embed = take(&mut tensors, "model.embed_tokens.weight")?;
+        let norm = to_f32_vec(&take(&mut tensors, "model.norm.weight")?).map_err(fail)?;
+        let output = match take(&mut tensors, "lm_head.weight") {
             Ok(t) => t,
             Err(_) => embed.clone(),
         };
-        let mut layers = Vec::with_capacity(cfg.n_layers);
-        for i in 0..cfg.n_layers {
-            let p = format!("model.layers.{i}");
-            let mut mm = |n: &str| take(&format!("{p}.{n}.weight")).map(QMatMul::Tensor);
-            let (wq, wk, wv, wo) = (
-                mm("self_attn.q_proj")?,
-                mm("self_attn.k_proj")?,
-                mm("self_attn.v_proj")?,
-                mm("self_attn.o_proj")?,
-            );
-            let (gate, up, down) = (mm("mlp.gate_proj")?, mm("mlp.up_proj")?, mm("mlp.down_proj")?);
-            layers.push(LayerWeights {
-                attn_norm: take(&format!("{p}.input_layernorm.weight"))?,
-                ffn_norm: take(&format!("{p}.post_attention_layernorm.weight"))?,
-                wq,
-                wk,
-                wv,
-                wo,
-                gate,
-                up,
-                down,
-            });
-        }
+        let layers = {
+            let tensors = std::cell::RefCell::new(&mut tensors);
+            let name = |i: usize, p: Part| format!("model.layers.{i}.{}.weight", p.hf());
+            build_layers(
+                cfg.n_layers,
+                |i, p| to_f32_vec(&take(&mut tensors.borrow_mut(), &name(i, p))?).map_err(fail),
+                |i, p| Linear::dense(take(&mut tensors.borrow_mut(), &name(i, p))?).map_err(fail),
+            )?
+        };
         Ok(Self {
-            embed,
+            embed: Embedding::Dense {
+                table: to_f32_vec(&embed).map_err(fail)?,
+                dim: cfg.hidden,
+            },
             layers,
             norm,
-            output: QMatMul::Tensor(output),
+            output: Linear::dense(output).map_err(fail)?,
         })
     }
 }
