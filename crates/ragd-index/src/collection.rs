@@ -1,0 +1,410 @@
+//! One tenant's collection: its state behind a read-write lock, its
+//! write-ahead log, its snapshot, and the write path that ties them:
+//! validate, log and fsync, then apply (so a write that returned `Ok`
+//! survives a crash, and one that failed changed nothing).
+//!
+//! Files in the collection's folder: `collection.json` (its config, written
+//! once at creation), `wal.log`, `snapshot.bin` (after the first checkpoint).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use ragd_core::TextTokenizer;
+
+use crate::chunking::chunk_text;
+use crate::config::{CollectionConfig, StoreOptions};
+use crate::document::{
+    attach_vectors, chunk_texts, CollectionStats, DocumentInfo, DocumentInput, EmbeddedDocument, Hit,
+    PreparedDocument, UpsertOutcome, MAX_DOC_ID_LEN,
+};
+use crate::filter::MetadataFilter;
+use crate::fsutil::{sync_dir, write_atomic};
+use crate::record::{ChunkRecord, DocRecord, WalEntry, WalOp};
+use crate::state::State;
+use crate::wal::Wal;
+use crate::{snapshot, IndexError, Result};
+
+pub(crate) const CONFIG_FILE: &str = "collection.json";
+const WAL_FILE: &str = "wal.log";
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+/// A named set of documents of one tenant, searchable by vector.
+///
+/// Obtained from [`crate::Store`]; all methods take `&self` and are safe to
+/// call from many threads (searches run in parallel, writes one at a time).
+/// Every method blocks on disk or CPU: call them from a blocking context.
+pub struct Collection {
+    name: String,
+    dir: PathBuf,
+    config: CollectionConfig,
+    options: StoreOptions,
+    inner: RwLock<Inner>,
+    /// Lock order: `inner` first, then `log`.
+    log: Mutex<Log>,
+}
+
+struct Inner {
+    state: State,
+    /// Set when the collection is deleted; later calls get `NotFound`.
+    dropped: bool,
+}
+
+struct Log {
+    wal: Wal,
+    checkpoint_error: Option<String>,
+    torn_bytes_dropped: u64,
+}
+
+impl Collection {
+    /// Creates the files of a new collection in `dir` (which must exist and
+    /// be empty); the caller makes `dir` visible atomically afterwards.
+    pub(crate) fn create_files(dir: &Path, config: &CollectionConfig) -> Result<()> {
+        let json = serde_json::to_vec_pretty(config).map_err(|e| IndexError::InvalidInput(e.to_string()))?;
+        write_atomic(&dir.join(CONFIG_FILE), |out| out.write_all(&json))?;
+        Wal::open(&dir.join(WAL_FILE))?;
+        sync_dir(dir)
+    }
+
+    /// Loads the collection in `dir`: its snapshot, then its log replayed.
+    pub(crate) fn open(dir: &Path, name: &str, options: &StoreOptions) -> Result<Self> {
+        let config_path = dir.join(CONFIG_FILE);
+        let bytes = std::fs::read(&config_path).map_err(|e| IndexError::io(&config_path, e))?;
+        let config: CollectionConfig =
+            serde_json::from_slice(&bytes).map_err(|e| IndexError::corrupt(&config_path, e))?;
+        config
+            .validate()
+            .map_err(|e| IndexError::corrupt(&config_path, e))?;
+
+        let mut state = match snapshot::read(&dir.join(SNAPSHOT_FILE))? {
+            Some(snap) => State::from_snapshot(&config.hnsw, snap),
+            None => State::empty(&config.hnsw),
+        };
+        let recovered = Wal::open(&dir.join(WAL_FILE))?;
+        let torn_bytes_dropped = recovered.dropped_bytes;
+        let wal_path = recovered.wal.path().to_path_buf();
+        for payload in recovered.payloads {
+            let entry = WalEntry::decode(&payload).map_err(|e| IndexError::corrupt(&wal_path, e))?;
+            if entry.seq > state.seq + 1 {
+                return Err(IndexError::corrupt(
+                    &wal_path,
+                    format!(
+                        "record {} follows record {}: records are missing",
+                        entry.seq, state.seq
+                    ),
+                ));
+            }
+            // Records already in the snapshot (seq <= state.seq) are skipped.
+            state.apply(entry);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            config,
+            options: options.clone(),
+            inner: RwLock::new(Inner {
+                state,
+                dropped: false,
+            }),
+            log: Mutex::new(Log {
+                wal: recovered.wal,
+                checkpoint_error: None,
+                torn_bytes_dropped,
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    /// Chunks documents for embedding (no lock taken, nothing written).
+    /// Rejects empty texts and invalid ids.
+    pub fn prepare(
+        &self,
+        docs: Vec<DocumentInput>,
+        tokenizer: &dyn TextTokenizer,
+    ) -> Result<Vec<PreparedDocument>> {
+        check_ids(docs.iter().map(|d| d.id.as_str()))?;
+        docs.into_iter()
+            .map(|d| {
+                let chunks = chunk_text(
+                    &d.text,
+                    tokenizer,
+                    self.config.chunk_tokens,
+                    self.config.chunk_overlap,
+                )?;
+                if chunks.is_empty() {
+                    return Err(IndexError::InvalidInput(format!(
+                        "document `{}` has no text",
+                        d.id
+                    )));
+                }
+                Ok(PreparedDocument {
+                    id: d.id,
+                    metadata: d.metadata,
+                    chunks,
+                })
+            })
+            .collect()
+    }
+
+    /// Inserts or replaces documents, all of them or none. Durable (logged
+    /// and fsynced) when it returns `Ok`.
+    pub fn upsert(&self, docs: Vec<EmbeddedDocument>) -> Result<UpsertOutcome> {
+        check_ids(docs.iter().map(|d| d.id.as_str()))?;
+        for doc in &docs {
+            for chunk in &doc.chunks {
+                self.check_vector(&chunk.vector)?;
+            }
+        }
+        if docs.is_empty() {
+            return Ok(UpsertOutcome::default());
+        }
+        let mut inner = self.write()?;
+        let state = &inner.state;
+        let mut outcome = UpsertOutcome {
+            documents: docs.len(),
+            ..UpsertOutcome::default()
+        };
+        let mut next_chunk_id = state.next_chunk_id;
+        let records = docs
+            .into_iter()
+            .map(|d| {
+                outcome.chunks += d.chunks.len();
+                outcome.replaced += usize::from(state.contains(&d.id));
+                DocRecord {
+                    id: d.id,
+                    metadata: d.metadata,
+                    chunks: d
+                        .chunks
+                        .into_iter()
+                        .map(|c| {
+                            next_chunk_id += 1;
+                            ChunkRecord {
+                                id: next_chunk_id - 1,
+                                text: c.text,
+                                vector: c.vector,
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        self.commit(&mut inner, WalOp::Upsert(records))?;
+        drop(inner);
+        self.checkpoint_if_due();
+        Ok(outcome)
+    }
+
+    /// [`Self::prepare`], one call of `embed` with every chunk text, then
+    /// [`Self::upsert`]: for callers that embed synchronously (tests, CLI).
+    pub fn upsert_with<E: std::fmt::Display>(
+        &self,
+        docs: Vec<DocumentInput>,
+        tokenizer: &dyn TextTokenizer,
+        mut embed: impl FnMut(&[String]) -> std::result::Result<Vec<Vec<f32>>, E>,
+    ) -> Result<UpsertOutcome> {
+        let prepared = self.prepare(docs, tokenizer)?;
+        let vectors = embed(&chunk_texts(&prepared)).map_err(|e| IndexError::Embedding(e.to_string()))?;
+        self.upsert(attach_vectors(prepared, vectors)?)
+    }
+
+    /// Deletes documents by id; returns how many existed. Durable when it
+    /// returns `Ok`.
+    pub fn delete(&self, doc_ids: &[impl AsRef<str>]) -> Result<usize> {
+        let mut inner = self.write()?;
+        let mut seen = HashSet::new();
+        let present: Vec<String> = doc_ids
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|id| inner.state.contains(id) && seen.insert(*id))
+            .map(str::to_string)
+            .collect();
+        if present.is_empty() {
+            return Ok(0);
+        }
+        let n = present.len();
+        self.commit(&mut inner, WalOp::Delete(present))?;
+        drop(inner);
+        self.checkpoint_if_due();
+        Ok(n)
+    }
+
+    /// The `top_k` chunks most similar to `query` (cosine), best first,
+    /// among the documents `filter` lets through. Fewer only when fewer
+    /// chunks match.
+    pub fn search(&self, query: &[f32], top_k: usize, filter: Option<&MetadataFilter>) -> Result<Vec<Hit>> {
+        self.check_vector(query)?;
+        let inner = self.read()?;
+        Ok(inner
+            .state
+            .search(query, top_k, self.config.hnsw.ef_search, filter))
+    }
+
+    /// A stored document; `None` if absent.
+    pub fn document(&self, id: &str) -> Result<Option<DocumentInfo>> {
+        Ok(self.read()?.state.document(id))
+    }
+
+    /// Rebuilds the HNSW graph without tombstones. Searches wait meanwhile.
+    pub fn compact(&self) -> Result<()> {
+        self.write()?.state.rebuild_shard();
+        Ok(())
+    }
+
+    /// Writes a snapshot of the collection and empties its log, so the next
+    /// start loads the snapshot instead of replaying the log. Searches go on
+    /// meanwhile; writes wait.
+    pub fn checkpoint(&self) -> Result<()> {
+        let inner = self.read()?;
+        let mut log = self.log.lock().map_err(|_| self.unavailable())?;
+        self.checkpoint_locked(&inner, &mut log)
+    }
+
+    pub fn stats(&self) -> Result<CollectionStats> {
+        let inner = self.read()?;
+        let log = self.log.lock().map_err(|_| self.unavailable())?;
+        Ok(CollectionStats {
+            documents: inner.state.documents(),
+            chunks: inner.state.chunks(),
+            tombstones: inner.state.tombstones(),
+            wal_bytes: log.wal.len(),
+            checkpoint_error: log.checkpoint_error.clone(),
+            torn_bytes_dropped: log.torn_bytes_dropped,
+        })
+    }
+
+    /// Deletes the collection: waits for operations in progress, runs
+    /// `remove_files` (which moves its folder away), then marks it deleted so
+    /// later calls on handles still held get `NotFound`. Holding the write
+    /// lock throughout means no checkpoint of this collection can still be
+    /// writing into its old path when a new collection takes that name.
+    /// (A collection left unavailable by a panic can still be deleted.)
+    pub(crate) fn retire(&self, remove_files: impl FnOnce() -> Result<()>) -> Result<()> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if inner.dropped {
+            return Err(IndexError::NotFound(self.name.clone()));
+        }
+        remove_files()?;
+        inner.dropped = true;
+        Ok(())
+    }
+
+    /// Logs `op` (fsynced), then applies it; compacts when due.
+    fn commit(&self, inner: &mut Inner, op: WalOp) -> Result<()> {
+        let entry = WalEntry {
+            seq: inner.state.seq + 1,
+            op,
+        };
+        {
+            let mut log = self.log.lock().map_err(|_| self.unavailable())?;
+            log.wal.append(&entry.encode())?;
+        }
+        inner.state.apply(entry);
+        let tombstones = inner.state.tombstones();
+        let nodes = inner.state.graph_nodes();
+        if nodes >= self.options.compact_min_points
+            && tombstones as f64 > self.options.compact_tombstone_ratio * nodes as f64
+        {
+            inner.state.rebuild_shard();
+        }
+        Ok(())
+    }
+
+    /// Checkpoints if the log outgrew its limit. A failure is recorded in
+    /// the stats, not returned: the write that triggered it is already safe.
+    fn checkpoint_if_due(&self) {
+        let Ok(inner) = self.read() else { return };
+        let Ok(mut log) = self.log.lock() else { return };
+        if log.wal.len() > self.options.checkpoint_wal_bytes {
+            let _ = self.checkpoint_locked(&inner, &mut log);
+        }
+    }
+
+    fn checkpoint_locked(&self, inner: &Inner, log: &mut Log) -> Result<()> {
+        let result = (|| {
+            let state = &inner.state;
+            snapshot::write(
+                &self.dir.join(SNAPSHOT_FILE),
+                state.seq,
+                state.next_chunk_id,
+                state.snapshot_docs().into_iter(),
+            )?;
+            // A crash here leaves records the snapshot already holds: replay
+            // skips them by sequence number.
+            log.wal.reset()
+        })();
+        log.checkpoint_error = result.as_ref().err().map(ToString::to_string);
+        result
+    }
+
+    fn check_vector(&self, v: &[f32]) -> Result<()> {
+        if v.len() != self.config.dim {
+            return Err(IndexError::DimensionMismatch {
+                expected: self.config.dim,
+                got: v.len(),
+            });
+        }
+        if !v.iter().all(|x| x.is_finite()) {
+            return Err(IndexError::InvalidInput(
+                "vector has a NaN or infinite component".into(),
+            ));
+        }
+        if v.iter().all(|&x| x == 0.0) {
+            // Cosine distance is undefined for it (hnsw_rs returns 0: "identical").
+            return Err(IndexError::InvalidInput("vector is all zeros".into()));
+        }
+        Ok(())
+    }
+
+    fn unavailable(&self) -> IndexError {
+        IndexError::Unavailable(self.name.clone())
+    }
+
+    fn read(&self) -> Result<RwLockReadGuard<'_, Inner>> {
+        let inner = self.inner.read().map_err(|_| self.unavailable())?;
+        if inner.dropped {
+            return Err(IndexError::NotFound(self.name.clone()));
+        }
+        Ok(inner)
+    }
+
+    fn write(&self) -> Result<RwLockWriteGuard<'_, Inner>> {
+        let inner = self.inner.write().map_err(|_| self.unavailable())?;
+        if inner.dropped {
+            return Err(IndexError::NotFound(self.name.clone()));
+        }
+        Ok(inner)
+    }
+}
+
+impl std::fmt::Debug for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Document ids: non-empty, at most [`MAX_DOC_ID_LEN`] bytes, no duplicates
+/// in one write (which copy would win is a guess the caller should make).
+fn check_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = HashSet::new();
+    for id in ids {
+        if id.is_empty() || id.len() > MAX_DOC_ID_LEN {
+            return Err(IndexError::InvalidInput(format!(
+                "document ids must be 1 to {MAX_DOC_ID_LEN} bytes long"
+            )));
+        }
+        if !seen.insert(id) {
+            return Err(IndexError::InvalidInput(format!("document `{id}` appears twice")));
+        }
+    }
+    Ok(())
+}

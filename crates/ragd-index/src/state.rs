@@ -1,0 +1,376 @@
+//! The in-memory content of one collection: documents, chunks and the HNSW
+//! shard, changed only by applying logged operations, so that live writes
+//! and replay at start-up go through the same code.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::HnswParams;
+use crate::document::{DocumentInfo, Hit};
+use crate::filter::{CompiledFilter, MetadataFilter};
+use crate::record::{DocRecord, WalEntry, WalOp};
+use crate::shard::{cosine_distance, ChunkId, Shard};
+use crate::snapshot::{DocRecordRef, Snapshot};
+use crate::Metadata;
+
+/// Filtered searches with at most this many candidate chunks are answered
+/// exactly by brute force (cheap, and HNSW struggles with tiny subsets).
+const EXACT_MAX_CANDIDATES: usize = 4096;
+/// Approximate searches widen `ef` up to this before falling back to exact.
+const MAX_EF: usize = 4096;
+
+struct Doc {
+    metadata: Metadata,
+    chunks: Vec<ChunkId>,
+}
+
+struct Chunk {
+    doc_id: Arc<str>,
+    index: usize,
+    text: String,
+    vector: Vec<f32>,
+    data_id: usize,
+}
+
+pub(crate) struct State {
+    docs: HashMap<Arc<str>, Doc>,
+    chunks: HashMap<ChunkId, Chunk>,
+    shard: Shard,
+    /// Sequence number of the last applied log record.
+    pub seq: u64,
+    /// Next chunk id to hand out.
+    pub next_chunk_id: u64,
+}
+
+impl State {
+    pub fn empty(params: &HnswParams) -> Self {
+        Self::from_snapshot(params, Snapshot::default())
+    }
+
+    /// The state a snapshot describes, its graph built in one batch.
+    pub fn from_snapshot(params: &HnswParams, snap: Snapshot) -> Self {
+        let mut state = Self {
+            docs: HashMap::new(),
+            chunks: HashMap::new(),
+            shard: Shard::build(params, &[]),
+            seq: snap.seq,
+            next_chunk_id: snap.next_chunk_id,
+        };
+        state.insert_docs(snap.docs);
+        state.rebuild_shard();
+        state
+    }
+
+    /// Applies a logged operation. Entries at or below the current sequence
+    /// number are already applied and ignored, which makes replay idempotent.
+    pub fn apply(&mut self, entry: WalEntry) {
+        if entry.seq <= self.seq {
+            return;
+        }
+        self.seq = entry.seq;
+        match entry.op {
+            WalOp::Upsert(docs) => {
+                for d in &docs {
+                    self.remove_doc(&d.id);
+                }
+                self.insert_docs(docs);
+            }
+            WalOp::Delete(ids) => {
+                for id in &ids {
+                    self.remove_doc(id);
+                }
+            }
+        }
+    }
+
+    fn insert_docs(&mut self, docs: Vec<DocRecord>) {
+        let items: Vec<(ChunkId, &[f32])> = docs
+            .iter()
+            .flat_map(|d| d.chunks.iter().map(|c| (c.id, c.vector.as_slice())))
+            .collect();
+        let mut data_ids = self.shard.insert(&items).into_iter();
+        for doc in docs {
+            let doc_id: Arc<str> = doc.id.into();
+            let mut ids = Vec::with_capacity(doc.chunks.len());
+            for (index, c) in doc.chunks.into_iter().enumerate() {
+                self.next_chunk_id = self.next_chunk_id.max(c.id + 1);
+                ids.push(c.id);
+                let data_id = data_ids.next().unwrap_or(usize::MAX);
+                self.chunks.insert(
+                    c.id,
+                    Chunk {
+                        doc_id: doc_id.clone(),
+                        index,
+                        text: c.text,
+                        vector: c.vector,
+                        data_id,
+                    },
+                );
+            }
+            self.docs.insert(
+                doc_id,
+                Doc {
+                    metadata: doc.metadata,
+                    chunks: ids,
+                },
+            );
+        }
+    }
+
+    /// Removes a document and tombstones its chunks; false if absent.
+    fn remove_doc(&mut self, id: &str) -> bool {
+        let Some(doc) = self.docs.remove(id) else {
+            return false;
+        };
+        for chunk_id in doc.chunks {
+            if let Some(chunk) = self.chunks.remove(&chunk_id) {
+                self.shard.remove(chunk.data_id);
+            }
+        }
+        true
+    }
+
+    /// Rebuilds the graph from the live chunks only (drops tombstones).
+    pub fn rebuild_shard(&mut self) {
+        let mut ids: Vec<ChunkId> = self.chunks.keys().copied().collect();
+        ids.sort_unstable();
+        let items: Vec<(ChunkId, &[f32])> = ids
+            .iter()
+            .map(|id| (*id, self.chunks[id].vector.as_slice()))
+            .collect();
+        let shard = Shard::build(self.shard.params(), &items);
+        for (data_id, id) in ids.iter().enumerate() {
+            if let Some(c) = self.chunks.get_mut(id) {
+                c.data_id = data_id;
+            }
+        }
+        self.shard = shard;
+    }
+
+    pub fn contains(&self, doc_id: &str) -> bool {
+        self.docs.contains_key(doc_id)
+    }
+
+    pub fn documents(&self) -> usize {
+        self.docs.len()
+    }
+
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    pub fn tombstones(&self) -> usize {
+        self.shard.tombstones()
+    }
+
+    pub fn graph_nodes(&self) -> usize {
+        self.shard.nodes()
+    }
+
+    pub fn document(&self, id: &str) -> Option<DocumentInfo> {
+        let doc = self.docs.get(id)?;
+        Some(DocumentInfo {
+            id: id.to_string(),
+            metadata: doc.metadata.clone(),
+            chunks: doc.chunks.iter().map(|c| self.chunks[c].text.clone()).collect(),
+        })
+    }
+
+    /// Every document, sorted by id, borrowed for a snapshot.
+    pub fn snapshot_docs(&self) -> Vec<DocRecordRef<'_>> {
+        let mut docs: Vec<DocRecordRef<'_>> = self
+            .docs
+            .iter()
+            .map(|(id, doc)| DocRecordRef {
+                id,
+                metadata: &doc.metadata,
+                chunks: doc
+                    .chunks
+                    .iter()
+                    .map(|c| {
+                        let chunk = &self.chunks[c];
+                        (*c, chunk.text.as_str(), chunk.vector.as_slice())
+                    })
+                    .collect(),
+            })
+            .collect();
+        docs.sort_unstable_by(|a, b| a.id.cmp(b.id));
+        docs
+    }
+
+    /// The `top_k` chunks most similar to `query` among those `filter`
+    /// lets through. Returns `top_k` hits whenever that many chunks match:
+    /// tombstones and filtered-out chunks never shorten the list, because
+    /// an approximate search that comes back short is widened and, failing
+    /// that, replaced by an exact one.
+    pub fn search(
+        &self,
+        query: &[f32],
+        top_k: usize,
+        ef_search: usize,
+        filter: Option<&MetadataFilter>,
+    ) -> Vec<Hit> {
+        let filter = filter.filter(|f| !f.is_empty()).map(MetadataFilter::compile);
+        if top_k == 0 || self.chunks.is_empty() {
+            return Vec::new();
+        }
+        let found = match &filter {
+            None => {
+                let k = top_k.min(self.chunks.len());
+                self.approximate(query, k, ef_search, &|_| true)
+                    .unwrap_or_else(|| self.exact(query, k, self.chunks.keys().copied()))
+            }
+            Some(f) => {
+                let candidates = self.candidates(f);
+                let k = top_k.min(candidates.len());
+                if k == 0 {
+                    Vec::new()
+                } else if candidates.len() <= EXACT_MAX_CANDIDATES {
+                    self.exact(query, k, candidates.into_iter())
+                } else {
+                    self.approximate(query, k, ef_search, &|id| self.chunk_matches(f, id))
+                        .unwrap_or_else(|| self.exact(query, k, candidates.into_iter()))
+                }
+            }
+        };
+        found
+            .into_iter()
+            .map(|(id, distance)| {
+                let chunk = &self.chunks[&id];
+                Hit {
+                    doc_id: chunk.doc_id.to_string(),
+                    chunk_id: id,
+                    chunk_index: chunk.index,
+                    score: 1.0 - distance,
+                    text: chunk.text.clone(),
+                    metadata: self.docs[&chunk.doc_id].metadata.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn chunk_matches(&self, filter: &CompiledFilter<'_>, id: ChunkId) -> bool {
+        self.chunks
+            .get(&id)
+            .and_then(|c| Some((c, self.docs.get(&c.doc_id)?)))
+            .is_some_and(|(c, doc)| filter.matches(&c.doc_id, &doc.metadata))
+    }
+
+    /// The live chunks of the documents `filter` lets through.
+    fn candidates(&self, filter: &CompiledFilter<'_>) -> Vec<ChunkId> {
+        let mut out = Vec::new();
+        let mut take = |id: &str, doc: &Doc| {
+            if filter.matches(id, &doc.metadata) {
+                out.extend_from_slice(&doc.chunks);
+            }
+        };
+        match &filter.doc_ids {
+            // A short id list is cheaper to look up than to scan for.
+            Some(ids) if ids.len() < self.docs.len() => {
+                for (id, doc) in ids.iter().filter_map(|id| self.docs.get_key_value(*id)) {
+                    take(id, doc);
+                }
+            }
+            _ => {
+                for (id, doc) in &self.docs {
+                    take(id, doc);
+                }
+            }
+        }
+        out
+    }
+
+    /// HNSW search for `k` accepted chunks, widening `ef` while it comes
+    /// back short; `None` if it never finds `k`.
+    fn approximate(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef_search: usize,
+        accept: &dyn Fn(ChunkId) -> bool,
+    ) -> Option<Vec<(ChunkId, f32)>> {
+        let mut ef = ef_search.max(k);
+        loop {
+            let hits = self.shard.search(query, k, ef, accept);
+            if hits.len() >= k {
+                return Some(hits);
+            }
+            if ef >= MAX_EF.max(k) || ef >= self.shard.nodes() {
+                return None;
+            }
+            ef = (ef * 4).min(MAX_EF.max(k));
+        }
+    }
+
+    /// Exact top `k` among `candidates`, nearest first.
+    fn exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        candidates: impl Iterator<Item = ChunkId>,
+    ) -> Vec<(ChunkId, f32)> {
+        let mut scored: Vec<(ChunkId, f32)> = candidates
+            .map(|id| (id, cosine_distance(query, &self.chunks[&id].vector)))
+            .collect();
+        let by_distance = |a: &(ChunkId, f32), b: &(ChunkId, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
+        if scored.len() > k {
+            scored.select_nth_unstable_by(k - 1, by_distance);
+            scored.truncate(k);
+        }
+        scored.sort_unstable_by(by_distance);
+        scored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::ChunkRecord;
+
+    fn upsert(seq: u64, id: &str, chunk_ids: &[u64]) -> WalEntry {
+        WalEntry {
+            seq,
+            op: WalOp::Upsert(vec![DocRecord {
+                id: id.into(),
+                metadata: Metadata::new(),
+                chunks: chunk_ids
+                    .iter()
+                    .map(|&c| ChunkRecord {
+                        id: c,
+                        text: format!("chunk {c}"),
+                        vector: vec![1.0, c as f32],
+                    })
+                    .collect(),
+            }]),
+        }
+    }
+
+    #[test]
+    fn applying_an_entry_twice_changes_nothing() {
+        let mut s = State::empty(&HnswParams::default());
+        let entries = [
+            upsert(1, "a", &[0, 1]),
+            upsert(2, "b", &[2]),
+            upsert(3, "a", &[3]),
+            WalEntry {
+                seq: 4,
+                op: WalOp::Delete(vec!["b".into()]),
+            },
+        ];
+        for e in &entries {
+            s.apply(e.clone());
+        }
+        for e in &entries {
+            s.apply(e.clone());
+        }
+        assert_eq!((s.documents(), s.chunks(), s.seq, s.next_chunk_id), (1, 1, 4, 4));
+        assert_eq!(s.document("a").unwrap().chunks, ["chunk 3"]);
+        // Three replaced or deleted chunks are tombstones until a rebuild.
+        assert_eq!(s.tombstones(), 3);
+        s.rebuild_shard();
+        assert_eq!(s.tombstones(), 0);
+        let hits = s.search(&[1.0, 3.0], 5, 16, None);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].chunk_id, 3);
+    }
+}

@@ -1,0 +1,270 @@
+//! The whole data folder: every tenant's collections.
+//!
+//! Layout: `<dir>/LOCK` (held while open), `<dir>/tenants/<tenant>/<name>/`
+//! one folder per collection. The folder tree is the catalogue: creating a
+//! collection builds its folder under a hidden staging name and renames it
+//! into place, deleting one renames it to a hidden trash name first, each
+//! rename fsynced with its directory. A crash therefore leaves a collection
+//! either fully there or fully gone; hidden leftovers are removed on open.
+//! (Tenant ids and collection names cannot start with `.`.)
+//!
+//! Tenants are isolated by construction: every lookup is keyed by the
+//! tenant, so a tenant naming another tenant's collection gets the same
+//! `NotFound` as for a collection that does not exist.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::collection::{Collection, CONFIG_FILE};
+use crate::config::{CollectionConfig, StoreOptions};
+use crate::document::StoreStats;
+use crate::fsutil::sync_dir;
+use crate::names::{validate_collection, validate_tenant};
+use crate::{IndexError, Result};
+
+const STAGING_PREFIX: &str = ".staging-";
+const TRASH_PREFIX: &str = ".trash-";
+
+type Tenants = BTreeMap<String, BTreeMap<String, Arc<Collection>>>;
+
+/// Every tenant's collections, loaded from and kept durable in one folder.
+///
+/// `Send + Sync`: share it behind an `Arc` and call it from blocking tasks.
+pub struct Store {
+    root: PathBuf,
+    options: StoreOptions,
+    tenants: RwLock<Tenants>,
+    /// Holds the advisory lock on `<dir>/LOCK` while the store is open.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and recovers every
+    /// collection: snapshot loaded, log replayed, torn last records dropped.
+    /// Fails with `Locked` if another store has the folder open.
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
+        let root = dir.as_ref().to_path_buf();
+        let tenants_dir = root.join("tenants");
+        std::fs::create_dir_all(&tenants_dir).map_err(|e| IndexError::io(&tenants_dir, e))?;
+        let lock_path = root.join("LOCK");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| IndexError::io(&lock_path, e))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => IndexError::Locked(root.clone()),
+            std::fs::TryLockError::Error(e) => IndexError::io(&lock_path, e),
+        })?;
+
+        let mut tenants = Tenants::new();
+        for (tenant, tenant_dir) in subdirs(&tenants_dir)? {
+            if validate_tenant(&tenant).is_err() {
+                continue; // not ours
+            }
+            let mut collections = BTreeMap::new();
+            for (name, dir) in subdirs(&tenant_dir)? {
+                if name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX) {
+                    // An interrupted create or delete: finish it.
+                    std::fs::remove_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
+                } else if validate_collection(&name).is_ok() && dir.join(CONFIG_FILE).exists() {
+                    let collection = Collection::open(&dir, &name, &options)?;
+                    collections.insert(name, Arc::new(collection));
+                }
+            }
+            if !collections.is_empty() {
+                tenants.insert(tenant, collections);
+            }
+        }
+        Ok(Self {
+            root,
+            options,
+            tenants: RwLock::new(tenants),
+            _lock: lock,
+        })
+    }
+
+    /// Creates an empty collection for `tenant`; durable when it returns.
+    pub fn create_collection(
+        &self,
+        tenant: &str,
+        name: &str,
+        config: CollectionConfig,
+    ) -> Result<Arc<Collection>> {
+        validate_tenant(tenant)?;
+        validate_collection(name)?;
+        config.validate()?;
+        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        if tenants.get(tenant).is_some_and(|c| c.contains_key(name)) {
+            return Err(IndexError::AlreadyExists(name.to_string()));
+        }
+        let tenant_dir = self.tenant_dir(tenant);
+        if !tenant_dir.exists() {
+            std::fs::create_dir_all(&tenant_dir).map_err(|e| IndexError::io(&tenant_dir, e))?;
+            sync_dir(&self.root.join("tenants"))?;
+        }
+        let staging = tenant_dir.join(format!("{STAGING_PREFIX}{name}"));
+        let dir = tenant_dir.join(name);
+        let built = (|| {
+            if staging.exists() {
+                std::fs::remove_dir_all(&staging).map_err(|e| IndexError::io(&staging, e))?;
+            }
+            std::fs::create_dir(&staging).map_err(|e| IndexError::io(&staging, e))?;
+            Collection::create_files(&staging, &config)?;
+            std::fs::rename(&staging, &dir).map_err(|e| IndexError::io(&dir, e))?;
+            sync_dir(&tenant_dir)
+        })();
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        let collection = Arc::new(Collection::open(&dir, name, &self.options)?);
+        tenants
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(name.to_string(), collection.clone());
+        Ok(collection)
+    }
+
+    /// The collection `name` of `tenant`; `NotFound` if that tenant has none
+    /// by that name (whether or not another tenant does).
+    pub fn collection(&self, tenant: &str, name: &str) -> Result<Arc<Collection>> {
+        validate_tenant(tenant)?;
+        validate_collection(name)?;
+        self.tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .and_then(|c| c.get(name))
+            .cloned()
+            .ok_or_else(|| IndexError::NotFound(name.to_string()))
+    }
+
+    /// Names of `tenant`'s collections, sorted.
+    pub fn list_collections(&self, tenant: &str) -> Result<Vec<String>> {
+        validate_tenant(tenant)?;
+        Ok(self
+            .tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// Tenants that have at least one collection, sorted.
+    pub fn list_tenants(&self) -> Vec<String> {
+        self.tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Deletes a collection and its files; durable when it returns. Handles
+    /// to it that callers still hold answer `NotFound` from then on.
+    pub fn delete_collection(&self, tenant: &str, name: &str) -> Result<()> {
+        validate_tenant(tenant)?;
+        validate_collection(name)?;
+        let tenant_dir = self.tenant_dir(tenant);
+        let trash = {
+            let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+            let collections = tenants
+                .get_mut(tenant)
+                .filter(|c| c.contains_key(name))
+                .ok_or_else(|| IndexError::NotFound(name.to_string()))?;
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let trash = tenant_dir.join(format!("{TRASH_PREFIX}{name}-{nanos}"));
+            let dir = tenant_dir.join(name);
+            // The store lock is held until the collection is retired, so
+            // the name cannot be reused while its old files are in use.
+            collections[name].retire(|| {
+                std::fs::rename(&dir, &trash).map_err(|e| IndexError::io(&dir, e))?;
+                sync_dir(&tenant_dir)
+            })?;
+            collections.remove(name);
+            if collections.is_empty() {
+                tenants.remove(tenant);
+            }
+            trash
+        };
+        // Already deleted for good; a failure here leaves a hidden folder
+        // that the next open removes.
+        let _ = std::fs::remove_dir_all(&trash);
+        Ok(())
+    }
+
+    /// Checkpoints every collection (e.g. at shutdown, for a fast restart).
+    pub fn checkpoint_all(&self) -> Result<()> {
+        for c in self.all_collections() {
+            match c.checkpoint() {
+                Ok(()) | Err(IndexError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Totals over every tenant.
+    pub fn stats(&self) -> StoreStats {
+        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        let mut stats = StoreStats {
+            tenants: tenants.len(),
+            ..StoreStats::default()
+        };
+        for c in tenants.values().flat_map(BTreeMap::values) {
+            stats.collections += 1;
+            if let Ok(s) = c.stats() {
+                stats.documents += s.documents;
+                stats.chunks += s.chunks;
+            }
+        }
+        stats
+    }
+
+    /// The folder the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn all_collections(&self) -> Vec<Arc<Collection>> {
+        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        tenants.values().flat_map(BTreeMap::values).cloned().collect()
+    }
+
+    fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        self.root.join("tenants").join(tenant)
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `(name, path)` of the subfolders of `dir` with UTF-8 names.
+fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))? {
+        let entry = entry.map_err(|e| IndexError::io(dir, e))?;
+        let is_dir = entry
+            .file_type()
+            .map_err(|e| IndexError::io(entry.path(), e))?
+            .is_dir();
+        if let (true, Ok(name)) = (is_dir, entry.file_name().into_string()) {
+            out.push((name, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
