@@ -87,38 +87,106 @@ pub fn paged_attention(
     assert_eq!(q.len(), tokens.len() * n_heads * hd);
     assert_eq!(out.len(), q.len());
     // One chunk = the `group` query heads of one token sharing one KV head.
+    let avx2 = has_avx2();
     out.par_chunks_mut(group * hd)
         .enumerate()
         .for_each_init(Vec::new, |scores: &mut Vec<f32>, (i, out)| {
             let (t, g) = (i / shape.n_kv_heads, i % shape.n_kv_heads);
-            let tok = tokens[t];
             let q = &q[i * group * hd..(i + 1) * group * hd];
-            let n = tok.pos + 1;
-            scores.clear();
-            scores.resize(group * n, 0.0);
-            // Scores, head-major: scores[h * n + p].
-            for p in 0..n {
-                let at = shape.row_offset(tok.blocks, p) + g * hd;
-                let k = &k_cache[at..at + hd];
-                for h in 0..group {
-                    scores[h * n + p] = dot(&q[h * hd..(h + 1) * hd], k) * scale;
-                }
-            }
-            for h in 0..group {
-                softmax_in_place(&mut scores[h * n..(h + 1) * n]);
-            }
-            out.fill(0.0);
-            for p in 0..n {
-                let at = shape.row_offset(tok.blocks, p) + g * hd;
-                let v = &v_cache[at..at + hd];
-                for h in 0..group {
-                    axpy(scores[h * n + p], v, &mut out[h * hd..(h + 1) * hd]);
-                }
-            }
+            let job = HeadGroup {
+                q,
+                k_cache,
+                v_cache,
+                shape,
+                token: tokens[t],
+                kv_head: g,
+                group,
+                scale,
+            };
+            job.run_dispatch(avx2, scores, out);
         });
 }
 
+/// Whether the AVX2 build of the attention loop can run here. Both builds
+/// do the same float operations in the same order (no fused multiply-add
+/// is introduced), so they give the same bits; AVX2 only widens the vectors.
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The query heads of one token that share one KV head.
+struct HeadGroup<'a> {
+    q: &'a [f32],
+    k_cache: &'a [f32],
+    v_cache: &'a [f32],
+    shape: KvShape,
+    token: QueryToken<'a>,
+    kv_head: usize,
+    group: usize,
+    scale: f32,
+}
+
+impl HeadGroup<'_> {
+    fn run_dispatch(&self, avx2: bool, scores: &mut Vec<f32>, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            #[allow(unsafe_code)]
+            // SAFETY: `avx2` comes from `has_avx2`, which detected the feature.
+            unsafe {
+                return self.run_avx2(scores, out);
+            }
+        }
+        let _ = avx2;
+        self.run(scores, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_avx2(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
+        self.run(scores, out)
+    }
+
+    #[inline(always)]
+    fn run(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
+        let (shape, hd, group) = (self.shape, self.shape.head_dim, self.group);
+        let g = self.kv_head;
+        let tok = self.token;
+        let q = self.q;
+        let n = tok.pos + 1;
+        scores.clear();
+        scores.resize(group * n, 0.0);
+        // Scores, head-major: scores[h * n + p].
+        for p in 0..n {
+            let at = shape.row_offset(tok.blocks, p) + g * hd;
+            let k = &self.k_cache[at..at + hd];
+            for h in 0..group {
+                scores[h * n + p] = dot(&q[h * hd..(h + 1) * hd], k) * self.scale;
+            }
+        }
+        for h in 0..group {
+            softmax_in_place(&mut scores[h * n..(h + 1) * n]);
+        }
+        out.fill(0.0);
+        for p in 0..n {
+            let at = shape.row_offset(tok.blocks, p) + g * hd;
+            let v = &self.v_cache[at..at + hd];
+            for h in 0..group {
+                axpy(scores[h * n + p], v, &mut out[h * hd..(h + 1) * hd]);
+            }
+        }
+    }
+}
+
 /// Dot product with eight partial sums (vectorises without fast-math).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -137,12 +205,14 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `y += a * x`.
+#[inline(always)]
 fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
     }
 }
 
+#[inline(always)]
 fn softmax_in_place(xs: &mut [f32]) {
     let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;

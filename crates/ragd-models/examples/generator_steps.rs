@@ -1,7 +1,9 @@
 //! Times the generator's steps on the CPU: a prefill of `PROMPT` tokens and
 //! decode steps at several batch sizes (median of several steps each).
 //!
-//!     RAYON_NUM_THREADS=2 cargo run --release -p ragd-models --example generator_steps [GGUF] [PROMPT]
+//!     RAYON_NUM_THREADS=2 cargo run --release -p ragd-models --example generator_steps [GGUF] [PROMPT] [BATCHES]
+//!
+//! `BATCHES` is a comma-separated list (default `1,4,8,16`).
 //!
 //! A quick way to see what a change to the forward or the kernels does,
 //! without a server; `ragd bench generate` measures the whole server.
@@ -48,7 +50,11 @@ fn main() {
     let p = median(prefill);
     println!("prefill {prompt} tokens: {:.0} ms ({:.0} tok/s)", p * 1e3, prompt as f64 / p);
 
-    for batch in [1usize, 4, 8, 16] {
+    let batches: Vec<usize> = args
+        .get(3)
+        .map(|s| s.split(',').filter_map(|b| b.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 4, 8, 16]);
+    for batch in batches {
         let tables: Vec<Vec<u32>> = (0..batch as u32)
             .map(|s| (s * per_seq..(s + 1) * per_seq).collect())
             .collect();
@@ -63,7 +69,7 @@ fn main() {
             model.step(&[chunk]).expect("prefill");
         }
         let mut times = Vec::new();
-        for step in 0..8 {
+        for step in 0..24 {
             let next = [42u32];
             let chunks: Vec<SeqChunk<'_>> = tables
                 .iter()

@@ -27,15 +27,9 @@ impl QuantizedRows {
         let mut qs = vec![0i8; rows * cols];
         let mut d = Vec::with_capacity(nblocks);
         let mut s = Vec::with_capacity(nblocks);
+        let simd = super::dot::select() != super::dot::Kernel::Portable;
         for (src, dst) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)) {
-            let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let scale = amax / 127.0;
-            let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, &v) in dst.iter_mut().zip(src) {
-                *q = (v * inv).round() as i8;
-                sum += *q as i32;
-            }
+            let (scale, sum) = quantize_block(simd, src, dst);
             let dh = f16::from_f32(scale);
             d.push(dh.to_f32());
             s.push((f16::from_f32(sum as f32) * dh).to_f32());
@@ -60,4 +54,24 @@ impl QuantizedRows {
             &self.s[i * nb..(i + 1) * nb],
         )
     }
+}
+
+/// Quantizes 32 values to `round(v / scale)` with `scale = max|v| / 127`
+/// (ties to even); returns the scale and the sum of the quantized values.
+/// The AVX2 and portable versions give the same bits.
+pub(super) fn quantize_block(simd: bool, src: &[f32], dst: &mut [i8]) -> (f32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        return super::dot_x86::quantize_block(src, dst);
+    }
+    let _ = simd;
+    let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let scale = amax / 127.0;
+    let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, &v) in dst.iter_mut().zip(src) {
+        *q = (v * inv).round_ties_even() as i8;
+        sum += *q as i32;
+    }
+    (scale, sum)
 }

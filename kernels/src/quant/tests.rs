@@ -1,6 +1,6 @@
 use half::f16;
 
-use super::dot::Kernel;
+use super::dot::{self, Kernel};
 use super::*;
 
 /// A small deterministic generator (no dependency for tests).
@@ -156,4 +156,22 @@ fn wrong_sizes_are_refused() {
     assert!(QMatrix::from_ggml(QuantFormat::Q8_0, 2, 33, &[0; 100]).is_err());
     assert!(QMatrix::from_ggml(QuantFormat::Q4_1, 2, 32, &[0; 39]).is_err());
     assert!(QMatrix::concat_rows(&[]).is_err());
+}
+
+#[test]
+fn simd_and_portable_quantization_agree() {
+    let mut rng = Lcg(9);
+    let mut x = random_rows(4, 8 * BLOCK, &mut rng);
+    // Ties and zeros: a block of exact halves and an all-zero block.
+    for (i, v) in x[..BLOCK].iter_mut().enumerate() {
+        *v = i as f32 - 15.5;
+    }
+    x[BLOCK..2 * BLOCK].fill(0.0);
+    for block in x.chunks_exact(BLOCK) {
+        let (mut a, mut b) = ([0i8; BLOCK], [0i8; BLOCK]);
+        let pa = super::activations::quantize_block(false, block, &mut a);
+        let pb = super::activations::quantize_block(dot::select() != Kernel::Portable, block, &mut b);
+        assert_eq!((a, pa), (b, pb));
+        assert!(a.iter().all(|&q| q >= -127));
+    }
 }
