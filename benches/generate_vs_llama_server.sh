@@ -10,8 +10,13 @@
 #
 # Environment: CONCURRENCY (1,4,16), REQUESTS_PER_CLIENT (4), PROMPT_TOKENS
 # (128), MAX_TOKENS (128), GGUF (the default SmolLM2 Q4_1), RAGD_SERVE_ARGS
-# (extra flags for `ragd serve`), SKIP_RAGD=1 (llama-server only), OUT_DIR
-# (bench-results). llama-server is built once by benches/llama_server.sh.
+# (flags for `ragd serve`; default: the generator alone, `--embedder none
+# --guard none`, and `--no-auth` where the binary has it), KV_CACHE_MB (512),
+# SKIP_RAGD=1 (llama-server only), OUT_DIR (bench-results). llama-server is
+# built once by benches/llama_server.sh.
+#
+# Also reports ragd's peak resident memory (VmHWM) next to its budget: the
+# GGUF file plus the configured KV cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads="${1:-2}"
@@ -61,16 +66,25 @@ bench() { # URL LABEL OUT.json
 llama_bin="$(benches/llama_server.sh build)"
 cargo build --release --bin ragd -q
 
+kv_mb="${KV_CACHE_MB:-512}"
+serve_args="${RAGD_SERVE_ARGS:---embedder none --guard none}"
+if target/release/ragd serve --help | grep -q -- --no-auth; then
+    serve_args="$serve_args --no-auth"
+fi
 if [ "${SKIP_RAGD:-0}" != 1 ]; then
     port="$(free_port)"
     # shellcheck disable=SC2086
-    RAYON_NUM_THREADS="$threads" target/release/ragd serve --port "$port" --models-dir "$models" \
-        ${RAGD_SERVE_ARGS:-} >"$out/generate_ragd_server.log" 2>&1 &
+    RAYON_NUM_THREADS="$threads" target/release/ragd serve --host 127.0.0.1 --port "$port" --models-dir "$models" \
+        --kv-cache-mb "$kv_mb" $serve_args >"$out/generate_ragd_server.log" 2>&1 &
     pid=$!
     pids+=("$pid")
     wait_http "http://127.0.0.1:$port/ready" "$pid"
     bench "http://127.0.0.1:$port" ragd "$out/generate_ragd.json"
+    peak_kb="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
     stop "$pid"
+    weights_mb=$(( $(stat -c %s "$gguf") / 1048576 ))
+    echo "ragd peak RSS: $((peak_kb / 1024)) MiB; budget: weights $weights_mb MiB + KV cache $kv_mb MiB = $((weights_mb + kv_mb)) MiB" \
+        | tee "$out/generate_ragd_rss.txt"
 fi
 
 port="$(free_port)"

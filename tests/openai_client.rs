@@ -8,7 +8,7 @@ use std::process::Command;
 use ragd_suite::{repo_root, shared_server};
 
 #[test]
-fn openai_python_client_gets_embeddings_moderations_and_chat() {
+fn openai_python_client_gets_embeddings_moderations_chat_and_rag_answers() {
     let addr = shared_server();
     let python = std::env::var("RAGD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = repo_root().join("tests/python/openai_client_check.py");
@@ -24,5 +24,8 @@ fn openai_python_client_gets_embeddings_moderations_and_chat() {
         "{python} {} failed (is `openai` installed? run scripts/test):\n{stdout}\n{stderr}",
         script.display()
     );
-    assert!(stdout.contains("embeddings, moderations and chat ok"), "{stdout}");
+    assert!(
+        stdout.contains("embeddings, moderations, chat and rag ok"),
+        "{stdout}"
+    );
 }

@@ -17,12 +17,20 @@ fn main() {
     for format in [QuantFormat::Q4_1, QuantFormat::Q8_0] {
         let bytes: Vec<u8> = (0..rows * cols / 32 * format.ggml_block_bytes())
             .enumerate()
-            .map(|(i, _)| if i % format.ggml_block_bytes() < 4 { 0x20 } else { next() })
+            .map(|(i, _)| {
+                if i % format.ggml_block_bytes() < 4 {
+                    0x20
+                } else {
+                    next()
+                }
+            })
             .collect();
         let w = QMatrix::from_ggml(format, rows, cols, &bytes).unwrap();
         for batch in [1usize, 4, 16, 64] {
             let batch = if arg(3, 0) > 0 { arg(3, 0) } else { batch };
-            let x: Vec<f32> = (0..batch * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+            let x: Vec<f32> = (0..batch * cols)
+                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
             let mut out = vec![0f32; batch * rows];
             let reps = (2_000_000_000 / (rows * cols * batch)).max(3);
             let mut best = f64::MAX;
@@ -34,7 +42,10 @@ fn main() {
                 best = best.min(t.elapsed().as_secs_f64() / reps as f64);
             }
             let gmacs = (rows * cols * batch) as f64 / best / 1e9;
-            println!("{format:?} {rows}x{cols} batch {batch:3}: {:8.1} us  {gmacs:6.1} GMAC/s", best * 1e6);
+            println!(
+                "{format:?} {rows}x{cols} batch {batch:3}: {:8.1} us  {gmacs:6.1} GMAC/s",
+                best * 1e6
+            );
         }
     }
 }

@@ -1,13 +1,16 @@
 """The official `openai` client against a running ragd: embeddings, moderations,
-chat completions (streaming and not) and completions.
+chat completions (streaming and not), completions, and RAG answers with
+sources through `extra_body`.
 
     python tests/python/openai_client_check.py http://127.0.0.1:PORT
 
 Exits non-zero with a message on the first failed check. Run by
 tests/openai_client.rs, which starts the server.
 """
+import json
 import math
 import sys
+import urllib.request
 
 from openai import OpenAI, NotFoundError
 
@@ -80,4 +83,30 @@ assert all(len(t.top_logprobs) == 3 and t.logprob <= 0 for t in a.choices[0].log
 comp = client.completions.create(model=GEN, prompt="The capital of France is", temperature=0, max_tokens=8)
 assert comp.choices[0].text and comp.usage.completion_tokens <= 8, comp
 
-print("openai client: embeddings, moderations and chat ok")
+# RAG: a collection filled through ragd's own API, then a chat completion
+# with the retrieval extension in `extra_body`; sources come back as an
+# extra field (and on the first streamed chunk).
+def ragd_post(path, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "Authorization": "Bearer unused"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)
+
+ragd_post("/collections", {"name": "openai-rag"})
+ragd_post("/collections/openai-rag/documents", {"documents": [
+    {"id": "eiffel", "text": "The Eiffel Tower in Paris is 330 metres tall and was finished in 1889."},
+    {"id": "apples", "text": "Green apples are usually more sour than red apples."},
+    {"id": "nile", "text": "The Nile is one of the longest rivers in the world, flowing through Egypt."},
+]})
+rag = {"rag": {"collection": "openai-rag", "top_k": 2}}
+ask = [{"role": "user", "content": "How tall is the Eiffel Tower?"}]
+answer = client.chat.completions.create(model=GEN, messages=ask, temperature=0, max_tokens=32, extra_body=rag)
+sources = answer.model_extra["sources"]
+assert [s["document_id"] for s in sources][0] == "eiffel" and len(sources) == 2, sources
+assert "330" in sources[0]["text"] and sources[0]["score"] > sources[1]["score"], sources
+assert answer.choices[0].message.content.strip(), answer
+first = next(iter(client.chat.completions.create(
+    model=GEN, messages=ask, temperature=0, max_tokens=8, stream=True, extra_body=rag)))
+assert first.model_extra["sources"][0]["document_id"] == "eiffel", first
+
+print("openai client: embeddings, moderations, chat and rag ok")

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use ragd_server::serve::{self, RunningServer};
-use serve_args_from_flags::serve_args;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -35,10 +34,18 @@ mod serve_args_from_flags {
     use ragd_server::cli::{Cli, Command, ServeArgs};
 
     /// `ServeArgs` as `ragd serve` would parse them from `extra` flags, with
-    /// port 0 and the test models folder.
+    /// port 0 and the test models folder. Unless `extra` configures keys
+    /// (`--keys-file`, `--admin-key-file`, `--admin-key`) or says
+    /// `--no-auth` itself, the server runs in single-user mode (`--no-auth`,
+    /// on 127.0.0.1). Give `--data-dir` too: without one, the parsed args
+    /// name the user's default data folder.
     pub fn serve_args(models_dir: PathBuf, extra: &[&str]) -> ServeArgs {
         let dir = models_dir.display().to_string();
         let mut argv = vec!["ragd", "serve", "--port", "0", "--models-dir", &dir];
+        let keyed = ["--keys-file", "--admin-key-file", "--admin-key", "--no-auth"];
+        if !extra.iter().any(|a| keyed.contains(a)) {
+            argv.push("--no-auth");
+        }
         argv.extend_from_slice(extra);
         match Cli::parse_from(argv).command {
             Command::Serve(a) => a,
@@ -46,6 +53,8 @@ mod serve_args_from_flags {
         }
     }
 }
+
+pub use serve_args_from_flags::serve_args;
 
 /// A server with the default real models, started once per test binary on
 /// its own runtime thread (each `#[tokio::test]` has a runtime that dies with
@@ -57,12 +66,24 @@ pub fn shared_server() -> SocketAddr {
 
 /// Starts a server with extra `ragd serve` flags on its own runtime thread
 /// and waits until its models are loaded. Returns its address and a handle
-/// that stops it when dropped.
+/// that stops it when dropped. Without `--data-dir` in `extra`, the server
+/// gets a fresh temporary data folder, removed when the handle drops.
 pub fn start_on_own_thread(extra: &[&str]) -> (SocketAddr, StopOnDrop) {
-    let args = serve_args(models_dir(), extra);
+    let temp_data = (!extra.contains(&"--data-dir")).then(|| {
+        tempfile::Builder::new()
+            .prefix("ragd-test-data")
+            .tempdir()
+            .expect("temp dir")
+    });
+    let data_dir = temp_data.as_ref().map(|d| d.path().display().to_string());
+    let mut flags = extra.to_vec();
+    if let Some(dir) = &data_dir {
+        flags.extend(["--data-dir", dir]);
+    }
+    let args = serve_args(models_dir(), &flags);
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -78,19 +99,43 @@ pub fn start_on_own_thread(extra: &[&str]) -> (SocketAddr, StopOnDrop) {
             }
             tx.send(Ok(server.addr)).expect("send");
             let _ = stop_rx.await;
-            server.stop();
+            if let Err(e) = server.shutdown().await {
+                eprintln!("test server shutdown failed: {e:#}");
+            }
         });
     });
     let addr = rx.recv().expect("server thread").expect("server failed to start");
-    (addr, StopOnDrop(Some(stop_tx)))
+    let stop = StopOnDrop {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+        _data: temp_data,
+    };
+    (addr, stop)
 }
 
 /// Stops a test server when dropped.
-pub struct StopOnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+pub struct StopOnDrop {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl StopOnDrop {
+    /// Stops the server gracefully and waits until it is gone (its data
+    /// folder released), e.g. before starting another on the same folder.
+    pub fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread panicked");
+        }
+    }
+}
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
+        if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
     }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{IndexError, Result};
+use crate::{IndexError, Metadata, Result};
 
 /// Largest accepted vector dimension (keeps a typo from allocating gigabytes).
 pub const MAX_DIM: usize = 65_536;
@@ -52,6 +52,10 @@ pub struct CollectionConfig {
     pub embedding_model: Option<String>,
     #[serde(default)]
     pub hnsw: HnswParams,
+    /// The caller's notes about the collection (any JSON object), kept for
+    /// the record; the index never reads them.
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 impl CollectionConfig {
@@ -63,6 +67,7 @@ impl CollectionConfig {
             chunk_overlap,
             embedding_model: None,
             hnsw: HnswParams::default(),
+            metadata: Metadata::new(),
         }
     }
 

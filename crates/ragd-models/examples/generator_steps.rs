@@ -48,7 +48,11 @@ fn main() {
         prefill.push(t.elapsed().as_secs_f64());
     }
     let p = median(prefill);
-    println!("prefill {prompt} tokens: {:.0} ms ({:.0} tok/s)", p * 1e3, prompt as f64 / p);
+    println!(
+        "prefill {prompt} tokens: {:.0} ms ({:.0} tok/s)",
+        p * 1e3,
+        prompt as f64 / p
+    );
 
     let batches: Vec<usize> = args
         .get(3)

@@ -4,33 +4,65 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::auth;
 use crate::error::ApiError;
-use crate::routes::{chat, completions, embeddings, health, models, moderations};
+use crate::routes::{admin, chat, collections, completions, embeddings, health, models, moderations};
 use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the application. `max_body_bytes` bounds every request body (413 past it).
+///
+/// `/health`, `/ready` and `/metrics` are open; `/v1/*` needs a tenant's
+/// API key and `/admin/*` the admin key (see [`crate::auth`]).
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(crate::metrics::render))
+    let v1 = Router::new()
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/moderations", post(moderations::moderations))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
+        .route(
+            "/v1/collections",
+            post(collections::create).get(collections::list),
+        )
+        .route(
+            "/v1/collections/{name}",
+            get(collections::get).delete(collections::delete),
+        )
+        .route("/v1/collections/{name}/documents", post(collections::upsert))
+        .route(
+            "/v1/collections/{name}/documents/{id}",
+            delete(collections::delete_document),
+        )
+        .route("/v1/collections/{name}/search", post(collections::search))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_tenant,
+        ));
+    let admin = Router::new()
+        .route("/admin/keys", post(admin::create).get(admin::list))
+        .route("/admin/keys/{id}", delete(admin::delete))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(crate::metrics::render))
+        .merge(v1)
+        .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal("handler panicked".into()))
@@ -43,11 +75,23 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                         .get(&REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
-                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                    tracing::info_span!(
+                        "request",
+                        request_id = %id,
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        tenant = tracing::field::Empty,
+                    )
                 })
-                .on_response(|res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), ms = latency.as_secs_f64() * 1e3, "response");
-                }),
+                .on_response(
+                    |res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
+                        tracing::info!(
+                            status = res.status().as_u16(),
+                            ms = latency.as_secs_f64() * 1e3,
+                            "response"
+                        );
+                    },
+                ),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

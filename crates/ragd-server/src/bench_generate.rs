@@ -386,7 +386,11 @@ async fn run_level(target: Arc<Target>, concurrency: usize, per_client: usize) -
     }
 }
 
-async fn first_model(client: &reqwest::Client, url: &str, api_key: Option<&str>) -> anyhow::Result<String> {
+pub(crate) async fn first_model(
+    client: &reqwest::Client,
+    url: &str,
+    api_key: Option<&str>,
+) -> anyhow::Result<String> {
     let mut req = client.get(format!("{url}/v1/models"));
     if let Some(k) = api_key {
         req = req.bearer_auth(k);

@@ -42,6 +42,19 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Load .txt, .md and .jsonl files into a collection of a running server.
+    Ingest(crate::ingest_cmd::IngestArgs),
+    /// Search a collection of a running server (`--answer`: and answer from it).
+    Query(crate::ingest_cmd::QueryArgs),
+    /// Accuracy evaluations against a running server.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Retrieval recall@1/@5 and answer exact match/F1 on a SQuAD-format file.
+    Rag(crate::eval::rag::RagEvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,4 +167,57 @@ pub struct ServeArgs {
     /// Seconds to finish in-flight requests after SIGTERM or Ctrl-C.
     #[arg(long, env = "RAGD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+
+    /// Folder of the knowledge base (every tenant's collections). Default:
+    /// `$XDG_DATA_HOME/ragd`, else `~/.local/share/ragd`, else `./ragd-data`.
+    #[arg(long, env = "RAGD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// API keys file (TOML, or JSON if it ends in `.json`): SHA-256 hashes
+    /// of the keys and their tenants, managed through `/admin/keys`.
+    /// Default: `keys.toml` in the data folder.
+    #[arg(long, env = "RAGD_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+    /// File holding the admin key, which guards `/admin/*`.
+    #[arg(long, env = "RAGD_ADMIN_KEY_FILE")]
+    pub admin_key_file: Option<PathBuf>,
+    /// The admin key itself. Prefer the variable or `--admin-key-file`:
+    /// command lines are visible to every user of the machine.
+    #[arg(long, env = "RAGD_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<Secret>,
+    /// Single-user mode: no API keys, every request belongs to the tenant
+    /// `default`. Only on a loopback address (127.0.0.1, ::1).
+    #[arg(long, env = "RAGD_NO_AUTH")]
+    pub no_auth: bool,
+    /// Most documents in one upsert request.
+    #[arg(long, env = "RAGD_MAX_DOCUMENTS", default_value_t = 256)]
+    pub max_documents: usize,
+    /// Longest document text in bytes.
+    #[arg(long, env = "RAGD_MAX_DOCUMENT_BYTES", default_value_t = 1 << 20)]
+    pub max_document_bytes: usize,
+    /// Largest `top_k` of a search.
+    #[arg(long, env = "RAGD_MAX_TOP_K", default_value_t = 100)]
+    pub max_top_k: usize,
+    /// Jinja template of retrieval-augmented prompts (variables `question`
+    /// and `sources`, each with `text`, `document_id`, `score`, `metadata`);
+    /// default: the concise question-answering prompt in the README.
+    #[arg(long, env = "RAGD_RAG_TEMPLATE")]
+    pub rag_template: Option<PathBuf>,
+}
+
+/// A secret given on the command line or in the environment: never printed.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
 }

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ragd_core::ModelError;
 use ragd_engine::EngineError;
+use ragd_index::IndexError;
 use serde::Serialize;
 
 /// Every error a handler can return.
@@ -22,6 +23,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// No API key, or one the server does not know.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The request clashes with what exists (a collection name in use).
+    #[error("{0}")]
+    Conflict(String),
     /// A queue is full: back off and retry.
     #[error("{0}")]
     Overloaded(String),
@@ -47,6 +54,8 @@ impl ApiError {
             Self::BadJson { status, .. } => *status,
             Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -63,6 +72,8 @@ impl ApiError {
             Self::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             Self::NotFound(_) => ("invalid_request_error", Some("not_found")),
             Self::MethodNotAllowed => ("invalid_request_error", Some("method_not_allowed")),
+            Self::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
+            Self::Conflict(_) => ("invalid_request_error", Some("conflict")),
             Self::Overloaded(_) => ("rate_limit_error", Some("overloaded")),
             Self::Unavailable(_) => ("server_error", Some("unavailable")),
             Self::Internal(_) => ("server_error", None),
@@ -111,6 +122,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }
@@ -138,6 +154,30 @@ impl From<EngineError> for ApiError {
             EngineError::Stopped(_) => Self::Unavailable(e.to_string()),
             EngineError::InvalidRequest(message) => Self::InvalidRequest { message, param: None },
             EngineError::Model(m) => m.into(),
+        }
+    }
+}
+
+impl From<IndexError> for ApiError {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::NotFound(_) => Self::NotFound(e.to_string()),
+            IndexError::AlreadyExists(_) => Self::Conflict(e.to_string()),
+            IndexError::InvalidName { what, .. } => Self::InvalidRequest {
+                message: e.to_string(),
+                param: (what == "collection name").then(|| "name".into()),
+            },
+            IndexError::InvalidInput(_) | IndexError::DimensionMismatch { .. } => Self::InvalidRequest {
+                message: e.to_string(),
+                param: None,
+            },
+            IndexError::Tokenizer(m) => m.into(),
+            IndexError::Locked(_) | IndexError::Unavailable(_) => Self::Unavailable(e.to_string()),
+            IndexError::Embedding(_) | IndexError::Io { .. } | IndexError::Corrupt { .. } => {
+                // The details (file paths) go to the log, not to the client.
+                tracing::error!(error = %e, "knowledge base failure");
+                Self::Internal("the knowledge base failed; see the server log".into())
+            }
         }
     }
 }

@@ -1,18 +1,23 @@
 //! ragd-server: the OpenAI-compatible HTTP API, configuration, metrics and
 //! the command line of the `ragd` binary.
 
+pub mod api_client;
 pub mod app;
+pub mod auth;
 pub mod bench;
 pub mod bench_generate;
 pub mod cli;
 pub mod config_file;
 pub mod error;
+pub mod eval;
 pub mod generate;
+pub mod ingest_cmd;
 pub mod input;
 pub mod json;
 pub mod metrics;
 pub mod models;
 pub mod models_cmd;
+pub mod rag;
 pub mod routes;
 pub mod serve;
 pub mod state;

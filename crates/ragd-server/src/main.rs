@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ragd_server::cli::{BenchCommand, Cli, Command};
-use ragd_server::{bench, bench_generate, config_file, models_cmd, serve, telemetry};
+use ragd_server::cli::{BenchCommand, Cli, Command, EvalCommand};
+use ragd_server::{bench, bench_generate, config_file, eval, ingest_cmd, models_cmd, serve, telemetry};
 
 /// mimalloc keeps freed pages for reuse: candle allocates large activation
 /// tensors on every forward pass, and with the system allocator each one is a
@@ -44,6 +44,9 @@ fn main() -> ExitCode {
         Command::Models(cmd) => models_cmd::run(cmd),
         Command::Bench(BenchCommand::Embed(args)) => bench::run_embed(args),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate::run_generate(args),
+        Command::Ingest(args) => ingest_cmd::run_ingest(args),
+        Command::Query(args) => ingest_cmd::run_query(args),
+        Command::Eval(EvalCommand::Rag(args)) => eval::rag::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

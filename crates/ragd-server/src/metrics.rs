@@ -6,7 +6,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 use crate::state::AppState;
 
@@ -41,6 +44,65 @@ impl HttpMetrics {
     }
 }
 
+/// Knowledge-base metrics. Totals over the whole store: never a tenant or
+/// collection label (unbounded, and it would leak tenant names).
+#[derive(Clone)]
+pub struct IndexMetrics {
+    /// Time a search spends in the index (the query's embedding is in the
+    /// embedder's own metrics).
+    pub search_seconds: Histogram,
+    /// Cosine similarity of the best hit of each search that found one.
+    pub top_score: Histogram,
+    /// Documents and chunks stored, refreshed at each scrape.
+    pub documents: IntGauge,
+    pub chunks: IntGauge,
+    pub collections: IntGauge,
+    pub ingested_documents: IntCounter,
+}
+
+impl IndexMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let search_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "ragd_search_latency_seconds",
+                "Time a collection search spends in the index",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16)?),
+        )?;
+        let top_score = Histogram::with_opts(
+            HistogramOpts::new(
+                "ragd_retrieval_top_score",
+                "Cosine similarity of the best hit of each search",
+            )
+            .buckets(prometheus::linear_buckets(0.0, 0.05, 21)?),
+        )?;
+        let documents = IntGauge::new("ragd_documents", "Documents in the knowledge base (all tenants)")?;
+        let chunks = IntGauge::new("ragd_chunks", "Chunks in the knowledge base (all tenants)")?;
+        let collections = IntGauge::new(
+            "ragd_collections",
+            "Collections in the knowledge base (all tenants)",
+        )?;
+        let ingested_documents = IntCounter::new(
+            "ragd_ingested_documents_total",
+            "Documents written (inserted or replaced) through the collections API",
+        )?;
+        registry.register(Box::new(search_seconds.clone()))?;
+        registry.register(Box::new(top_score.clone()))?;
+        registry.register(Box::new(documents.clone()))?;
+        registry.register(Box::new(chunks.clone()))?;
+        registry.register(Box::new(collections.clone()))?;
+        registry.register(Box::new(ingested_documents.clone()))?;
+        Ok(Self {
+            search_seconds,
+            top_score,
+            documents,
+            chunks,
+            collections,
+            ingested_documents,
+        })
+    }
+}
+
 /// Middleware recording every request.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
@@ -63,6 +125,15 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 
 /// `GET /metrics`.
 pub async fn render(State(state): State<AppState>) -> Response {
+    if let Some(store) = state.store.clone() {
+        // Collection locks may be held by a write: off the async threads.
+        if let Ok(stats) = tokio::task::spawn_blocking(move || store.stats()).await {
+            let m = &state.index_metrics;
+            m.documents.set(stats.documents as i64);
+            m.chunks.set(stats.chunks as i64);
+            m.collections.set(stats.collections as i64);
+        }
+    }
     let mut buf = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(e) = encoder.encode(&state.registry.gather(), &mut buf) {

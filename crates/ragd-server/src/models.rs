@@ -25,6 +25,9 @@ pub struct ModelHandle {
     pub labels: Vec<String>,
     /// Length of each output vector: the embedding dimension, or the number of labels.
     pub output_dim: usize,
+    /// The worker's batch budget: callers with many inputs send them in
+    /// pieces of this size.
+    pub batch: BatchLimits,
 }
 
 /// Every model the server runs, once loaded.
@@ -130,6 +133,7 @@ fn load_embedder(
         worker,
         labels: Vec::new(),
         output_dim,
+        batch: limits(args),
     })
 }
 
@@ -151,6 +155,7 @@ fn load_guard(
         worker,
         output_dim: labels.len(),
         labels,
+        batch: limits(args),
     })
 }
 

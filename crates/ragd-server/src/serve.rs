@@ -2,16 +2,24 @@
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use ragd_index::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::keys::KeyRing;
+use crate::auth::{AdminKey, Auth};
 use crate::cli::ServeArgs;
 use crate::models;
-use crate::state::{AppState, Limits, ServerState};
+use crate::state::{AppState, CollectionLimits, Limits, ServerState, Services};
+
+/// Shortest admin key accepted.
+const MIN_ADMIN_KEY_CHARS: usize = 16;
 
 /// A started server: its address, its state, and the way to stop it.
 pub struct RunningServer {
@@ -27,6 +35,31 @@ pub struct RunningServer {
 /// Binds and starts serving at once (`/health` answers); models load on the
 /// blocking pool and `/ready` turns 200 when they are in.
 pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
+    check_auth_flags(&args)?;
+    let data_dir = data_dir(&args);
+    let dir = data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, StoreOptions::default()))
+        .await
+        .context("opening the knowledge base panicked")?
+        .with_context(|| format!("cannot open the knowledge base in {}", data_dir.display()))?;
+    let stats = store.stats();
+    tracing::info!(
+        path = %data_dir.display(),
+        tenants = stats.tenants,
+        collections = stats.collections,
+        documents = stats.documents,
+        "knowledge base open"
+    );
+    let services = Services {
+        auth: auth(&args, &data_dir)?,
+        store: Some(Arc::new(store)),
+        collection_limits: CollectionLimits {
+            max_documents: args.max_documents,
+            max_document_bytes: args.max_document_bytes,
+            max_top_k: args.max_top_k,
+        },
+        rag_template: Arc::new(rag_template(args.rag_template.as_deref())?),
+    };
     let registry = prometheus::Registry::new();
     let mut expected = Vec::new();
     if models::resolve(&args.embedder, &args.dir.models_dir)?.is_some() {
@@ -43,7 +76,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         max_input_bytes: args.max_input_bytes,
         guard_threshold: args.guard_threshold,
     };
-    let state = ServerState::new(expected, limits, registry.clone())?;
+    let state = ServerState::with(expected, limits, registry.clone(), services)?;
     let app = crate::app::router(state.clone(), args.max_body_bytes);
     let listener = TcpListener::bind((args.host, args.port))
         .await
@@ -73,6 +106,88 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         server,
         loader: Some(loader),
         grace,
+    })
+}
+
+/// `--no-auth` only on a loopback address, and never with keys.
+fn check_auth_flags(args: &ServeArgs) -> anyhow::Result<()> {
+    if !args.no_auth {
+        return Ok(());
+    }
+    if !args.host.is_loopback() {
+        bail!(
+            "--no-auth refuses to bind {host}: without API keys every request is the same tenant, so \
+             single-user mode only listens on a loopback address (--host 127.0.0.1 or ::1). To serve \
+             on {host}, drop --no-auth and use API keys (--admin-key-file, then POST /admin/keys).",
+            host = args.host
+        );
+    }
+    if args.keys_file.is_some() || args.admin_key_file.is_some() || args.admin_key.is_some() {
+        bail!("--no-auth cannot be combined with --keys-file, --admin-key-file or RAGD_ADMIN_KEY");
+    }
+    Ok(())
+}
+
+/// The knowledge base folder: `--data-dir`, else `$XDG_DATA_HOME/ragd`,
+/// else `~/.local/share/ragd`, else `./ragd-data`.
+pub fn data_dir(args: &ServeArgs) -> PathBuf {
+    if let Some(dir) = &args.data_dir {
+        return dir.clone();
+    }
+    let nonempty = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(xdg) = nonempty("XDG_DATA_HOME") {
+        return xdg.join("ragd");
+    }
+    if let Some(home) = nonempty("HOME") {
+        return home.join(".local/share/ragd");
+    }
+    PathBuf::from("ragd-data")
+}
+
+fn auth(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Auth> {
+    if args.no_auth {
+        tracing::warn!(
+            "authentication is off (--no-auth): every request is the tenant `{}`",
+            crate::auth::DEFAULT_TENANT
+        );
+        return Ok(Auth::Disabled);
+    }
+    let admin = match (&args.admin_key_file, &args.admin_key) {
+        (Some(_), Some(_)) => bail!("give the admin key once: --admin-key-file or RAGD_ADMIN_KEY, not both"),
+        (Some(path), None) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the admin key file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, Some(secret)) => Some(secret.0.trim().to_string()),
+        (None, None) => None,
+    };
+    if let Some(key) = &admin {
+        if key.chars().count() < MIN_ADMIN_KEY_CHARS {
+            bail!("the admin key must be at least {MIN_ADMIN_KEY_CHARS} characters long");
+        }
+    }
+    let path = args
+        .keys_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("keys.toml"));
+    let keys = KeyRing::load(&path)?;
+    tracing::info!(
+        path = %path.display(),
+        keys = keys.list().len(),
+        admin = admin.is_some(),
+        "API keys loaded"
+    );
+    if keys.is_empty() && admin.is_none() {
+        tracing::warn!(
+            "no API keys and no admin key: every /v1 request will get 401. Set --admin-key-file \
+             and create keys with POST /admin/keys, or use --no-auth on a loopback address"
+        );
+    }
+    Ok(Auth::Keys {
+        keys: Arc::new(keys),
+        admin: admin.as_deref().map(AdminKey::new),
     })
 }
 
@@ -118,11 +233,33 @@ impl RunningServer {
                 return Err(e);
             },
         }
+        self.finish().await
+    }
+
+    /// Stops the server gracefully: no new connections, in-flight requests
+    /// get the grace period, then the knowledge base is checkpointed (so
+    /// the next start loads snapshots instead of replaying logs).
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.finish().await
+    }
+
+    /// After the stop signal: waits for the server, then checkpoints.
+    async fn finish(&mut self) -> anyhow::Result<()> {
         let grace = self.grace;
         tokio::select! {
             r = &mut self.server => r.context("server task failed")?.context("server failed")?,
             _ = async { stopped(self.stop.subscribe()).await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(seconds = grace.as_secs(), "grace period over; dropping remaining requests");
+                self.server.abort();
+            }
+        }
+        if let Some(store) = self.state.store.clone() {
+            match tokio::task::spawn_blocking(move || store.checkpoint_all()).await {
+                Ok(Ok(())) => tracing::info!("knowledge base checkpointed"),
+                // Every acknowledged write is in the logs already.
+                Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint at shutdown failed"),
+                Err(e) => tracing::warn!(error = %e, "checkpoint at shutdown panicked"),
             }
         }
         Ok(())
@@ -154,4 +291,15 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// The RAG prompt template: the file given, else the default.
+fn rag_template(path: Option<&std::path::Path>) -> anyhow::Result<crate::rag::RagTemplate> {
+    let source = match path {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading the RAG template {}", p.display()))?
+        }
+        None => crate::rag::DEFAULT_TEMPLATE.to_string(),
+    };
+    crate::rag::RagTemplate::new(&source).context("the RAG template does not compile")
 }

@@ -3,11 +3,14 @@
 use std::sync::{Arc, OnceLock};
 
 use prometheus::Registry;
+use ragd_index::Store;
 
+use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::generate::GeneratorHandle;
-use crate::metrics::HttpMetrics;
+use crate::metrics::{HttpMetrics, IndexMetrics};
 use crate::models::{ModelHandle, Models};
+use crate::rag::{RagTemplate, DEFAULT_TEMPLATE};
 
 /// Limits and settings the routes apply.
 #[derive(Debug, Clone)]
@@ -15,6 +18,27 @@ pub struct Limits {
     pub max_inputs: usize,
     pub max_input_bytes: usize,
     pub guard_threshold: f32,
+}
+
+/// Bounds of the collections API.
+#[derive(Debug, Clone)]
+pub struct CollectionLimits {
+    /// Most documents in one upsert request.
+    pub max_documents: usize,
+    /// Longest document text, in bytes.
+    pub max_document_bytes: usize,
+    /// Largest `top_k` of a search.
+    pub max_top_k: usize,
+}
+
+impl Default for CollectionLimits {
+    fn default() -> Self {
+        Self {
+            max_documents: 256,
+            max_document_bytes: 1 << 20,
+            max_top_k: 100,
+        }
+    }
 }
 
 /// What the routes share.
@@ -28,6 +52,20 @@ pub struct ServerState {
     pub limits: Limits,
     pub registry: Registry,
     pub http_metrics: HttpMetrics,
+    pub auth: Auth,
+    /// The knowledge base; `None` in router tests that need none.
+    pub store: Option<Arc<Store>>,
+    pub collection_limits: CollectionLimits,
+    pub index_metrics: IndexMetrics,
+    pub rag_template: Arc<RagTemplate>,
+}
+
+/// The parts of a server beyond its models (see [`ServerState::with`]).
+pub struct Services {
+    pub auth: Auth,
+    pub store: Option<Arc<Store>>,
+    pub collection_limits: CollectionLimits,
+    pub rag_template: Arc<RagTemplate>,
 }
 
 impl Limits {
@@ -42,19 +80,56 @@ impl Limits {
 }
 
 impl ServerState {
+    /// A state without knowledge base and without authentication (every
+    /// request is the tenant `default`): for tests of the router.
     pub fn new(
         expected: Vec<&'static str>,
         limits: Limits,
         registry: Registry,
     ) -> prometheus::Result<AppState> {
+        let services = Services {
+            auth: Auth::Disabled,
+            store: None,
+            collection_limits: CollectionLimits::default(),
+            rag_template: Arc::new(
+                RagTemplate::new(DEFAULT_TEMPLATE).expect("the default RAG template compiles"),
+            ),
+        };
+        Self::with(expected, limits, registry, services)
+    }
+
+    pub fn with(
+        expected: Vec<&'static str>,
+        limits: Limits,
+        registry: Registry,
+        services: Services,
+    ) -> prometheus::Result<AppState> {
         let http_metrics = HttpMetrics::register(&registry)?;
+        let index_metrics = IndexMetrics::register(&registry)?;
         Ok(Arc::new(Self {
             models: OnceLock::new(),
             expected,
             limits,
             registry,
             http_metrics,
+            auth: services.auth,
+            store: services.store,
+            collection_limits: services.collection_limits,
+            index_metrics,
+            rag_template: services.rag_template,
         }))
+    }
+
+    /// The knowledge base.
+    pub fn store(&self) -> Result<Arc<Store>, ApiError> {
+        self.store
+            .clone()
+            .ok_or_else(|| ApiError::Unavailable("this server has no knowledge base".into()))
+    }
+
+    /// The embedding model, for the collections API.
+    pub fn embedder(&self) -> Result<ModelHandle, ApiError> {
+        self.model_for("embedding", |m| m.embedder.as_ref(), None)
     }
 
     /// Publishes the loaded models; the server is ready from then on.

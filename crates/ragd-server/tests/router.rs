@@ -62,3 +62,65 @@ async fn a_body_over_the_limit_is_413() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"]["code"], "request_too_large");
 }
+
+/// A keyed app (no models) with one key for tenant `acme`.
+fn keyed_app(dir: &std::path::Path) -> (axum::Router, String) {
+    use ragd_server::auth::keys::KeyRing;
+    use ragd_server::auth::{AdminKey, Auth};
+    use ragd_server::state::{CollectionLimits, Services};
+
+    let keys = KeyRing::load(&dir.join("keys.toml")).unwrap();
+    let (_, key) = keys.create("acme", None).unwrap();
+    let services = Services {
+        auth: Auth::Keys {
+            keys: std::sync::Arc::new(keys),
+            admin: Some(AdminKey::new("router-admin-key-0123")),
+        },
+        store: None,
+        collection_limits: CollectionLimits::default(),
+    };
+    let limits = Limits {
+        max_inputs: 16,
+        max_input_bytes: 1024,
+        guard_threshold: 0.5,
+    };
+    let state = ServerState::with(vec![], limits, prometheus::Registry::new(), services).unwrap();
+    (ragd_server::app::router(state, 1024), key)
+}
+
+#[tokio::test]
+async fn v1_needs_a_known_key_and_health_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, key) = keyed_app(dir.path());
+    for (auth, want) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("Bearer rk-unknown".to_string()), StatusCode::UNAUTHORIZED),
+        (Some(format!("Bearer {key}")), StatusCode::OK),
+    ] {
+        let mut req = Request::get("/v1/models");
+        if let Some(auth) = &auth {
+            req = req.header("authorization", auth);
+        }
+        let (status, body) = call(app.clone(), req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, want, "{auth:?}: {body}");
+        if want == StatusCode::UNAUTHORIZED {
+            assert_eq!(body["error"]["code"], "invalid_api_key");
+            assert_eq!(body["error"]["type"], "invalid_request_error");
+        }
+    }
+    let (status, _) = call(app.clone(), Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    // A tenant key is not the admin key.
+    let req = Request::get("/admin/keys")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(app.clone(), req).await.0, StatusCode::UNAUTHORIZED);
+    let req = Request::get("/admin/keys")
+        .header("authorization", "Bearer router-admin-key-0123")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = call(app, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"][0]["tenant"], "acme");
+}

@@ -49,7 +49,9 @@ unsafe fn group_tile<const N: usize>(
     for jj in 0..outs[0].len() {
         let row = w.weight_row(first + jj);
         let nb = row.d.len();
-        assert!(x.iter().all(|r| r.0.len() == nb * BLOCK && r.1.len() == nb && r.2.len() == nb));
+        assert!(x
+            .iter()
+            .all(|r| r.0.len() == nb * BLOCK && r.1.len() == nb && r.2.len() == nb));
         let sums = match w.format() {
             QuantFormat::Q4_1 => {
                 assert!(row.qs.len() == nb * 16 && row.m.len() == nb);
@@ -79,7 +81,10 @@ unsafe fn hsum(v: __m256) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256 {
-    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(
+        _mm256_maddubs_epi16(u, s),
+        _mm256_set1_epi16(1),
+    ))
 }
 
 /// `sum a[k] * b[k]`, eight lanes at a time then the tail.
@@ -90,7 +95,11 @@ unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut k = 0;
     while k + 8 <= n {
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(k)), _mm256_loadu_ps(b.as_ptr().add(k)), acc);
+        acc = _mm256_fmadd_ps(
+            _mm256_loadu_ps(a.as_ptr().add(k)),
+            _mm256_loadu_ps(b.as_ptr().add(k)),
+            acc,
+        );
         k += 8;
     }
     let mut sum = hsum(acc);
@@ -116,7 +125,11 @@ unsafe fn q4_1<const N: usize>(w: &WeightRow<'_>, x: &[Row<'_>; N]) -> [f32; N] 
         for r in 0..N {
             let (xq, xd, _) = x[r];
             let v = _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i);
-            acc[r] = _mm256_fmadd_ps(dot_u8_i8(wq, v), _mm256_set1_ps(wd * *xd.get_unchecked(b)), acc[r]);
+            acc[r] = _mm256_fmadd_ps(
+                dot_u8_i8(wq, v),
+                _mm256_set1_ps(wd * *xd.get_unchecked(b)),
+                acc[r],
+            );
         }
     }
     std::array::from_fn(|r| hsum(acc[r]) + dot_f32(w.m, x[r].2))

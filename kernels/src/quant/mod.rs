@@ -69,9 +69,16 @@ pub struct QMatrix {
 
 impl QMatrix {
     /// Reads the blocks of a GGUF tensor (`rows * cols / 32` blocks, row-major).
-    pub fn from_ggml(format: QuantFormat, rows: usize, cols: usize, bytes: &[u8]) -> Result<Self, QuantError> {
-        if cols % BLOCK != 0 {
-            return Err(QuantError(format!("{cols} columns are not a multiple of {BLOCK}")));
+    pub fn from_ggml(
+        format: QuantFormat,
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+    ) -> Result<Self, QuantError> {
+        if !cols.is_multiple_of(BLOCK) {
+            return Err(QuantError(format!(
+                "{cols} columns are not a multiple of {BLOCK}"
+            )));
         }
         let nblocks = rows * cols / BLOCK;
         let bb = format.ggml_block_bytes();
@@ -109,8 +116,13 @@ impl QMatrix {
     /// Stacks matrices with the same format and columns (for example Q, K
     /// and V) into one, so one call multiplies them all.
     pub fn concat_rows(parts: &[QMatrix]) -> Result<Self, QuantError> {
-        let first = parts.first().ok_or_else(|| QuantError("nothing to concatenate".into()))?;
-        if parts.iter().any(|p| p.format != first.format || p.cols != first.cols) {
+        let first = parts
+            .first()
+            .ok_or_else(|| QuantError("nothing to concatenate".into()))?;
+        if parts
+            .iter()
+            .any(|p| p.format != first.format || p.cols != first.cols)
+        {
             return Err(QuantError("matrices differ in format or columns".into()));
         }
         Ok(Self {
@@ -190,7 +202,9 @@ impl QMatrix {
         // A task is a tile of weight rows against every activation row; it
         // owns that tile's columns of every output row.
         let tile = tile_rows(self.rows);
-        let mut tiles: Vec<Vec<&mut [f32]>> = (0..self.rows.div_ceil(tile)).map(|_| Vec::with_capacity(m)).collect();
+        let mut tiles: Vec<Vec<&mut [f32]>> = (0..self.rows.div_ceil(tile))
+            .map(|_| Vec::with_capacity(m))
+            .collect();
         for row in out.chunks_exact_mut(self.rows) {
             for (t, piece) in row.chunks_mut(tile).enumerate() {
                 tiles[t].push(piece);

@@ -8,7 +8,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) as u32
     }
 
@@ -46,7 +49,13 @@ fn reference(w: &QMatrix, acts: &QuantizedRows) -> Vec<f64> {
         for i in 0..m {
             let (q, d, s) = acts.row(i);
             // A Q4_1 minimum multiplies the block's stored `d * sum(q)`.
-            let min = |c: usize| if w.m.is_empty() { 0.0 } else { w.m[j * (k / BLOCK) + c / BLOCK] as f64 };
+            let min = |c: usize| {
+                if w.m.is_empty() {
+                    0.0
+                } else {
+                    w.m[j * (k / BLOCK) + c / BLOCK] as f64
+                }
+            };
             out[i * n + j] = (0..k)
                 .map(|c| (row[c] as f64 - min(c)) * q[c] as f64 * d[c / BLOCK] as f64)
                 .sum::<f64>()
@@ -98,7 +107,13 @@ fn every_kernel_computes_the_quantized_product() {
 fn quantized_product_is_close_to_the_float_product() {
     let mut rng = Lcg(11);
     let (m, n, k) = (3, 5, 4 * BLOCK);
-    let w = QMatrix::from_ggml(QuantFormat::Q4_1, n, k, &random_ggml(QuantFormat::Q4_1, n, k, &mut rng)).unwrap();
+    let w = QMatrix::from_ggml(
+        QuantFormat::Q4_1,
+        n,
+        k,
+        &random_ggml(QuantFormat::Q4_1, n, k, &mut rng),
+    )
+    .unwrap();
     let x = random_rows(m, k, &mut rng);
     let mut out = vec![0f32; m * n];
     w.matmul(&x, m, &mut out);
@@ -108,7 +123,11 @@ fn quantized_product_is_close_to_the_float_product() {
         for i in 0..m {
             let exact: f32 = (0..k).map(|c| row[c] * x[i * k + c]).sum();
             let scale: f32 = (0..k).map(|c| (row[c] * x[i * k + c]).abs()).sum();
-            assert!((out[i * n + j] - exact).abs() < 0.02 * scale, "{} vs {exact}", out[i * n + j]);
+            assert!(
+                (out[i * n + j] - exact).abs() < 0.02 * scale,
+                "{} vs {exact}",
+                out[i * n + j]
+            );
         }
     }
 }
@@ -137,8 +156,20 @@ fn a_row_gets_the_same_bits_alone_and_in_any_batch() {
 fn concatenated_rows_multiply_like_the_parts() {
     let mut rng = Lcg(5);
     let k = 2 * BLOCK;
-    let a = QMatrix::from_ggml(QuantFormat::Q8_0, 3, k, &random_ggml(QuantFormat::Q8_0, 3, k, &mut rng)).unwrap();
-    let b = QMatrix::from_ggml(QuantFormat::Q8_0, 5, k, &random_ggml(QuantFormat::Q8_0, 5, k, &mut rng)).unwrap();
+    let a = QMatrix::from_ggml(
+        QuantFormat::Q8_0,
+        3,
+        k,
+        &random_ggml(QuantFormat::Q8_0, 3, k, &mut rng),
+    )
+    .unwrap();
+    let b = QMatrix::from_ggml(
+        QuantFormat::Q8_0,
+        5,
+        k,
+        &random_ggml(QuantFormat::Q8_0, 5, k, &mut rng),
+    )
+    .unwrap();
     let ab = QMatrix::concat_rows(&[a.clone(), b.clone()]).unwrap();
     let x = random_rows(2, k, &mut rng);
     let (mut oa, mut ob, mut oab) = (vec![0f32; 6], vec![0f32; 10], vec![0f32; 16]);

@@ -93,12 +93,7 @@ impl LlamaGenerator {
         Ok(Self::new(id, cfg, weights, opts))
     }
 
-    fn new(
-        id: &str,
-        cfg: LlamaConfig,
-        weights: LlamaWeights,
-        opts: &GeneratorOptions,
-    ) -> Self {
+    fn new(id: &str, cfg: LlamaConfig, weights: LlamaWeights, opts: &GeneratorOptions) -> Self {
         let (kv, max_context) = (opts.kv, opts.max_context);
         let context_len = max_context.map_or(cfg.context_len, |m| m.min(cfg.context_len));
         let block_bytes = cfg.kv_bytes_per_token() * kv.block_size;
@@ -188,11 +183,19 @@ impl LlamaGenerator {
         }
         let n = ids.len();
         let cfg = &self.cfg;
-        let (d, q_dim, kv_dim) = (cfg.hidden, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim);
+        let (d, q_dim, kv_dim) = (
+            cfg.hidden,
+            cfg.n_heads * cfg.head_dim,
+            cfg.n_kv_heads * cfg.head_dim,
+        );
         let scale = 1.0 / (cfg.head_dim as f32).sqrt();
         let mut x = self.weights.embed.lookup(&ids);
         let mut h = vec![0f32; n * d];
-        let (mut q, mut k, mut v) = (vec![0f32; n * q_dim], vec![0f32; n * kv_dim], vec![0f32; n * kv_dim]);
+        let (mut q, mut k, mut v) = (
+            vec![0f32; n * q_dim],
+            vec![0f32; n * kv_dim],
+            vec![0f32; n * kv_dim],
+        );
         let mut att = vec![0f32; n * q_dim];
         for (layer, cache) in self.weights.layers.iter().zip(self.cache.iter_mut()) {
             ops::rms_norm(&x, &layer.attn_norm, cfg.rms_eps, &mut h);
@@ -200,7 +203,10 @@ impl LlamaGenerator {
             for (t, row) in qkv.chunks_exact(q_dim + 2 * kv_dim).enumerate() {
                 let (rq, rest) = row.split_at(q_dim);
                 let (rk, rv) = rest.split_at(kv_dim);
-                let (tq, tk) = (&mut q[t * q_dim..(t + 1) * q_dim], &mut k[t * kv_dim..(t + 1) * kv_dim]);
+                let (tq, tk) = (
+                    &mut q[t * q_dim..(t + 1) * q_dim],
+                    &mut k[t * kv_dim..(t + 1) * kv_dim],
+                );
                 tq.copy_from_slice(rq);
                 tk.copy_from_slice(rk);
                 v[t * kv_dim..(t + 1) * kv_dim].copy_from_slice(rv);
@@ -227,7 +233,10 @@ impl LlamaGenerator {
         if logit_rows.is_empty() {
             return Ok(Vec::new());
         }
-        let last: Vec<f32> = logit_rows.iter().flat_map(|&r| x[r * d..(r + 1) * d].iter().copied()).collect();
+        let last: Vec<f32> = logit_rows
+            .iter()
+            .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
+            .collect();
         let mut normed = vec![0f32; last.len()];
         ops::rms_norm(&last, &self.weights.norm, cfg.rms_eps, &mut normed);
         let logits = self.weights.output.forward(&normed, logit_rows.len())?;

@@ -11,7 +11,11 @@ use ragd_kernels::{QMatrix, QuantFormat};
 
 pub enum Linear {
     Quant(Arc<QMatrix>),
-    Candle { mm: QMatMul, rows: usize, device: Device },
+    Candle {
+        mm: QMatMul,
+        rows: usize,
+        device: Device,
+    },
     /// Matrices with the same input that could not be fused into one:
     /// their outputs are concatenated per row.
     Stack(Vec<Linear>),
@@ -37,12 +41,13 @@ impl Linear {
     pub fn from_qtensor(t: QTensor, device: &Device, requantize: bool) -> candle_core::Result<Self> {
         let (rows, cols) = t.shape().dims2()?;
         let mut t = t;
-        if device.is_cpu() && cols % ragd_kernels::QUANT_BLOCK == 0 {
+        if device.is_cpu() && cols.is_multiple_of(ragd_kernels::QUANT_BLOCK) {
             if kernel_format(t.dtype()).is_none() && requantize && !is_float(t.dtype()) {
                 t = QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?;
             }
             if let Some(format) = kernel_format(t.dtype()) {
-                let m = QMatrix::from_ggml(format, rows, cols, &t.data()?).map_err(candle_core::Error::wrap)?;
+                let m =
+                    QMatrix::from_ggml(format, rows, cols, &t.data()?).map_err(candle_core::Error::wrap)?;
                 return Ok(Self::Quant(Arc::new(m)));
             }
         }

@@ -117,12 +117,17 @@ impl LlamaWeights {
     ) -> Result<Self> {
         let fail = |e: candle_core::Error| ModelError::load(path.display(), e);
         let mut file = file;
-        let mut read = |name: &str| -> Result<QTensor> { content.tensor(&mut file, name, device).map_err(fail) };
+        let mut read =
+            |name: &str| -> Result<QTensor> { content.tensor(&mut file, name, device).map_err(fail) };
         let linear = |t: QTensor| Linear::from_qtensor(t, device, requantize).map_err(fail);
         let float = |t: QTensor| t.dequantize(device).and_then(|t| to_f32_vec(&t)).map_err(fail);
 
         let has_output = content.tensor_infos.contains_key("output.weight");
-        let output_q = if has_output { Some(read("output.weight")?) } else { None };
+        let output_q = if has_output {
+            Some(read("output.weight")?)
+        } else {
+            None
+        };
         let norm = float(read("output_norm.weight")?)?;
         let layers = {
             let read = std::cell::RefCell::new(&mut read);

@@ -6,10 +6,13 @@ use ragd_models::llama::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::generate::stream::{sse, ChunkFormat};
 use crate::generate::{self, now_unix, GeneratorHandle, Piece, SamplingFields, TokenInfo, UsageJson};
 use crate::json::Json;
+use crate::rag::{self, RagRequest, Source};
+use crate::routes::collections;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -21,6 +24,8 @@ pub struct ChatRequest {
     #[serde(default)]
     pub logprobs: bool,
     pub top_logprobs: Option<u32>,
+    /// ragd's retrieval extension: answer from a collection's chunks.
+    pub rag: Option<RagRequest>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
 }
@@ -113,8 +118,36 @@ async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Res
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
+/// Retrieves the chunks for the question (the last user message) and puts
+/// them into it through the RAG template. Returns the new messages and the
+/// sources as they go to the client.
+async fn retrieve_and_augment(
+    state: &AppState,
+    tenant: &Tenant,
+    rag_req: RagRequest,
+    messages: Vec<ChatMessage>,
+) -> Result<(Vec<ChatMessage>, Value), ApiError> {
+    let q = rag::question_index(&messages)?;
+    let top_k = rag_req.top_k.unwrap_or(rag::DEFAULT_TOP_K);
+    let question = messages[q].content.clone();
+    let (hits, _, _) =
+        collections::retrieve(state, tenant, rag_req.collection, question, top_k, rag_req.filter).await?;
+    let sources: Vec<Source<'_>> = hits
+        .iter()
+        .map(|h| Source {
+            document_id: &h.document_id,
+            text: &h.text,
+            score: h.score,
+            metadata: &h.metadata,
+        })
+        .collect();
+    let messages = rag::augment(&state.rag_template, messages, q, &sources)?;
+    Ok((messages, json!(hits)))
+}
+
 pub async fn chat_completions(
     State(state): State<AppState>,
+    tenant: Tenant,
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let handle = state.generator(Some(&req.model))?;
@@ -129,12 +162,20 @@ pub async fn chat_completions(
         (true, k) => Some(k.unwrap_or(0)),
     };
     let settings = req.sampling.validate(req.max_completion_tokens, top)?;
-    let prompt = prompt_ids(&handle, messages(&req.messages)?).await?;
+    let mut conversation = messages(&req.messages)?;
+    let mut sources = None;
+    if let Some(rag_req) = req.rag {
+        let (augmented, hits) = retrieve_and_augment(&state, &tenant, rag_req, conversation).await?;
+        conversation = augmented;
+        sources = Some(hits);
+    }
+    let prompt = prompt_ids(&handle, conversation).await?;
     let choices = generate::submit(&handle, &prompt, &settings)?;
     let format = ChatFormat {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         created: now_unix(),
         model: handle.info.id.clone(),
+        sources,
     };
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
@@ -152,15 +193,18 @@ pub async fn chat_completions(
             })
         })
         .collect();
-    Ok(axum::Json(json!({
+    let mut body = json!({
         "id": format.id,
         "object": "chat.completion",
         "created": format.created,
         "model": format.model,
         "choices": choices,
         "usage": UsageJson::new(prompt.len(), completion_tokens),
-    }))
-    .into_response())
+    });
+    if let Some(s) = format.sources {
+        body["sources"] = s;
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 fn token_json(token: &str, logprob: f32) -> Value {
@@ -186,6 +230,9 @@ struct ChatFormat {
     id: String,
     created: u64,
     model: String,
+    /// Retrieved chunks of a RAG answer: on the response, or on the first
+    /// chunk of a stream.
+    sources: Option<Value>,
 }
 
 impl ChatFormat {
@@ -206,10 +253,14 @@ impl ChatFormat {
 
 impl ChunkFormat for ChatFormat {
     fn opening(&self, index: usize) -> Option<Value> {
-        Some(self.chunk(
+        let mut chunk = self.chunk(
             json!([{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
             None,
-        ))
+        );
+        if let (0, Some(s)) = (index, &self.sources) {
+            chunk["sources"] = s.clone();
+        }
+        Some(chunk)
     }
 
     fn piece(&self, index: usize, piece: &Piece) -> Value {

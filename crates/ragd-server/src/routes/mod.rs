@@ -1,6 +1,8 @@
 //! HTTP routes, one file per endpoint family.
 
+pub mod admin;
 pub mod chat;
+pub mod collections;
 pub mod completions;
 pub mod embeddings;
 pub mod health;

@@ -1,0 +1,179 @@
+//! Tenants and API keys.
+//!
+//! Every `/v1/*` request carries `Authorization: Bearer <key>`; the key
+//! names its tenant ([`keys::KeyRing`]). [`require_tenant`] is the one
+//! middleware that checks it and hands the handlers a [`Tenant`]. The
+//! `/admin/*` routes take the admin key instead ([`require_admin`]).
+//! `--no-auth` (single-user mode, loopback addresses only) skips the check
+//! and puts every request in the tenant `default`.
+
+pub mod keys;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use keys::KeyRing;
+
+/// The tenant of single-user mode (`--no-auth`).
+pub const DEFAULT_TENANT: &str = "default";
+
+/// How requests are authenticated.
+pub enum Auth {
+    /// `--no-auth`: no keys, every request is [`DEFAULT_TENANT`].
+    Disabled,
+    /// Keys from the keys file; `admin` guards `/admin/*` (`None`: those
+    /// routes refuse everyone).
+    Keys {
+        keys: Arc<KeyRing>,
+        admin: Option<AdminKey>,
+    },
+}
+
+/// The admin key, kept as its SHA-256 only.
+pub struct AdminKey([u8; 32]);
+
+impl AdminKey {
+    pub fn new(key: &str) -> Self {
+        Self(Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// Compares in constant time (over the hashes).
+    fn matches(&self, key: &str) -> bool {
+        let given: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        given.iter().zip(&self.0).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+/// The tenant a request belongs to, set by [`require_tenant`]. Handlers
+/// take it as an extractor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant(Arc<str>);
+
+impl Tenant {
+    pub fn new(id: &str) -> Self {
+        Self(Arc::from(id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Tenant>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("route has no authentication layer".into()))
+    }
+}
+
+/// The key of `Authorization: Bearer <key>`.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let missing = || {
+        ApiError::Unauthorized(
+            "You didn't provide an API key. You need to provide your API key in an Authorization \
+             header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+                .into(),
+        )
+    };
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
+    let value = value.to_str().map_err(|_| missing())?;
+    let (scheme, key) = value.split_once(' ').ok_or_else(missing)?;
+    let key = key.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() {
+        return Err(missing());
+    }
+    Ok(key)
+}
+
+fn incorrect(key: &str) -> ApiError {
+    ApiError::Unauthorized(format!("Incorrect API key provided: {}****.", keys::shown(key)))
+}
+
+/// Middleware of the `/v1/*` routes: the request's key must be known; its
+/// tenant goes into the request (and onto its log lines).
+pub async fn require_tenant(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let tenant = match &state.auth {
+        Auth::Disabled => Tenant::new(DEFAULT_TENANT),
+        Auth::Keys { keys, .. } => {
+            let key = bearer(req.headers())?;
+            let tenant = keys.tenant_of(key).ok_or_else(|| incorrect(key))?;
+            Tenant::new(&tenant)
+        }
+    };
+    tracing::Span::current().record("tenant", tenant.as_str());
+    req.extensions_mut().insert(tenant);
+    Ok(next.run(req).await)
+}
+
+/// Middleware of the `/admin/*` routes: the request must carry the admin key.
+pub async fn require_admin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    match &state.auth {
+        Auth::Disabled => Err(ApiError::NotFound(
+            "key management is off: this server runs with --no-auth".into(),
+        )),
+        Auth::Keys { admin: None, .. } => Err(ApiError::Unauthorized(
+            "no admin key is configured on this server (--admin-key-file or RAGD_ADMIN_KEY)".into(),
+        )),
+        Auth::Keys {
+            admin: Some(admin), ..
+        } => {
+            let key = bearer(req.headers())?;
+            if !admin.matches(key) {
+                return Err(incorrect(key));
+            }
+            tracing::Span::current().record("tenant", "admin");
+            Ok(next.run(req).await)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn bearer_header_parsing() {
+        let mut h = HeaderMap::new();
+        assert!(bearer(&h).is_err());
+        for (value, ok) in [
+            ("Bearer rk-abc", Some("rk-abc")),
+            ("bearer  rk-abc ", Some("rk-abc")),
+            ("Basic dXNlcjpwYXNz", None),
+            ("Bearer ", None),
+            ("rk-abc", None),
+        ] {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(bearer(&h).ok(), ok, "{value}");
+        }
+    }
+
+    #[test]
+    fn admin_key_matches_only_itself() {
+        let admin = AdminKey::new("a-long-admin-key-123");
+        assert!(admin.matches("a-long-admin-key-123"));
+        assert!(!admin.matches("a-long-admin-key-124"));
+        assert!(!admin.matches(""));
+    }
+}

@@ -1,0 +1,209 @@
+//! `ragd ingest` and `ragd query`: load files into a collection of a running
+//! server and ask it questions, through the HTTP API.
+//!
+//! Files: `.txt` and `.md` are one document each (id: the path as given,
+//! metadata `source`); `.jsonl` holds one document per line, `{"id",
+//! "text", "metadata"}` (id defaults to `FILE:LINE`). Directories are
+//! walked recursively.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::api_client::{progress, runtime, ApiClient};
+
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// Base URL of the server.
+    #[arg(long, env = "RAGD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    #[arg(long, env = "RAGD_API_KEY")]
+    pub api_key: Option<String>,
+    /// Collection to upsert into (created when missing).
+    #[arg(long)]
+    pub collection: String,
+    /// Documents per request.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Files or directories (.txt, .md, .jsonl).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QueryArgs {
+    #[arg(long, env = "RAGD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    #[arg(long, env = "RAGD_API_KEY")]
+    pub api_key: Option<String>,
+    #[arg(long)]
+    pub collection: String,
+    /// Chunks to retrieve.
+    #[arg(long, default_value_t = 4)]
+    pub top_k: usize,
+    /// Also generate an answer from the retrieved chunks.
+    #[arg(long)]
+    pub answer: bool,
+    /// Generator model for `--answer` (default: the server's generator).
+    #[arg(long)]
+    pub model: Option<String>,
+    pub question: String,
+}
+
+/// Every supported file under `paths`, in a stable order. A file named
+/// explicitly must be supported; other files inside directories are skipped.
+fn files(paths: &[PathBuf], named: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            out.extend(files(&entries, false)?);
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("txt" | "md" | "jsonl")
+        ) {
+            anyhow::ensure!(p.exists(), "{}: no such file", p.display());
+            out.push(p.clone());
+        } else if named {
+            anyhow::bail!("{}: not a directory or a .txt, .md or .jsonl file", p.display());
+        }
+    }
+    Ok(out)
+}
+
+/// The documents of one file.
+fn documents(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {} (UTF-8 text)", path.display()))?;
+    let name = path.display().to_string();
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        return text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, line)| {
+                let v: Value =
+                    serde_json::from_str(line).with_context(|| format!("{name}:{}: not JSON", i + 1))?;
+                let body = v["text"]
+                    .as_str()
+                    .with_context(|| format!("{name}:{}: no `text` string", i + 1))?;
+                let id = v["id"]
+                    .as_str()
+                    .map_or_else(|| format!("{name}:{}", i + 1), str::to_string);
+                let mut metadata = v["metadata"].as_object().cloned().unwrap_or_default();
+                metadata.entry("source").or_insert_with(|| json!(name));
+                Ok(json!({"id": id, "text": body, "metadata": metadata}))
+            })
+            .collect();
+    }
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![
+        json!({"id": name, "text": text, "metadata": {"source": name}}),
+    ])
+}
+
+pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let files = files(&args.paths, true)?;
+    anyhow::ensure!(!files.is_empty(), "no .txt, .md or .jsonl files among the paths");
+    let mut docs = Vec::new();
+    for f in &files {
+        docs.extend(documents(f)?);
+    }
+    runtime()?.block_on(async move {
+        let client = ApiClient::new(&args.url, args.api_key)?;
+        let path = format!("/v1/collections/{}", args.collection);
+        let (status, _) = client.call(Method::GET, &path, None).await?;
+        if status == 404 {
+            client
+                .ok(
+                    Method::POST,
+                    "/v1/collections",
+                    Some(&json!({"name": args.collection})),
+                )
+                .await?;
+        }
+        let bar = progress(docs.len() as u64, "documents");
+        let (mut chunks, docs_path) = (0u64, format!("{path}/documents"));
+        for batch in docs.chunks(args.batch.max(1)) {
+            let v = client
+                .ok(Method::POST, &docs_path, Some(&json!({"documents": batch})))
+                .await?;
+            chunks += v["chunks"].as_u64().unwrap_or(0);
+            bar.inc(batch.len() as u64);
+        }
+        bar.finish();
+        println!(
+            "ingested {} documents ({chunks} chunks) from {} files into `{}`",
+            docs.len(),
+            files.len(),
+            args.collection
+        );
+        Ok(())
+    })
+}
+
+pub fn run_query(args: QueryArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let client = ApiClient::new(&args.url, args.api_key)?;
+        if !args.answer {
+            let body = json!({"query": args.question, "top_k": args.top_k});
+            let v = client
+                .ok(
+                    Method::POST,
+                    &format!("/v1/collections/{}/search", args.collection),
+                    Some(&body),
+                )
+                .await?;
+            print_sources(&v["data"]);
+            return Ok(());
+        }
+        let model = match args.model {
+            Some(m) => m,
+            None => {
+                crate::bench_generate::first_model(&client.http, &client.url, client.api_key.as_deref())
+                    .await?
+            }
+        };
+        let body = json!({
+            "model": model,
+            "messages": [{"role": "user", "content": args.question}],
+            "rag": {"collection": args.collection, "top_k": args.top_k},
+            "temperature": 0,
+        });
+        let v = client
+            .ok(Method::POST, "/v1/chat/completions", Some(&body))
+            .await?;
+        println!(
+            "{}\n",
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .trim()
+        );
+        print_sources(&v["sources"]);
+        Ok(())
+    })
+}
+
+fn print_sources(hits: &Value) {
+    for (i, h) in hits.as_array().into_iter().flatten().enumerate() {
+        let text: String = h["text"].as_str().unwrap_or_default().chars().take(160).collect();
+        println!(
+            "[{}] {:.3} {} #{}: {}",
+            i + 1,
+            h["score"].as_f64().unwrap_or(0.0),
+            h["document_id"].as_str().unwrap_or_default(),
+            h["chunk_index"],
+            text.replace('\n', " ")
+        );
+    }
+}

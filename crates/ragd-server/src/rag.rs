@@ -1,0 +1,141 @@
+//! Retrieval-augmented chat: the `rag` extension of a chat completion and
+//! the prompt built from the retrieved chunks.
+//!
+//! The last user message is the question. Its retrieved chunks and the
+//! question are rendered by a Jinja template (minijinja) into the text that
+//! replaces that message; earlier messages (a system prompt, the
+//! conversation so far) are kept as they are.
+
+use minijinja::Environment;
+use ragd_index::Metadata;
+use ragd_models::llama::ChatMessage;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// `"rag": {"collection": "docs", "top_k": 4, "filter": {...}}` in a chat
+/// completion request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RagRequest {
+    pub collection: String,
+    pub top_k: Option<usize>,
+    #[serde(default)]
+    pub filter: Metadata,
+}
+
+/// Chunks used when the request names no `top_k`.
+pub const DEFAULT_TOP_K: usize = 4;
+
+/// The default prompt: the widely used question-answering prompt of the
+/// LangChain hub (`rlm/rag-prompt`).
+pub const DEFAULT_TEMPLATE: &str = "You are an assistant for question-answering tasks. \
+Use the following pieces of retrieved context to answer the question. \
+If you don't know the answer, just say that you don't know. \
+Use three sentences maximum and keep the answer concise.
+Question: {{ question }}
+Context: {% for s in sources %}{{ s.text }}{% if not loop.last %}
+
+{% endif %}{% endfor %}
+Answer:";
+
+/// A retrieved chunk as the template sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source<'a> {
+    pub document_id: &'a str,
+    pub text: &'a str,
+    pub score: f32,
+    pub metadata: &'a Metadata,
+}
+
+/// A compiled RAG prompt template (variables: `question`, `sources`, each
+/// with `document_id`, `text`, `score`, `metadata`).
+pub struct RagTemplate {
+    env: Environment<'static>,
+}
+
+impl RagTemplate {
+    pub fn new(source: &str) -> Result<Self, minijinja::Error> {
+        let mut env = Environment::new();
+        env.add_template_owned("rag", source.to_string())?;
+        Ok(Self { env })
+    }
+
+    pub fn render(&self, question: &str, sources: &[Source<'_>]) -> Result<String, ApiError> {
+        self.env
+            .get_template("rag")
+            .and_then(|t| t.render(minijinja::context! { question, sources }))
+            .map_err(|e| ApiError::Internal(format!("cannot render the RAG template: {e}")))
+    }
+}
+
+/// The index of the last user message: the question.
+pub fn question_index(messages: &[ChatMessage]) -> Result<usize, ApiError> {
+    messages
+        .iter()
+        .rposition(|m| m.role == "user" && !m.content.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("`rag` needs a non-empty user message to answer", "messages"))
+}
+
+/// `messages` with the question replaced by the rendered prompt.
+pub fn augment(
+    template: &RagTemplate,
+    mut messages: Vec<ChatMessage>,
+    question: usize,
+    sources: &[Source<'_>],
+) -> Result<Vec<ChatMessage>, ApiError> {
+    let text = template.render(&messages[question].content, sources)?;
+    messages[question].content = text;
+    Ok(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: &str, content: &str) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn the_last_user_message_becomes_the_prompt_with_its_sources() {
+        let t = RagTemplate::new(DEFAULT_TEMPLATE).unwrap();
+        let meta = Metadata::new();
+        let sources = [
+            Source {
+                document_id: "a",
+                text: "Paris is the capital of France.",
+                score: 0.9,
+                metadata: &meta,
+            },
+            Source {
+                document_id: "b",
+                text: "Berlin is in Germany.",
+                score: 0.5,
+                metadata: &meta,
+            },
+        ];
+        let messages = vec![
+            msg("system", "Be brief."),
+            msg("user", "What is the capital of France?"),
+            msg("assistant", ""),
+        ];
+        let q = question_index(&messages).unwrap();
+        assert_eq!(q, 1);
+        let out = augment(&t, messages, q, &sources).unwrap();
+        assert_eq!(out[0].content, "Be brief.");
+        let p = &out[1].content;
+        assert!(p.starts_with("You are an assistant for question-answering tasks."));
+        assert!(p.contains("Question: What is the capital of France?\nContext: Paris is the capital of France.\n\nBerlin is in Germany.\nAnswer:"), "{p}");
+    }
+
+    #[test]
+    fn no_user_message_is_a_400() {
+        let e = question_index(&[msg("system", "x"), msg("user", "  ")]).unwrap_err();
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert!(RagTemplate::new("{{ unclosed").is_err());
+    }
+}

@@ -1,0 +1,495 @@
+//! The collections API: each tenant's knowledge base over `ragd_index`.
+//!
+//! - `POST /v1/collections`, `GET /v1/collections`,
+//!   `GET /v1/collections/{name}`, `DELETE /v1/collections/{name}`
+//! - `POST /v1/collections/{name}/documents` (batch upsert),
+//!   `DELETE /v1/collections/{name}/documents/{id}`
+//! - `POST /v1/collections/{name}/search`
+//!
+//! Every call is keyed by the request's [`Tenant`]: another tenant's
+//! collection is a 404 exactly like a missing one. Documents are chunked
+//! with the embedder's tokenizer and embedded through the same path as
+//! `/v1/embeddings`; index calls run on the blocking pool.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::Json as AxumJson;
+use ragd_index::{
+    attach_vectors, chunk_texts, Collection, CollectionConfig, DocumentInput, Hit, IndexError, Metadata,
+    MetadataFilter, Store,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Tenant;
+use crate::error::ApiError;
+use crate::input::Input;
+use crate::json::Json;
+use crate::models::ModelHandle;
+use crate::routes::embeddings::embed;
+use crate::state::AppState;
+
+/// Chunk length when the request gives none (capped by the embedder's window).
+const DEFAULT_CHUNK_TOKENS: usize = 200;
+/// Overlap when the request gives none (capped at a quarter of the chunk).
+const DEFAULT_CHUNK_OVERLAP: usize = 32;
+/// Most `top_k` when the request gives none.
+const DEFAULT_TOP_K: usize = 4;
+/// Largest serialized metadata of a collection or a document, in bytes.
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    pub name: String,
+    pub chunk_tokens: Option<usize>,
+    pub chunk_overlap: Option<usize>,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertDocuments {
+    pub documents: Vec<DocumentBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentBody {
+    /// Upserting an existing id replaces that document.
+    pub id: String,
+    pub text: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub query: String,
+    pub top_k: Option<usize>,
+    /// Metadata equality: every key must have exactly this value.
+    #[serde(default)]
+    pub filter: Metadata,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CollectionObject {
+    pub object: &'static str,
+    pub name: String,
+    pub dim: usize,
+    pub chunk_tokens: usize,
+    pub chunk_overlap: usize,
+    pub embedding_model: Option<String>,
+    pub metadata: Metadata,
+    pub documents: usize,
+    pub chunks: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct List<T> {
+    pub object: &'static str,
+    pub data: Vec<T>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub id: String,
+    pub object: &'static str,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpsertResponse {
+    pub object: &'static str,
+    pub collection: String,
+    /// Documents written.
+    pub documents: usize,
+    /// Chunks written.
+    pub chunks: usize,
+    /// Documents among them that replaced one with the same id.
+    pub replaced: usize,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub total_tokens: usize,
+}
+
+impl Usage {
+    fn new(tokens: usize) -> Self {
+        Self {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SearchHit {
+    pub object: &'static str,
+    pub document_id: String,
+    pub chunk_id: u64,
+    pub chunk_index: usize,
+    pub score: f32,
+    pub text: String,
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SearchResponse {
+    pub object: &'static str,
+    pub data: Vec<SearchHit>,
+    pub model: String,
+    pub usage: Usage,
+}
+
+impl From<Hit> for SearchHit {
+    fn from(h: Hit) -> Self {
+        Self {
+            object: "search.hit",
+            document_id: h.doc_id,
+            chunk_id: h.chunk_id,
+            chunk_index: h.chunk_index,
+            score: h.score,
+            text: h.text,
+            metadata: h.metadata,
+        }
+    }
+}
+
+/// Runs an index call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("knowledge base task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+fn describe(c: &Collection) -> Result<CollectionObject, IndexError> {
+    let stats = c.stats()?;
+    let config = c.config();
+    Ok(CollectionObject {
+        object: "collection",
+        name: c.name().to_string(),
+        dim: config.dim,
+        chunk_tokens: config.chunk_tokens,
+        chunk_overlap: config.chunk_overlap,
+        embedding_model: config.embedding_model.clone(),
+        metadata: config.metadata.clone(),
+        documents: stats.documents,
+        chunks: stats.chunks,
+    })
+}
+
+/// `tenant`'s collection `name`, and the embedder, which must be the one
+/// its vectors came from.
+async fn open(
+    state: &AppState,
+    tenant: &Tenant,
+    name: String,
+) -> Result<(Arc<Collection>, ModelHandle), ApiError> {
+    let store = state.store()?;
+    let tenant = tenant.clone();
+    let collection = blocking(move || store.collection(tenant.as_str(), &name)).await?;
+    let handle = state.embedder()?;
+    match &collection.config().embedding_model {
+        Some(model) if *model != handle.info.id => Err(ApiError::Conflict(format!(
+            "collection `{}` holds vectors of the embedding model `{model}`, but this server runs `{}`",
+            collection.name(),
+            handle.info.id
+        ))),
+        _ if collection.config().dim != handle.output_dim => Err(ApiError::Conflict(format!(
+            "collection `{}` holds {}-d vectors, but the embedding model `{}` makes {}-d ones",
+            collection.name(),
+            collection.config().dim,
+            handle.info.id,
+            handle.output_dim
+        ))),
+        _ => Ok((collection, handle)),
+    }
+}
+
+fn check_metadata(metadata: &Metadata, param: &'static str) -> Result<(), ApiError> {
+    let bytes = serde_json::to_vec(metadata).map_or(usize::MAX, |v| v.len());
+    if bytes > MAX_METADATA_BYTES {
+        return Err(ApiError::invalid(
+            format!("`{param}` is {bytes} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"),
+            param,
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /v1/collections`.
+pub async fn create(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Json(req): Json<CreateCollection>,
+) -> Result<AxumJson<CollectionObject>, ApiError> {
+    let store = state.store()?;
+    let handle = state.embedder()?;
+    let window = handle.info.framing.content_len();
+    let chunk_tokens = req.chunk_tokens.unwrap_or(DEFAULT_CHUNK_TOKENS.min(window));
+    if chunk_tokens == 0 || chunk_tokens > window {
+        return Err(ApiError::invalid(
+            format!(
+                "`chunk_tokens` must be 1 to {window} (the window of the embedding model `{}`), got {chunk_tokens}",
+                handle.info.id
+            ),
+            "chunk_tokens",
+        ));
+    }
+    let chunk_overlap = req
+        .chunk_overlap
+        .unwrap_or(DEFAULT_CHUNK_OVERLAP.min(chunk_tokens / 4));
+    if chunk_overlap >= chunk_tokens {
+        return Err(ApiError::invalid(
+            format!("`chunk_overlap` ({chunk_overlap}) must be smaller than `chunk_tokens` ({chunk_tokens})"),
+            "chunk_overlap",
+        ));
+    }
+    check_metadata(&req.metadata, "metadata")?;
+    let mut config = CollectionConfig::new(handle.output_dim, chunk_tokens, chunk_overlap);
+    config.embedding_model = Some(handle.info.id.clone());
+    config.metadata = req.metadata;
+    let object = blocking(move || {
+        let c = store.create_collection(tenant.as_str(), &req.name, config)?;
+        describe(&c)
+    })
+    .await?;
+    tracing::info!(collection = %object.name, "collection created");
+    Ok(AxumJson(object))
+}
+
+/// `GET /v1/collections`: this tenant's collections, by name.
+pub async fn list(
+    State(state): State<AppState>,
+    tenant: Tenant,
+) -> Result<AxumJson<List<CollectionObject>>, ApiError> {
+    let store = state.store()?;
+    let data = blocking(move || {
+        let mut out = Vec::new();
+        for name in store.list_collections(tenant.as_str())? {
+            // Deleted meanwhile: leave it out.
+            match store
+                .collection(tenant.as_str(), &name)
+                .and_then(|c| describe(&c))
+            {
+                Ok(object) => out.push(object),
+                Err(IndexError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(AxumJson(List { object: "list", data }))
+}
+
+/// `GET /v1/collections/{name}`.
+pub async fn get(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(name): Path<String>,
+) -> Result<AxumJson<CollectionObject>, ApiError> {
+    let store = state.store()?;
+    let object = blocking(move || describe(&*store.collection(tenant.as_str(), &name)?)).await?;
+    Ok(AxumJson(object))
+}
+
+/// `DELETE /v1/collections/{name}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(name): Path<String>,
+) -> Result<AxumJson<Deleted>, ApiError> {
+    let store: Arc<Store> = state.store()?;
+    let id = name.clone();
+    blocking(move || store.delete_collection(tenant.as_str(), &name)).await?;
+    tracing::info!(collection = %id, "collection deleted");
+    Ok(AxumJson(Deleted {
+        id,
+        object: "collection.deleted",
+        deleted: true,
+    }))
+}
+
+/// `POST /v1/collections/{name}/documents`: inserts or replaces documents,
+/// all or none; durable (fsynced) when it answers 200.
+pub async fn upsert(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(name): Path<String>,
+    Json(req): Json<UpsertDocuments>,
+) -> Result<AxumJson<UpsertResponse>, ApiError> {
+    let limits = &state.collection_limits;
+    let docs = req.documents;
+    if docs.is_empty() {
+        return Err(ApiError::invalid("`documents` must not be empty", "documents"));
+    }
+    if docs.len() > limits.max_documents {
+        return Err(ApiError::invalid(
+            format!(
+                "`documents` has {} items; at most {} are allowed per request",
+                docs.len(),
+                limits.max_documents
+            ),
+            "documents",
+        ));
+    }
+    for (i, d) in docs.iter().enumerate() {
+        if d.text.len() > limits.max_document_bytes {
+            return Err(ApiError::invalid(
+                format!(
+                    "`documents[{i}].text` is {} bytes long; at most {} are allowed",
+                    d.text.len(),
+                    limits.max_document_bytes
+                ),
+                "documents",
+            ));
+        }
+        if d.text.trim().is_empty() {
+            return Err(ApiError::invalid(
+                format!("`documents[{i}].text` is empty"),
+                "documents",
+            ));
+        }
+        check_metadata(&d.metadata, "documents")?;
+    }
+    let docs: Vec<DocumentInput> = docs
+        .into_iter()
+        .map(|d| DocumentInput {
+            id: d.id,
+            text: d.text,
+            metadata: d.metadata,
+        })
+        .collect();
+    let (collection, handle) = open(&state, &tenant, name).await?;
+    let tokenizer = handle.tokenizer.clone();
+    let c = collection.clone();
+    let prepared = blocking(move || c.prepare(docs, tokenizer.as_ref())).await?;
+    let texts = chunk_texts(&prepared);
+    let (vectors, tokens) = embed(&handle, texts.into_iter().map(Input::Text).collect()).await?;
+    let c = collection.clone();
+    let outcome = blocking(move || c.upsert(attach_vectors(prepared, vectors)?)).await?;
+    state
+        .index_metrics
+        .ingested_documents
+        .inc_by(outcome.documents as u64);
+    tracing::info!(
+        collection = collection.name(),
+        documents = outcome.documents,
+        chunks = outcome.chunks,
+        "documents upserted"
+    );
+    Ok(AxumJson(UpsertResponse {
+        object: "collection.upsert",
+        collection: collection.name().to_string(),
+        documents: outcome.documents,
+        chunks: outcome.chunks,
+        replaced: outcome.replaced,
+        usage: Usage::new(tokens),
+    }))
+}
+
+/// `DELETE /v1/collections/{name}/documents/{id}`.
+pub async fn delete_document(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<AxumJson<Deleted>, ApiError> {
+    let store = state.store()?;
+    let doc = id.clone();
+    let removed = blocking(move || store.collection(tenant.as_str(), &name)?.delete(&[doc])).await?;
+    if removed == 0 {
+        return Err(ApiError::NotFound(format!("document `{id}` not found")));
+    }
+    Ok(AxumJson(Deleted {
+        id,
+        object: "document.deleted",
+        deleted: true,
+    }))
+}
+
+/// `POST /v1/collections/{name}/search`: the `top_k` chunks closest to
+/// `query`, best first.
+pub async fn search(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(name): Path<String>,
+    Json(req): Json<SearchRequest>,
+) -> Result<AxumJson<SearchResponse>, ApiError> {
+    let top_k = req.top_k.unwrap_or(DEFAULT_TOP_K);
+    let (hits, model, tokens) = retrieve(&state, &tenant, name, req.query, top_k, req.filter).await?;
+    Ok(AxumJson(SearchResponse {
+        object: "list",
+        data: hits,
+        model,
+        usage: Usage::new(tokens),
+    }))
+}
+
+/// Embeds `query` and searches `tenant`'s collection `name` (the search
+/// endpoint and retrieval-augmented chat). Returns the hits, the embedding
+/// model and the query's tokens.
+pub async fn retrieve(
+    state: &AppState,
+    tenant: &Tenant,
+    name: String,
+    query: String,
+    top_k: usize,
+    filter: Metadata,
+) -> Result<(Vec<SearchHit>, String, usize), ApiError> {
+    let max_top_k = state.collection_limits.max_top_k;
+    if top_k == 0 || top_k > max_top_k {
+        return Err(ApiError::invalid(
+            format!("`top_k` must be 1 to {max_top_k}, got {top_k}"),
+            "top_k",
+        ));
+    }
+    if query.trim().is_empty() {
+        return Err(ApiError::invalid("`query` must not be empty", "query"));
+    }
+    let max_bytes = state.limits.max_input_bytes;
+    if query.len() > max_bytes {
+        return Err(ApiError::invalid(
+            format!(
+                "`query` is {} bytes long; at most {max_bytes} are allowed",
+                query.len()
+            ),
+            "query",
+        ));
+    }
+    let (collection, handle) = open(state, tenant, name).await?;
+    let (mut vectors, tokens) = embed(&handle, vec![Input::Text(query)]).await?;
+    let query = vectors
+        .pop()
+        .ok_or_else(|| ApiError::Internal("the embedder returned no vector".into()))?;
+    let filter = (!filter.is_empty()).then(|| MetadataFilter {
+        equals: filter,
+        doc_ids: None,
+    });
+    let (hits, seconds) = blocking(move || {
+        let t0 = Instant::now();
+        let hits = collection.search(&query, top_k, filter.as_ref())?;
+        Ok((hits, t0.elapsed().as_secs_f64()))
+    })
+    .await?;
+    let m = &state.index_metrics;
+    m.search_seconds.observe(seconds);
+    if let Some(best) = hits.first() {
+        m.top_score.observe(f64::from(best.score));
+    }
+    Ok((
+        hits.into_iter().map(SearchHit::from).collect(),
+        handle.info.id,
+        tokens,
+    ))
+}

@@ -1,0 +1,528 @@
+//! The collections API end to end, on the real all-MiniLM-L6-v2: ingest,
+//! search, delete, tenant isolation, validation, metrics and restarts.
+
+use ragd_suite::{get_text, metric_value, start_on_own_thread};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+const ADMIN_KEY: &str = "collections-admin-key-0123456789";
+/// Only the embedder: collections need no guard or generator.
+const EMBEDDER_ONLY: [&str; 4] = ["--guard", "none", "--generator", "none"];
+
+/// A client bound to one server and, optionally, one tenant's key.
+struct Api {
+    c: Client,
+    base: String,
+    key: Option<String>,
+}
+
+impl Api {
+    fn new(base: &str, key: Option<&str>) -> Self {
+        Self {
+            c: Client::new(),
+            base: base.to_string(),
+            key: key.map(str::to_string),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.c.request(method, format!("{}{path}", self.base));
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON ({status}): {text}"));
+        (status, body)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// `POST`, asserting 200.
+    async fn ok(&self, path: &str, body: Value) -> Value {
+        let (status, resp) = self.post(path, body).await;
+        assert_eq!(status, 200, "{path}: {resp}");
+        resp
+    }
+
+    /// Document ids of a search's hits, best first.
+    async fn search(&self, collection: &str, body: Value) -> Vec<String> {
+        let resp = self
+            .ok(&format!("/v1/collections/{collection}/search"), body)
+            .await;
+        resp["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["document_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn docs() -> Value {
+    json!({"documents": [
+        {"id": "cats", "text": "Cats are small domesticated felines. They purr, sleep most of the day and hunt mice.", "metadata": {"topic": "pets"}},
+        {"id": "rust", "text": "Rust is a systems programming language whose borrow checker guarantees memory safety without a garbage collector.", "metadata": {"topic": "code"}},
+        {"id": "bread", "text": "To bake bread, mix flour, water, salt and yeast, knead the dough, let it rise, then bake it in a hot oven.", "metadata": {"topic": "food"}},
+        {"id": "paris", "text": "Paris is the capital and largest city of France, on the river Seine.", "metadata": {"topic": "geography"}}
+    ]})
+}
+
+/// Asserts a 4xx in OpenAI's error shape.
+fn assert_error(status: StatusCode, body: &Value, want: u16, what: &str) {
+    assert_eq!(status.as_u16(), want, "{what}: {body}");
+    let err = &body["error"];
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: {body}"
+    );
+    assert!(err["type"].is_string(), "{what}: {body}");
+    assert!(
+        err.get("param").is_some() && err.get("code").is_some(),
+        "{what}: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_ingest_search_and_never_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin_file = dir.path().join("admin.key");
+    std::fs::write(&admin_file, ADMIN_KEY).unwrap();
+    let admin_file = admin_file.display().to_string();
+    let keys_file = dir.path().join("keys.json").display().to_string();
+    let mut flags = EMBEDDER_ONLY.to_vec();
+    flags.extend(["--admin-key-file", &admin_file, "--keys-file", &keys_file]);
+    let (addr, _server) = start_on_own_thread(&flags);
+    let base = format!("http://{addr}");
+
+    let admin = Api::new(&base, Some(ADMIN_KEY));
+    let key_a = admin.ok("/admin/keys", json!({"tenant": "acme"})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key_b = admin.ok("/admin/keys", json!({"tenant": "globex"})).await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = Api::new(&base, Some(&key_a));
+    let b = Api::new(&base, Some(&key_b));
+    let anonymous = Api::new(&base, None);
+    let (status, _) = anonymous.get("/v1/collections").await;
+    assert_eq!(status, 401);
+
+    // Tenant A builds "docs".
+    let created = a
+        .ok(
+            "/v1/collections",
+            json!({"name": "docs", "metadata": {"team": "search"}}),
+        )
+        .await;
+    assert_eq!(created["name"], "docs");
+    assert_eq!(created["dim"], 384);
+    assert_eq!(created["embedding_model"], "all-minilm-l6-v2");
+    assert_eq!(created["metadata"]["team"], "search");
+    assert_eq!(created["documents"], 0);
+    let (status, body) = a.post("/v1/collections", json!({"name": "docs"})).await;
+    assert_error(status, &body, 409, "duplicate collection");
+
+    let out = a.ok("/v1/collections/docs/documents", docs()).await;
+    assert_eq!(
+        (out["documents"].as_u64(), out["replaced"].as_u64()),
+        (Some(4), Some(0)),
+        "{out}"
+    );
+    assert!(out["chunks"].as_u64().unwrap() >= 4, "{out}");
+    assert!(out["usage"]["prompt_tokens"].as_u64().unwrap() > 40, "{out}");
+
+    // The relevant document comes first.
+    for (query, want) in [
+        ("How do I make a loaf of bread at home?", "bread"),
+        ("What is the capital of France?", "paris"),
+        ("memory safety in a compiled language", "rust"),
+        ("my kitten sleeps all day", "cats"),
+    ] {
+        let ids = a.search("docs", json!({"query": query})).await;
+        assert_eq!(
+            ids.len(),
+            4,
+            "top_k defaults to 4, and there are 4 chunks: {ids:?}"
+        );
+        assert_eq!(ids[0], want, "{query}: {ids:?}");
+    }
+    let resp = a
+        .ok(
+            "/v1/collections/docs/search",
+            json!({"query": "baking bread", "top_k": 2}),
+        )
+        .await;
+    let hits = resp["data"].as_array().unwrap();
+    assert_eq!(hits.len(), 2);
+    let best = &hits[0];
+    assert_eq!(best["document_id"], "bread");
+    assert_eq!(best["chunk_index"], 0);
+    assert!(best["chunk_id"].is_u64());
+    assert!(best["text"].as_str().unwrap().contains("flour"));
+    assert_eq!(best["metadata"]["topic"], "food");
+    let (s0, s1) = (
+        best["score"].as_f64().unwrap(),
+        hits[1]["score"].as_f64().unwrap(),
+    );
+    assert!(s0 > s1 && s0 <= 1.0 + 1e-5 && s0 > 0.3, "{resp}");
+    assert_eq!(resp["model"], "all-minilm-l6-v2");
+    // Filters by metadata equality.
+    let ids = a
+        .search(
+            "docs",
+            json!({"query": "baking bread", "filter": {"topic": "pets"}}),
+        )
+        .await;
+    assert_eq!(ids, ["cats"]);
+
+    // Tenant B: A's collection is a 404 exactly like a missing one.
+    let (status, missing) = b.get("/v1/collections/nothing").await;
+    assert_error(status, &missing, 404, "missing collection");
+    let like_missing = |body: &Value| {
+        let expected = serde_json::to_string(&missing)
+            .unwrap()
+            .replace("nothing", "docs");
+        assert_eq!(serde_json::to_string(body).unwrap(), expected);
+    };
+    let (status, body) = b.get("/v1/collections/docs").await;
+    assert_eq!(status, 404);
+    like_missing(&body);
+    let (status, body) = b
+        .post("/v1/collections/docs/search", json!({"query": "bread"}))
+        .await;
+    assert_eq!(status, 404);
+    like_missing(&body);
+    let (status, body) = b.post("/v1/collections/docs/documents", docs()).await;
+    assert_eq!(status, 404);
+    like_missing(&body);
+    let (status, body) = b.delete("/v1/collections/docs/documents/bread").await;
+    assert_eq!(status, 404);
+    like_missing(&body);
+    let (status, body) = b.delete("/v1/collections/docs").await;
+    assert_eq!(status, 404);
+    like_missing(&body);
+    let (status, body) = b.get("/v1/collections").await;
+    assert_eq!((status, &body["data"]), (StatusCode::OK, &json!([])), "{body}");
+
+    // B's own "docs" is independent.
+    b.ok("/v1/collections", json!({"name": "docs"})).await;
+    b.ok(
+        "/v1/collections/docs/documents",
+        json!({"documents": [{"id": "volcano", "text": "Volcanoes erupt molten lava and ash from the earth's mantle."}]}),
+    )
+    .await;
+    assert_eq!(b.search("docs", json!({"query": "bread"})).await, ["volcano"]);
+    assert_eq!(a.search("docs", json!({"query": "volcano lava"})).await.len(), 4);
+    assert!(!a
+        .search("docs", json!({"query": "volcano lava"}))
+        .await
+        .contains(&"volcano".to_string()));
+
+    // Deleting a document removes it from the results.
+    let (status, body) = a.delete("/v1/collections/docs/documents/bread").await;
+    assert_eq!(
+        (status, &body["deleted"]),
+        (StatusCode::OK, &json!(true)),
+        "{body}"
+    );
+    let ids = a.search("docs", json!({"query": "How do I bake bread?"})).await;
+    assert_eq!(ids.len(), 3);
+    assert!(!ids.contains(&"bread".to_string()), "{ids:?}");
+    let (status, body) = a.delete("/v1/collections/docs/documents/bread").await;
+    assert_error(status, &body, 404, "deleted twice");
+
+    // Re-upserting an id replaces it.
+    let out = a
+        .ok(
+            "/v1/collections/docs/documents",
+            json!({"documents": [{"id": "cats", "text": "Dogs bark at the mailman and fetch sticks."}]}),
+        )
+        .await;
+    assert_eq!(out["replaced"], 1);
+    assert_eq!(
+        a.search("docs", json!({"query": "a dog fetching a stick", "top_k": 1}))
+            .await,
+        ["cats"]
+    );
+    let (_, got) = a.get("/v1/collections/docs").await;
+    assert_eq!(
+        (got["documents"].as_u64(), got["chunks"].as_u64()),
+        (Some(3), Some(3)),
+        "{got}"
+    );
+    let (_, listed) = a.get("/v1/collections").await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["data"][0]["name"], "docs");
+
+    // Metrics: store totals, no tenant anywhere.
+    let metrics = get_text(&base, "/metrics").await;
+    for name in [
+        "ragd_search_latency_seconds_bucket",
+        "ragd_retrieval_top_score_bucket",
+        "ragd_ingested_documents_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    assert_eq!(
+        metric_value(&metrics, "ragd_documents", ""),
+        Some(4.0),
+        "3 of A, 1 of B"
+    );
+    assert_eq!(metric_value(&metrics, "ragd_chunks", ""), Some(4.0));
+    assert_eq!(
+        metric_value(&metrics, "ragd_ingested_documents_total", ""),
+        Some(6.0)
+    );
+    assert!(metric_value(&metrics, "ragd_search_latency_seconds_count", "").unwrap() >= 10.0);
+    assert!(!metrics.contains("acme") && !metrics.contains("globex"));
+
+    // Deleting A's collection leaves B's alone.
+    let (status, body) = a.delete("/v1/collections/docs").await;
+    assert_eq!(
+        (status, &body["deleted"]),
+        (StatusCode::OK, &json!(true)),
+        "{body}"
+    );
+    let (status, _) = a.get("/v1/collections/docs").await;
+    assert_eq!(status, 404);
+    assert_eq!(b.search("docs", json!({"query": "lava"})).await, ["volcano"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_get_4xx_openai_errors() {
+    let mut flags = EMBEDDER_ONLY.to_vec();
+    flags.extend([
+        "--max-documents",
+        "3",
+        "--max-document-bytes",
+        "1000",
+        "--max-top-k",
+        "50",
+    ]);
+    let (addr, _server) = start_on_own_thread(&flags);
+    let api = Api::new(&format!("http://{addr}"), None);
+    api.ok("/v1/collections", json!({"name": "docs"})).await;
+    let one = |id: &str, text: &str| json!({"documents": [{"id": id, "text": text}]});
+    let cases: Vec<(&str, &str, Value, u16)> = vec![
+        ("slash in name", "/v1/collections", json!({"name": "a/b"}), 400),
+        ("dot in name", "/v1/collections", json!({"name": "a.b"}), 400),
+        ("empty name", "/v1/collections", json!({"name": ""}), 400),
+        (
+            "long name",
+            "/v1/collections",
+            json!({"name": "x".repeat(65)}),
+            400,
+        ),
+        ("missing name", "/v1/collections", json!({}), 422),
+        (
+            "name of the wrong type",
+            "/v1/collections",
+            json!({"name": 3}),
+            422,
+        ),
+        (
+            "unknown field",
+            "/v1/collections",
+            json!({"name": "c", "dim": 8}),
+            422,
+        ),
+        (
+            "zero chunk",
+            "/v1/collections",
+            json!({"name": "c", "chunk_tokens": 0}),
+            400,
+        ),
+        (
+            "chunk over the window",
+            "/v1/collections",
+            json!({"name": "c", "chunk_tokens": 5000}),
+            400,
+        ),
+        (
+            "overlap too big",
+            "/v1/collections",
+            json!({"name": "c", "chunk_tokens": 64, "chunk_overlap": 64}),
+            400,
+        ),
+        (
+            "metadata not an object",
+            "/v1/collections",
+            json!({"name": "c", "metadata": [1]}),
+            422,
+        ),
+        (
+            "no documents",
+            "/v1/collections/docs/documents",
+            json!({"documents": []}),
+            400,
+        ),
+        (
+            "documents missing",
+            "/v1/collections/docs/documents",
+            json!({}),
+            422,
+        ),
+        (
+            "too many documents",
+            "/v1/collections/docs/documents",
+            json!({"documents": (0..4).map(|i| json!({"id": format!("d{i}"), "text": "x"})).collect::<Vec<_>>()}),
+            400,
+        ),
+        (
+            "text too long",
+            "/v1/collections/docs/documents",
+            one("d", &"word ".repeat(300)),
+            400,
+        ),
+        (
+            "empty text",
+            "/v1/collections/docs/documents",
+            one("d", "   "),
+            400,
+        ),
+        ("empty id", "/v1/collections/docs/documents", one("", "text"), 400),
+        (
+            "duplicate ids",
+            "/v1/collections/docs/documents",
+            json!({"documents": [{"id": "d", "text": "a"}, {"id": "d", "text": "b"}]}),
+            400,
+        ),
+        (
+            "document without text",
+            "/v1/collections/docs/documents",
+            json!({"documents": [{"id": "d"}]}),
+            422,
+        ),
+        (
+            "document metadata not an object",
+            "/v1/collections/docs/documents",
+            json!({"documents": [{"id": "d", "text": "t", "metadata": "x"}]}),
+            422,
+        ),
+        (
+            "upsert into a missing collection",
+            "/v1/collections/nope/documents",
+            one("d", "t"),
+            404,
+        ),
+        (
+            "top_k 0",
+            "/v1/collections/docs/search",
+            json!({"query": "q", "top_k": 0}),
+            400,
+        ),
+        (
+            "top_k over the max",
+            "/v1/collections/docs/search",
+            json!({"query": "q", "top_k": 51}),
+            400,
+        ),
+        (
+            "negative top_k",
+            "/v1/collections/docs/search",
+            json!({"query": "q", "top_k": -1}),
+            422,
+        ),
+        (
+            "empty query",
+            "/v1/collections/docs/search",
+            json!({"query": ""}),
+            400,
+        ),
+        ("missing query", "/v1/collections/docs/search", json!({}), 422),
+        (
+            "filter not an object",
+            "/v1/collections/docs/search",
+            json!({"query": "q", "filter": "x"}),
+            422,
+        ),
+        (
+            "search a missing collection",
+            "/v1/collections/nope/search",
+            json!({"query": "q"}),
+            404,
+        ),
+    ];
+    for (what, path, body, want) in cases {
+        let (status, resp) = api.post(path, body).await;
+        assert_error(status, &resp, want, what);
+    }
+    let (status, body) = api.get("/v1/collections/bad.name").await;
+    assert_error(status, &body, 400, "invalid name in the path");
+    let (status, body) = api.delete("/v1/collections/nope").await;
+    assert_error(status, &body, 404, "delete a missing collection");
+    let resp = api
+        .c
+        .post(format!("{}/v1/collections/docs/search", api.base))
+        .header("content-type", "application/json")
+        .body(r#"{"query": "#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_json");
+
+    // Nothing was written by any of that; the server still works.
+    let (_, got) = api.get("/v1/collections/docs").await;
+    assert_eq!(got["documents"], 0, "{got}");
+    api.ok("/v1/collections/docs/documents", one("d", "still alive"))
+        .await;
+    let ids = api.search("docs", json!({"query": "alive"})).await;
+    assert_eq!(ids, ["d"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let mut flags = EMBEDDER_ONLY.to_vec();
+    flags.extend(["--data-dir", &data]);
+
+    let (addr, server) = start_on_own_thread(&flags);
+    let api = Api::new(&format!("http://{addr}"), None);
+    api.ok(
+        "/v1/collections",
+        json!({"name": "kb", "chunk_tokens": 32, "chunk_overlap": 4}),
+    )
+    .await;
+    api.ok("/v1/collections/kb/documents", docs()).await;
+    assert_eq!(
+        api.search("kb", json!({"query": "capital of France", "top_k": 1}))
+            .await,
+        ["paris"]
+    );
+    server.stop();
+
+    let (addr, _server) = start_on_own_thread(&flags);
+    let api = Api::new(&format!("http://{addr}"), None);
+    let (status, got) = api.get("/v1/collections/kb").await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["documents"], 4);
+    assert_eq!(
+        (got["chunk_tokens"].as_u64(), got["chunk_overlap"].as_u64()),
+        (Some(32), Some(4))
+    );
+    for (query, want) in [("capital of France", "paris"), ("How do I bake bread?", "bread")] {
+        let ids = api.search("kb", json!({"query": query, "top_k": 1})).await;
+        assert_eq!(ids, [want], "{query}");
+    }
+}
