@@ -12,6 +12,8 @@
 //! blocking tasks. Tenants are separate by construction (every lookup is
 //! keyed by tenant); another tenant's collection is simply `NotFound`.
 
+#[doc(hidden)]
+pub mod bench;
 mod chunking;
 mod codec;
 mod collection;
