@@ -6,7 +6,7 @@
 //! them (compaction). Graph node ids ("data ids") are positions in `slots`;
 //! they live only in memory: a graph is always rebuilt from vectors on load.
 
-use hnsw_rs::prelude::{DistCosine, Distance, Hnsw};
+use hnsw_rs::prelude::{Distance, Hnsw};
 
 use crate::config::HnswParams;
 
@@ -20,16 +20,47 @@ const PARALLEL_INSERT: usize = 64;
 
 pub(crate) struct Shard {
     params: HnswParams,
-    hnsw: Hnsw<'static, f32, DistCosine>,
+    hnsw: Hnsw<'static, f32, Cosine>,
     /// Data id -> chunk, `None` for a tombstone.
     slots: Vec<Option<ChunkId>>,
     live: usize,
 }
 
-/// Cosine distance as hnsw_rs computes it (0 identical .. 2 opposite), used
-/// for exact search too so both paths score alike.
+/// Cosine distance (0 identical .. 2 opposite), used for exact search too so
+/// both paths score alike.
 pub(crate) fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
-    DistCosine.eval(a, b)
+    Cosine.eval(a, b)
+}
+
+/// Cosine distance in f32 with eight partial sums, which the compiler turns
+/// into SIMD (hnsw_rs's `DistCosine` sums one element at a time in f64:
+/// about 3x slower searches and builds).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cosine;
+
+impl Distance<f32> for Cosine {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        let (mut dot, mut na, mut nb) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ra, rb) = (ca.remainder(), cb.remainder());
+        for (x, y) in ca.zip(cb) {
+            for j in 0..8 {
+                dot[j] += x[j] * y[j];
+                na[j] += x[j] * x[j];
+                nb[j] += y[j] * y[j];
+            }
+        }
+        let (mut d, mut n1, mut n2) = (dot.iter().sum::<f32>(), na.iter().sum::<f32>(), nb.iter().sum::<f32>());
+        for (x, y) in ra.iter().zip(rb) {
+            d += x * y;
+            n1 += x * x;
+            n2 += y * y;
+        }
+        if n1 == 0.0 || n2 == 0.0 {
+            return 1.0;
+        }
+        (1.0 - d / (n1 * n2).sqrt()).max(0.0)
+    }
 }
 
 impl Shard {
@@ -41,7 +72,7 @@ impl Shard {
             items.len().max(10_000),
             MAX_LAYERS,
             params.ef_construction,
-            DistCosine,
+            Cosine,
         );
         let mut shard = Self {
             params: params.clone(),

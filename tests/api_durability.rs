@@ -1,0 +1,177 @@
+//! Crash safety of the knowledge base: a server is killed with SIGKILL while
+//! a client streams single-document upserts at it; a new server on the same
+//! data folder must find every acknowledged document, once, intact.
+//!
+//! The server runs in a child process: this test binary started again with
+//! only the ignored `child_server` test, which serves until it is killed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const CHILD_ENV: &str = "RAGD_DURABILITY_CHILD_DATA_DIR";
+
+/// The server of the child process (does nothing in a normal test run).
+#[test]
+#[ignore = "started by `acknowledged_documents_survive_sigkill` in a child process"]
+fn child_server() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (addr, _stop) =
+        ragd_suite::start_on_own_thread(&["--data-dir", &dir, "--guard", "none", "--generator", "none"]);
+    // Straight to the pipe: libtest may capture `println!`.
+    let mut out = std::io::stdout();
+    writeln!(out, "LISTENING {addr}").unwrap();
+    out.flush().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Starts a child server on `dir`; returns it and its base URL.
+fn spawn_server(dir: &str) -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_server",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ENV, dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the child server");
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        // libtest writes "test child_server ... " on the same line first.
+        if let Some((_, addr)) = line.split_once("LISTENING ") {
+            return (child, format!("http://{}", addr.trim()));
+        }
+    }
+    panic!("the child server exited before listening");
+}
+
+fn text_of(i: usize) -> String {
+    format!(
+        "Ledger entry {i}: the harbour master recorded {} crates of oranges on pier {}.",
+        i * 7 + 3,
+        i % 13
+    )
+}
+
+fn post(client: &reqwest::blocking::Client, url: &str, body: &Value) -> Result<Value, String> {
+    let resp = client.post(url).json(body).send().map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let v: Value = resp.json().map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(v)
+    } else {
+        Err(format!("HTTP {status}: {v}"))
+    }
+}
+
+#[test]
+fn acknowledged_documents_survive_sigkill() {
+    let data = tempfile::Builder::new()
+        .prefix("ragd-durability")
+        .tempdir()
+        .unwrap();
+    let dir = data.path().display().to_string();
+    let (mut child, base) = spawn_server(&dir);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    post(
+        &client,
+        &format!("{base}/v1/collections"),
+        &json!({"name": "ledger"}),
+    )
+    .unwrap();
+
+    // Upserts back to back from another thread; each acknowledged id is
+    // recorded only after its 200 arrived.
+    let acked = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let writer = {
+        let (acked, client, url) = (
+            acked.clone(),
+            client.clone(),
+            format!("{base}/v1/collections/ledger/documents"),
+        );
+        std::thread::spawn(move || {
+            for i in 0.. {
+                let doc = json!({"id": format!("entry-{i}"), "text": text_of(i), "metadata": {"n": i}});
+                match post(&client, &url, &json!({"documents": [doc]})) {
+                    Ok(_) => acked.lock().unwrap().push(i),
+                    Err(_) => return i, // the server is gone
+                }
+            }
+            unreachable!()
+        })
+    };
+    let t0 = Instant::now();
+    while acked.lock().unwrap().len() < 40 {
+        assert!(t0.elapsed() < Duration::from_secs(300), "ingest too slow");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("durability: {} acknowledged, killing the server", acked.lock().unwrap().len());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let in_flight = writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 40);
+
+    let (mut child, base) = spawn_server(&dir);
+    eprintln!("durability: restarted at {base}");
+    let info: Value = client
+        .get(format!("{base}/v1/collections/ledger"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    // Everything acknowledged, plus at most the one request in flight at the kill.
+    let docs = info["documents"].as_u64().unwrap() as usize;
+    assert!(
+        docs == acked.len() || docs == acked.len() + 1,
+        "{docs} documents after {} acks: {info}",
+        acked.len()
+    );
+    assert_eq!(
+        info["chunks"].as_u64().unwrap() as usize,
+        docs,
+        "one chunk per document: {info}"
+    );
+    let search = format!("{base}/v1/collections/ledger/search");
+    for &i in &acked {
+        let hits = post(&client, &search, &json!({"query": text_of(i), "top_k": 3})).unwrap();
+        let hits = hits["data"].as_array().unwrap();
+        assert_eq!(
+            hits[0]["document_id"],
+            format!("entry-{i}"),
+            "entry {i} not found first: {hits:?}"
+        );
+        assert_eq!(hits[0]["text"], text_of(i), "entry {i} corrupted");
+        let ids: Vec<&str> = hits.iter().map(|h| h["document_id"].as_str().unwrap()).collect();
+        let mut unique = ids.clone();
+        unique.dedup();
+        assert_eq!(ids.len(), unique.len(), "duplicate hits {ids:?}");
+    }
+    if docs > acked.len() {
+        let hits = post(
+            &client,
+            &search,
+            &json!({"query": text_of(in_flight), "top_k": 1}),
+        )
+        .unwrap();
+        assert_eq!(hits["data"][0]["document_id"], format!("entry-{in_flight}"));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
