@@ -50,7 +50,11 @@ impl Distance<f32> for Cosine {
                 nb[j] += y[j] * y[j];
             }
         }
-        let (mut d, mut n1, mut n2) = (dot.iter().sum::<f32>(), na.iter().sum::<f32>(), nb.iter().sum::<f32>());
+        let (mut d, mut n1, mut n2) = (
+            dot.iter().sum::<f32>(),
+            na.iter().sum::<f32>(),
+            nb.iter().sum::<f32>(),
+        );
         for (x, y) in ra.iter().zip(rb) {
             d += x * y;
             n1 += x * x;
