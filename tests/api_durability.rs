@@ -55,6 +55,8 @@ fn spawn_server(dir: &str) -> (Child, String) {
             return (child, format!("http://{}", addr.trim()));
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the child server exited before listening");
 }
 
@@ -121,7 +123,10 @@ fn acknowledged_documents_survive_sigkill() {
         assert!(t0.elapsed() < Duration::from_secs(300), "ingest too slow");
         std::thread::sleep(Duration::from_millis(20));
     }
-    eprintln!("durability: {} acknowledged, killing the server", acked.lock().unwrap().len());
+    eprintln!(
+        "durability: {} acknowledged, killing the server",
+        acked.lock().unwrap().len()
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let in_flight = writer.join().unwrap();

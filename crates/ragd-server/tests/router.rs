@@ -78,6 +78,9 @@ fn keyed_app(dir: &std::path::Path) -> (axum::Router, String) {
         },
         store: None,
         collection_limits: CollectionLimits::default(),
+        rag_template: std::sync::Arc::new(
+            ragd_server::rag::RagTemplate::new(ragd_server::rag::DEFAULT_TEMPLATE).unwrap(),
+        ),
     };
     let limits = Limits {
         max_inputs: 16,

@@ -472,10 +472,14 @@ pub async fn retrieve(
     let query = vectors
         .pop()
         .ok_or_else(|| ApiError::Internal("the embedder returned no vector".into()))?;
-    let filter = (!filter.is_empty()).then(|| MetadataFilter {
-        equals: filter,
-        doc_ids: None,
-    });
+    let filter = if filter.is_empty() {
+        None
+    } else {
+        Some(MetadataFilter {
+            equals: filter,
+            doc_ids: None,
+        })
+    };
     let (hits, seconds) = blocking(move || {
         let t0 = Instant::now();
         let hits = collection.search(&query, top_k, filter.as_ref())?;
