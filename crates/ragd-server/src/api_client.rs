@@ -5,8 +5,20 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Args;
 use reqwest::Method;
 use serde_json::Value;
+
+/// Which server a command-line tool talks to.
+#[derive(Debug, Clone, Args)]
+pub struct ServerFlags {
+    /// Base URL of the server (with or without `/v1`).
+    #[arg(long, env = "RAGD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token sent as `Authorization: Bearer KEY`.
+    #[arg(long, env = "RAGD_API_KEY")]
+    pub api_key: Option<String>,
+}
 
 pub struct ApiClient {
     pub http: reqwest::Client,
@@ -15,6 +27,10 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
+    pub fn from_flags(flags: &ServerFlags) -> anyhow::Result<Self> {
+        Self::new(&flags.url, flags.api_key.clone())
+    }
+
     /// `url` with or without a trailing `/v1`.
     pub fn new(url: &str, api_key: Option<String>) -> anyhow::Result<Self> {
         Ok(Self {

@@ -13,15 +13,12 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::api_client::{progress, runtime, ApiClient};
+use crate::api_client::{progress, runtime, ApiClient, ServerFlags};
 
 #[derive(Debug, Clone, Args)]
 pub struct IngestArgs {
-    /// Base URL of the server.
-    #[arg(long, env = "RAGD_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    #[arg(long, env = "RAGD_API_KEY")]
-    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub server: ServerFlags,
     /// Collection to upsert into (created when missing).
     #[arg(long)]
     pub collection: String,
@@ -35,10 +32,8 @@ pub struct IngestArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct QueryArgs {
-    #[arg(long, env = "RAGD_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    #[arg(long, env = "RAGD_API_KEY")]
-    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub server: ServerFlags,
     #[arg(long)]
     pub collection: String,
     /// Chunks to retrieve.
@@ -119,7 +114,7 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         docs.extend(documents(f)?);
     }
     runtime()?.block_on(async move {
-        let client = ApiClient::new(&args.url, args.api_key)?;
+        let client = ApiClient::from_flags(&args.server)?;
         let path = format!("/v1/collections/{}", args.collection);
         let (status, _) = client.call(Method::GET, &path, None).await?;
         if status == 404 {
@@ -153,7 +148,7 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
 
 pub fn run_query(args: QueryArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
-        let client = ApiClient::new(&args.url, args.api_key)?;
+        let client = ApiClient::from_flags(&args.server)?;
         if !args.answer {
             let body = json!({"query": args.question, "top_k": args.top_k});
             let v = client

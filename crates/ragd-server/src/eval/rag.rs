@@ -22,17 +22,13 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::squad::{self, Paragraph, Question};
-use crate::api_client::{progress, runtime, ApiClient as Client};
+use crate::api_client::{progress, runtime, ApiClient as Client, ServerFlags};
 use crate::bench_generate::{first_model, percentile};
 
 #[derive(Debug, Clone, Args)]
 pub struct RagEvalArgs {
-    /// Base URL of the server (without `/v1`).
-    #[arg(long, env = "RAGD_EVAL_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// Bearer token sent as `Authorization: Bearer KEY`.
-    #[arg(long, env = "RAGD_API_KEY")]
-    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub server: ServerFlags,
     /// SQuAD v1.1-format JSON file.
     #[arg(long)]
     pub squad: PathBuf,
@@ -232,7 +228,7 @@ pub fn run(args: RagEvalArgs) -> anyhow::Result<()> {
     let (paragraphs, questions) = squad::parse(&json)?;
     anyhow::ensure!(!questions.is_empty(), "{}: no questions", args.squad.display());
     runtime()?.block_on(async move {
-        let client = Client::new(&args.url, args.api_key.clone())?;
+        let client = Client::from_flags(&args.server)?;
         let url = client.url.clone();
         eprintln!(
             "eval rag: {} paragraphs, {} questions from {}",
@@ -243,7 +239,7 @@ pub fn run(args: RagEvalArgs) -> anyhow::Result<()> {
         let ingest_rate = load(&client, &args, &paragraphs).await?;
         let r = retrieval(&client, &args, &spread(&questions, args.retrieval_questions)).await?;
         let a = if args.answer_questions > 0 {
-            let model = first_model(&client.http, &url, args.api_key.as_deref()).await?;
+            let model = first_model(&client.http, &url, client.api_key.as_deref()).await?;
             answers(&client, &args, &model, &spread(&questions, args.answer_questions)).await?
         } else {
             Answers::default()
