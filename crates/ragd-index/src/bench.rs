@@ -6,6 +6,9 @@
 use crate::config::HnswParams;
 use crate::shard::Shard;
 
+/// The distance the shard's graph uses, for graphs built outside it.
+pub use crate::shard::Cosine;
+
 /// A shard whose chunk ids are the vectors' positions.
 pub struct BenchShard(Shard);
 

@@ -36,7 +36,7 @@ pub(crate) fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
 /// into SIMD (hnsw_rs's `DistCosine` sums one element at a time in f64:
 /// about 3x slower searches and builds).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Cosine;
+pub struct Cosine;
 
 impl Distance<f32> for Cosine {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
