@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! hnsw_bench embed [--squad FILE] [--models-dir DIR] [--data DIR] [--min-base N] [--batch N] [--force]
-//! hnsw_bench bench [--data DIR] [--ef 16,32,64,96,128,256] [--timing-queries N] [--runs N] [--fast-cosine]
+//! hnsw_bench bench [--data DIR] [--ef 16,32,64,96,128,256] [--timing-queries N] [--runs N]
 //! ```
 //!
 //! `embed` embeds SQuAD v1.1 dev with ragd's own all-MiniLM-L6-v2 embedder:
@@ -21,9 +21,7 @@
 //! `RAYON_NUM_THREADS`), then for each `ef` measures recall@10 over all
 //! queries and queries/s of one thread over `--timing-queries` evenly
 //! spaced queries (best and median of `--runs`). A table goes to stderr and
-//! one JSON object to stdout. `--fast-cosine` measures instead a diagnostic
-//! that ragd does not serve: hnsw_rs directly, with the same parameters and
-//! distance (the shard's f32 `Cosine`), searched without the shard's filter.
+//! one JSON object to stdout.
 //!
 //! Recall counts a returned vector as correct when it is among the exact
 //! top 10 or no farther than the exact 10th (ties between equal vectors).
@@ -33,9 +31,8 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hnsw_rs::prelude::Hnsw;
 use ragd_core::{Embedder, TextTokenizer, TokenBatch};
-use ragd_index::bench::{BenchShard, Cosine};
+use ragd_index::bench::BenchShard;
 use ragd_index::HnswParams;
 use ragd_models::{BertEmbedder, Device};
 use rayon::prelude::*;
@@ -66,8 +63,7 @@ fn run() -> Res<()> {
 }
 
 const USAGE: &str = "usage: hnsw_bench embed|bench [--data DIR] [--squad FILE] [--models-dir DIR] \
-                     [--min-base N] [--batch N] [--force] [--ef LIST] [--timing-queries N] [--runs N] \
-                     [--fast-cosine]";
+                     [--min-base N] [--batch N] [--force] [--ef LIST] [--timing-queries N] [--runs N]";
 
 struct Opts {
     data: PathBuf,
@@ -79,7 +75,6 @@ struct Opts {
     efs: Vec<usize>,
     timing_queries: usize,
     runs: usize,
-    fast_cosine: bool,
 }
 
 impl Opts {
@@ -98,16 +93,11 @@ impl Opts {
             efs: vec![16, 32, 64, 96, 128, 256],
             timing_queries: 2_000,
             runs: 3,
-            fast_cosine: false,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
-            match flag.as_str() {
-                "--force" => o.force = true,
-                "--fast-cosine" => o.fast_cosine = true,
-                _ => {}
-            }
-            if matches!(flag.as_str(), "--force" | "--fast-cosine") {
+            if flag == "--force" {
+                o.force = true;
                 continue;
             }
             let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -424,42 +414,16 @@ fn bench(o: &Opts) -> Res<()> {
         default_ef: params.ef_search,
     };
 
-    let out = if o.fast_cosine {
-        // Diagnostic, not what ragd serves: hnsw_rs searched without a filter.
-        let t = Instant::now();
-        let hnsw = Hnsw::new(
-            params.m,
-            base.rows.max(10_000),
-            16,
-            params.ef_construction,
-            Cosine,
-        );
-        let items: Vec<(&[f32], usize)> = rows.iter().enumerate().map(|(i, v)| (*v, i)).collect();
-        hnsw.parallel_insert_slice(&items);
-        let build_s = t.elapsed().as_secs_f64();
-        run.measure(
-            "ragd-fast-cosine",
-            "hnsw_rs 0.3.5, 8-lane f32 cosine (diagnostic)",
-            build_s,
-            &|q, ef| {
-                hnsw.search(q, K, ef.max(K))
-                    .into_iter()
-                    .map(|n| n.d_id as u64)
-                    .collect()
-            },
-        )
-    } else {
-        let t = Instant::now();
-        let shard = BenchShard::build(&params, &rows);
-        let build_s = t.elapsed().as_secs_f64();
-        assert_eq!(shard.len(), base.rows);
-        run.measure(
-            "ragd",
-            "ragd-index shard (hnsw_rs 0.3.5, f32 cosine)",
-            build_s,
-            &|q, ef| shard.search(q, K, ef).into_iter().map(|h| h.0).collect(),
-        )
-    };
+    let t = Instant::now();
+    let shard = BenchShard::build(&params, &rows);
+    let build_s = t.elapsed().as_secs_f64();
+    assert_eq!(shard.len(), base.rows);
+    let out = run.measure(
+        "ragd",
+        "ragd-index shard (hnsw_rs 0.3.5, unit vectors, f32 dot)",
+        build_s,
+        &|q, ef| shard.search(q, K, ef).into_iter().map(|h| h.0).collect(),
+    );
     println!("{out}");
     Ok(())
 }

@@ -6,9 +6,6 @@
 use crate::config::HnswParams;
 use crate::shard::Shard;
 
-/// The distance the shard's graph uses, for graphs built outside it.
-pub use crate::shard::Cosine;
-
 /// A shard whose chunk ids are the vectors' positions.
 pub struct BenchShard(Shard);
 
@@ -25,7 +22,7 @@ impl BenchShard {
     /// `k` as `(chunk id, cosine distance)`, nearest first, with `ef`
     /// raised to `k` when smaller.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
-        self.0.search(query, k, ef.max(k), &|_| true)
+        self.0.search(query, k, ef.max(k), None)
     }
 
     pub fn len(&self) -> usize {

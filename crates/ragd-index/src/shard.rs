@@ -20,50 +20,59 @@ const PARALLEL_INSERT: usize = 64;
 
 pub(crate) struct Shard {
     params: HnswParams,
-    hnsw: Hnsw<'static, f32, Cosine>,
+    hnsw: Hnsw<'static, f32, UnitCosine>,
     /// Data id -> chunk, `None` for a tombstone.
     slots: Vec<Option<ChunkId>>,
     live: usize,
 }
 
-/// Cosine distance (0 identical .. 2 opposite), used for exact search too so
-/// both paths score alike.
+/// Cosine distance (0 identical .. 2 opposite) of two vectors of any
+/// length, for exact search; the graph scores unit vectors alike.
 pub(crate) fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
-    Cosine.eval(a, b)
+    let norms = (dot(a, a) * dot(b, b)).sqrt();
+    if norms == 0.0 || !norms.is_finite() {
+        return 1.0;
+    }
+    (1.0 - dot(a, b) / norms).max(0.0)
 }
 
-/// Cosine distance in f32 with eight partial sums, which the compiler turns
-/// into SIMD (hnsw_rs's `DistCosine` sums one element at a time in f64:
-/// about 3x slower searches and builds).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Cosine;
+/// `v / |v|`; a zero vector stays zero (distance 1 to everything).
+fn unit(v: &[f32]) -> Vec<f32> {
+    let norm = dot(v, v).sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return v.to_vec();
+    }
+    v.iter().map(|x| x / norm).collect()
+}
 
-impl Distance<f32> for Cosine {
+/// Dot product with eight partial sums, which the compiler turns into SIMD.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Cosine distance of unit vectors, `1 - a.b`: the graph stores vectors
+/// normalised and normalises each query, so a distance is one dot product
+/// (as hnswlib's "cosine" space does; hnsw_rs's `DistCosine` computes both
+/// norms every time, in f64, about 5x slower).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnitCosine;
+
+impl Distance<f32> for UnitCosine {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        let (mut dot, mut na, mut nb) = ([0f32; 8], [0f32; 8], [0f32; 8]);
-        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-        let (ra, rb) = (ca.remainder(), cb.remainder());
-        for (x, y) in ca.zip(cb) {
-            for j in 0..8 {
-                dot[j] += x[j] * y[j];
-                na[j] += x[j] * x[j];
-                nb[j] += y[j] * y[j];
-            }
-        }
-        let (mut d, mut n1, mut n2) = (
-            dot.iter().sum::<f32>(),
-            na.iter().sum::<f32>(),
-            nb.iter().sum::<f32>(),
-        );
-        for (x, y) in ra.iter().zip(rb) {
-            d += x * y;
-            n1 += x * x;
-            n2 += y * y;
-        }
-        if n1 == 0.0 || n2 == 0.0 {
-            return 1.0;
-        }
-        (1.0 - d / (n1 * n2).sqrt()).max(0.0)
+        (1.0 - dot(a, b)).max(0.0)
     }
 }
 
@@ -76,7 +85,7 @@ impl Shard {
             items.len().max(10_000),
             MAX_LAYERS,
             params.ef_construction,
-            Cosine,
+            UnitCosine,
         );
         let mut shard = Self {
             params: params.clone(),
@@ -91,10 +100,11 @@ impl Shard {
     /// Adds `items` to the graph and returns their data ids.
     pub fn insert(&mut self, items: &[(ChunkId, &[f32])]) -> Vec<usize> {
         let first = self.slots.len();
-        let batch: Vec<(&[f32], usize)> = items
+        let units: Vec<Vec<f32>> = items.iter().map(|(_, v)| unit(v)).collect();
+        let batch: Vec<(&[f32], usize)> = units
             .iter()
             .enumerate()
-            .map(|(i, (_, v))| (*v, first + i))
+            .map(|(i, v)| (v.as_slice(), first + i))
             .collect();
         if batch.len() >= PARALLEL_INSERT {
             self.hnsw.parallel_insert_slice(&batch);
@@ -129,28 +139,39 @@ impl Shard {
         &self.params
     }
 
-    /// Approximate nearest live chunks accepted by `accept`, nearest first,
-    /// as `(chunk, cosine distance)`; at most `k`, fewer when the search
-    /// ran out of accepted candidates within `ef`.
+    /// Approximate nearest live chunks accepted by `accept` (every live
+    /// chunk when `None`), nearest first, as `(chunk, cosine distance)`; at
+    /// most `k`, fewer when the search ran out of accepted candidates
+    /// within `ef`.
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
-        accept: &dyn Fn(ChunkId) -> bool,
+        accept: Option<&dyn Fn(ChunkId) -> bool>,
     ) -> Vec<(ChunkId, f32)> {
-        let filter = |data_id: &usize| self.slots.get(*data_id).copied().flatten().is_some_and(accept);
-        // hnsw_rs filters only the first `k` of its `ef` candidates, and a
-        // rejected entry point can sit among them: ask for all `ef`, keep `k`.
+        let query = unit(query);
         let ef = ef.max(k);
-        let mut hits: Vec<(ChunkId, f32)> = self
-            .hnsw
-            .search_filter(query, ef, ef, Some(&filter))
+        let live = |data_id: usize| self.slots.get(data_id).copied().flatten();
+        let neighbours = match accept {
+            // Nothing to skip: hnsw_rs's plain search.
+            None if self.live == self.slots.len() => self.hnsw.search(&query, k, ef),
+            _ => {
+                let accept = accept.unwrap_or(&|_| true);
+                let filter = |data_id: &usize| live(*data_id).is_some_and(accept);
+                // hnsw_rs filters only the first `k` of its `ef` candidates,
+                // and a rejected entry point can sit among them: ask for all
+                // `ef`, keep `k`.
+                self.hnsw
+                    .search_filter(&query, ef, ef, Some(&filter))
+                    .into_iter()
+                    .filter(|n| filter(&n.d_id))
+                    .collect()
+            }
+        };
+        let mut hits: Vec<(ChunkId, f32)> = neighbours
             .into_iter()
-            .filter_map(|n| {
-                let chunk = self.slots.get(n.d_id).copied().flatten()?;
-                accept(chunk).then_some((chunk, n.distance))
-            })
+            .filter_map(|n| Some((live(n.d_id)?, n.distance)))
             .collect();
         hits.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         hits.dedup_by_key(|h| h.0);

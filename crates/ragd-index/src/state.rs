@@ -217,7 +217,7 @@ impl State {
         let found = match &filter {
             None => {
                 let k = top_k.min(self.chunks.len());
-                self.approximate(query, k, ef_search, &|_| true)
+                self.approximate(query, k, ef_search, None)
                     .unwrap_or_else(|| self.exact(query, k, self.chunks.keys().copied()))
             }
             Some(f) => {
@@ -228,7 +228,7 @@ impl State {
                 } else if candidates.len() <= EXACT_MAX_CANDIDATES {
                     self.exact(query, k, candidates.into_iter())
                 } else {
-                    self.approximate(query, k, ef_search, &|id| self.chunk_matches(f, id))
+                    self.approximate(query, k, ef_search, Some(&|id| self.chunk_matches(f, id)))
                         .unwrap_or_else(|| self.exact(query, k, candidates.into_iter()))
                 }
             }
@@ -287,7 +287,7 @@ impl State {
         query: &[f32],
         k: usize,
         ef_search: usize,
-        accept: &dyn Fn(ChunkId) -> bool,
+        accept: Option<&dyn Fn(ChunkId) -> bool>,
     ) -> Option<Vec<(ChunkId, f32)>> {
         let mut ef = ef_search.max(k);
         loop {
