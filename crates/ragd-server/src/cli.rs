@@ -42,9 +42,11 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Load .txt, .md and .jsonl files into a collection of a running server.
+    /// Load .txt, .md and .jsonl files into a collection of a running
+    /// server, or offline into a data folder (`--data-dir`).
     Ingest(crate::ingest_cmd::IngestArgs),
-    /// Search a collection of a running server (`--answer`: and answer from it).
+    /// Search a collection of a running server (`--answer`: and answer from
+    /// it), or offline in a data folder (`--data-dir`).
     Query(crate::ingest_cmd::QueryArgs),
     /// Accuracy evaluations against a running server.
     #[command(subcommand)]
@@ -93,6 +95,31 @@ pub enum ModelsCommand {
     },
 }
 
+/// The models folder, the embedding model and how models run (device,
+/// batch budget): what `ragd serve` loads its embedder from, and the
+/// offline `ragd ingest` / `ragd query --data-dir` too, so both embed alike.
+/// The server's other models use the same folder, device and budget.
+#[derive(Debug, Clone, Args)]
+pub struct EmbedderFlags {
+    #[command(flatten)]
+    pub dir: ModelsDir,
+    /// Embedding model: a name in the models folder, a path to a folder, or `none`.
+    #[arg(long, env = "RAGD_EMBEDDER", default_value = "all-minilm-l6-v2")]
+    pub embedder: String,
+    /// Device: auto, cpu, cuda, cuda:N or metal.
+    #[arg(long, env = "RAGD_DEVICE", default_value = "auto")]
+    pub device: ragd_models::DeviceChoice,
+    /// Requests that may wait per model before new ones get 429.
+    #[arg(long, env = "RAGD_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub queue_capacity: usize,
+    /// Most tokens in one embedding or classification batch.
+    #[arg(long, env = "RAGD_MAX_BATCH_TOKENS", default_value_t = 16_384)]
+    pub max_batch_tokens: usize,
+    /// Most sequences in one embedding or classification batch.
+    #[arg(long, env = "RAGD_MAX_BATCH_SEQS", default_value_t = 256)]
+    pub max_batch_seqs: usize,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to bind.
@@ -103,11 +130,8 @@ pub struct ServeArgs {
     pub port: u16,
 
     #[command(flatten)]
-    pub dir: ModelsDir,
+    pub models: EmbedderFlags,
 
-    /// Embedding model: a name in the models folder, a path to a folder, or `none`.
-    #[arg(long, env = "RAGD_EMBEDDER", default_value = "all-minilm-l6-v2")]
-    pub embedder: String,
     /// Guard classifier: a name in the models folder (NanoGuard or a
     /// DeBERTa-v2 sequence classifier such as Prompt-Guard-86M), a path, or `none`.
     #[arg(long, env = "RAGD_GUARD", default_value = "nanoguard")]
@@ -140,19 +164,6 @@ pub struct ServeArgs {
     /// Most sequences generating at once; more wait in the queue.
     #[arg(long, env = "RAGD_MAX_RUNNING", default_value_t = 64)]
     pub max_running: usize,
-    /// Device: auto, cpu, cuda, cuda:N or metal.
-    #[arg(long, env = "RAGD_DEVICE", default_value = "auto")]
-    pub device: ragd_models::DeviceChoice,
-
-    /// Requests that may wait per model before new ones get 429.
-    #[arg(long, env = "RAGD_QUEUE_CAPACITY", default_value_t = 1024)]
-    pub queue_capacity: usize,
-    /// Most tokens in one embedding or classification batch.
-    #[arg(long, env = "RAGD_MAX_BATCH_TOKENS", default_value_t = 16_384)]
-    pub max_batch_tokens: usize,
-    /// Most sequences in one embedding or classification batch.
-    #[arg(long, env = "RAGD_MAX_BATCH_SEQS", default_value_t = 256)]
-    pub max_batch_seqs: usize,
     /// Most inputs in one embeddings or moderations request.
     #[arg(long, env = "RAGD_MAX_INPUTS", default_value_t = 2048)]
     pub max_inputs: usize,

@@ -1,5 +1,6 @@
-//! `ragd ingest` and `ragd query`: load files into a collection of a running
-//! server and ask it questions, through the HTTP API.
+//! `ragd ingest` and `ragd query`: load files into a collection and ask it
+//! questions, through a running server's HTTP API or, with `--data-dir`,
+//! offline on its data folder ([`crate::local_kb`]).
 //!
 //! Files: `.txt` and `.md` are one document each (id: the path as given,
 //! metadata `source`); `.jsonl` holds one document per line, `{"id",
@@ -7,13 +8,20 @@
 //! walked recursively.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use ragd_index::{Collection, DocumentInput, Metadata};
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::api_client::{progress, runtime, ApiClient, ServerFlags};
+use crate::knowledge;
+use crate::local_kb::{LocalCollection, LocalFlags};
+use crate::models::ModelHandle;
+use crate::routes::collections::SearchHit;
+use crate::state::CollectionLimits;
 
 #[derive(Debug, Clone, Args)]
 pub struct IngestArgs {
@@ -22,12 +30,14 @@ pub struct IngestArgs {
     /// Collection to upsert into (created when missing).
     #[arg(long)]
     pub collection: String,
-    /// Documents per request.
+    /// Documents per request (per upsert with `--data-dir`).
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Files or directories (.txt, .md, .jsonl).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten, next_help_heading = "Offline, on a data folder")]
+    pub local: LocalFlags,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -39,13 +49,15 @@ pub struct QueryArgs {
     /// Chunks to retrieve.
     #[arg(long, default_value_t = 4)]
     pub top_k: usize,
-    /// Also generate an answer from the retrieved chunks.
-    #[arg(long)]
+    /// Also generate an answer from the retrieved chunks (needs a server).
+    #[arg(long, conflicts_with = "data_dir")]
     pub answer: bool,
     /// Generator model for `--answer` (default: the server's generator).
     #[arg(long)]
     pub model: Option<String>,
     pub question: String,
+    #[command(flatten, next_help_heading = "Offline, on a data folder")]
+    pub local: LocalFlags,
 }
 
 /// Every supported file under `paths`, in a stable order. A file named
@@ -74,7 +86,7 @@ fn files(paths: &[PathBuf], named: bool) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// The documents of one file.
-fn documents(path: &Path) -> anyhow::Result<Vec<Value>> {
+fn documents(path: &Path) -> anyhow::Result<Vec<DocumentInput>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {} (UTF-8 text)", path.display()))?;
     let name = path.display().to_string();
@@ -94,16 +106,65 @@ fn documents(path: &Path) -> anyhow::Result<Vec<Value>> {
                     .map_or_else(|| format!("{name}:{}", i + 1), str::to_string);
                 let mut metadata = v["metadata"].as_object().cloned().unwrap_or_default();
                 metadata.entry("source").or_insert_with(|| json!(name));
-                Ok(json!({"id": id, "text": body, "metadata": metadata}))
+                Ok(DocumentInput {
+                    id,
+                    text: body.to_string(),
+                    metadata,
+                })
             })
             .collect();
     }
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    Ok(vec![
-        json!({"id": name, "text": text, "metadata": {"source": name}}),
-    ])
+    let metadata = Metadata::from_iter([("source".to_string(), json!(name))]);
+    Ok(vec![DocumentInput {
+        id: name,
+        text,
+        metadata,
+    }])
+}
+
+/// Where `ragd ingest` upserts: a server's collection, or one in a data
+/// folder opened by this process.
+enum Target {
+    Server { client: ApiClient, path: String },
+    Local(Arc<Collection>, ModelHandle),
+}
+
+impl Target {
+    /// The server's collection `name`, created when missing.
+    async fn server(flags: &ServerFlags, name: &str) -> anyhow::Result<Self> {
+        let client = ApiClient::from_flags(flags)?;
+        let path = format!("/v1/collections/{name}");
+        let (status, _) = client.call(Method::GET, &path, None).await?;
+        if status == 404 {
+            client
+                .ok(Method::POST, "/v1/collections", Some(&json!({"name": name})))
+                .await?;
+        }
+        Ok(Self::Server {
+            client,
+            path: format!("{path}/documents"),
+        })
+    }
+
+    /// Upserts `batch`; returns the chunks written.
+    async fn upsert(&self, batch: &[DocumentInput]) -> anyhow::Result<usize> {
+        match self {
+            Self::Server { client, path } => {
+                let v = client
+                    .ok(Method::POST, path, Some(&json!({"documents": batch})))
+                    .await?;
+                Ok(v["chunks"].as_u64().unwrap_or(0) as usize)
+            }
+            Self::Local(collection, handle) => {
+                let limits = CollectionLimits::default();
+                let done = knowledge::upsert_documents(collection, handle, batch.to_vec(), &limits).await?;
+                Ok(done.outcome.chunks)
+            }
+        }
+    }
 }
 
 pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
@@ -113,26 +174,19 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     for f in &files {
         docs.extend(documents(f)?);
     }
-    runtime()?.block_on(async move {
-        let client = ApiClient::from_flags(&args.server)?;
-        let path = format!("/v1/collections/{}", args.collection);
-        let (status, _) = client.call(Method::GET, &path, None).await?;
-        if status == 404 {
-            client
-                .ok(
-                    Method::POST,
-                    "/v1/collections",
-                    Some(&json!({"name": args.collection})),
-                )
-                .await?;
-        }
+    let local = args.local.open(&args.collection, true)?;
+    runtime()?.block_on(async {
+        let target = match &local {
+            Some(l) => Target::Local(l.collection.clone(), l.handle.clone()),
+            None => Target::server(&args.server, &args.collection).await?,
+        };
         let bar = progress(docs.len() as u64, "documents");
-        let (mut chunks, docs_path) = (0u64, format!("{path}/documents"));
+        let mut chunks = 0;
         for batch in docs.chunks(args.batch.max(1)) {
-            let v = client
-                .ok(Method::POST, &docs_path, Some(&json!({"documents": batch})))
-                .await?;
-            chunks += v["chunks"].as_u64().unwrap_or(0);
+            chunks += target
+                .upsert(batch)
+                .await
+                .with_context(|| format!("upserting the batch that starts with `{}`", batch[0].id))?;
             bar.inc(batch.len() as u64);
         }
         bar.finish();
@@ -142,11 +196,28 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
             files.len(),
             args.collection
         );
-        Ok(())
-    })
+        anyhow::Ok(())
+    })?;
+    local.map_or(Ok(()), LocalCollection::close)
 }
 
 pub fn run_query(args: QueryArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.top_k > 0, "--top-k must be at least 1");
+    if let Some(local) = args.local.open(&args.collection, false)? {
+        return runtime()?.block_on(async {
+            let found = knowledge::search(
+                local.collection.clone(),
+                &local.handle,
+                args.question,
+                args.top_k,
+                None,
+            )
+            .await?;
+            let hits: Vec<SearchHit> = found.hits.into_iter().map(SearchHit::from).collect();
+            print_sources(&serde_json::to_value(hits)?);
+            Ok(())
+        });
+    }
     runtime()?.block_on(async move {
         let client = ApiClient::from_flags(&args.server)?;
         if !args.answer {

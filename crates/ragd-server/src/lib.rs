@@ -14,6 +14,8 @@ pub mod generate;
 pub mod ingest_cmd;
 pub mod input;
 pub mod json;
+pub mod knowledge;
+pub mod local_kb;
 pub mod metrics;
 pub mod models;
 pub mod models_cmd;

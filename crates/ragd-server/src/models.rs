@@ -12,7 +12,7 @@ use ragd_engine::{
 };
 use ragd_models::Device;
 
-use crate::cli::ServeArgs;
+use crate::cli::{EmbedderFlags, ServeArgs};
 use crate::generate::GeneratorHandle;
 
 /// A loaded model as the routes see it: its facts, its tokenizer, its queue.
@@ -67,35 +67,49 @@ pub fn resolve(spec: &str, models_dir: &Path) -> anyhow::Result<Option<PathBuf>>
     )
 }
 
-fn limits(args: &ServeArgs) -> BatchLimits {
+fn limits(flags: &EmbedderFlags) -> BatchLimits {
     BatchLimits {
-        queue_capacity: args.queue_capacity,
-        max_batch_tokens: args.max_batch_tokens,
-        max_batch_seqs: args.max_batch_seqs,
+        queue_capacity: flags.queue_capacity,
+        max_batch_tokens: flags.max_batch_tokens,
+        max_batch_seqs: flags.max_batch_seqs,
     }
 }
 
 /// Loads the configured models, each on its own worker thread. Logs the
 /// time each one took.
 pub fn load(args: &ServeArgs, registry: &prometheus::Registry) -> anyhow::Result<Models> {
-    let device = args.device.open()?;
-    let mut models = Models::default();
-    if let Some(dir) = resolve(&args.embedder, &args.dir.models_dir)? {
-        models.embedder = Some(timed("embedder", &dir, || {
-            load_embedder(&dir, &device, args, registry)
-        })?);
-    }
-    if let Some(dir) = resolve(&args.guard, &args.dir.models_dir)? {
+    let flags = &args.models;
+    let device = flags.device.open()?;
+    let models_dir = &flags.dir.models_dir;
+    let mut models = Models {
+        embedder: embedder(flags, &device, registry)?,
+        ..Models::default()
+    };
+    if let Some(dir) = resolve(&args.guard, models_dir)? {
         models.guard = Some(timed("guard", &dir, || {
-            load_guard(&dir, &device, args, registry)
+            load_guard(&dir, &device, flags, registry)
         })?);
     }
-    if let Some(dir) = resolve(&args.generator, &args.dir.models_dir)? {
+    if let Some(dir) = resolve(&args.generator, models_dir)? {
         models.generator = Some(timed("generator", &dir, || {
             load_generator(&dir, &device, args, registry)
         })?);
     }
     Ok(models)
+}
+
+/// The embedder `flags` name (`None` for `none`) on its own worker
+/// thread: how `ragd serve` loads it, and the offline `ragd ingest` /
+/// `ragd query --data-dir`.
+pub fn embedder(
+    flags: &EmbedderFlags,
+    device: &Device,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<Option<ModelHandle>> {
+    let Some(dir) = resolve(&flags.embedder, &flags.dir.models_dir)? else {
+        return Ok(None);
+    };
+    timed("embedder", &dir, || load_embedder(&dir, device, flags, registry)).map(Some)
 }
 
 fn timed<T>(role: &str, dir: &Path, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
@@ -116,7 +130,7 @@ fn register(metrics: &WorkerMetrics, registry: &prometheus::Registry) -> anyhow:
 fn load_embedder(
     dir: &Path,
     device: &Device,
-    args: &ServeArgs,
+    flags: &EmbedderFlags,
     registry: &prometheus::Registry,
 ) -> anyhow::Result<ModelHandle> {
     let id = ragd_models::model_id(dir)?;
@@ -126,21 +140,21 @@ fn load_embedder(
     let metrics = WorkerMetrics::new(&id);
     register(&metrics, registry)?;
     let model: Box<dyn Embedder> = Box::new(model);
-    let (worker, _thread) = BatchWorker::spawn(&id, model, limits(args), metrics)?;
+    let (worker, _thread) = BatchWorker::spawn(&id, model, limits(flags), metrics)?;
     Ok(ModelHandle {
         info,
         tokenizer,
         worker,
         labels: Vec::new(),
         output_dim,
-        batch: limits(args),
+        batch: limits(flags),
     })
 }
 
 fn load_guard(
     dir: &Path,
     device: &Device,
-    args: &ServeArgs,
+    flags: &EmbedderFlags,
     registry: &prometheus::Registry,
 ) -> anyhow::Result<ModelHandle> {
     let (model, tokenizer): (Box<dyn Classifier>, _) = ragd_models::guard::load_guard(dir, device)?;
@@ -148,14 +162,14 @@ fn load_guard(
     let labels = model.labels().to_vec();
     let metrics = WorkerMetrics::new(&info.id);
     register(&metrics, registry)?;
-    let (worker, _thread) = BatchWorker::spawn(&info.id, model, limits(args), metrics)?;
+    let (worker, _thread) = BatchWorker::spawn(&info.id, model, limits(flags), metrics)?;
     Ok(ModelHandle {
         info,
         tokenizer,
         worker,
         output_dim: labels.len(),
         labels,
-        batch: limits(args),
+        batch: limits(flags),
     })
 }
 
@@ -181,7 +195,7 @@ fn load_generator(
         registry.register(c)?;
     }
     let limits = GenerationLimits {
-        queue_capacity: args.queue_capacity,
+        queue_capacity: args.models.queue_capacity,
         max_batch_tokens: args.max_step_tokens,
         max_running: args.max_running,
     };

@@ -62,13 +62,14 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     };
     let registry = prometheus::Registry::new();
     let mut expected = Vec::new();
-    if models::resolve(&args.embedder, &args.dir.models_dir)?.is_some() {
+    let models_dir = &args.models.dir.models_dir;
+    if models::resolve(&args.models.embedder, models_dir)?.is_some() {
         expected.push("embedder");
     }
-    if models::resolve(&args.guard, &args.dir.models_dir)?.is_some() {
+    if models::resolve(&args.guard, models_dir)?.is_some() {
         expected.push("guard");
     }
-    if models::resolve(&args.generator, &args.dir.models_dir)?.is_some() {
+    if models::resolve(&args.generator, models_dir)?.is_some() {
         expected.push("generator");
     }
     let limits = Limits {

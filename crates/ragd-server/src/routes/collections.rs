@@ -7,37 +7,26 @@
 //! - `POST /v1/collections/{name}/search`
 //!
 //! Every call is keyed by the request's [`Tenant`]: another tenant's
-//! collection is a 404 exactly like a missing one. Documents are chunked
-//! with the embedder's tokenizer and embedded through the same path as
-//! `/v1/embeddings`; index calls run on the blocking pool.
+//! collection is a 404 exactly like a missing one. The work itself (chunking,
+//! embedding, upsert, search) is in [`crate::knowledge`], which the offline
+//! `ragd ingest --data-dir` shares; index calls run on the blocking pool.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::Json as AxumJson;
-use ragd_index::{
-    attach_vectors, chunk_texts, Collection, CollectionConfig, DocumentInput, Hit, IndexError, Metadata,
-    MetadataFilter, Store,
-};
+use ragd_index::{Collection, DocumentInput, Hit, IndexError, Metadata, MetadataFilter, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Tenant;
 use crate::error::ApiError;
-use crate::input::Input;
 use crate::json::Json;
+use crate::knowledge::{self, blocking, check_embedder};
 use crate::models::ModelHandle;
-use crate::routes::embeddings::embed;
 use crate::state::AppState;
 
-/// Chunk length when the request gives none (capped by the embedder's window).
-const DEFAULT_CHUNK_TOKENS: usize = 200;
-/// Overlap when the request gives none (capped at a quarter of the chunk).
-const DEFAULT_CHUNK_OVERLAP: usize = 32;
 /// Most `top_k` when the request gives none.
 const DEFAULT_TOP_K: usize = 4;
-/// Largest serialized metadata of a collection or a document, in bytes.
-const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,16 +151,6 @@ impl From<Hit> for SearchHit {
     }
 }
 
-/// Runs an index call on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(format!("knowledge base task failed: {e}")))?
-        .map_err(ApiError::from)
-}
-
 fn describe(c: &Collection) -> Result<CollectionObject, IndexError> {
     let stats = c.stats()?;
     let config = c.config();
@@ -199,32 +178,8 @@ async fn open(
     let tenant = tenant.clone();
     let collection = blocking(move || store.collection(tenant.as_str(), &name)).await?;
     let handle = state.embedder()?;
-    match &collection.config().embedding_model {
-        Some(model) if *model != handle.info.id => Err(ApiError::Conflict(format!(
-            "collection `{}` holds vectors of the embedding model `{model}`, but this server runs `{}`",
-            collection.name(),
-            handle.info.id
-        ))),
-        _ if collection.config().dim != handle.output_dim => Err(ApiError::Conflict(format!(
-            "collection `{}` holds {}-d vectors, but the embedding model `{}` makes {}-d ones",
-            collection.name(),
-            collection.config().dim,
-            handle.info.id,
-            handle.output_dim
-        ))),
-        _ => Ok((collection, handle)),
-    }
-}
-
-fn check_metadata(metadata: &Metadata, param: &'static str) -> Result<(), ApiError> {
-    let bytes = serde_json::to_vec(metadata).map_or(usize::MAX, |v| v.len());
-    if bytes > MAX_METADATA_BYTES {
-        return Err(ApiError::invalid(
-            format!("`{param}` is {bytes} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"),
-            param,
-        ));
-    }
-    Ok(())
+    check_embedder(&collection, &handle)?;
+    Ok((collection, handle))
 }
 
 /// `POST /v1/collections`.
@@ -235,30 +190,7 @@ pub async fn create(
 ) -> Result<AxumJson<CollectionObject>, ApiError> {
     let store = state.store()?;
     let handle = state.embedder()?;
-    let window = handle.info.framing.content_len();
-    let chunk_tokens = req.chunk_tokens.unwrap_or(DEFAULT_CHUNK_TOKENS.min(window));
-    if chunk_tokens == 0 || chunk_tokens > window {
-        return Err(ApiError::invalid(
-            format!(
-                "`chunk_tokens` must be 1 to {window} (the window of the embedding model `{}`), got {chunk_tokens}",
-                handle.info.id
-            ),
-            "chunk_tokens",
-        ));
-    }
-    let chunk_overlap = req
-        .chunk_overlap
-        .unwrap_or(DEFAULT_CHUNK_OVERLAP.min(chunk_tokens / 4));
-    if chunk_overlap >= chunk_tokens {
-        return Err(ApiError::invalid(
-            format!("`chunk_overlap` ({chunk_overlap}) must be smaller than `chunk_tokens` ({chunk_tokens})"),
-            "chunk_overlap",
-        ));
-    }
-    check_metadata(&req.metadata, "metadata")?;
-    let mut config = CollectionConfig::new(handle.output_dim, chunk_tokens, chunk_overlap);
-    config.embedding_model = Some(handle.info.id.clone());
-    config.metadata = req.metadata;
+    let config = knowledge::collection_config(&handle, req.chunk_tokens, req.chunk_overlap, req.metadata)?;
     let object = blocking(move || {
         let c = store.create_collection(tenant.as_str(), &req.name, config)?;
         describe(&c)
@@ -329,41 +261,8 @@ pub async fn upsert(
     Path(name): Path<String>,
     Json(req): Json<UpsertDocuments>,
 ) -> Result<AxumJson<UpsertResponse>, ApiError> {
-    let limits = &state.collection_limits;
-    let docs = req.documents;
-    if docs.is_empty() {
-        return Err(ApiError::invalid("`documents` must not be empty", "documents"));
-    }
-    if docs.len() > limits.max_documents {
-        return Err(ApiError::invalid(
-            format!(
-                "`documents` has {} items; at most {} are allowed per request",
-                docs.len(),
-                limits.max_documents
-            ),
-            "documents",
-        ));
-    }
-    for (i, d) in docs.iter().enumerate() {
-        if d.text.len() > limits.max_document_bytes {
-            return Err(ApiError::invalid(
-                format!(
-                    "`documents[{i}].text` is {} bytes long; at most {} are allowed",
-                    d.text.len(),
-                    limits.max_document_bytes
-                ),
-                "documents",
-            ));
-        }
-        if d.text.trim().is_empty() {
-            return Err(ApiError::invalid(
-                format!("`documents[{i}].text` is empty"),
-                "documents",
-            ));
-        }
-        check_metadata(&d.metadata, "documents")?;
-    }
-    let docs: Vec<DocumentInput> = docs
+    let docs: Vec<DocumentInput> = req
+        .documents
         .into_iter()
         .map(|d| DocumentInput {
             id: d.id,
@@ -372,23 +271,12 @@ pub async fn upsert(
         })
         .collect();
     let (collection, handle) = open(&state, &tenant, name).await?;
-    let tokenizer = handle.tokenizer.clone();
-    let c = collection.clone();
-    let prepared = blocking(move || c.prepare(docs, tokenizer.as_ref())).await?;
-    let texts = chunk_texts(&prepared);
-    let (vectors, tokens) = embed(&handle, texts.into_iter().map(Input::Text).collect()).await?;
-    let c = collection.clone();
-    let outcome = blocking(move || c.upsert(attach_vectors(prepared, vectors)?)).await?;
+    let knowledge::Upserted { outcome, tokens } =
+        knowledge::upsert_documents(&collection, &handle, docs, &state.collection_limits).await?;
     state
         .index_metrics
         .ingested_documents
         .inc_by(outcome.documents as u64);
-    tracing::info!(
-        collection = collection.name(),
-        documents = outcome.documents,
-        chunks = outcome.chunks,
-        "documents upserted"
-    );
     Ok(AxumJson(UpsertResponse {
         object: "collection.upsert",
         collection: collection.name().to_string(),
@@ -468,10 +356,6 @@ pub async fn retrieve(
         ));
     }
     let (collection, handle) = open(state, tenant, name).await?;
-    let (mut vectors, tokens) = embed(&handle, vec![Input::Text(query)]).await?;
-    let query = vectors
-        .pop()
-        .ok_or_else(|| ApiError::Internal("the embedder returned no vector".into()))?;
     let filter = if filter.is_empty() {
         None
     } else {
@@ -480,12 +364,11 @@ pub async fn retrieve(
             doc_ids: None,
         })
     };
-    let (hits, seconds) = blocking(move || {
-        let t0 = Instant::now();
-        let hits = collection.search(&query, top_k, filter.as_ref())?;
-        Ok((hits, t0.elapsed().as_secs_f64()))
-    })
-    .await?;
+    let knowledge::Found {
+        hits,
+        tokens,
+        seconds,
+    } = knowledge::search(collection, &handle, query, top_k, filter).await?;
     let m = &state.index_metrics;
     m.search_seconds.observe(seconds);
     if let Some(best) = hits.first() {

@@ -1,0 +1,210 @@
+//! Knowledge-base operations shared by the collections API and the offline
+//! `ragd ingest` / `ragd query --data-dir`: the configuration of a new
+//! collection, the check that a collection's vectors come from the embedder
+//! at hand, document upsert (validate, chunk, embed, store) and search.
+//!
+//! Index calls run on the blocking pool; texts become vectors through
+//! [`embed`], the embedder's batch worker, exactly as for `/v1/embeddings`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ragd_index::{
+    attach_vectors, chunk_texts, Collection, CollectionConfig, DocumentInput, Hit, IndexError, Metadata,
+    MetadataFilter, UpsertOutcome,
+};
+
+use crate::error::ApiError;
+use crate::input::Input;
+use crate::models::ModelHandle;
+use crate::routes::embeddings::embed;
+use crate::state::CollectionLimits;
+
+/// Chunk length when none is given (capped by the embedder's window).
+const DEFAULT_CHUNK_TOKENS: usize = 200;
+/// Overlap when none is given (capped at a quarter of the chunk).
+const DEFAULT_CHUNK_OVERLAP: usize = 32;
+/// Largest serialized metadata of a collection or a document, in bytes.
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// Runs an index call on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("knowledge base task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+/// The configuration of a new collection embedded by `handle`: chunk length
+/// and overlap (defaults when `None`) checked against its window.
+pub fn collection_config(
+    handle: &ModelHandle,
+    chunk_tokens: Option<usize>,
+    chunk_overlap: Option<usize>,
+    metadata: Metadata,
+) -> Result<CollectionConfig, ApiError> {
+    let window = handle.info.framing.content_len();
+    let chunk_tokens = chunk_tokens.unwrap_or(DEFAULT_CHUNK_TOKENS.min(window));
+    if chunk_tokens == 0 || chunk_tokens > window {
+        return Err(ApiError::invalid(
+            format!(
+                "`chunk_tokens` must be 1 to {window} (the window of the embedding model `{}`), got {chunk_tokens}",
+                handle.info.id
+            ),
+            "chunk_tokens",
+        ));
+    }
+    let chunk_overlap = chunk_overlap.unwrap_or(DEFAULT_CHUNK_OVERLAP.min(chunk_tokens / 4));
+    if chunk_overlap >= chunk_tokens {
+        return Err(ApiError::invalid(
+            format!("`chunk_overlap` ({chunk_overlap}) must be smaller than `chunk_tokens` ({chunk_tokens})"),
+            "chunk_overlap",
+        ));
+    }
+    check_metadata(&metadata, "metadata")?;
+    let mut config = CollectionConfig::new(handle.output_dim, chunk_tokens, chunk_overlap);
+    config.embedding_model = Some(handle.info.id.clone());
+    config.metadata = metadata;
+    Ok(config)
+}
+
+/// A collection's vectors must come from the embedder `handle`: same model,
+/// same dimension. Anything else is a conflict, never a mix.
+pub fn check_embedder(collection: &Collection, handle: &ModelHandle) -> Result<(), ApiError> {
+    let config = collection.config();
+    match &config.embedding_model {
+        Some(model) if *model != handle.info.id => Err(ApiError::Conflict(format!(
+            "collection `{}` holds vectors of the embedding model `{model}`, but this server runs `{}`",
+            collection.name(),
+            handle.info.id
+        ))),
+        _ if config.dim != handle.output_dim => Err(ApiError::Conflict(format!(
+            "collection `{}` holds {}-d vectors, but the embedding model `{}` makes {}-d ones",
+            collection.name(),
+            config.dim,
+            handle.info.id,
+            handle.output_dim
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_metadata(metadata: &Metadata, param: &'static str) -> Result<(), ApiError> {
+    let bytes = serde_json::to_vec(metadata).map_or(usize::MAX, |v| v.len());
+    if bytes > MAX_METADATA_BYTES {
+        return Err(ApiError::invalid(
+            format!("`{param}` is {bytes} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"),
+            param,
+        ));
+    }
+    Ok(())
+}
+
+fn check_documents(docs: &[DocumentInput], limits: &CollectionLimits) -> Result<(), ApiError> {
+    if docs.is_empty() {
+        return Err(ApiError::invalid("`documents` must not be empty", "documents"));
+    }
+    if docs.len() > limits.max_documents {
+        return Err(ApiError::invalid(
+            format!(
+                "`documents` has {} items; at most {} are allowed per request",
+                docs.len(),
+                limits.max_documents
+            ),
+            "documents",
+        ));
+    }
+    for (i, d) in docs.iter().enumerate() {
+        if d.text.len() > limits.max_document_bytes {
+            return Err(ApiError::invalid(
+                format!(
+                    "`documents[{i}].text` is {} bytes long; at most {} are allowed",
+                    d.text.len(),
+                    limits.max_document_bytes
+                ),
+                "documents",
+            ));
+        }
+        if d.text.trim().is_empty() {
+            return Err(ApiError::invalid(
+                format!("`documents[{i}].text` is empty"),
+                "documents",
+            ));
+        }
+        check_metadata(&d.metadata, "documents")?;
+    }
+    Ok(())
+}
+
+/// What [`upsert_documents`] wrote, and the tokens it embedded.
+#[derive(Debug)]
+pub struct Upserted {
+    pub outcome: UpsertOutcome,
+    pub tokens: usize,
+}
+
+/// Inserts or replaces `docs` in `collection`, all or none: checks them
+/// against `limits`, chunks them with the embedder's tokenizer, embeds the
+/// chunks with `handle` and writes them; durable (fsynced) when it returns.
+/// The one upsert path: `POST /v1/collections/{name}/documents` and the
+/// offline `ragd ingest --data-dir` both call it. `handle` must be the
+/// collection's embedder (see [`check_embedder`]).
+pub async fn upsert_documents(
+    collection: &Arc<Collection>,
+    handle: &ModelHandle,
+    docs: Vec<DocumentInput>,
+    limits: &CollectionLimits,
+) -> Result<Upserted, ApiError> {
+    check_documents(&docs, limits)?;
+    let tokenizer = handle.tokenizer.clone();
+    let c = collection.clone();
+    let prepared = blocking(move || c.prepare(docs, tokenizer.as_ref())).await?;
+    let texts = chunk_texts(&prepared);
+    let (vectors, tokens) = embed(handle, texts.into_iter().map(Input::Text).collect()).await?;
+    let c = collection.clone();
+    let outcome = blocking(move || c.upsert(attach_vectors(prepared, vectors)?)).await?;
+    tracing::info!(
+        collection = collection.name(),
+        documents = outcome.documents,
+        chunks = outcome.chunks,
+        "documents upserted"
+    );
+    Ok(Upserted { outcome, tokens })
+}
+
+/// What [`search`] found, best first, the query's tokens and the seconds
+/// the index search took (the embedding not included).
+#[derive(Debug)]
+pub struct Found {
+    pub hits: Vec<Hit>,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+/// Embeds `query` with `handle` and returns the `top_k` chunks of
+/// `collection` closest to it that pass `filter`.
+pub async fn search(
+    collection: Arc<Collection>,
+    handle: &ModelHandle,
+    query: String,
+    top_k: usize,
+    filter: Option<MetadataFilter>,
+) -> Result<Found, ApiError> {
+    let (mut vectors, tokens) = embed(handle, vec![Input::Text(query)]).await?;
+    let query = vectors
+        .pop()
+        .ok_or_else(|| ApiError::Internal("the embedder returned no vector".into()))?;
+    let (hits, seconds) = blocking(move || {
+        let t0 = Instant::now();
+        let hits = collection.search(&query, top_k, filter.as_ref())?;
+        Ok((hits, t0.elapsed().as_secs_f64()))
+    })
+    .await?;
+    Ok(Found {
+        hits,
+        tokens,
+        seconds,
+    })
+}

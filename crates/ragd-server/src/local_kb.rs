@@ -1,0 +1,99 @@
+//! The offline mode of `ragd ingest` and `ragd query` (`--data-dir`): the
+//! knowledge base opened in this process, without a server, and the
+//! embedder loaded as `ragd serve` loads it.
+//!
+//! The data folder's advisory lock keeps a running server and an offline
+//! command apart: whichever comes second fails at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use ragd_index::{Collection, IndexError, Metadata, Store, StoreOptions};
+
+use crate::auth::DEFAULT_TENANT;
+use crate::cli::EmbedderFlags;
+use crate::knowledge::{check_embedder, collection_config};
+use crate::models::{self, ModelHandle};
+
+/// Working directly on a data folder instead of through a server.
+#[derive(Debug, Clone, Args)]
+pub struct LocalFlags {
+    /// Work offline on this knowledge-base folder (what `ragd serve
+    /// --data-dir` serves) instead of through a server; no server may be
+    /// running on it.
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    pub data_dir: Option<PathBuf>,
+    /// Tenant whose collection to use, with `--data-dir`. Default: `default`,
+    /// the tenant of `ragd serve --no-auth`.
+    #[arg(long, value_name = "NAME", requires = "data_dir")]
+    pub tenant: Option<String>,
+    #[command(flatten)]
+    pub embedder: EmbedderFlags,
+}
+
+/// One tenant's collection in a data folder opened by this process, with
+/// the embedder its vectors come from.
+pub struct LocalCollection {
+    store: Store,
+    pub collection: Arc<Collection>,
+    pub handle: ModelHandle,
+}
+
+impl LocalFlags {
+    /// Opens the data folder of `--data-dir` (`None` without one) and
+    /// collection `name` of the tenant in it, creating the collection when
+    /// `create` says so. The folder is locked first, so a running server
+    /// fails this before the embedder loads.
+    pub fn open(&self, name: &str, create: bool) -> anyhow::Result<Option<LocalCollection>> {
+        let Some(dir) = &self.data_dir else {
+            return Ok(None);
+        };
+        let store = Store::open(dir, StoreOptions::default()).map_err(|e| match e {
+            IndexError::Locked(_) => anyhow::anyhow!(
+                "the data folder {} is in use (a `ragd serve` running on it?): stop that server, \
+                 or drop --data-dir and go through it with --url",
+                dir.display()
+            ),
+            e => {
+                anyhow::Error::new(e).context(format!("cannot open the knowledge base in {}", dir.display()))
+            }
+        })?;
+        let tenant = self.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+        let device = self.embedder.device.open()?;
+        let handle = models::embedder(&self.embedder, &device, &prometheus::Registry::new())?
+            .context("--data-dir needs an embedding model (--embedder is `none`)")?;
+        let collection = match store.collection(tenant, name) {
+            Err(IndexError::NotFound(_)) if create => {
+                let config = collection_config(&handle, None, None, Metadata::new())?;
+                let c = store.create_collection(tenant, name, config)?;
+                tracing::info!(tenant, collection = name, "collection created");
+                c
+            }
+            Err(IndexError::NotFound(_)) => {
+                anyhow::bail!(
+                    "tenant `{tenant}` has no collection `{name}` in {}",
+                    dir.display()
+                )
+            }
+            other => other?,
+        };
+        check_embedder(&collection, &handle)?;
+        Ok(Some(LocalCollection {
+            store,
+            collection,
+            handle,
+        }))
+    }
+}
+
+impl LocalCollection {
+    /// Checkpoints the data folder (as a server does when it stops, so the
+    /// next start loads snapshots instead of replaying logs) and unlocks it.
+    pub fn close(self) -> anyhow::Result<()> {
+        self.store
+            .checkpoint_all()
+            .context("checkpointing the knowledge base")
+    }
+}
