@@ -1,13 +1,15 @@
 //! Weight rows times every row of a quantized batch: the kernel choice
 //! (made once per process, from the CPU's features) and the portable version.
 
+use super::panel::{self, PANEL};
 use super::{QMatrix, QuantFormat, QuantizedRows, BLOCK};
 
-/// One weight row's blocks.
-pub(super) struct WeightRow<'a> {
+/// One panel's blocks (eight weight rows, `panel.rs` layout).
+pub(super) struct Panel<'a> {
     pub qs: &'a [u8],
+    /// `[block][8]` scales.
     pub d: &'a [f32],
-    /// Empty unless Q4_1.
+    /// `[block][8]` minimums; empty unless Q4_1.
     pub m: &'a [f32],
 }
 
@@ -41,13 +43,16 @@ pub(super) fn select() -> Kernel {
 
 impl Kernel {
     /// `outs[i][jj] = dot(weight row first + jj, activation row i)`: a tile
-    /// of weight rows (as long as each `outs[i]`) against every row of `acts`.
+    /// of weight rows (as long as each `outs[i]`; `first` starts a panel)
+    /// against every row of `acts`.
     pub fn tile(self, w: &QMatrix, first: usize, acts: &QuantizedRows, outs: &mut [&mut [f32]]) {
+        debug_assert_eq!(first % PANEL, 0);
         match self {
             Self::Portable => {
                 for (i, out) in outs.iter_mut().enumerate() {
-                    for (jj, o) in out.iter_mut().enumerate() {
-                        *o = portable(w.format, &w.weight_row(first + jj), acts.row(i));
+                    for (p, lanes) in out.chunks_mut(PANEL).enumerate() {
+                        let sums = portable(w.format, &w.panel(first / PANEL + p), acts.row(i));
+                        lanes.copy_from_slice(&sums[..lanes.len()]);
                     }
                 }
             }
@@ -57,27 +62,29 @@ impl Kernel {
     }
 }
 
-/// The reference: integer dot per block, then `d_w * d_x * sum + m_w * s_x`.
-pub(super) fn portable(format: QuantFormat, w: &WeightRow<'_>, (xq, xd, xs): (&[i8], &[f32], &[f32])) -> f32 {
-    let mut sum = 0f32;
-    for b in 0..w.d.len() {
+/// The reference, lane by lane: each block's integer dot product, then
+/// `acc = sum * (d_w * d_x) + acc` and, for Q4_1, `acc = m_w * s_x + acc`,
+/// both fused multiply-adds. The SIMD kernels do exactly these operations in
+/// this order, so they give the same bits.
+pub(super) fn portable(
+    format: QuantFormat,
+    w: &Panel<'_>,
+    (xq, xd, xs): (&[i8], &[f32], &[f32]),
+) -> [f32; PANEL] {
+    let nb = xd.len();
+    let mut acc = [0f32; PANEL];
+    for b in 0..nb {
         let x = &xq[b * BLOCK..(b + 1) * BLOCK];
-        let sumi: i32 = match format {
-            QuantFormat::Q8_0 => w.qs[b * BLOCK..(b + 1) * BLOCK]
-                .iter()
-                .zip(x)
-                .map(|(&a, &b)| a as i8 as i32 * b as i32)
-                .sum(),
-            QuantFormat::Q4_1 => w.qs[b * 16..(b + 1) * 16]
-                .iter()
-                .enumerate()
-                .map(|(j, &q)| (q & 0x0F) as i32 * x[j] as i32 + (q >> 4) as i32 * x[j + 16] as i32)
-                .sum(),
-        };
-        sum += sumi as f32 * w.d[b] * xd[b];
-        if format == QuantFormat::Q4_1 {
-            sum += w.m[b] * xs[b];
+        for (r, a) in acc.iter_mut().enumerate() {
+            let sum: i32 = (0..BLOCK)
+                .map(|c| panel::value(format, nb, w.qs, r, b, c) * x[c] as i32)
+                .sum();
+            let at = b * PANEL + r;
+            *a = (sum as f32).mul_add(w.d[at] * xd[b], *a);
+            if format == QuantFormat::Q4_1 {
+                *a = w.m[at].mul_add(xs[b], *a);
+            }
         }
     }
-    sum
+    acc
 }

@@ -1,18 +1,22 @@
-//! AVX2 version of the weight-rows-times-batch dot.
+//! AVX2 version of the panel-times-batch dot (`panel.rs` layout).
 //!
-//! Activation rows go in groups of up to four: each weight block is loaded
-//! and unpacked once per group and multiplied with every row of it, each row
-//! in its own accumulator. A row's sequence of instructions is the same
-//! whatever group it is in (the group size is a const parameter; rows never
-//! mix), so its result is too.
+//! Activation rows go in groups of up to four: each panel block is loaded
+//! (and, for Q4_1, unpacked) once per group and multiplied with every row of
+//! it, each row in its own accumulators. The eight lanes of a register are
+//! the panel's eight weight rows, so a block's integer sums come out one per
+//! lane and its scales apply lane-wise. A row's sequence of instructions is
+//! the same whatever group it is in (the group size is a const parameter;
+//! rows never mix) and the same as `dot::portable`'s arithmetic, so its
+//! result is too.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
-use super::dot::WeightRow;
+use super::dot::Panel;
+use super::panel::PANEL;
 use super::{QMatrix, QuantFormat, QuantizedRows, BLOCK};
 
-/// Rows of the batch that share one pass over a weight row.
+/// Rows of the batch that share one pass over a panel.
 const GROUP: usize = 4;
 
 type Row<'a> = (&'a [i8], &'a [f32], &'a [f32]);
@@ -46,112 +50,109 @@ unsafe fn group_tile<const N: usize>(
     outs: &mut [&mut [f32]],
 ) {
     let x: [Row<'_>; N] = std::array::from_fn(|r| acts.row(i0 + r));
-    for jj in 0..outs[0].len() {
-        let row = w.weight_row(first + jj);
-        let nb = row.d.len();
-        assert!(x
-            .iter()
-            .all(|r| r.0.len() == nb * BLOCK && r.1.len() == nb && r.2.len() == nb));
+    let nb = w.cols() / BLOCK;
+    assert!(x
+        .iter()
+        .all(|r| r.0.len() == nb * BLOCK && r.1.len() == nb && r.2.len() == nb));
+    let len = outs[0].len();
+    for (p, start) in (0..len).step_by(PANEL).enumerate() {
+        let panel = w.panel(first / PANEL + p);
+        assert!(panel.qs.len() == nb * PANEL * w.format().qs_bytes() && panel.d.len() == nb * PANEL);
         let sums = match w.format() {
             QuantFormat::Q4_1 => {
-                assert!(row.qs.len() == nb * 16 && row.m.len() == nb);
-                q4_1::<N>(&row, &x)
+                assert!(panel.m.len() == nb * PANEL);
+                q4_1::<N>(&panel, &x)
             }
-            QuantFormat::Q8_0 => {
-                assert!(row.qs.len() == nb * BLOCK);
-                q8_0::<N>(&row, &x)
-            }
+            QuantFormat::Q8_0 => q8_0::<N>(&panel, &x),
         };
+        let lanes = (len - start).min(PANEL);
         for r in 0..N {
-            outs[r][jj] = sums[r];
+            let mut v = [0f32; PANEL];
+            _mm256_storeu_ps(v.as_mut_ptr(), sums[r]);
+            outs[r][start..start + lanes].copy_from_slice(&v[..lanes]);
         }
     }
 }
 
+/// Four activation bytes from `at`, in every 32-bit lane.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
+unsafe fn broadcast4(xq: &[i8], at: usize) -> __m256i {
+    _mm256_set1_epi32(std::ptr::read_unaligned(xq.as_ptr().add(at) as *const i32))
 }
 
-/// `u8 x i8` products summed in fours to eight i32 lanes, as f32.
+/// `acc = isum * (d_w * d_x) + acc`, lane-wise.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256 {
-    _mm256_cvtepi32_ps(_mm256_madd_epi16(
-        _mm256_maddubs_epi16(u, s),
-        _mm256_set1_epi16(1),
-    ))
+unsafe fn scale_into(isum: __m256i, wd: __m256, xd: f32, acc: __m256) -> __m256 {
+    _mm256_fmadd_ps(
+        _mm256_cvtepi32_ps(isum),
+        _mm256_mul_ps(wd, _mm256_set1_ps(xd)),
+        acc,
+    )
 }
 
-/// `sum a[k] * b[k]`, eight lanes at a time then the tail.
+/// Q4_1: a run of 32 bytes is columns `4k..4k+4` (low nibbles) and
+/// `16+4k..16+4k+4` (high nibbles) of the eight rows. Nibbles (0..15) times
+/// activations (|x| <= 127) summed over the block's 32 columns stay below
+/// 2^15, so the pairs from `maddubs` add up in 16 bits before one widening.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let mut acc = _mm256_setzero_ps();
-    let mut k = 0;
-    while k + 8 <= n {
-        acc = _mm256_fmadd_ps(
-            _mm256_loadu_ps(a.as_ptr().add(k)),
-            _mm256_loadu_ps(b.as_ptr().add(k)),
-            acc,
-        );
-        k += 8;
-    }
-    let mut sum = hsum(acc);
-    while k < n {
-        sum += a[k] * b[k];
-        k += 1;
-    }
-    sum
-}
-
-/// Q4_1 weights: nibbles times activations, plus each block's minimum times
-/// the activation block's scaled sum.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn q4_1<const N: usize>(w: &WeightRow<'_>, x: &[Row<'_>; N]) -> [f32; N] {
+unsafe fn q4_1<const N: usize>(w: &Panel<'_>, x: &[Row<'_>; N]) -> [__m256; N] {
     let mut acc = [_mm256_setzero_ps(); N];
     let low = _mm256_set1_epi8(0x0F);
-    for b in 0..w.d.len() {
-        // Bytes 0..15: low nibbles (values 0..15); 16..31: high nibbles.
-        let raw = _mm_loadu_si128(w.qs.as_ptr().add(b * 16) as *const __m128i);
-        let wq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-        let wd = *w.d.get_unchecked(b);
+    let ones = _mm256_set1_epi16(1);
+    for b in 0..w.d.len() / PANEL {
+        let base = w.qs.as_ptr().add(b * PANEL * 16);
+        let mut s16 = [_mm256_setzero_si256(); N];
+        for k in 0..4 {
+            let raw = _mm256_loadu_si256(base.add(k * 32) as *const __m256i);
+            let lo = _mm256_and_si256(raw, low);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+            for r in 0..N {
+                let xq = x[r].0;
+                let at = b * BLOCK + 4 * k;
+                s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(lo, broadcast4(xq, at)));
+                s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(hi, broadcast4(xq, at + 16)));
+            }
+        }
+        let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));
+        let wm = _mm256_loadu_ps(w.m.as_ptr().add(b * PANEL));
         for r in 0..N {
-            let (xq, xd, _) = x[r];
-            let v = _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i);
-            acc[r] = _mm256_fmadd_ps(
-                dot_u8_i8(wq, v),
-                _mm256_set1_ps(wd * *xd.get_unchecked(b)),
-                acc[r],
-            );
+            let (_, xd, xs) = x[r];
+            let isum = _mm256_madd_epi16(s16[r], ones);
+            acc[r] = scale_into(isum, wd, *xd.get_unchecked(b), acc[r]);
+            acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(*xs.get_unchecked(b)), acc[r]);
         }
     }
-    std::array::from_fn(|r| hsum(acc[r]) + dot_f32(w.m, x[r].2))
+    acc
 }
 
-/// Q8_0 weights: |w| as unsigned bytes, the sign moved onto the activations.
+/// Q8_0: a run of 32 bytes is columns `4k..4k+4` of the eight rows; |w| as
+/// unsigned bytes, the sign moved onto the activations.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn q8_0<const N: usize>(w: &WeightRow<'_>, x: &[Row<'_>; N]) -> [f32; N] {
+unsafe fn q8_0<const N: usize>(w: &Panel<'_>, x: &[Row<'_>; N]) -> [__m256; N] {
     let mut acc = [_mm256_setzero_ps(); N];
-    for b in 0..w.d.len() {
-        let wq = _mm256_loadu_si256(w.qs.as_ptr().add(b * BLOCK) as *const __m256i);
-        let wabs = _mm256_sign_epi8(wq, wq);
-        let wd = *w.d.get_unchecked(b);
+    let ones = _mm256_set1_epi16(1);
+    for b in 0..w.d.len() / PANEL {
+        let base = w.qs.as_ptr().add(b * PANEL * BLOCK);
+        let mut s32 = [_mm256_setzero_si256(); N];
+        for k in 0..8 {
+            let wq = _mm256_loadu_si256(base.add(k * 32) as *const __m256i);
+            let wabs = _mm256_sign_epi8(wq, wq);
+            for r in 0..N {
+                let xs = _mm256_sign_epi8(broadcast4(x[r].0, b * BLOCK + 4 * k), wq);
+                let pairs = _mm256_maddubs_epi16(wabs, xs);
+                s32[r] = _mm256_add_epi32(s32[r], _mm256_madd_epi16(pairs, ones));
+            }
+        }
+        let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));
         for r in 0..N {
-            let (xq, xd, _) = x[r];
-            let v = _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i);
-            let p = dot_u8_i8(wabs, _mm256_sign_epi8(v, wq));
-            acc[r] = _mm256_fmadd_ps(p, _mm256_set1_ps(wd * *xd.get_unchecked(b)), acc[r]);
+            acc[r] = scale_into(s32[r], wd, *x[r].1.get_unchecked(b), acc[r]);
         }
     }
-    std::array::from_fn(|r| hsum(acc[r]))
+    acc
 }
 
 /// AVX2 version of the activation block quantizer (`activations.rs`).

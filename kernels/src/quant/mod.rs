@@ -8,17 +8,21 @@
 //!
 //! Activations are quantized per row to 8 bits in blocks of 32 (as llama.cpp
 //! and candle do), and each row's arithmetic is the same whatever else is in
-//! the batch: a sequence's result does not depend on its batch.
+//! the batch: a sequence's result does not depend on its batch. Weights are
+//! stored in panels of eight interleaved rows (`panel.rs`).
 
 mod activations;
 mod dot;
 #[cfg(target_arch = "x86_64")]
 mod dot_x86;
+mod panel;
 
 use half::f16;
 use rayon::prelude::*;
 
 pub use activations::QuantizedRows;
+use panel::RowMajor;
+pub use panel::PANEL;
 
 /// Values per quantization block (for every supported format).
 pub const BLOCK: usize = 32;
@@ -42,7 +46,7 @@ impl QuantFormat {
     }
 
     /// Bytes of quantized values per block once unpacked from the GGUF layout.
-    fn qs_bytes(self) -> usize {
+    pub(super) fn qs_bytes(self) -> usize {
         match self {
             Self::Q8_0 => BLOCK,
             Self::Q4_1 => BLOCK / 2,
@@ -55,7 +59,8 @@ impl QuantFormat {
 pub struct QuantError(String);
 
 /// A `[rows, cols]` weight matrix in blocks of 32 along `cols`, with the
-/// quantized values, scales and minimums in separate arrays.
+/// quantized values, scales and minimums in separate arrays, rows in
+/// interleaved panels of eight (`panel.rs`).
 #[derive(Debug, Clone)]
 pub struct QMatrix {
     format: QuantFormat,
@@ -90,27 +95,43 @@ impl QMatrix {
             )));
         }
         let half_at = |b: &[u8], i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
-        let mut qs = Vec::with_capacity(nblocks * format.qs_bytes());
-        let mut d = Vec::with_capacity(nblocks);
-        let mut m = Vec::new();
+        let mut blocks = RowMajor {
+            qs: Vec::with_capacity(nblocks * format.qs_bytes()),
+            d: Vec::with_capacity(nblocks),
+            m: Vec::new(),
+        };
         for b in bytes.chunks_exact(bb) {
-            d.push(half_at(b, 0));
+            blocks.d.push(half_at(b, 0));
             match format {
-                QuantFormat::Q8_0 => qs.extend_from_slice(&b[2..]),
+                QuantFormat::Q8_0 => blocks.qs.extend_from_slice(&b[2..]),
                 QuantFormat::Q4_1 => {
-                    m.push(half_at(b, 2));
-                    qs.extend_from_slice(&b[4..]);
+                    blocks.m.push(half_at(b, 2));
+                    blocks.qs.extend_from_slice(&b[4..]);
                 }
             }
         }
-        Ok(Self {
+        Ok(Self::from_row_major(format, rows, cols, &blocks))
+    }
+
+    fn from_row_major(format: QuantFormat, rows: usize, cols: usize, blocks: &RowMajor) -> Self {
+        let packed = panel::pack(format, rows, cols / BLOCK, blocks);
+        Self {
             format,
             rows,
             cols,
-            qs,
-            d,
-            m,
-        })
+            qs: packed.qs,
+            d: packed.d,
+            m: packed.m,
+        }
+    }
+
+    fn to_row_major(&self) -> RowMajor {
+        let packed = RowMajor {
+            qs: self.qs.clone(),
+            d: self.d.clone(),
+            m: self.m.clone(),
+        };
+        panel::unpack(self.format, self.rows, self.blocks_per_row(), &packed)
     }
 
     /// Stacks matrices with the same format and columns (for example Q, K
@@ -125,14 +146,15 @@ impl QMatrix {
         {
             return Err(QuantError("matrices differ in format or columns".into()));
         }
-        Ok(Self {
-            format: first.format,
-            rows: parts.iter().map(|p| p.rows).sum(),
-            cols: first.cols,
-            qs: parts.iter().flat_map(|p| p.qs.iter().copied()).collect(),
-            d: parts.iter().flat_map(|p| p.d.iter().copied()).collect(),
-            m: parts.iter().flat_map(|p| p.m.iter().copied()).collect(),
-        })
+        let mut all = RowMajor::default();
+        for p in parts {
+            let rm = p.to_row_major();
+            all.qs.extend(rm.qs);
+            all.d.extend(rm.d);
+            all.m.extend(rm.m);
+        }
+        let rows = parts.iter().map(|p| p.rows).sum();
+        Ok(Self::from_row_major(first.format, rows, first.cols, &all))
     }
 
     pub fn format(&self) -> QuantFormat {
@@ -160,25 +182,25 @@ impl QMatrix {
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         let nb = self.blocks_per_row();
         for b in 0..nb {
-            let blk = r * nb + b;
-            let d = self.d[blk];
-            let dst = &mut out[b * BLOCK..(b + 1) * BLOCK];
-            match self.format {
-                QuantFormat::Q8_0 => {
-                    let q = &self.qs[blk * BLOCK..(blk + 1) * BLOCK];
-                    for (o, &v) in dst.iter_mut().zip(q) {
-                        *o = d * v as i8 as f32;
-                    }
-                }
-                QuantFormat::Q4_1 => {
-                    let (q, m) = (&self.qs[blk * 16..(blk + 1) * 16], self.m[blk]);
-                    for (j, &v) in q.iter().enumerate() {
-                        dst[j] = d * (v & 0x0F) as f32 + m;
-                        dst[j + 16] = d * (v >> 4) as f32 + m;
-                    }
-                }
+            let (d, m) = (self.scale(r, b), self.min(r, b));
+            for (c, o) in out[b * BLOCK..(b + 1) * BLOCK].iter_mut().enumerate() {
+                *o = d * panel::value(self.format, nb, &self.qs, r, b, c) as f32 + m;
             }
         }
+    }
+
+    /// Scale of row `r`'s block `b`.
+    fn scale(&self, r: usize, b: usize) -> f32 {
+        self.d[self.scale_index(r, b)]
+    }
+
+    /// Minimum of row `r`'s block `b` (0 unless Q4_1).
+    fn min(&self, r: usize, b: usize) -> f32 {
+        self.m.get(self.scale_index(r, b)).copied().unwrap_or(0.0)
+    }
+
+    fn scale_index(&self, r: usize, b: usize) -> usize {
+        (r / PANEL * self.blocks_per_row() + b) * PANEL + r % PANEL
     }
 
     /// `out[i, j] = sum_k x[i, k] * w[j, k]` for the `m` rows of `x`
@@ -199,8 +221,8 @@ impl QMatrix {
         let m = acts.rows();
         assert_eq!(acts.cols(), self.cols, "activation columns");
         assert_eq!(out.len(), m * self.rows, "output shape");
-        // A task is a tile of weight rows against every activation row; it
-        // owns that tile's columns of every output row.
+        // A task is a tile of weight rows (whole panels) against every
+        // activation row; it owns that tile's columns of every output row.
         let tile = tile_rows(self.rows);
         let mut tiles: Vec<Vec<&mut [f32]>> = (0..self.rows.div_ceil(tile))
             .map(|_| Vec::with_capacity(m))
@@ -217,15 +239,16 @@ impl QMatrix {
             .for_each(|(t, mut outs)| kernel.tile(self, t * tile, acts, &mut outs));
     }
 
-    /// Row `j`'s blocks.
-    fn weight_row(&self, j: usize) -> dot::WeightRow<'_> {
+    /// Panel `p`'s blocks: eight rows' values, scales and minimums.
+    fn panel(&self, p: usize) -> dot::Panel<'_> {
         let nb = self.blocks_per_row();
-        let qsb = self.format.qs_bytes();
-        dot::WeightRow {
-            qs: &self.qs[j * nb * qsb..(j + 1) * nb * qsb],
-            d: &self.d[j * nb..(j + 1) * nb],
+        let qsb = nb * panel::block_bytes(self.format);
+        let sc = nb * PANEL;
+        dot::Panel {
+            qs: &self.qs[p * qsb..(p + 1) * qsb],
+            d: &self.d[p * sc..(p + 1) * sc],
             m: if self.format == QuantFormat::Q4_1 {
-                &self.m[j * nb..(j + 1) * nb]
+                &self.m[p * sc..(p + 1) * sc]
             } else {
                 &[]
             },
@@ -233,11 +256,11 @@ impl QMatrix {
     }
 }
 
-/// Weight rows per parallel task: enough tasks to balance the threads,
-/// few enough to keep the scheduling cost small.
+/// Weight rows per parallel task (whole panels): enough tasks to balance
+/// the threads, few enough to keep the scheduling cost small.
 fn tile_rows(rows: usize) -> usize {
     let tasks = 8 * rayon::current_num_threads().max(1);
-    rows.div_ceil(tasks).clamp(8, 256)
+    rows.div_ceil(tasks).clamp(PANEL, 256).next_multiple_of(PANEL)
 }
 
 #[cfg(test)]

@@ -49,13 +49,7 @@ fn reference(w: &QMatrix, acts: &QuantizedRows) -> Vec<f64> {
         for i in 0..m {
             let (q, d, s) = acts.row(i);
             // A Q4_1 minimum multiplies the block's stored `d * sum(q)`.
-            let min = |c: usize| {
-                if w.m.is_empty() {
-                    0.0
-                } else {
-                    w.m[j * (k / BLOCK) + c / BLOCK] as f64
-                }
-            };
+            let min = |c: usize| w.min(j, c / BLOCK) as f64;
             out[i * n + j] = (0..k)
                 .map(|c| (row[c] as f64 - min(c)) * q[c] as f64 * d[c / BLOCK] as f64)
                 .sum::<f64>()
@@ -204,5 +198,64 @@ fn simd_and_portable_quantization_agree() {
         let pb = super::activations::quantize_block(dot::select() != Kernel::Portable, block, &mut b);
         assert_eq!((a, pa), (b, pb));
         assert!(a.iter().all(|&q| q >= -127));
+    }
+}
+
+#[test]
+fn every_kernel_gives_the_same_bits() {
+    let mut rng = Lcg(13);
+    for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+        // 21 rows: two full panels and a padded one.
+        let (m, n, k) = (6, 21, 5 * BLOCK);
+        let w = QMatrix::from_ggml(format, n, k, &random_ggml(format, n, k, &mut rng)).unwrap();
+        let x = random_rows(m, k, &mut rng);
+        let acts = QuantizedRows::quantize(&x, m, k);
+        let want = run(Kernel::Portable, &w, &acts);
+        for kernel in kernels() {
+            assert_eq!(run(kernel, &w, &acts), want, "{format:?} {kernel:?}");
+        }
+    }
+}
+
+#[test]
+fn panels_keep_every_value_scale_and_minimum() {
+    let mut rng = Lcg(17);
+    for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+        let (n, k) = (11, 3 * BLOCK);
+        let bytes = random_ggml(format, n, k, &mut rng);
+        let w = QMatrix::from_ggml(format, n, k, &bytes).unwrap();
+        let bb = format.ggml_block_bytes();
+        let half = |b: &[u8], i: usize| half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
+        let mut row = vec![0f32; k];
+        for j in 0..n {
+            w.dequantize_row(j, &mut row);
+            for b in 0..k / BLOCK {
+                let blk = &bytes[(j * k / BLOCK + b) * bb..][..bb];
+                for c in 0..BLOCK {
+                    let want = match format {
+                        QuantFormat::Q8_0 => half(blk, 0) * blk[2 + c] as i8 as f32,
+                        QuantFormat::Q4_1 => {
+                            let q = blk[4 + c % 16];
+                            let q = if c < 16 { q & 0x0F } else { q >> 4 };
+                            half(blk, 0) * q as f32 + half(blk, 2)
+                        }
+                    };
+                    assert_eq!(
+                        row[b * BLOCK + c],
+                        want,
+                        "{format:?} row {j} col {}",
+                        b * BLOCK + c
+                    );
+                }
+            }
+        }
+        // Concatenation repacks across a panel boundary.
+        let both = QMatrix::concat_rows(&[w.clone(), w.clone()]).unwrap();
+        let mut again = vec![0f32; k];
+        for j in 0..n {
+            w.dequantize_row(j, &mut row);
+            both.dequantize_row(n + j, &mut again);
+            assert_eq!(row, again);
+        }
     }
 }

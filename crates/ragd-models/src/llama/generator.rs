@@ -270,6 +270,10 @@ impl Generator for LlamaGenerator {
             return Ok(Vec::new());
         }
         self.validate(chunks)?;
-        self.forward(chunks).map_err(inference)
+        // Run the whole step on a rayon worker: the matmuls' parallel loops
+        // then fork inside the pool instead of each blocking this thread on
+        // a latch and waking a sleeping worker (a futex round trip per
+        // matmul, ~120 per token).
+        rayon::scope(|_| self.forward(chunks)).map_err(inference)
     }
 }

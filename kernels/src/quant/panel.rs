@@ -1,0 +1,113 @@
+//! The weight layout the kernels read: rows in panels of eight, interleaved.
+//!
+//! In a panel, each block of 32 columns is stored as runs of 32 bytes that
+//! each hold four consecutive values of all eight rows (row 0's four, row
+//! 1's four, ...). One 256-bit load then feeds eight rows at once against
+//! four activation values broadcast to every lane, and a block's integer
+//! dot product for the eight rows ends up in the eight lanes of one register:
+//! scales are applied lane-wise, with no horizontal sums.
+//!
+//! - Q8_0: run `k` (0..8) holds columns `4k..4k+4` of the block.
+//! - Q4_1: run `k` (0..4) holds, per byte, column `4k+e` in the low nibble
+//!   and column `16+4k+e` in the high nibble (llama.cpp packs a block's byte
+//!   `j` as columns `j` and `j+16`, so a run is a permutation of its bytes).
+//!
+//! Scales and minimums are stored `[panel][block][8]`. Rows past the end of
+//! the matrix (the last panel's padding) are zero.
+
+use super::QuantFormat;
+
+/// Rows per panel: the eight f32 lanes of a 256-bit register.
+pub const PANEL: usize = 8;
+
+/// Bytes of one panel's block (all eight rows).
+pub(super) fn block_bytes(format: QuantFormat) -> usize {
+    PANEL * format.qs_bytes()
+}
+
+/// One matrix in llama.cpp's row-major block order, values unpacked from
+/// the scales: `qs` holds each block's `qs_bytes` in GGUF order.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RowMajor {
+    pub qs: Vec<u8>,
+    pub d: Vec<f32>,
+    pub m: Vec<f32>,
+}
+
+/// Packs `rows` rows of `nb` blocks into panels.
+pub(super) fn pack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor) -> RowMajor {
+    let panels = rows.div_ceil(PANEL);
+    let qsb = format.qs_bytes();
+    let mut out = RowMajor {
+        qs: vec![0; panels * nb * block_bytes(format)],
+        d: vec![0.0; panels * nb * PANEL],
+        m: if format == QuantFormat::Q4_1 {
+            vec![0.0; panels * nb * PANEL]
+        } else {
+            Vec::new()
+        },
+    };
+    for row in 0..rows {
+        let (p, r) = (row / PANEL, row % PANEL);
+        for b in 0..nb {
+            let blk = row * nb + b;
+            let at = (p * nb + b) * PANEL + r;
+            out.d[at] = src.d[blk];
+            if format == QuantFormat::Q4_1 {
+                out.m[at] = src.m[blk];
+            }
+            let bytes = &src.qs[blk * qsb..(blk + 1) * qsb];
+            let base = (p * nb + b) * block_bytes(format);
+            for (run, four) in bytes.chunks_exact(4).enumerate() {
+                let o = base + run * 32 + r * 4;
+                out.qs[o..o + 4].copy_from_slice(four);
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`pack`].
+pub(super) fn unpack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor) -> RowMajor {
+    let qsb = format.qs_bytes();
+    let mut out = RowMajor {
+        qs: vec![0; rows * nb * qsb],
+        d: vec![0.0; rows * nb],
+        m: if format == QuantFormat::Q4_1 {
+            vec![0.0; rows * nb]
+        } else {
+            Vec::new()
+        },
+    };
+    for row in 0..rows {
+        let (p, r) = (row / PANEL, row % PANEL);
+        for b in 0..nb {
+            let blk = row * nb + b;
+            let at = (p * nb + b) * PANEL + r;
+            out.d[blk] = src.d[at];
+            if format == QuantFormat::Q4_1 {
+                out.m[blk] = src.m[at];
+            }
+            let base = (p * nb + b) * block_bytes(format);
+            for run in 0..qsb / 4 {
+                let o = base + run * 32 + r * 4;
+                out.qs[blk * qsb + run * 4..blk * qsb + run * 4 + 4].copy_from_slice(&src.qs[o..o + 4]);
+            }
+        }
+    }
+    out
+}
+
+/// Quantized value of `row`, column `c` of block `b` of a packed matrix.
+pub(super) fn value(format: QuantFormat, nb: usize, qs: &[u8], row: usize, b: usize, c: usize) -> i32 {
+    let (p, r) = (row / PANEL, row % PANEL);
+    let base = (p * nb + b) * block_bytes(format);
+    match format {
+        QuantFormat::Q8_0 => qs[base + (c / 4) * 32 + r * 4 + c % 4] as i8 as i32,
+        QuantFormat::Q4_1 => {
+            let (half, cc) = (c / 16, c % 16);
+            let byte = qs[base + (cc / 4) * 32 + r * 4 + cc % 4];
+            (if half == 0 { byte & 0x0F } else { byte >> 4 }) as i32
+        }
+    }
+}
