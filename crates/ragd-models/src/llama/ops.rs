@@ -1,5 +1,7 @@
 //! The element-wise pieces of the Llama forward, on row-major slices.
 
+use rayon::prelude::*;
+
 /// RMS normalisation of each `weight.len()`-long row of `x` into `out`
 /// (the same arithmetic as candle's `rms_norm`).
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
@@ -14,12 +16,18 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// `silu(gate) * up` for rows laid out `[gate | up]` (each `ff` long).
+/// Rows run in parallel: in a large batch the exponentials would otherwise
+/// leave all but one thread idle between two matmuls.
 pub fn silu_mul(gate_up: &[f32], ff: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(gate_up.len() / 2);
-    for row in gate_up.chunks_exact(2 * ff) {
-        let (g, u) = row.split_at(ff);
-        out.extend(g.iter().zip(u).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u));
-    }
+    let mut out = vec![0f32; gate_up.len() / 2];
+    out.par_chunks_mut(ff)
+        .zip(gate_up.par_chunks_exact(2 * ff))
+        .for_each(|(dst, row)| {
+            let (g, u) = row.split_at(ff);
+            for ((o, &g), &u) in dst.iter_mut().zip(g).zip(u) {
+                *o = g / (1.0 + (-g).exp()) * u;
+            }
+        });
     out
 }
 
