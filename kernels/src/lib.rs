@@ -1,6 +1,6 @@
 //! CPU kernels of ragd's generator: attention over the paged KV cache,
 //! rotary embeddings, and quantized weight matrices times a batch of rows
-//! (`quant`).
+//! (`quant`), and the f32 dot product of the index's distances (`vector`).
 //!
 //!
 //! The cache of one layer is two flat `f32` arrays (K and V) shaped
@@ -15,6 +15,7 @@
 mod paged_attention;
 mod quant;
 mod rope;
+pub mod vector;
 
 pub use paged_attention::{paged_attention, write_kv, KvShape, QueryToken};
 pub use quant::{QMatrix, QuantError, QuantFormat, QuantizedRows, BLOCK as QUANT_BLOCK};

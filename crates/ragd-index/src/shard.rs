@@ -7,6 +7,7 @@
 //! they live only in memory: a graph is always rebuilt from vectors on load.
 
 use hnsw_rs::prelude::{Distance, Hnsw};
+use ragd_kernels::vector::dot;
 
 use crate::config::HnswParams;
 
@@ -43,24 +44,6 @@ fn unit(v: &[f32]) -> Vec<f32> {
         return v.to_vec();
     }
     v.iter().map(|x| x / norm).collect()
-}
-
-/// Dot product with eight partial sums, which the compiler turns into SIMD.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Cosine distance of unit vectors, `1 - a.b`: the graph stores vectors
