@@ -159,7 +159,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RAGD_MAX_CONTEXT", default_value_t = 4096)]
     pub max_context: usize,
     /// Most tokens in one generation step (decodes plus prefill chunks).
-    #[arg(long, env = "RAGD_MAX_STEP_TOKENS", default_value_t = 512)]
+    /// Smaller keeps running streams' inter-token latency low while long
+    /// prompts prefill; on 2 CPU cores 256 gave 16 streams an inter-token
+    /// p99 of ~0.5 s against ~0.8 s at 512, for ~3% less throughput.
+    #[arg(long, env = "RAGD_MAX_STEP_TOKENS", default_value_t = 256)]
     pub max_step_tokens: usize,
     /// Most sequences generating at once; more wait in the queue.
     #[arg(long, env = "RAGD_MAX_RUNNING", default_value_t = 64)]

@@ -1,6 +1,7 @@
 //! Activation rows quantized to 8 bits per value in blocks of 32.
 
 use half::f16;
+use rayon::prelude::*;
 
 use super::BLOCK;
 
@@ -25,15 +26,22 @@ impl QuantizedRows {
         assert_eq!(cols % BLOCK, 0, "columns must be a multiple of {BLOCK}");
         let nblocks = rows * cols / BLOCK;
         let mut qs = vec![0i8; rows * cols];
-        let mut d = Vec::with_capacity(nblocks);
-        let mut s = Vec::with_capacity(nblocks);
+        let mut d = vec![0f32; nblocks];
+        let mut s = vec![0f32; nblocks];
         let simd = super::dot::select() != super::dot::Kernel::Portable;
-        for (src, dst) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)) {
-            let (scale, sum) = quantize_block(simd, src, dst);
-            let dh = f16::from_f32(scale);
-            d.push(dh.to_f32());
-            s.push((f16::from_f32(sum as f32) * dh).to_f32());
-        }
+        // Rows in parallel (each row's blocks are independent of the rest).
+        let nb = cols / BLOCK;
+        qs.par_chunks_mut(cols)
+            .zip(d.par_chunks_mut(nb).zip(s.par_chunks_mut(nb)))
+            .zip(x.par_chunks(cols))
+            .for_each(|((qs, (d, s)), x)| {
+                for (b, (src, dst)) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)).enumerate() {
+                    let (scale, sum) = quantize_block(simd, src, dst);
+                    let dh = f16::from_f32(scale);
+                    d[b] = dh.to_f32();
+                    s[b] = (f16::from_f32(sum as f32) * dh).to_f32();
+                }
+            });
         Self { rows, cols, qs, d, s }
     }
 

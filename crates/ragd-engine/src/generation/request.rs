@@ -22,7 +22,7 @@ impl Default for GenerationLimits {
     fn default() -> Self {
         Self {
             queue_capacity: 1024,
-            max_batch_tokens: 512,
+            max_batch_tokens: 256,
             max_running: 64,
         }
     }
