@@ -12,6 +12,8 @@
 //! Only the CPU kernels exist so far; CUDA and Metal versions will sit behind
 //! the `cuda` and `metal` features with these as their reference.
 
+#[cfg(target_arch = "x86_64")]
+mod attention_x86;
 mod paged_attention;
 mod quant;
 mod rope;

@@ -27,7 +27,7 @@ impl KvShape {
     }
 
     /// Offset of position `pos`'s row in a sequence with block table `blocks`.
-    fn row_offset(&self, blocks: &[u32], pos: usize) -> usize {
+    pub(crate) fn row_offset(&self, blocks: &[u32], pos: usize) -> usize {
         let block = blocks[pos / self.block_size] as usize;
         (block * self.block_size + pos % self.block_size) * self.row_len()
     }
@@ -87,7 +87,7 @@ pub fn paged_attention(
     assert_eq!(q.len(), tokens.len() * n_heads * hd);
     assert_eq!(out.len(), q.len());
     // One chunk = the `group` query heads of one token sharing one KV head.
-    let avx2 = has_avx2();
+    let simd = has_simd(hd);
     out.par_chunks_mut(group * hd)
         .enumerate()
         .for_each_init(Vec::new, |scores: &mut Vec<f32>, (i, out)| {
@@ -103,58 +103,53 @@ pub fn paged_attention(
                 group,
                 scale,
             };
-            job.run_dispatch(avx2, scores, out);
+            job.run_dispatch(simd, scores, out);
         });
 }
 
-/// Whether the AVX2 build of the attention loop can run here. Both builds
-/// do the same float operations in the same order (no fused multiply-add
-/// is introduced), so they give the same bits; AVX2 only widens the vectors.
-fn has_avx2() -> bool {
+/// Whether the AVX2 + FMA kernel (`attention_x86.rs`) can run here. The
+/// choice is the same for every call of a process, so a token's result
+/// never depends on its batch.
+fn has_simd(head_dim: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx2")
+        crate::attention_x86::usable(head_dim)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = head_dim;
         false
     }
 }
 
 /// The query heads of one token that share one KV head.
-struct HeadGroup<'a> {
-    q: &'a [f32],
-    k_cache: &'a [f32],
-    v_cache: &'a [f32],
-    shape: KvShape,
-    token: QueryToken<'a>,
-    kv_head: usize,
-    group: usize,
-    scale: f32,
+pub(crate) struct HeadGroup<'a> {
+    pub q: &'a [f32],
+    pub k_cache: &'a [f32],
+    pub v_cache: &'a [f32],
+    pub shape: KvShape,
+    pub token: QueryToken<'a>,
+    pub kv_head: usize,
+    pub group: usize,
+    pub scale: f32,
 }
 
 impl HeadGroup<'_> {
-    fn run_dispatch(&self, avx2: bool, scores: &mut Vec<f32>, out: &mut [f32]) {
+    fn run_dispatch(&self, simd: bool, scores: &mut Vec<f32>, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if avx2 {
+        if simd {
+            // SAFETY: `simd` comes from `has_simd`, which detected AVX2 and
+            // FMA and checked the head size.
             #[allow(unsafe_code)]
-            // SAFETY: `avx2` comes from `has_avx2`, which detected the feature.
             unsafe {
-                return self.run_avx2(scores, out);
+                return crate::attention_x86::run(self, scores, out);
             }
         }
-        let _ = avx2;
+        let _ = simd;
         self.run(scores, out);
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
-        self.run(scores, out)
-    }
-
-    #[inline(always)]
+    /// The portable version.
     fn run(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
         let (shape, hd, group) = (self.shape, self.shape.head_dim, self.group);
         let g = self.kv_head;
@@ -213,7 +208,7 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 }
 
 #[inline(always)]
-fn softmax_in_place(xs: &mut [f32]) {
+pub(crate) fn softmax_in_place(xs: &mut [f32]) {
     let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
     for x in xs.iter_mut() {
@@ -341,5 +336,67 @@ mod tests {
             &mut alone,
         );
         assert_eq!(&out[3 * n_heads * hd..], alone.as_slice());
+    }
+
+    #[test]
+    fn every_path_matches_naive_attention_at_model_sizes() {
+        // SmolLM2's shape: 9 heads over 3 KV heads of 64; lengths that end
+        // inside and on a group of eight positions.
+        let (n_heads, n_kv, hd, bs) = (9, 3, 64, 16);
+        let shape = KvShape {
+            num_blocks: 8,
+            block_size: bs,
+            n_kv_heads: n_kv,
+            head_dim: hd,
+        };
+        let row = shape.row_len();
+        let table: Vec<u32> = (0..8).rev().collect();
+        let (mut kc, mut vc) = (vec![0f32; shape.len()], vec![0f32; shape.len()]);
+        let mut contiguous = (Vec::new(), Vec::new());
+        for p in 0..120 {
+            let k: Vec<f32> = (0..row).map(|j| val(p * 997 + j)).collect();
+            let v: Vec<f32> = (0..row).map(|j| val(p * 991 + j + 3)).collect();
+            let tok = [QueryToken {
+                blocks: &table,
+                pos: p,
+            }];
+            write_kv(&mut kc, &mut vc, shape, &k, &v, &tok);
+            contiguous.0.push(k);
+            contiguous.1.push(v);
+        }
+        for pos in [0usize, 6, 7, 8, 40, 119] {
+            let q: Vec<f32> = (0..n_heads * hd).map(|j| val(j + pos * 31)).collect();
+            let want = naive(
+                &q,
+                &contiguous.0[..=pos],
+                &contiguous.1[..=pos],
+                n_heads,
+                n_kv,
+                hd,
+            );
+            let tokens = [QueryToken { blocks: &table, pos }];
+            let mut out = vec![0f32; q.len()];
+            paged_attention(&q, n_heads, &kc, &vc, shape, &tokens, 0.5, &mut out);
+            let mut portable = vec![0f32; q.len()];
+            let mut scores = Vec::new();
+            for (g, o) in portable.chunks_mut(3 * hd).enumerate() {
+                let job = HeadGroup {
+                    q: &q[g * 3 * hd..(g + 1) * 3 * hd],
+                    k_cache: &kc,
+                    v_cache: &vc,
+                    shape,
+                    token: tokens[0],
+                    kv_head: g,
+                    group: 3,
+                    scale: 0.5,
+                };
+                job.run(&mut scores, o);
+            }
+            for (got, name) in [(&out, "dispatched"), (&portable, "portable")] {
+                for (a, b) in got.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-4, "{name} pos {pos}: {a} vs {b}");
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,92 @@
+//! AVX2 + FMA version of one head group's attention (`paged_attention.rs`).
+//!
+//! Scores come eight positions at a time: each position's 64-wide (any
+//! multiple of 8) dot product stays in an 8-lane accumulator and the eight
+//! accumulators are reduced together by a tree of horizontal adds, instead
+//! of one horizontal sum per dot. Values are accumulated with FMA into the
+//! head's output held in registers-sized chunks. The exponentials stay
+//! libm's. A token's result depends only on its own query and cache rows.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use crate::paged_attention::{softmax_in_place, HeadGroup};
+
+/// Whether this path can run `job` (needs AVX2, FMA and `head_dim % 8 == 0`).
+pub(crate) fn usable(head_dim: usize) -> bool {
+    head_dim.is_multiple_of(8) && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// # Safety
+/// Only after [`usable`] returned true for `job.shape.head_dim`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn run(job: &HeadGroup<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let (shape, group) = (job.shape, job.group);
+    let hd = shape.head_dim;
+    let n = job.token.pos + 1;
+    assert!(job.q.len() == group * hd && out.len() == group * hd);
+    scores.clear();
+    scores.resize(group * n, 0.0);
+    // Row offsets of the group's KV head, one per position.
+    let rows: Vec<usize> = (0..n)
+        .map(|p| shape.row_offset(job.token.blocks, p) + job.kv_head * hd)
+        .collect();
+    assert!(rows
+        .iter()
+        .all(|&r| r + hd <= job.k_cache.len() && r + hd <= job.v_cache.len()));
+    let scale = _mm256_set1_ps(job.scale);
+    for h in 0..group {
+        let q = job.q.as_ptr().add(h * hd);
+        for p0 in (0..n).step_by(8) {
+            let cnt = (n - p0).min(8);
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (j, a) in acc.iter_mut().enumerate().take(cnt) {
+                let k = job.k_cache.as_ptr().add(rows[p0 + j]);
+                for d in (0..hd).step_by(8) {
+                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(d)), _mm256_loadu_ps(k.add(d)), *a);
+                }
+            }
+            let sums = _mm256_mul_ps(reduce8(&acc), scale);
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
+            scores[h * n + p0..h * n + p0 + cnt].copy_from_slice(&lanes[..cnt]);
+        }
+    }
+    for h in 0..group {
+        softmax_in_place(&mut scores[h * n..(h + 1) * n]);
+    }
+    // out[h] = sum_p s[h, p] * v_p, eight columns of the head at a time.
+    for h in 0..group {
+        let s = &scores[h * n..(h + 1) * n];
+        let o = out.as_mut_ptr().add(h * hd);
+        for d in (0..hd).step_by(32) {
+            let width = (hd - d).min(32) / 8;
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (p, &w) in s.iter().enumerate() {
+                let v = job.v_cache.as_ptr().add(rows[p] + d);
+                let w = _mm256_set1_ps(w);
+                for (c, a) in acc.iter_mut().enumerate().take(width) {
+                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(v.add(8 * c)), *a);
+                }
+            }
+            for (c, a) in acc.iter().enumerate().take(width) {
+                _mm256_storeu_ps(o.add(d + 8 * c), *a);
+            }
+        }
+    }
+}
+
+/// The eight lane sums of `a[0..8]`, as one vector (lane `j` = sum of `a[j]`).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn reduce8(a: &[__m256; 8]) -> __m256 {
+    let s01 = _mm256_hadd_ps(a[0], a[1]);
+    let s23 = _mm256_hadd_ps(a[2], a[3]);
+    let s45 = _mm256_hadd_ps(a[4], a[5]);
+    let s67 = _mm256_hadd_ps(a[6], a[7]);
+    let s0123 = _mm256_hadd_ps(s01, s23);
+    let s4567 = _mm256_hadd_ps(s45, s67);
+    let lo = _mm256_permute2f128_ps(s0123, s4567, 0x20);
+    let hi = _mm256_permute2f128_ps(s0123, s4567, 0x31);
+    _mm256_add_ps(lo, hi)
+}
