@@ -4,23 +4,58 @@
 //! multiple of 8) dot product stays in an 8-lane accumulator and the eight
 //! accumulators are reduced together by a tree of horizontal adds, instead
 //! of one horizontal sum per dot. Values are accumulated with FMA into the
-//! head's output held in registers-sized chunks. The exponentials stay
-//! libm's. A token's result depends only on its own query and cache rows.
+//! head's output held in registers-sized chunks. An f16 cache is widened
+//! eight values at a time (F16C). The exponentials stay libm's. A token's
+//! result depends only on its own query and cache rows.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
+use crate::kv_store::KvView;
 use crate::paged_attention::{softmax_in_place, HeadGroup};
 
-/// Whether this path can run `job` (needs AVX2, FMA and `head_dim % 8 == 0`).
+/// Whether this path can run (needs AVX2, FMA, F16C and `head_dim % 8 == 0`).
 pub(crate) fn usable(head_dim: usize) -> bool {
-    head_dim.is_multiple_of(8) && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    head_dim.is_multiple_of(8)
+        && is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
 }
 
 /// # Safety
 /// Only after [`usable`] returned true for `job.shape.head_dim`.
-#[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn run(job: &HeadGroup<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
+    match (job.k_cache, job.v_cache) {
+        (KvView::F32(k), KvView::F32(v)) => {
+            run_typed::<false>(job, k.as_ptr().cast(), v.as_ptr().cast(), scores, out)
+        }
+        (KvView::F16(k), KvView::F16(v)) => {
+            run_typed::<true>(job, k.as_ptr().cast(), v.as_ptr().cast(), scores, out)
+        }
+        _ => panic!("K and V caches differ in element type"),
+    }
+}
+
+/// Eight cache values from element `at` of `base` (f16 when `F16`, else
+/// f32), as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load8<const F16: bool>(base: *const u8, at: usize) -> __m256 {
+    if F16 {
+        _mm256_cvtph_ps(_mm_loadu_si128(base.add(2 * at) as *const __m128i))
+    } else {
+        _mm256_loadu_ps(base.add(4 * at) as *const f32)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn run_typed<const F16: bool>(
+    job: &HeadGroup<'_>,
+    k_cache: *const u8,
+    v_cache: *const u8,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
     let (shape, group) = (job.shape, job.group);
     let hd = shape.head_dim;
     let n = job.token.pos + 1;
@@ -41,9 +76,9 @@ pub(crate) unsafe fn run(job: &HeadGroup<'_>, scores: &mut Vec<f32>, out: &mut [
             let cnt = (n - p0).min(8);
             let mut acc = [_mm256_setzero_ps(); 8];
             for (j, a) in acc.iter_mut().enumerate().take(cnt) {
-                let k = job.k_cache.as_ptr().add(rows[p0 + j]);
+                let k = rows[p0 + j];
                 for d in (0..hd).step_by(8) {
-                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(d)), _mm256_loadu_ps(k.add(d)), *a);
+                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(d)), load8::<F16>(k_cache, k + d), *a);
                 }
             }
             let sums = _mm256_mul_ps(reduce8(&acc), scale);
@@ -63,10 +98,10 @@ pub(crate) unsafe fn run(job: &HeadGroup<'_>, scores: &mut Vec<f32>, out: &mut [
             let width = (hd - d).min(32) / 8;
             let mut acc = [_mm256_setzero_ps(); 4];
             for (p, &w) in s.iter().enumerate() {
-                let v = job.v_cache.as_ptr().add(rows[p] + d);
+                let v = rows[p] + d;
                 let w = _mm256_set1_ps(w);
                 for (c, a) in acc.iter_mut().enumerate().take(width) {
-                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(v.add(8 * c)), *a);
+                    *a = _mm256_fmadd_ps(w, load8::<F16>(v_cache, v + 8 * c), *a);
                 }
             }
             for (c, a) in acc.iter().enumerate().take(width) {
@@ -78,7 +113,7 @@ pub(crate) unsafe fn run(job: &HeadGroup<'_>, scores: &mut Vec<f32>, out: &mut [
 
 /// The eight lane sums of `a[0..8]`, as one vector (lane `j` = sum of `a[j]`).
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn reduce8(a: &[__m256; 8]) -> __m256 {
     let s01 = _mm256_hadd_ps(a[0], a[1]);
     let s23 = _mm256_hadd_ps(a[2], a[3]);

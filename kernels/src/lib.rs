@@ -14,11 +14,13 @@
 
 #[cfg(target_arch = "x86_64")]
 mod attention_x86;
+mod kv_store;
 mod paged_attention;
 mod quant;
 mod rope;
 pub mod vector;
 
+pub use kv_store::{KvDtype, KvStore};
 pub use paged_attention::{paged_attention, write_kv, KvShape, QueryToken};
 pub use quant::{QMatrix, QuantError, QuantFormat, QuantizedRows, BLOCK as QUANT_BLOCK};
 pub use rope::{Rope, RopeStyle};

@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use crate::kv_store::{KvStore, KvView};
+
 /// Shape of one layer's K (or V) cache: `[num_blocks, block_size, n_kv_heads, head_dim]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvShape {
@@ -44,8 +46,8 @@ pub struct QueryToken<'a> {
 /// Stores each token's new K and V rows (`[T, n_kv_heads * head_dim]`) in its
 /// slot of the cache.
 pub fn write_kv(
-    k_cache: &mut [f32],
-    v_cache: &mut [f32],
+    k_cache: &mut KvStore,
+    v_cache: &mut KvStore,
     shape: KvShape,
     k: &[f32],
     v: &[f32],
@@ -54,8 +56,8 @@ pub fn write_kv(
     let row = shape.row_len();
     for (t, tok) in tokens.iter().enumerate() {
         let at = shape.row_offset(tok.blocks, tok.pos);
-        k_cache[at..at + row].copy_from_slice(&k[t * row..(t + 1) * row]);
-        v_cache[at..at + row].copy_from_slice(&v[t * row..(t + 1) * row]);
+        k_cache.write(at, &k[t * row..(t + 1) * row]);
+        v_cache.write(at, &v[t * row..(t + 1) * row]);
     }
 }
 
@@ -70,8 +72,8 @@ pub fn write_kv(
 pub fn paged_attention(
     q: &[f32],
     n_heads: usize,
-    k_cache: &[f32],
-    v_cache: &[f32],
+    k_cache: &KvStore,
+    v_cache: &KvStore,
     shape: KvShape,
     tokens: &[QueryToken<'_>],
     scale: f32,
@@ -88,9 +90,10 @@ pub fn paged_attention(
     assert_eq!(out.len(), q.len());
     // One chunk = the `group` query heads of one token sharing one KV head.
     let simd = has_simd(hd);
-    out.par_chunks_mut(group * hd)
-        .enumerate()
-        .for_each_init(Vec::new, |scores: &mut Vec<f32>, (i, out)| {
+    let (k_cache, v_cache) = (k_cache.view(), v_cache.view());
+    out.par_chunks_mut(group * hd).enumerate().for_each_init(
+        Scratch::default,
+        |scratch: &mut Scratch, (i, out)| {
             let (t, g) = (i / shape.n_kv_heads, i % shape.n_kv_heads);
             let q = &q[i * group * hd..(i + 1) * group * hd];
             let job = HeadGroup {
@@ -103,8 +106,16 @@ pub fn paged_attention(
                 group,
                 scale,
             };
-            job.run_dispatch(simd, scores, out);
-        });
+            job.run_dispatch(simd, scratch, out);
+        },
+    );
+}
+
+/// Per-task buffers: the scores, and (f16 cache, portable path) a widened row.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub scores: Vec<f32>,
+    row: Vec<f32>,
 }
 
 /// Whether the AVX2 + FMA kernel (`attention_x86.rs`) can run here. The
@@ -125,8 +136,8 @@ fn has_simd(head_dim: usize) -> bool {
 /// The query heads of one token that share one KV head.
 pub(crate) struct HeadGroup<'a> {
     pub q: &'a [f32],
-    pub k_cache: &'a [f32],
-    pub v_cache: &'a [f32],
+    pub k_cache: KvView<'a>,
+    pub v_cache: KvView<'a>,
     pub shape: KvShape,
     pub token: QueryToken<'a>,
     pub kv_head: usize,
@@ -135,33 +146,34 @@ pub(crate) struct HeadGroup<'a> {
 }
 
 impl HeadGroup<'_> {
-    fn run_dispatch(&self, simd: bool, scores: &mut Vec<f32>, out: &mut [f32]) {
+    fn run_dispatch(&self, simd: bool, scratch: &mut Scratch, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if simd {
             // SAFETY: `simd` comes from `has_simd`, which detected AVX2 and
             // FMA and checked the head size.
             #[allow(unsafe_code)]
             unsafe {
-                return crate::attention_x86::run(self, scores, out);
+                return crate::attention_x86::run(self, &mut scratch.scores, out);
             }
         }
         let _ = simd;
-        self.run(scores, out);
+        self.run(scratch, out);
     }
 
     /// The portable version.
-    fn run(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
+    fn run(&self, scratch: &mut Scratch, out: &mut [f32]) {
         let (shape, hd, group) = (self.shape, self.shape.head_dim, self.group);
         let g = self.kv_head;
         let tok = self.token;
         let q = self.q;
         let n = tok.pos + 1;
+        let Scratch { scores, row } = scratch;
         scores.clear();
         scores.resize(group * n, 0.0);
         // Scores, head-major: scores[h * n + p].
         for p in 0..n {
             let at = shape.row_offset(tok.blocks, p) + g * hd;
-            let k = &self.k_cache[at..at + hd];
+            let k = self.k_cache.row(at, hd, row);
             for h in 0..group {
                 scores[h * n + p] = dot(&q[h * hd..(h + 1) * hd], k) * self.scale;
             }
@@ -172,7 +184,7 @@ impl HeadGroup<'_> {
         out.fill(0.0);
         for p in 0..n {
             let at = shape.row_offset(tok.blocks, p) + g * hd;
-            let v = &self.v_cache[at..at + hd];
+            let v = self.v_cache.row(at, hd, row);
             for h in 0..group {
                 axpy(scores[h * n + p], v, &mut out[h * hd..(h + 1) * hd]);
             }
@@ -222,6 +234,7 @@ pub(crate) fn softmax_in_place(xs: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::KvDtype;
 
     /// Plain attention over contiguous K/V, the reference.
     fn naive(q: &[f32], k: &[Vec<f32>], v: &[Vec<f32>], n_heads: usize, n_kv: usize, hd: usize) -> Vec<f32> {
@@ -266,8 +279,9 @@ mod tests {
             head_dim: hd,
         };
         let row = shape.row_len();
-        let mut kc = vec![f32::NAN; shape.len()];
-        let mut vc = vec![f32::NAN; shape.len()];
+        // Unwritten slots hold NaN: reading one would show in the output.
+        let mut kc = KvStore::F32(vec![f32::NAN; shape.len()]);
+        let mut vc = KvStore::F32(vec![f32::NAN; shape.len()]);
         // Two sequences with interleaved, out-of-order blocks.
         let tables: [&[u32]; 2] = [&[7, 2, 11], &[0, 9, 3, 5]];
         let lens = [10usize, 14];
@@ -338,8 +352,16 @@ mod tests {
         assert_eq!(&out[3 * n_heads * hd..], alone.as_slice());
     }
 
+    /// `x` as the cache stores it.
+    fn stored(dtype: KvDtype, x: &[f32]) -> Vec<f32> {
+        match dtype {
+            KvDtype::F32 => x.to_vec(),
+            KvDtype::F16 => x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+        }
+    }
+
     #[test]
-    fn every_path_matches_naive_attention_at_model_sizes() {
+    fn every_path_and_dtype_matches_naive_attention_at_model_sizes() {
         // SmolLM2's shape: 9 heads over 3 KV heads of 64; lengths that end
         // inside and on a group of eight positions.
         let (n_heads, n_kv, hd, bs) = (9, 3, 64, 16);
@@ -351,50 +373,55 @@ mod tests {
         };
         let row = shape.row_len();
         let table: Vec<u32> = (0..8).rev().collect();
-        let (mut kc, mut vc) = (vec![0f32; shape.len()], vec![0f32; shape.len()]);
-        let mut contiguous = (Vec::new(), Vec::new());
-        for p in 0..120 {
-            let k: Vec<f32> = (0..row).map(|j| val(p * 997 + j)).collect();
-            let v: Vec<f32> = (0..row).map(|j| val(p * 991 + j + 3)).collect();
-            let tok = [QueryToken {
-                blocks: &table,
-                pos: p,
-            }];
-            write_kv(&mut kc, &mut vc, shape, &k, &v, &tok);
-            contiguous.0.push(k);
-            contiguous.1.push(v);
-        }
-        for pos in [0usize, 6, 7, 8, 40, 119] {
-            let q: Vec<f32> = (0..n_heads * hd).map(|j| val(j + pos * 31)).collect();
-            let want = naive(
-                &q,
-                &contiguous.0[..=pos],
-                &contiguous.1[..=pos],
-                n_heads,
-                n_kv,
-                hd,
+        for dtype in [KvDtype::F32, KvDtype::F16] {
+            let (mut kc, mut vc) = (
+                KvStore::zeroed(dtype, shape.len()),
+                KvStore::zeroed(dtype, shape.len()),
             );
-            let tokens = [QueryToken { blocks: &table, pos }];
-            let mut out = vec![0f32; q.len()];
-            paged_attention(&q, n_heads, &kc, &vc, shape, &tokens, 0.5, &mut out);
-            let mut portable = vec![0f32; q.len()];
-            let mut scores = Vec::new();
-            for (g, o) in portable.chunks_mut(3 * hd).enumerate() {
-                let job = HeadGroup {
-                    q: &q[g * 3 * hd..(g + 1) * 3 * hd],
-                    k_cache: &kc,
-                    v_cache: &vc,
-                    shape,
-                    token: tokens[0],
-                    kv_head: g,
-                    group: 3,
-                    scale: 0.5,
-                };
-                job.run(&mut scores, o);
+            let mut contiguous = (Vec::new(), Vec::new());
+            for p in 0..120 {
+                let k: Vec<f32> = (0..row).map(|j| val(p * 997 + j)).collect();
+                let v: Vec<f32> = (0..row).map(|j| val(p * 991 + j + 3)).collect();
+                let tok = [QueryToken {
+                    blocks: &table,
+                    pos: p,
+                }];
+                write_kv(&mut kc, &mut vc, shape, &k, &v, &tok);
+                contiguous.0.push(stored(dtype, &k));
+                contiguous.1.push(stored(dtype, &v));
             }
-            for (got, name) in [(&out, "dispatched"), (&portable, "portable")] {
-                for (a, b) in got.iter().zip(&want) {
-                    assert!((a - b).abs() < 1e-4, "{name} pos {pos}: {a} vs {b}");
+            for pos in [0usize, 6, 7, 8, 40, 119] {
+                let q: Vec<f32> = (0..n_heads * hd).map(|j| val(j + pos * 31)).collect();
+                let want = naive(
+                    &q,
+                    &contiguous.0[..=pos],
+                    &contiguous.1[..=pos],
+                    n_heads,
+                    n_kv,
+                    hd,
+                );
+                let tokens = [QueryToken { blocks: &table, pos }];
+                let mut out = vec![0f32; q.len()];
+                paged_attention(&q, n_heads, &kc, &vc, shape, &tokens, 0.5, &mut out);
+                let mut portable = vec![0f32; q.len()];
+                let mut scratch = Scratch::default();
+                for (g, o) in portable.chunks_mut(3 * hd).enumerate() {
+                    let job = HeadGroup {
+                        q: &q[g * 3 * hd..(g + 1) * 3 * hd],
+                        k_cache: kc.view(),
+                        v_cache: vc.view(),
+                        shape,
+                        token: tokens[0],
+                        kv_head: g,
+                        group: 3,
+                        scale: 0.5,
+                    };
+                    job.run(&mut scratch, o);
+                }
+                for (got, name) in [(&out, "dispatched"), (&portable, "portable")] {
+                    for (a, b) in got.iter().zip(&want) {
+                        assert!((a - b).abs() < 1e-4, "{dtype:?} {name} pos {pos}: {a} vs {b}");
+                    }
                 }
             }
         }

@@ -6,7 +6,7 @@
 mod common;
 
 use ragd_core::{Generator, SeqChunk};
-use ragd_models::llama::{GeneratorOptions, KvBudget, LlamaGenerator};
+use ragd_models::llama::{GeneratorOptions, KvBudget, KvDtype, LlamaGenerator};
 use ragd_models::Device;
 
 const BLOCK: usize = 16;
@@ -43,11 +43,12 @@ fn cases() -> Vec<Case> {
         .collect()
 }
 
-fn generator() -> LlamaGenerator {
+fn generator(dtype: KvDtype) -> LlamaGenerator {
     let path = common::model_file("smollm2-135m-instruct-q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf");
     let kv = KvBudget {
         bytes: 160 * BLOCK * 46_080,
         block_size: BLOCK,
+        dtype,
     };
     // The GGUF's own Q4_1 weights, exactly as the reference ran them.
     let opts = GeneratorOptions {
@@ -161,11 +162,18 @@ fn scattered_tables(n_seqs: usize, per_seq: usize) -> Vec<Vec<u32>> {
 
 #[test]
 fn greedy_tokens_match_the_reference_alone_and_in_ragged_batches() {
+    // The f16 cache (the default) rounds K and V; the reference kept f32.
+    for dtype in [KvDtype::F16, KvDtype::F32] {
+        greedy_tokens_match(dtype);
+    }
+}
+
+fn greedy_tokens_match(dtype: KvDtype) {
     let cases = cases();
     assert!(cases.len() >= 8);
     let n = cases.iter().map(|c| c.want.len()).min().unwrap();
     assert!(n >= 32, "the fixture holds {n} tokens per prompt");
-    let mut model = generator();
+    let mut model = generator(dtype);
 
     // Alone: one sequence at a time, whole prompt in one step.
     for (i, case) in cases.iter().enumerate() {
@@ -188,7 +196,7 @@ fn greedy_tokens_match_the_reference_alone_and_in_ragged_batches() {
 
 #[test]
 fn bad_chunks_are_refused_without_panicking() {
-    let mut model = generator();
+    let mut model = generator(KvDtype::default());
     let blocks = [0u32, 1];
     let past_table = SeqChunk {
         tokens: &[1; 40],

@@ -149,9 +149,13 @@ pub struct ServeArgs {
     /// re-quantized to Q8_0 at load: several times faster, near-lossless.
     #[arg(long, env = "RAGD_EXACT_WEIGHTS")]
     pub exact_weights: bool,
-    /// Memory for the generator's KV cache, in MiB (f32 K and V).
+    /// Memory for the generator's KV cache, in MiB.
     #[arg(long, env = "RAGD_KV_CACHE_MB", default_value_t = 512)]
     pub kv_cache_mb: usize,
+    /// Element type of the KV cache: f16 (half the memory and the bytes
+    /// attention reads per token) or f32 (exact).
+    #[arg(long, env = "RAGD_KV_CACHE_DTYPE", default_value = "f16")]
+    pub kv_cache_dtype: ragd_models::llama::KvDtype,
     /// Token positions per KV cache block.
     #[arg(long, env = "RAGD_KV_BLOCK_SIZE", default_value_t = 16)]
     pub kv_block_size: usize,

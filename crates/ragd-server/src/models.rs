@@ -184,6 +184,7 @@ fn load_generator(
         kv: ragd_models::llama::KvBudget {
             bytes: args.kv_cache_mb << 20,
             block_size: args.kv_block_size,
+            dtype: args.kv_cache_dtype,
         },
         max_context: Some(args.max_context),
         fast_weights: !args.exact_weights,

@@ -3,7 +3,7 @@
 
 use candle_core::quantized::gguf_file;
 use ragd_core::{ModelError, Result};
-use ragd_kernels::RopeStyle;
+use ragd_kernels::{KvDtype, RopeStyle};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
@@ -92,8 +92,8 @@ impl LlamaConfig {
         })
     }
 
-    /// Bytes of K and V one token position takes over all layers (f32).
-    pub fn kv_bytes_per_token(&self) -> usize {
-        2 * self.n_layers * self.n_kv_heads * self.head_dim * std::mem::size_of::<f32>()
+    /// Bytes of K and V one token position takes over all layers.
+    pub fn kv_bytes_per_token(&self, dtype: KvDtype) -> usize {
+        2 * self.n_layers * self.n_kv_heads * self.head_dim * dtype.bytes()
     }
 }

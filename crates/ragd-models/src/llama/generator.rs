@@ -13,16 +13,17 @@ use std::path::Path;
 use candle_core::quantized::gguf_file;
 use candle_core::Device;
 use ragd_core::{Framing, Generator, KvLayout, ModelError, ModelInfo, ModelKind, Overflow, Result, SeqChunk};
-use ragd_kernels::{paged_attention, write_kv, KvShape, QueryToken, Rope};
+use ragd_kernels::{paged_attention, write_kv, KvDtype, KvShape, KvStore, QueryToken, Rope};
 
 use super::{ops, LlamaConfig, LlamaWeights};
 use crate::error::inference;
 
-/// How much memory the KV cache may take, and its block size.
+/// How much memory the KV cache may take, its block size and element type.
 #[derive(Debug, Clone, Copy)]
 pub struct KvBudget {
     pub bytes: usize,
     pub block_size: usize,
+    pub dtype: KvDtype,
 }
 
 impl Default for KvBudget {
@@ -30,6 +31,7 @@ impl Default for KvBudget {
         Self {
             bytes: 512 << 20,
             block_size: 16,
+            dtype: KvDtype::default(),
         }
     }
 }
@@ -57,8 +59,8 @@ impl Default for GeneratorOptions {
 }
 
 struct LayerCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: KvStore,
+    v: KvStore,
 }
 
 pub struct LlamaGenerator {
@@ -68,6 +70,7 @@ pub struct LlamaGenerator {
     rope: Rope,
     cache: Vec<LayerCache>,
     kv_shape: KvShape,
+    kv_dtype: KvDtype,
     context_len: usize,
 }
 
@@ -96,7 +99,7 @@ impl LlamaGenerator {
     fn new(id: &str, cfg: LlamaConfig, weights: LlamaWeights, opts: &GeneratorOptions) -> Self {
         let (kv, max_context) = (opts.kv, opts.max_context);
         let context_len = max_context.map_or(cfg.context_len, |m| m.min(cfg.context_len));
-        let block_bytes = cfg.kv_bytes_per_token() * kv.block_size;
+        let block_bytes = cfg.kv_bytes_per_token(kv.dtype) * kv.block_size;
         let kv_shape = KvShape {
             num_blocks: (kv.bytes / block_bytes).max(1),
             block_size: kv.block_size,
@@ -107,8 +110,8 @@ impl LlamaGenerator {
         // costs address space, not memory.
         let cache = (0..cfg.n_layers)
             .map(|_| LayerCache {
-                k: vec![0f32; kv_shape.len()],
-                v: vec![0f32; kv_shape.len()],
+                k: KvStore::zeroed(kv.dtype, kv_shape.len()),
+                v: KvStore::zeroed(kv.dtype, kv_shape.len()),
             })
             .collect();
         Self {
@@ -127,6 +130,7 @@ impl LlamaGenerator {
             weights,
             cache,
             kv_shape,
+            kv_dtype: kv.dtype,
             context_len,
         }
     }
@@ -261,7 +265,7 @@ impl Generator for LlamaGenerator {
         KvLayout {
             block_size: self.kv_shape.block_size,
             num_blocks: self.kv_shape.num_blocks,
-            bytes_per_block: self.cfg.kv_bytes_per_token() * self.kv_shape.block_size,
+            bytes_per_block: self.cfg.kv_bytes_per_token(self.kv_dtype) * self.kv_shape.block_size,
         }
     }
 

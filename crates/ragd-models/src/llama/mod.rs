@@ -16,4 +16,5 @@ pub use generator::{GeneratorOptions, KvBudget, LlamaGenerator};
 pub use gguf_tokenizer::{GgufTokenizer, GgufVocab};
 pub use linear::{Embedding, Linear};
 pub use load::{load_generator, LoadedGenerator};
+pub use ragd_kernels::KvDtype;
 pub use weights::{LayerWeights, LlamaWeights};
