@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use crate::kv_store::{KvStore, KvView};
+use crate::vector::dot_portable as dot;
 
 /// Shape of one layer's K (or V) cache: `[num_blocks, block_size, n_kv_heads, head_dim]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,25 +191,6 @@ impl HeadGroup<'_> {
             }
         }
     }
-}
-
-/// Dot product with eight partial sums (vectorises without fast-math).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `y += a * x`.

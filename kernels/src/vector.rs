@@ -16,7 +16,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Eight partial sums, which the compiler turns into SIMD.
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+#[inline]
+pub(crate) fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca

@@ -34,6 +34,7 @@ use std::time::Instant;
 use ragd_core::{Embedder, TextTokenizer, TokenBatch};
 use ragd_index::bench::BenchShard;
 use ragd_index::HnswParams;
+use ragd_kernels::vector::dot;
 use ragd_models::{BertEmbedder, Device};
 use rayon::prelude::*;
 use serde_json::{json, Value};
@@ -298,24 +299,6 @@ impl Mat {
     fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
-}
-
-/// Dot product in eight lanes (vectorises without fast-math).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Exact top `K` (ids, cosine distances) of every query, nearest first.

@@ -34,34 +34,58 @@ pub(super) struct RowMajor {
     pub m: Vec<f32>,
 }
 
-/// Packs `rows` rows of `nb` blocks into panels.
-pub(super) fn pack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor) -> RowMajor {
-    let panels = rows.div_ceil(PANEL);
+/// Where one row block sits in both layouts: its scale index row-major
+/// (`blk`) and packed (`at`), and for each run of four value bytes its byte
+/// offset row-major and packed.
+struct Slot {
+    blk: usize,
+    at: usize,
+    runs: Vec<(usize, usize)>,
+}
+
+/// Every row block of a `rows x nb`-block matrix, in row-major order.
+fn slots(format: QuantFormat, rows: usize, nb: usize) -> impl Iterator<Item = Slot> {
     let qsb = format.qs_bytes();
-    let mut out = RowMajor {
-        qs: vec![0; panels * nb * block_bytes(format)],
-        d: vec![0.0; panels * nb * PANEL],
+    (0..rows).flat_map(move |row| {
+        let (p, r) = (row / PANEL, row % PANEL);
+        (0..nb).map(move |b| {
+            let blk = row * nb + b;
+            let base = (p * nb + b) * block_bytes(format);
+            Slot {
+                blk,
+                at: (p * nb + b) * PANEL + r,
+                runs: (0..qsb / 4)
+                    .map(|run| (blk * qsb + run * 4, base + run * 32 + r * 4))
+                    .collect(),
+            }
+        })
+    })
+}
+
+/// An all-zero matrix of `blocks` row blocks and `bytes` value bytes.
+fn zeroed(format: QuantFormat, blocks: usize, bytes: usize) -> RowMajor {
+    RowMajor {
+        qs: vec![0; bytes],
+        d: vec![0.0; blocks],
         m: if format == QuantFormat::Q4_1 {
-            vec![0.0; panels * nb * PANEL]
+            vec![0.0; blocks]
         } else {
             Vec::new()
         },
-    };
-    for row in 0..rows {
-        let (p, r) = (row / PANEL, row % PANEL);
-        for b in 0..nb {
-            let blk = row * nb + b;
-            let at = (p * nb + b) * PANEL + r;
-            out.d[at] = src.d[blk];
-            if format == QuantFormat::Q4_1 {
-                out.m[at] = src.m[blk];
-            }
-            let bytes = &src.qs[blk * qsb..(blk + 1) * qsb];
-            let base = (p * nb + b) * block_bytes(format);
-            for (run, four) in bytes.chunks_exact(4).enumerate() {
-                let o = base + run * 32 + r * 4;
-                out.qs[o..o + 4].copy_from_slice(four);
-            }
+    }
+}
+
+/// Packs `rows` rows of `nb` blocks into panels.
+pub(super) fn pack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor) -> RowMajor {
+    let panels = rows.div_ceil(PANEL);
+    let mut out = zeroed(format, panels * nb * PANEL, panels * nb * block_bytes(format));
+    for s in slots(format, rows, nb) {
+        out.d[s.at] = src.d[s.blk];
+        if let Some(&m) = src.m.get(s.blk) {
+            out.m[s.at] = m;
+        }
+        for (from, to) in s.runs {
+            out.qs[to..to + 4].copy_from_slice(&src.qs[from..from + 4]);
         }
     }
     out
@@ -69,30 +93,14 @@ pub(super) fn pack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor) 
 
 /// The inverse of [`pack`].
 pub(super) fn unpack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor) -> RowMajor {
-    let qsb = format.qs_bytes();
-    let mut out = RowMajor {
-        qs: vec![0; rows * nb * qsb],
-        d: vec![0.0; rows * nb],
-        m: if format == QuantFormat::Q4_1 {
-            vec![0.0; rows * nb]
-        } else {
-            Vec::new()
-        },
-    };
-    for row in 0..rows {
-        let (p, r) = (row / PANEL, row % PANEL);
-        for b in 0..nb {
-            let blk = row * nb + b;
-            let at = (p * nb + b) * PANEL + r;
-            out.d[blk] = src.d[at];
-            if format == QuantFormat::Q4_1 {
-                out.m[blk] = src.m[at];
-            }
-            let base = (p * nb + b) * block_bytes(format);
-            for run in 0..qsb / 4 {
-                let o = base + run * 32 + r * 4;
-                out.qs[blk * qsb + run * 4..blk * qsb + run * 4 + 4].copy_from_slice(&src.qs[o..o + 4]);
-            }
+    let mut out = zeroed(format, rows * nb, rows * nb * format.qs_bytes());
+    for s in slots(format, rows, nb) {
+        out.d[s.blk] = src.d[s.at];
+        if let Some(&m) = src.m.get(s.at) {
+            out.m[s.blk] = m;
+        }
+        for (to, from) in s.runs {
+            out.qs[to..to + 4].copy_from_slice(&src.qs[from..from + 4]);
         }
     }
     out
