@@ -5,14 +5,16 @@
 //! accumulators are reduced together by a tree of horizontal adds, instead
 //! of one horizontal sum per dot. Values are accumulated with FMA into the
 //! head's output held in registers-sized chunks. An f16 cache is widened
-//! eight values at a time (F16C). The exponentials stay libm's. A token's
-//! result depends only on its own query and cache rows.
+//! eight values at a time (F16C); the softmax's exponentials are eight-lane
+//! polynomials (`vector::exp8`). A token's result depends only on its own
+//! query and cache rows.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
 use crate::kv_store::KvView;
-use crate::paged_attention::{softmax_in_place, HeadGroup};
+use crate::paged_attention::HeadGroup;
+use crate::vector::exp8;
 
 /// Whether this path can run (needs AVX2, FMA, F16C and `head_dim % 8 == 0`).
 pub(crate) fn usable(head_dim: usize) -> bool {
@@ -88,7 +90,7 @@ unsafe fn run_typed<const F16: bool>(
         }
     }
     for h in 0..group {
-        softmax_in_place(&mut scores[h * n..(h + 1) * n]);
+        softmax(&mut scores[h * n..(h + 1) * n]);
     }
     // out[h] = sum_p s[h, p] * v_p, eight columns of the head at a time.
     for h in 0..group {
@@ -109,6 +111,40 @@ unsafe fn run_typed<const F16: bool>(
             }
         }
     }
+}
+
+/// `xs = softmax(xs)`, eight lanes at a time; the tail goes through a
+/// buffer padded with -inf (whose exponential is 0).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn softmax(xs: &mut [f32]) {
+    let n = xs.len();
+    let full = n - n % 8;
+    let mut tail = [f32::NEG_INFINITY; 8];
+    tail[..n - full].copy_from_slice(&xs[full..]);
+    let mut vmax = _mm256_loadu_ps(tail.as_ptr());
+    for i in (0..full).step_by(8) {
+        vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(xs.as_ptr().add(i)));
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), vmax);
+    let max = _mm256_set1_ps(lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+    let mut sum = _mm256_setzero_ps();
+    for i in (0..full).step_by(8) {
+        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(xs.as_ptr().add(i)), max));
+        _mm256_storeu_ps(xs.as_mut_ptr().add(i), e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(tail.as_ptr()), max));
+    _mm256_storeu_ps(tail.as_mut_ptr(), e);
+    sum = _mm256_add_ps(sum, e);
+    _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
+    let inv = _mm256_set1_ps(1.0 / lanes.iter().sum::<f32>());
+    for i in (0..full).step_by(8) {
+        let p = xs.as_mut_ptr().add(i);
+        _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_loadu_ps(p), inv));
+    }
+    _mm256_storeu_ps(tail.as_mut_ptr(), _mm256_mul_ps(e, inv));
+    xs[full..].copy_from_slice(&tail[..n - full]);
 }
 
 /// The eight lane sums of `a[0..8]`, as one vector (lane `j` = sum of `a[j]`).

@@ -202,7 +202,7 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 }
 
 #[inline(always)]
-pub(crate) fn softmax_in_place(xs: &mut [f32]) {
+fn softmax_in_place(xs: &mut [f32]) {
     let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
     for x in xs.iter_mut() {

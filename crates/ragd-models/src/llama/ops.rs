@@ -24,9 +24,7 @@ pub fn silu_mul(gate_up: &[f32], ff: usize) -> Vec<f32> {
         .zip(gate_up.par_chunks_exact(2 * ff))
         .for_each(|(dst, row)| {
             let (g, u) = row.split_at(ff);
-            for ((o, &g), &u) in dst.iter_mut().zip(g).zip(u) {
-                *o = g / (1.0 + (-g).exp()) * u;
-            }
+            ragd_kernels::vector::silu_mul(g, u, dst);
         });
     out
 }
