@@ -216,6 +216,9 @@ async fn tenants_ingest_search_and_never_see_each_other() {
     let (status, body) = b.delete("/v1/collections/docs/documents/bread").await;
     assert_eq!(status, 404);
     like_missing(&body);
+    let (status, body) = b.get("/v1/collections/docs/documents/bread").await;
+    assert_eq!(status, 404);
+    like_missing(&body);
     let (status, body) = b.delete("/v1/collections/docs").await;
     assert_eq!(status, 404);
     like_missing(&body);
@@ -236,6 +239,18 @@ async fn tenants_ingest_search_and_never_see_each_other() {
         .await
         .contains(&"volcano".to_string()));
 
+    // A's document reads back with its metadata and chunk text.
+    let (status, body) = a.get("/v1/collections/docs/documents/bread").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["object"], "document");
+    assert_eq!(body["id"], "bread");
+    assert_eq!(body["metadata"]["topic"], "food");
+    let chunks = body["chunks"].as_array().unwrap();
+    assert!(
+        !chunks.is_empty() && chunks[0].as_str().unwrap().to_lowercase().contains("bread"),
+        "{body}"
+    );
+
     // Deleting a document removes it from the results.
     let (status, body) = a.delete("/v1/collections/docs/documents/bread").await;
     assert_eq!(
@@ -248,6 +263,8 @@ async fn tenants_ingest_search_and_never_see_each_other() {
     assert!(!ids.contains(&"bread".to_string()), "{ids:?}");
     let (status, body) = a.delete("/v1/collections/docs/documents/bread").await;
     assert_error(status, &body, 404, "deleted twice");
+    let (status, body) = a.get("/v1/collections/docs/documents/bread").await;
+    assert_error(status, &body, 404, "deleted document");
 
     // Re-upserting an id replaces it.
     let out = a

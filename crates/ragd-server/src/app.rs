@@ -40,7 +40,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/collections/{name}/documents", post(collections::upsert))
         .route(
             "/v1/collections/{name}/documents/{id}",
-            delete(collections::delete_document),
+            get(collections::get_document).delete(collections::delete_document),
         )
         .route("/v1/collections/{name}/search", post(collections::search))
         .route_layer(middleware::from_fn_with_state(

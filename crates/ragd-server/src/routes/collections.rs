@@ -287,6 +287,33 @@ pub async fn upsert(
     }))
 }
 
+/// A stored document: its metadata and its chunk texts in order.
+#[derive(Debug, Serialize)]
+pub struct DocumentObject {
+    pub object: &'static str,
+    pub id: String,
+    pub metadata: Metadata,
+    pub chunks: Vec<String>,
+}
+
+/// `GET /v1/collections/{name}/documents/{id}`.
+pub async fn get_document(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<AxumJson<DocumentObject>, ApiError> {
+    let store = state.store()?;
+    let doc = id.clone();
+    let found = blocking(move || store.collection(tenant.as_str(), &name)?.document(&doc)).await?;
+    let doc = found.ok_or_else(|| ApiError::NotFound(format!("document `{id}` not found")))?;
+    Ok(AxumJson(DocumentObject {
+        object: "document",
+        id: doc.id,
+        metadata: doc.metadata,
+        chunks: doc.chunks,
+    }))
+}
+
 /// `DELETE /v1/collections/{name}/documents/{id}`.
 pub async fn delete_document(
     State(state): State<AppState>,
