@@ -92,13 +92,14 @@ unsafe fn run_typed<const F16: bool>(
     for h in 0..group {
         softmax(&mut scores[h * n..(h + 1) * n]);
     }
-    // out[h] = sum_p s[h, p] * v_p, eight columns of the head at a time.
+    // out[h] = sum_p s[h, p] * v_p, up to 64 columns of the head (eight
+    // registers) per pass over the values.
     for h in 0..group {
         let s = &scores[h * n..(h + 1) * n];
         let o = out.as_mut_ptr().add(h * hd);
-        for d in (0..hd).step_by(32) {
-            let width = (hd - d).min(32) / 8;
-            let mut acc = [_mm256_setzero_ps(); 4];
+        for d in (0..hd).step_by(64) {
+            let width = (hd - d).min(64) / 8;
+            let mut acc = [_mm256_setzero_ps(); 8];
             for (p, &w) in s.iter().enumerate() {
                 let v = rows[p] + d;
                 let w = _mm256_set1_ps(w);
