@@ -13,7 +13,7 @@
 use std::arch::x86_64::*;
 
 use crate::kv_store::KvView;
-use crate::paged_attention::HeadGroup;
+use crate::paged_attention::{HeadGroup, Scratch};
 use crate::vector::exp8;
 
 /// Whether this path can run (needs AVX2, FMA, F16C and `head_dim % 8 == 0`).
@@ -26,13 +26,13 @@ pub(crate) fn usable(head_dim: usize) -> bool {
 
 /// # Safety
 /// Only after [`usable`] returned true for `job.shape.head_dim`.
-pub(crate) unsafe fn run(job: &HeadGroup<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
+pub(crate) unsafe fn run(job: &HeadGroup<'_>, scratch: &mut Scratch, out: &mut [f32]) {
     match (job.k_cache, job.v_cache) {
         (KvView::F32(k), KvView::F32(v)) => {
-            run_typed::<false>(job, k.as_ptr().cast(), v.as_ptr().cast(), scores, out)
+            run_typed::<false>(job, k.as_ptr().cast(), v.as_ptr().cast(), scratch, out)
         }
         (KvView::F16(k), KvView::F16(v)) => {
-            run_typed::<true>(job, k.as_ptr().cast(), v.as_ptr().cast(), scores, out)
+            run_typed::<true>(job, k.as_ptr().cast(), v.as_ptr().cast(), scratch, out)
         }
         _ => panic!("K and V caches differ in element type"),
     }
@@ -55,9 +55,14 @@ unsafe fn run_typed<const F16: bool>(
     job: &HeadGroup<'_>,
     k_cache: *const u8,
     v_cache: *const u8,
-    scores: &mut Vec<f32>,
+    scratch: &mut Scratch,
     out: &mut [f32],
 ) {
+    let Scratch {
+        scores,
+        offsets: rows,
+        ..
+    } = scratch;
     let (shape, group) = (job.shape, job.group);
     let hd = shape.head_dim;
     let n = job.token.pos + 1;
@@ -65,9 +70,8 @@ unsafe fn run_typed<const F16: bool>(
     scores.clear();
     scores.resize(group * n, 0.0);
     // Row offsets of the group's KV head, one per position.
-    let rows: Vec<usize> = (0..n)
-        .map(|p| shape.row_offset(job.token.blocks, p) + job.kv_head * hd)
-        .collect();
+    rows.clear();
+    rows.extend((0..n).map(|p| shape.row_offset(job.token.blocks, p) + job.kv_head * hd));
     assert!(rows
         .iter()
         .all(|&r| r + hd <= job.k_cache.len() && r + hd <= job.v_cache.len()));

@@ -112,10 +112,12 @@ pub fn paged_attention(
     );
 }
 
-/// Per-task buffers: the scores, and (f16 cache, portable path) a widened row.
+/// Per-task buffers, reused across a worker's tasks: the scores, the cache
+/// row offsets (SIMD path) and a widened row (f16 cache, portable path).
 #[derive(Default)]
 pub(crate) struct Scratch {
     pub scores: Vec<f32>,
+    pub offsets: Vec<usize>,
     row: Vec<f32>,
 }
 
@@ -154,7 +156,7 @@ impl HeadGroup<'_> {
             // FMA and checked the head size.
             #[allow(unsafe_code)]
             unsafe {
-                return crate::attention_x86::run(self, &mut scratch.scores, out);
+                return crate::attention_x86::run(self, scratch, out);
             }
         }
         let _ = simd;
@@ -168,7 +170,7 @@ impl HeadGroup<'_> {
         let tok = self.token;
         let q = self.q;
         let n = tok.pos + 1;
-        let Scratch { scores, row } = scratch;
+        let Scratch { scores, row, .. } = scratch;
         scores.clear();
         scores.resize(group * n, 0.0);
         // Scores, head-major: scores[h * n + p].

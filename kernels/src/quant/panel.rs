@@ -35,12 +35,27 @@ pub(super) struct RowMajor {
 }
 
 /// Where one row block sits in both layouts: its scale index row-major
-/// (`blk`) and packed (`at`), and for each run of four value bytes its byte
-/// offset row-major and packed.
+/// (`blk`) and packed (`at`), and where its value bytes start in each.
 struct Slot {
     blk: usize,
     at: usize,
-    runs: Vec<(usize, usize)>,
+    /// Row `at % PANEL` of its panel.
+    lane: usize,
+    qs_row_major: usize,
+    qs_packed: usize,
+    runs: usize,
+}
+
+impl Slot {
+    /// Each run of four value bytes: its offset row-major and packed.
+    fn runs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.runs).map(|run| {
+            (
+                self.qs_row_major + run * 4,
+                self.qs_packed + run * 32 + self.lane * 4,
+            )
+        })
+    }
 }
 
 /// Every row block of a `rows x nb`-block matrix, in row-major order.
@@ -50,13 +65,13 @@ fn slots(format: QuantFormat, rows: usize, nb: usize) -> impl Iterator<Item = Sl
         let (p, r) = (row / PANEL, row % PANEL);
         (0..nb).map(move |b| {
             let blk = row * nb + b;
-            let base = (p * nb + b) * block_bytes(format);
             Slot {
                 blk,
                 at: (p * nb + b) * PANEL + r,
-                runs: (0..qsb / 4)
-                    .map(|run| (blk * qsb + run * 4, base + run * 32 + r * 4))
-                    .collect(),
+                lane: r,
+                qs_row_major: blk * qsb,
+                qs_packed: (p * nb + b) * block_bytes(format),
+                runs: qsb / 4,
             }
         })
     })
@@ -84,7 +99,7 @@ pub(super) fn pack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor) 
         if let Some(&m) = src.m.get(s.blk) {
             out.m[s.at] = m;
         }
-        for (from, to) in s.runs {
+        for (from, to) in s.runs() {
             out.qs[to..to + 4].copy_from_slice(&src.qs[from..from + 4]);
         }
     }
@@ -99,7 +114,7 @@ pub(super) fn unpack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor
         if let Some(&m) = src.m.get(s.at) {
             out.m[s.blk] = m;
         }
-        for (to, from) in s.runs {
+        for (to, from) in s.runs() {
             out.qs[to..to + 4].copy_from_slice(&src.qs[from..from + 4]);
         }
     }
