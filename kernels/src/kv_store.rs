@@ -54,10 +54,7 @@ impl KvStore {
     }
 
     pub fn len(&self) -> usize {
-        match self {
-            Self::F32(v) => v.len(),
-            Self::F16(v) => v.len(),
-        }
+        self.view().len()
     }
 
     pub fn is_empty(&self) -> bool {

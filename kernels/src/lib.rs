@@ -1,9 +1,10 @@
 //! CPU kernels of ragd's generator: attention over the paged KV cache,
 //! rotary embeddings, and quantized weight matrices times a batch of rows
-//! (`quant`), and the f32 dot product of the index's distances (`vector`).
+//! (`quant`), and f32 vector primitives: the dot product of the index's
+//! distances, an eight-lane exp and SiLU (`vector`).
 //!
-//!
-//! The cache of one layer is two flat `f32` arrays (K and V) shaped
+//! The cache of one layer is two flat arrays (K and V, f16 or f32:
+//! [`KvStore`]) shaped
 //! `[num_blocks, block_size, n_kv_heads, head_dim]`. A sequence owns a list
 //! of blocks (its block table); position `p` of the sequence lives in block
 //! `table[p / block_size]`, slot `p % block_size`. The kernels read and write

@@ -121,7 +121,7 @@ pub(crate) struct Scratch {
     row: Vec<f32>,
 }
 
-/// Whether the AVX2 + FMA kernel (`attention_x86.rs`) can run here. The
+/// Whether the AVX2 + FMA + F16C kernel (`attention_x86.rs`) can run here. The
 /// choice is the same for every call of a process, so a token's result
 /// never depends on its batch.
 fn has_simd(head_dim: usize) -> bool {
@@ -152,8 +152,8 @@ impl HeadGroup<'_> {
     fn run_dispatch(&self, simd: bool, scratch: &mut Scratch, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if simd {
-            // SAFETY: `simd` comes from `has_simd`, which detected AVX2 and
-            // FMA and checked the head size.
+            // SAFETY: `simd` comes from `has_simd`, which detected AVX2,
+            // FMA and F16C and checked the head size.
             #[allow(unsafe_code)]
             unsafe {
                 return crate::attention_x86::run(self, scratch, out);

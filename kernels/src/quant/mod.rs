@@ -21,7 +21,7 @@ use half::f16;
 use rayon::prelude::*;
 
 pub use activations::QuantizedRows;
-use panel::RowMajor;
+use panel::Blocks;
 pub use panel::PANEL;
 
 /// Values per quantization block (for every supported format).
@@ -66,10 +66,8 @@ pub struct QMatrix {
     format: QuantFormat,
     rows: usize,
     cols: usize,
-    qs: Vec<u8>,
-    d: Vec<f32>,
-    /// Block minimums (Q4_1 only).
-    m: Vec<f32>,
+    /// Values, scales and minimums (Q4_1 only), packed in panels.
+    blocks: Blocks,
 }
 
 impl QMatrix {
@@ -95,7 +93,7 @@ impl QMatrix {
             )));
         }
         let half_at = |b: &[u8], i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
-        let mut blocks = RowMajor {
+        let mut blocks = Blocks {
             qs: Vec::with_capacity(nblocks * format.qs_bytes()),
             d: Vec::with_capacity(nblocks),
             m: Vec::new(),
@@ -113,25 +111,17 @@ impl QMatrix {
         Ok(Self::from_row_major(format, rows, cols, &blocks))
     }
 
-    fn from_row_major(format: QuantFormat, rows: usize, cols: usize, blocks: &RowMajor) -> Self {
-        let packed = panel::pack(format, rows, cols / BLOCK, blocks);
+    fn from_row_major(format: QuantFormat, rows: usize, cols: usize, blocks: &Blocks) -> Self {
         Self {
             format,
             rows,
             cols,
-            qs: packed.qs,
-            d: packed.d,
-            m: packed.m,
+            blocks: panel::pack(format, rows, cols / BLOCK, blocks),
         }
     }
 
-    fn to_row_major(&self) -> RowMajor {
-        let packed = RowMajor {
-            qs: self.qs.clone(),
-            d: self.d.clone(),
-            m: self.m.clone(),
-        };
-        panel::unpack(self.format, self.rows, self.blocks_per_row(), &packed)
+    fn to_row_major(&self) -> Blocks {
+        panel::unpack(self.format, self.rows, self.blocks_per_row(), &self.blocks)
     }
 
     /// Stacks matrices with the same format and columns (for example Q, K
@@ -146,7 +136,7 @@ impl QMatrix {
         {
             return Err(QuantError("matrices differ in format or columns".into()));
         }
-        let mut all = RowMajor::default();
+        let mut all = Blocks::default();
         for p in parts {
             let rm = p.to_row_major();
             all.qs.extend(rm.qs);
@@ -171,7 +161,7 @@ impl QMatrix {
 
     /// Bytes held.
     pub fn size_bytes(&self) -> usize {
-        self.qs.len() + 4 * (self.d.len() + self.m.len())
+        self.blocks.qs.len() + 4 * (self.blocks.d.len() + self.blocks.m.len())
     }
 
     fn blocks_per_row(&self) -> usize {
@@ -184,19 +174,19 @@ impl QMatrix {
         for b in 0..nb {
             let (d, m) = (self.scale(r, b), self.min(r, b));
             for (c, o) in out[b * BLOCK..(b + 1) * BLOCK].iter_mut().enumerate() {
-                *o = d * panel::value(self.format, nb, &self.qs, r, b, c) as f32 + m;
+                *o = d * panel::value(self.format, nb, &self.blocks.qs, r, b, c) as f32 + m;
             }
         }
     }
 
     /// Scale of row `r`'s block `b`.
     fn scale(&self, r: usize, b: usize) -> f32 {
-        self.d[self.scale_index(r, b)]
+        self.blocks.d[self.scale_index(r, b)]
     }
 
     /// Minimum of row `r`'s block `b` (0 unless Q4_1).
     fn min(&self, r: usize, b: usize) -> f32 {
-        self.m.get(self.scale_index(r, b)).copied().unwrap_or(0.0)
+        self.blocks.m.get(self.scale_index(r, b)).copied().unwrap_or(0.0)
     }
 
     fn scale_index(&self, r: usize, b: usize) -> usize {
@@ -245,10 +235,10 @@ impl QMatrix {
         let qsb = nb * panel::block_bytes(self.format);
         let sc = nb * PANEL;
         dot::Panel {
-            qs: &self.qs[p * qsb..(p + 1) * qsb],
-            d: &self.d[p * sc..(p + 1) * sc],
+            qs: &self.blocks.qs[p * qsb..(p + 1) * qsb],
+            d: &self.blocks.d[p * sc..(p + 1) * sc],
             m: if self.format == QuantFormat::Q4_1 {
-                &self.m[p * sc..(p + 1) * sc]
+                &self.blocks.m[p * sc..(p + 1) * sc]
             } else {
                 &[]
             },

@@ -25,10 +25,11 @@ pub(super) fn block_bytes(format: QuantFormat) -> usize {
     PANEL * format.qs_bytes()
 }
 
-/// One matrix in llama.cpp's row-major block order, values unpacked from
-/// the scales: `qs` holds each block's `qs_bytes` in GGUF order.
+/// A matrix's quantized values, scales and minimums (empty unless Q4_1),
+/// in one of two layouts: llama.cpp's row-major block order (`qs` holds
+/// each block's `qs_bytes` in GGUF order), or packed in panels ([`pack`]).
 #[derive(Debug, Clone, Default)]
-pub(super) struct RowMajor {
+pub(super) struct Blocks {
     pub qs: Vec<u8>,
     pub d: Vec<f32>,
     pub m: Vec<f32>,
@@ -39,8 +40,6 @@ pub(super) struct RowMajor {
 struct Slot {
     blk: usize,
     at: usize,
-    /// Row `at % PANEL` of its panel.
-    lane: usize,
     qs_row_major: usize,
     qs_packed: usize,
     runs: usize,
@@ -52,7 +51,7 @@ impl Slot {
         (0..self.runs).map(|run| {
             (
                 self.qs_row_major + run * 4,
-                self.qs_packed + run * 32 + self.lane * 4,
+                self.qs_packed + run * 32 + self.at % PANEL * 4,
             )
         })
     }
@@ -68,7 +67,6 @@ fn slots(format: QuantFormat, rows: usize, nb: usize) -> impl Iterator<Item = Sl
             Slot {
                 blk,
                 at: (p * nb + b) * PANEL + r,
-                lane: r,
                 qs_row_major: blk * qsb,
                 qs_packed: (p * nb + b) * block_bytes(format),
                 runs: qsb / 4,
@@ -78,8 +76,8 @@ fn slots(format: QuantFormat, rows: usize, nb: usize) -> impl Iterator<Item = Sl
 }
 
 /// An all-zero matrix of `blocks` row blocks and `bytes` value bytes.
-fn zeroed(format: QuantFormat, blocks: usize, bytes: usize) -> RowMajor {
-    RowMajor {
+fn zeroed(format: QuantFormat, blocks: usize, bytes: usize) -> Blocks {
+    Blocks {
         qs: vec![0; bytes],
         d: vec![0.0; blocks],
         m: if format == QuantFormat::Q4_1 {
@@ -91,7 +89,7 @@ fn zeroed(format: QuantFormat, blocks: usize, bytes: usize) -> RowMajor {
 }
 
 /// Packs `rows` rows of `nb` blocks into panels.
-pub(super) fn pack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor) -> RowMajor {
+pub(super) fn pack(format: QuantFormat, rows: usize, nb: usize, src: &Blocks) -> Blocks {
     let panels = rows.div_ceil(PANEL);
     let mut out = zeroed(format, panels * nb * PANEL, panels * nb * block_bytes(format));
     for s in slots(format, rows, nb) {
@@ -107,7 +105,7 @@ pub(super) fn pack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor) 
 }
 
 /// The inverse of [`pack`].
-pub(super) fn unpack(format: QuantFormat, rows: usize, nb: usize, src: &RowMajor) -> RowMajor {
+pub(super) fn unpack(format: QuantFormat, rows: usize, nb: usize, src: &Blocks) -> Blocks {
     let mut out = zeroed(format, rows * nb, rows * nb * format.qs_bytes());
     for s in slots(format, rows, nb) {
         out.d[s.blk] = src.d[s.at];
