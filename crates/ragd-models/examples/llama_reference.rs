@@ -91,13 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::Cpu;
     let mut cases = Vec::new();
     for prompt in CANDIDATES {
-        let text = template.render(
-            &[ChatMessage {
-                role: "user".into(),
-                content: prompt.into(),
-            }],
-            true,
-        )?;
+        let text = template.render(&[ChatMessage::new("user", prompt)], true)?;
         let prompt_ids = tokenizer.encode(&text)?;
         let (ids, margins) = greedy(&path, &device, &prompt_ids, eos, true)?;
         let (stepwise, _) = greedy(&path, &device, &prompt_ids, eos, false)?;

@@ -93,13 +93,6 @@ pub fn augment(
 mod tests {
     use super::*;
 
-    fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-
     #[test]
     fn the_last_user_message_becomes_the_prompt_with_its_sources() {
         let t = RagTemplate::new(DEFAULT_TEMPLATE).unwrap();
@@ -119,9 +112,9 @@ mod tests {
             },
         ];
         let messages = vec![
-            msg("system", "Be brief."),
-            msg("user", "What is the capital of France?"),
-            msg("assistant", ""),
+            ChatMessage::new("system", "Be brief."),
+            ChatMessage::new("user", "What is the capital of France?"),
+            ChatMessage::new("assistant", ""),
         ];
         let q = question_index(&messages).unwrap();
         assert_eq!(q, 1);
@@ -134,7 +127,8 @@ mod tests {
 
     #[test]
     fn no_user_message_is_a_400() {
-        let e = question_index(&[msg("system", "x"), msg("user", "  ")]).unwrap_err();
+        let e =
+            question_index(&[ChatMessage::new("system", "x"), ChatMessage::new("user", "  ")]).unwrap_err();
         assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
         assert!(RagTemplate::new("{{ unclosed").is_err());
     }

@@ -16,6 +16,15 @@ pub struct ChatMessage {
     pub content: String,
 }
 
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
 /// A compiled chat template.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -74,21 +83,17 @@ impl ChatTemplate {
 mod tests {
     use super::*;
 
-    fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-
     #[test]
     fn python_methods_and_raise_exception_work() {
         let src = "{% for m in messages %}{% if m.role not in ['user', 'assistant'] %}\
                    {{ raise_exception('bad role ' + m.role) }}{% endif %}\
                    {{ bos_token }}{{ m.content.strip() }}{{ eos_token }}{% endfor %}";
         let t = ChatTemplate::new(src, "<s>", "</s>").unwrap();
-        assert_eq!(t.render(&[msg("user", "  hi  ")], false).unwrap(), "<s>hi</s>");
-        let err = t.render(&[msg("tool", "x")], false).unwrap_err();
+        assert_eq!(
+            t.render(&[ChatMessage::new("user", "  hi  ")], false).unwrap(),
+            "<s>hi</s>"
+        );
+        let err = t.render(&[ChatMessage::new("tool", "x")], false).unwrap_err();
         assert!(err.to_string().contains("bad role tool"), "{err}");
     }
 

@@ -88,10 +88,7 @@ fn messages(input: &[MessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
             };
             // Templates know `system`; `developer` is OpenAI's new name for it.
             let role = if m.role == "developer" { "system" } else { &m.role };
-            Ok(ChatMessage {
-                role: role.to_string(),
-                content,
-            })
+            Ok(ChatMessage::new(role, content))
         })
         .collect()
 }
