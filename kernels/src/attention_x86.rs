@@ -1,13 +1,18 @@
-//! AVX2 + FMA version of one head group's attention (`paged_attention.rs`).
+//! AVX2 + FMA version of one head group's attention (`paged_attention.rs`),
+//! compiled per head size (32, 64 or 128 values).
 //!
-//! Scores come eight positions at a time: each position's 64-wide (any
-//! multiple of 8) dot product stays in an 8-lane accumulator and the eight
-//! accumulators are reduced together by a tree of horizontal adds, instead
-//! of one horizontal sum per dot. Values are accumulated with FMA into the
-//! head's output held in registers-sized chunks. An f16 cache is widened
-//! eight values at a time (F16C); the softmax's exponentials are eight-lane
-//! polynomials (`vector::exp8`). A token's result depends only on its own
-//! query and cache rows.
+//! A task is a tile of consecutive positions of one sequence (one token in
+//! decode, up to eight in a prefill). Cache rows are widened to f32 (F16C
+//! for the f16 cache) once per tile into a small buffer that stays in L1,
+//! and every query row of the tile reads them there.
+//!
+//! Scores come eight positions at a time: each position's dot product stays
+//! in an 8-lane accumulator and the eight accumulators are reduced together
+//! by a tree of horizontal adds, instead of one horizontal sum per dot.
+//! Values are accumulated with FMA, up to 64 columns in registers. The
+//! softmax's exponentials are eight-lane polynomials (`vector::exp8`).
+//! Every query row does the same operations in the same order whatever its
+//! tile, so a token's result depends only on its own query and cache rows.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
@@ -16,9 +21,10 @@ use crate::kv_store::KvView;
 use crate::paged_attention::{HeadGroup, Scratch};
 use crate::vector::exp8;
 
-/// Whether this path can run (needs AVX2, FMA, F16C and `head_dim % 8 == 0`).
+/// Whether this path can run (needs AVX2, FMA, F16C and a head of 32, 64 or
+/// 128 values).
 pub(crate) fn usable(head_dim: usize) -> bool {
-    head_dim.is_multiple_of(8)
+    matches!(head_dim, 32 | 64 | 128)
         && is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
         && is_x86_feature_detected!("f16c")
@@ -26,15 +32,33 @@ pub(crate) fn usable(head_dim: usize) -> bool {
 
 /// # Safety
 /// Only after [`usable`] returned true for `job.shape.head_dim`.
-pub(crate) unsafe fn run(job: &HeadGroup<'_>, scratch: &mut Scratch, out: &mut [f32]) {
+pub(crate) unsafe fn run(job: &HeadGroup<'_>, scratch: &mut Scratch, outs: &mut [&mut [f32]]) {
     match (job.k_cache, job.v_cache) {
         (KvView::F32(k), KvView::F32(v)) => {
-            run_typed::<false>(job, k.as_ptr().cast(), v.as_ptr().cast(), scratch, out)
+            run_sized::<false>(job, k.as_ptr().cast(), v.as_ptr().cast(), scratch, outs)
         }
         (KvView::F16(k), KvView::F16(v)) => {
-            run_typed::<true>(job, k.as_ptr().cast(), v.as_ptr().cast(), scratch, out)
+            run_sized::<true>(job, k.as_ptr().cast(), v.as_ptr().cast(), scratch, outs)
         }
         _ => panic!("K and V caches differ in element type"),
+    }
+}
+
+/// Picks the kernel compiled for the head size, so its loops over the head
+/// unroll and the query and sums stay in registers.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn run_sized<const F16: bool>(
+    job: &HeadGroup<'_>,
+    k_cache: *const u8,
+    v_cache: *const u8,
+    scratch: &mut Scratch,
+    outs: &mut [&mut [f32]],
+) {
+    match job.shape.head_dim {
+        32 => run_typed::<F16, 4>(job, k_cache, v_cache, scratch, outs),
+        64 => run_typed::<F16, 8>(job, k_cache, v_cache, scratch, outs),
+        128 => run_typed::<F16, 16>(job, k_cache, v_cache, scratch, outs),
+        hd => unreachable!("no kernel for head size {hd}"),
     }
 }
 
@@ -50,72 +74,146 @@ unsafe fn load8<const F16: bool>(base: *const u8, at: usize) -> __m256 {
     }
 }
 
+/// Positions whose value rows are widened together for a tile.
+const V_CHUNK: usize = 32;
+
+/// One tile for a head of `8 * D` values.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn run_typed<const F16: bool>(
+unsafe fn run_typed<const F16: bool, const D: usize>(
     job: &HeadGroup<'_>,
     k_cache: *const u8,
     v_cache: *const u8,
     scratch: &mut Scratch,
-    out: &mut [f32],
+    outs: &mut [&mut [f32]],
 ) {
     let Scratch {
         scores,
         offsets: rows,
+        widened,
         ..
     } = scratch;
-    let (shape, group) = (job.shape, job.group);
+    let (shape, group, tokens) = (job.shape, job.group, job.tokens);
     let hd = shape.head_dim;
-    let n = job.token.pos + 1;
-    assert!(job.q.len() == group * hd && out.len() == group * hd);
+    let n_max = job.positions();
+    assert!(hd == 8 * D);
+    assert!(outs.len() == tokens.len() && outs.iter().all(|o| o.len() == group * hd));
+    // Query row r = i * group + h keeps its scores at r * n_max.
     scores.clear();
-    scores.resize(group * n, 0.0);
+    scores.resize(tokens.len() * group * n_max, 0.0);
     // Row offsets of the group's KV head, one per position.
     rows.clear();
-    rows.extend((0..n).map(|p| shape.row_offset(job.token.blocks, p) + job.kv_head * hd));
+    rows.extend((0..n_max).map(|p| shape.row_offset(tokens[0].blocks, p) + job.kv_head * hd));
     assert!(rows
         .iter()
         .all(|&r| r + hd <= job.k_cache.len() && r + hd <= job.v_cache.len()));
+    widened.clear();
+    widened.resize((8 * hd).max(V_CHUNK * 64), 0.0);
+    let buf = widened.as_mut_ptr();
     let scale = _mm256_set1_ps(job.scale);
-    for h in 0..group {
-        let q = job.q.as_ptr().add(h * hd);
-        for p0 in (0..n).step_by(8) {
-            let cnt = (n - p0).min(8);
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (j, a) in acc.iter_mut().enumerate().take(cnt) {
-                let k = rows[p0 + j];
-                for d in (0..hd).step_by(8) {
-                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(d)), load8::<F16>(k_cache, k + d), *a);
-                }
+    // Scores, eight positions at a time: their K rows are widened once
+    // into `buf`, then every query row of the tile that sees them uses them.
+    // A row's query stays in registers; each position's dot is one 8-lane
+    // accumulator, and the eight are reduced together.
+    for p0 in (0..n_max).step_by(8) {
+        let c = (n_max - p0).min(8);
+        for j in 0..c {
+            for d in 0..D {
+                _mm256_storeu_ps(
+                    buf.add(j * hd + 8 * d),
+                    load8::<F16>(k_cache, rows[p0 + j] + 8 * d),
+                );
             }
-            let sums = _mm256_mul_ps(reduce8(&acc), scale);
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
-            scores[h * n + p0..h * n + p0 + cnt].copy_from_slice(&lanes[..cnt]);
+        }
+        for (i, tok) in tokens.iter().enumerate() {
+            let Some(cnt) = (tok.pos + 1).checked_sub(p0).filter(|&c| c > 0) else {
+                continue;
+            };
+            let cnt = cnt.min(8);
+            for h in 0..group {
+                let q = job.query(i, h).as_ptr();
+                let mut qv = [_mm256_setzero_ps(); D];
+                for (d, v) in qv.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(q.add(8 * d));
+                }
+                // Lanes past `cnt` are never read (each lane of the
+                // reduction sums only its own position).
+                let lo = dot4::<D>(&qv, buf);
+                let hi = if cnt > 4 {
+                    dot4::<D>(&qv, buf.add(4 * hd))
+                } else {
+                    [_mm256_setzero_ps(); 4]
+                };
+                let acc = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
+                let sums = _mm256_mul_ps(reduce8(&acc), scale);
+                let mut lanes = [0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
+                let at = (i * group + h) * n_max + p0;
+                scores[at..at + cnt].copy_from_slice(&lanes[..cnt]);
+            }
         }
     }
-    for h in 0..group {
-        softmax(&mut scores[h * n..(h + 1) * n]);
+    for (i, tok) in tokens.iter().enumerate() {
+        for h in 0..group {
+            let at = (i * group + h) * n_max;
+            softmax(&mut scores[at..at + tok.pos + 1]);
+        }
     }
     // out[h] = sum_p s[h, p] * v_p, up to 64 columns of the head (eight
-    // registers) per pass over the values.
-    for h in 0..group {
-        let s = &scores[h * n..(h + 1) * n];
-        let o = out.as_mut_ptr().add(h * hd);
-        for d in (0..hd).step_by(64) {
-            let width = (hd - d).min(64) / 8;
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (p, &w) in s.iter().enumerate() {
-                let v = rows[p] + d;
-                let w = _mm256_set1_ps(w);
-                for (c, a) in acc.iter_mut().enumerate().take(width) {
-                    *a = _mm256_fmadd_ps(w, load8::<F16>(v_cache, v + 8 * c), *a);
+    // registers) at a time, over chunks of positions whose V rows are
+    // widened once for the tile. A row's sums are kept in its output
+    // between chunks, so each is still one run of FMAs in position order.
+    let width = D.min(8);
+    for d0 in (0..hd).step_by(8 * width) {
+        for p0 in (0..n_max).step_by(V_CHUNK) {
+            let c = (n_max - p0).min(V_CHUNK);
+            for j in 0..c {
+                for w in 0..width {
+                    let v = load8::<F16>(v_cache, rows[p0 + j] + d0 + 8 * w);
+                    _mm256_storeu_ps(buf.add(j * 64 + 8 * w), v);
                 }
             }
-            for (c, a) in acc.iter().enumerate().take(width) {
-                _mm256_storeu_ps(o.add(d + 8 * c), *a);
+            for ((i, tok), out) in tokens.iter().enumerate().zip(outs.iter_mut()) {
+                let end = (tok.pos + 1).min(p0 + c);
+                if end <= p0 {
+                    continue;
+                }
+                for h in 0..group {
+                    let s = &scores[(i * group + h) * n_max..][..end];
+                    let o = out.as_mut_ptr().add(h * hd + d0);
+                    let mut acc = [_mm256_setzero_ps(); 8];
+                    if p0 > 0 {
+                        for (w, a) in acc.iter_mut().enumerate().take(width) {
+                            *a = _mm256_loadu_ps(o.add(8 * w));
+                        }
+                    }
+                    for (j, &sp) in s[p0..end].iter().enumerate() {
+                        let sp = _mm256_set1_ps(sp);
+                        let v = buf.add(j * 64);
+                        for (w, a) in acc.iter_mut().enumerate().take(width) {
+                            *a = _mm256_fmadd_ps(sp, _mm256_loadu_ps(v.add(8 * w)), *a);
+                        }
+                    }
+                    for (w, a) in acc.iter().enumerate().take(width) {
+                        _mm256_storeu_ps(o.add(8 * w), *a);
+                    }
+                }
             }
         }
     }
+}
+
+/// The dot products of the query `q` with the four widened K rows at `k`
+/// (rows of `8 * D` values), each left in an 8-lane accumulator.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4<const D: usize>(q: &[__m256; D], k: *const f32) -> [__m256; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (d, &qd) in q.iter().enumerate() {
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k.add(j * 8 * D + 8 * d)), *a);
+        }
+    }
+    acc
 }
 
 /// `xs = softmax(xs)`, eight lanes at a time; the tail goes through a

@@ -1,5 +1,7 @@
 //! Causal attention of ragged query tokens over the paged KV cache (CPU).
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::kv_store::{KvStore, KvView};
@@ -62,13 +64,20 @@ pub fn write_kv(
     }
 }
 
+/// Most query tokens one attention task takes. Consecutive tokens of one
+/// sequence (a prefill chunk) share a task, so each cache row is read and
+/// widened once for all of them instead of once per token.
+const TILE_TOKENS: usize = 8;
+
 /// `out[t, h] = softmax(q[t, h] · K[0..=pos_t] * scale) · V[0..=pos_t]`, with
 /// K/V read through token `t`'s block table and query head `h` using KV head
 /// `h / (n_heads / n_kv_heads)` (grouped-query attention).
 ///
-/// `q` and `out` are `[T, n_heads, head_dim]`. Work is split over (token,
-/// KV head) pairs; each pair's result depends only on its own inputs, so a
-/// token gets the same output whatever else is in the batch.
+/// `q` and `out` are `[T, n_heads, head_dim]`. Work is split over (tile,
+/// KV head) pairs, a tile being up to [`TILE_TOKENS`] consecutive positions
+/// of one sequence. Each query row's arithmetic is the same whatever tile
+/// it lands in, so a token gets the same output, to the bit, whatever else
+/// is in the batch.
 #[allow(clippy::too_many_arguments)]
 pub fn paged_attention(
     q: &[f32],
@@ -80,44 +89,72 @@ pub fn paged_attention(
     scale: f32,
     out: &mut [f32],
 ) {
-    let hd = shape.head_dim;
-    let group = n_heads / shape.n_kv_heads;
-    assert_eq!(
-        group * shape.n_kv_heads,
-        n_heads,
-        "heads must be a multiple of KV heads"
-    );
+    let (hd, n_kv) = (shape.head_dim, shape.n_kv_heads);
+    let group = n_heads / n_kv;
+    assert_eq!(group * n_kv, n_heads, "heads must be a multiple of KV heads");
     assert_eq!(q.len(), tokens.len() * n_heads * hd);
     assert_eq!(out.len(), q.len());
-    // One chunk = the `group` query heads of one token sharing one KV head.
+    // The output of one (token, KV head) is the `group` query heads sharing
+    // that KV head; each task takes those of its tile's tokens.
+    let mut outs: Vec<Option<&mut [f32]>> = out.chunks_mut(group * hd).map(Some).collect();
+    let mut tasks = Vec::new();
+    for tile in tiles(tokens) {
+        for kv_head in 0..n_kv {
+            let tile_outs: Vec<&mut [f32]> = tile
+                .clone()
+                .map(|t| outs[t * n_kv + kv_head].take().expect("one task per output"))
+                .collect();
+            tasks.push((tile.clone(), kv_head, tile_outs));
+        }
+    }
     let simd = has_simd(hd);
     let (k_cache, v_cache) = (k_cache.view(), v_cache.view());
-    out.par_chunks_mut(group * hd).enumerate().for_each_init(
+    tasks.into_par_iter().for_each_init(
         Scratch::default,
-        |scratch: &mut Scratch, (i, out)| {
-            let (t, g) = (i / shape.n_kv_heads, i % shape.n_kv_heads);
-            let q = &q[i * group * hd..(i + 1) * group * hd];
+        |scratch: &mut Scratch, (tile, kv_head, mut outs)| {
             let job = HeadGroup {
                 q,
+                n_heads,
+                first_token: tile.start,
+                tokens: &tokens[tile],
                 k_cache,
                 v_cache,
                 shape,
-                token: tokens[t],
-                kv_head: g,
+                kv_head,
                 group,
                 scale,
             };
-            job.run_dispatch(simd, scratch, out);
+            job.run_dispatch(simd, scratch, &mut outs);
         },
     );
 }
 
+/// Splits the batch into runs of consecutive positions of one sequence, at
+/// most [`TILE_TOKENS`] long.
+fn tiles(tokens: &[QueryToken<'_>]) -> Vec<Range<usize>> {
+    let mut tiles = Vec::new();
+    let mut start = 0;
+    for t in 1..=tokens.len() {
+        let continues = t < tokens.len()
+            && t - start < TILE_TOKENS
+            && tokens[t].pos == tokens[t - 1].pos + 1
+            && tokens[t].blocks == tokens[t - 1].blocks;
+        if !continues {
+            tiles.push(start..t);
+            start = t;
+        }
+    }
+    tiles
+}
+
 /// Per-task buffers, reused across a worker's tasks: the scores, the cache
-/// row offsets (SIMD path) and a widened row (f16 cache, portable path).
+/// row offsets and widened cache rows (SIMD path), and a widened row (f16
+/// cache, portable path).
 #[derive(Default)]
 pub(crate) struct Scratch {
     pub scores: Vec<f32>,
     pub offsets: Vec<usize>,
+    pub widened: Vec<f32>,
     row: Vec<f32>,
 }
 
@@ -136,60 +173,80 @@ fn has_simd(head_dim: usize) -> bool {
     }
 }
 
-/// The query heads of one token that share one KV head.
+/// The query heads sharing one KV head, for a tile of consecutive positions
+/// of one sequence.
 pub(crate) struct HeadGroup<'a> {
+    /// The whole batch's queries, `[T, n_heads, head_dim]`.
     pub q: &'a [f32],
+    pub n_heads: usize,
+    /// The batch index of the tile's first token.
+    pub first_token: usize,
+    /// The tile: one block table, increasing positions.
+    pub tokens: &'a [QueryToken<'a>],
     pub k_cache: KvView<'a>,
     pub v_cache: KvView<'a>,
     pub shape: KvShape,
-    pub token: QueryToken<'a>,
     pub kv_head: usize,
     pub group: usize,
     pub scale: f32,
 }
 
 impl HeadGroup<'_> {
-    fn run_dispatch(&self, simd: bool, scratch: &mut Scratch, out: &mut [f32]) {
+    /// Query head `h` of the group, for the tile's token `i`.
+    pub fn query(&self, i: usize, h: usize) -> &[f32] {
+        let hd = self.shape.head_dim;
+        let head = (self.first_token + i) * self.n_heads + self.kv_head * self.group + h;
+        &self.q[head * hd..(head + 1) * hd]
+    }
+
+    /// Positions the tile's last token attends to (all the others attend to
+    /// a prefix of them).
+    pub fn positions(&self) -> usize {
+        self.tokens.last().map_or(0, |t| t.pos + 1)
+    }
+
+    /// `outs[i]` receives the group's output for the tile's token `i`.
+    fn run_dispatch(&self, simd: bool, scratch: &mut Scratch, outs: &mut [&mut [f32]]) {
         #[cfg(target_arch = "x86_64")]
         if simd {
             // SAFETY: `simd` comes from `has_simd`, which detected AVX2,
             // FMA and F16C and checked the head size.
             #[allow(unsafe_code)]
             unsafe {
-                return crate::attention_x86::run(self, scratch, out);
+                return crate::attention_x86::run(self, scratch, outs);
             }
         }
         let _ = simd;
-        self.run(scratch, out);
+        self.run(scratch, outs);
     }
 
-    /// The portable version.
-    fn run(&self, scratch: &mut Scratch, out: &mut [f32]) {
+    /// The portable version: one token at a time.
+    fn run(&self, scratch: &mut Scratch, outs: &mut [&mut [f32]]) {
         let (shape, hd, group) = (self.shape, self.shape.head_dim, self.group);
         let g = self.kv_head;
-        let tok = self.token;
-        let q = self.q;
-        let n = tok.pos + 1;
         let Scratch { scores, row, .. } = scratch;
-        scores.clear();
-        scores.resize(group * n, 0.0);
-        // Scores, head-major: scores[h * n + p].
-        for p in 0..n {
-            let at = shape.row_offset(tok.blocks, p) + g * hd;
-            let k = self.k_cache.row(at, hd, row);
-            for h in 0..group {
-                scores[h * n + p] = dot(&q[h * hd..(h + 1) * hd], k) * self.scale;
+        for ((i, tok), out) in self.tokens.iter().enumerate().zip(outs.iter_mut()) {
+            let n = tok.pos + 1;
+            scores.clear();
+            scores.resize(group * n, 0.0);
+            // Scores, head-major: scores[h * n + p].
+            for p in 0..n {
+                let at = shape.row_offset(tok.blocks, p) + g * hd;
+                let k = self.k_cache.row(at, hd, row);
+                for h in 0..group {
+                    scores[h * n + p] = dot(self.query(i, h), k) * self.scale;
+                }
             }
-        }
-        for h in 0..group {
-            softmax_in_place(&mut scores[h * n..(h + 1) * n]);
-        }
-        out.fill(0.0);
-        for p in 0..n {
-            let at = shape.row_offset(tok.blocks, p) + g * hd;
-            let v = self.v_cache.row(at, hd, row);
             for h in 0..group {
-                axpy(scores[h * n + p], v, &mut out[h * hd..(h + 1) * hd]);
+                softmax_in_place(&mut scores[h * n..(h + 1) * n]);
+            }
+            out.fill(0.0);
+            for p in 0..n {
+                let at = shape.row_offset(tok.blocks, p) + g * hd;
+                let v = self.v_cache.row(at, hd, row);
+                for h in 0..group {
+                    axpy(scores[h * n + p], v, &mut out[h * hd..(h + 1) * hd]);
+                }
             }
         }
     }
@@ -344,11 +401,52 @@ mod tests {
         }
     }
 
+    /// The portable kernel, one (token, KV head) at a time.
+    fn portable(
+        q: &[f32],
+        n_heads: usize,
+        kc: &KvStore,
+        vc: &KvStore,
+        shape: KvShape,
+        tokens: &[QueryToken<'_>],
+    ) -> Vec<f32> {
+        let (hd, n_kv) = (shape.head_dim, shape.n_kv_heads);
+        let group = n_heads / n_kv;
+        let mut out = vec![0f32; q.len()];
+        let mut scratch = Scratch::default();
+        for (i, o) in out.chunks_mut(group * hd).enumerate() {
+            let (t, kv_head) = (i / n_kv, i % n_kv);
+            let job = HeadGroup {
+                q,
+                n_heads,
+                first_token: t,
+                tokens: &tokens[t..t + 1],
+                k_cache: kc.view(),
+                v_cache: vc.view(),
+                shape,
+                kv_head,
+                group,
+                scale: 0.5,
+            };
+            job.run(&mut scratch, &mut [o]);
+        }
+        out
+    }
+
     #[test]
     fn every_path_and_dtype_matches_naive_attention_at_model_sizes() {
-        // SmolLM2's shape: 9 heads over 3 KV heads of 64; lengths that end
-        // inside and on a group of eight positions.
-        let (n_heads, n_kv, hd, bs) = (9, 3, 64, 16);
+        // SmolLM2's shape (9 heads over 3 KV heads of 64), and the other
+        // head sizes the SIMD kernel is compiled for.
+        for (n_heads, n_kv, hd) in [(9, 3, 64), (4, 2, 32), (4, 1, 128)] {
+            check_prefill_and_decode(n_heads, n_kv, hd);
+        }
+    }
+
+    /// A 120-token prefill (tiles of eight positions) checked at lengths
+    /// that end inside and on a group of eight positions, against naive
+    /// attention, the portable kernel, and the same token decoded alone.
+    fn check_prefill_and_decode(n_heads: usize, n_kv: usize, hd: usize) {
+        let bs = 16;
         let shape = KvShape {
             num_blocks: 8,
             block_size: bs,
@@ -356,58 +454,73 @@ mod tests {
             head_dim: hd,
         };
         let row = shape.row_len();
+        let len = 120;
         let table: Vec<u32> = (0..8).rev().collect();
+        let tokens: Vec<QueryToken<'_>> = (0..len).map(|pos| QueryToken { blocks: &table, pos }).collect();
+        let q: Vec<f32> = (0..len * n_heads * hd).map(|j| val(j + 31)).collect();
+        let q_of = |t: usize| &q[t * n_heads * hd..(t + 1) * n_heads * hd];
         for dtype in [KvDtype::F32, KvDtype::F16] {
             let (mut kc, mut vc) = (
                 KvStore::zeroed(dtype, shape.len()),
                 KvStore::zeroed(dtype, shape.len()),
             );
-            let mut contiguous = (Vec::new(), Vec::new());
-            for p in 0..120 {
-                let k: Vec<f32> = (0..row).map(|j| val(p * 997 + j)).collect();
-                let v: Vec<f32> = (0..row).map(|j| val(p * 991 + j + 3)).collect();
-                let tok = [QueryToken {
-                    blocks: &table,
-                    pos: p,
-                }];
-                write_kv(&mut kc, &mut vc, shape, &k, &v, &tok);
-                contiguous.0.push(stored(dtype, &k));
-                contiguous.1.push(stored(dtype, &v));
-            }
-            for pos in [0usize, 6, 7, 8, 40, 119] {
-                let q: Vec<f32> = (0..n_heads * hd).map(|j| val(j + pos * 31)).collect();
+            let k: Vec<f32> = (0..len * row).map(|j| val(j * 7 + 1)).collect();
+            let v: Vec<f32> = (0..len * row).map(|j| val(j * 5 + 3)).collect();
+            write_kv(&mut kc, &mut vc, shape, &k, &v, &tokens);
+            let contiguous: (Vec<_>, Vec<_>) = (0..len)
+                .map(|p| {
+                    (
+                        stored(dtype, &k[p * row..(p + 1) * row]),
+                        stored(dtype, &v[p * row..(p + 1) * row]),
+                    )
+                })
+                .unzip();
+            let mut out = vec![0f32; q.len()];
+            paged_attention(&q, n_heads, &kc, &vc, shape, &tokens, 0.5, &mut out);
+            let slow = portable(&q, n_heads, &kc, &vc, shape, &tokens);
+            for pos in [0usize, 6, 7, 8, 9, 40, 119] {
                 let want = naive(
-                    &q,
+                    q_of(pos),
                     &contiguous.0[..=pos],
                     &contiguous.1[..=pos],
                     n_heads,
                     n_kv,
                     hd,
                 );
-                let tokens = [QueryToken { blocks: &table, pos }];
-                let mut out = vec![0f32; q.len()];
-                paged_attention(&q, n_heads, &kc, &vc, shape, &tokens, 0.5, &mut out);
-                let mut portable = vec![0f32; q.len()];
-                let mut scratch = Scratch::default();
-                for (g, o) in portable.chunks_mut(3 * hd).enumerate() {
-                    let job = HeadGroup {
-                        q: &q[g * 3 * hd..(g + 1) * 3 * hd],
-                        k_cache: kc.view(),
-                        v_cache: vc.view(),
-                        shape,
-                        token: tokens[0],
-                        kv_head: g,
-                        group: 3,
-                        scale: 0.5,
-                    };
-                    job.run(&mut scratch, o);
-                }
-                for (got, name) in [(&out, "dispatched"), (&portable, "portable")] {
+                let at = pos * n_heads * hd..(pos + 1) * n_heads * hd;
+                for (got, name) in [(&out[at.clone()], "dispatched"), (&slow[at.clone()], "portable")] {
                     for (a, b) in got.iter().zip(&want) {
-                        assert!((a - b).abs() < 1e-4, "{dtype:?} {name} pos {pos}: {a} vs {b}");
+                        assert!(
+                            (a - b).abs() < 1e-4,
+                            "hd {hd} {dtype:?} {name} pos {pos}: {a} vs {b}"
+                        );
                     }
                 }
+                // Alone (a decode step) it gives the same bits as in its tile.
+                let mut alone = vec![0f32; n_heads * hd];
+                paged_attention(
+                    q_of(pos),
+                    n_heads,
+                    &kc,
+                    &vc,
+                    shape,
+                    &tokens[pos..=pos],
+                    0.5,
+                    &mut alone,
+                );
+                assert_eq!(alone.as_slice(), &out[at], "hd {hd} {dtype:?} pos {pos} alone");
             }
         }
+    }
+
+    #[test]
+    fn tiles_are_runs_of_one_sequence_at_most_eight_long() {
+        let (a, b): (Vec<u32>, Vec<u32>) = (vec![0, 1], vec![2, 3]);
+        let tok = |blocks, pos| QueryToken { blocks, pos };
+        let mut batch = vec![tok(&a[..], 3), tok(&b[..], 9)];
+        batch.extend((0..19).map(|p| tok(&a[..], p)));
+        batch.extend([tok(&a[..], 30), tok(&b[..], 10), tok(&b[..], 11)]);
+        let got = tiles(&batch);
+        assert_eq!(got, vec![0..1, 1..2, 2..10, 10..18, 18..21, 21..22, 22..24]);
     }
 }
