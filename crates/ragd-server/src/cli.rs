@@ -202,6 +202,14 @@ pub struct ServeArgs {
     /// command lines are visible to every user of the machine.
     #[arg(long, env = "RAGD_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<Secret>,
+    /// Requests per minute each API key may make (in single-user mode: the
+    /// one user); past it, 429 with `Retry-After`. Unset: no limit.
+    #[arg(long, env = "RAGD_RATE_LIMIT_RPM")]
+    pub rate_limit_rpm: Option<std::num::NonZeroU32>,
+    /// Requests a key may make at once before the per-minute pace applies;
+    /// default: a whole minute's worth.
+    #[arg(long, env = "RAGD_RATE_LIMIT_BURST", requires = "rate_limit_rpm")]
+    pub rate_limit_burst: Option<std::num::NonZeroU32>,
     /// Single-user mode: no API keys, every request belongs to the tenant
     /// `default`. Only on a loopback address (127.0.0.1, ::1).
     #[arg(long, env = "RAGD_NO_AUTH")]

@@ -32,6 +32,13 @@ pub enum ApiError {
     /// A queue is full: back off and retry.
     #[error("{0}")]
     Overloaded(String),
+    /// The API key used up its request budget.
+    #[error(
+        "Rate limit reached: {} requests per minute for this API key. Retry in {} s.",
+        .0.limit,
+        .0.retry_after_secs()
+    )]
+    RateLimited(crate::rate_limit::Limited),
     /// A model is configured but not loaded yet, or its worker stopped.
     #[error("{0}")]
     Unavailable(String),
@@ -56,7 +63,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded(_) | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -75,6 +82,7 @@ impl ApiError {
             Self::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
             Self::Conflict(_) => ("invalid_request_error", Some("conflict")),
             Self::Overloaded(_) => ("rate_limit_error", Some("overloaded")),
+            Self::RateLimited(_) => ("requests", Some("rate_limit_exceeded")),
             Self::Unavailable(_) => ("server_error", Some("unavailable")),
             Self::Internal(_) => ("server_error", None),
         }
@@ -117,7 +125,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if let Self::RateLimited(limited) = &self {
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after_secs()));
+            crate::rate_limit::add_headers(headers, limited.limit, 0);
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod models;
 pub mod models_cmd;
 pub mod rag;
+pub mod rate_limit;
 pub mod routes;
 pub mod serve;
 pub mod state;

@@ -19,6 +19,8 @@ use crate::state::AppState;
 pub struct HttpMetrics {
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
+    /// Requests refused by a key's rate limit (429).
+    pub rate_limited: IntCounter,
 }
 
 impl HttpMetrics {
@@ -38,9 +40,18 @@ impl HttpMetrics {
             .buckets(prometheus::exponential_buckets(0.001, 2.0, 16)?),
             &["route", "method"],
         )?;
+        let rate_limited = IntCounter::new(
+            "ragd_rate_limited_requests_total",
+            "Requests refused (429) because their API key used up its rate limit",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
-        Ok(Self { requests, duration })
+        registry.register(Box::new(rate_limited.clone()))?;
+        Ok(Self {
+            requests,
+            duration,
+            rate_limited,
+        })
     }
 }
 

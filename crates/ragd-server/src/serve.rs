@@ -16,6 +16,7 @@ use crate::auth::keys::KeyRing;
 use crate::auth::{AdminKey, Auth};
 use crate::cli::ServeArgs;
 use crate::models;
+use crate::rate_limit::RateLimits;
 use crate::state::{AppState, CollectionLimits, Limits, ServerState, Services};
 
 /// Shortest admin key accepted.
@@ -59,6 +60,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
             max_top_k: args.max_top_k,
         },
         rag_template: Arc::new(rag_template(args.rag_template.as_deref())?),
+        rate_limits: args
+            .rate_limit_rpm
+            .map(|rpm| RateLimits::new(rpm, args.rate_limit_burst)),
     };
     let registry = prometheus::Registry::new();
     let mut expected = Vec::new();

@@ -11,6 +11,7 @@ use crate::generate::GeneratorHandle;
 use crate::metrics::{HttpMetrics, IndexMetrics};
 use crate::models::{ModelHandle, Models};
 use crate::rag::{RagTemplate, DEFAULT_TEMPLATE};
+use crate::rate_limit::RateLimits;
 
 /// Limits and settings the routes apply.
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct ServerState {
     pub collection_limits: CollectionLimits,
     pub index_metrics: IndexMetrics,
     pub rag_template: Arc<RagTemplate>,
+    /// Per-key request budgets; `None`: unlimited.
+    pub rate_limits: Option<RateLimits>,
 }
 
 /// The parts of a server beyond its models (see [`ServerState::with`]).
@@ -66,6 +69,7 @@ pub struct Services {
     pub store: Option<Arc<Store>>,
     pub collection_limits: CollectionLimits,
     pub rag_template: Arc<RagTemplate>,
+    pub rate_limits: Option<RateLimits>,
 }
 
 impl Limits {
@@ -94,6 +98,7 @@ impl ServerState {
             rag_template: Arc::new(
                 RagTemplate::new(DEFAULT_TEMPLATE).expect("the default RAG template compiles"),
             ),
+            rate_limits: None,
         };
         Self::with(expected, limits, registry, services)
     }
@@ -117,6 +122,7 @@ impl ServerState {
             collection_limits: services.collection_limits,
             index_metrics,
             rag_template: services.rag_template,
+            rate_limits: services.rate_limits,
         }))
     }
 

@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use ragd_server::rate_limit::RateLimits;
 use ragd_server::state::{Limits, ServerState};
 use tower::ServiceExt;
 
@@ -18,10 +19,18 @@ fn loading_app() -> axum::Router {
 }
 
 async fn call(app: axum::Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let (status, _, body) = call_with_headers(app, req).await;
+    (status, body)
+}
+
+async fn call_with_headers(
+    app: axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
     let resp = app.oneshot(req).await.unwrap();
-    let status = resp.status();
+    let (status, headers) = (resp.status(), resp.headers().clone());
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    (status, headers, serde_json::from_slice(&bytes).unwrap())
 }
 
 #[tokio::test]
@@ -63,14 +72,16 @@ async fn a_body_over_the_limit_is_413() {
     assert_eq!(body["error"]["code"], "request_too_large");
 }
 
-/// A keyed app (no models) with one key for tenant `acme`.
-fn keyed_app(dir: &std::path::Path) -> (axum::Router, String) {
+/// A keyed app (no models) with one key for tenant `acme` and one for
+/// `globex`.
+fn keyed_app(dir: &std::path::Path, rate_limits: Option<RateLimits>) -> (axum::Router, [String; 2]) {
     use ragd_server::auth::keys::KeyRing;
     use ragd_server::auth::{AdminKey, Auth};
     use ragd_server::state::{CollectionLimits, Services};
 
     let keys = KeyRing::load(&dir.join("keys.toml")).unwrap();
-    let (_, key) = keys.create("acme", None).unwrap();
+    let (_, acme) = keys.create("acme", None).unwrap();
+    let (_, globex) = keys.create("globex", None).unwrap();
     let services = Services {
         auth: Auth::Keys {
             keys: std::sync::Arc::new(keys),
@@ -81,6 +92,7 @@ fn keyed_app(dir: &std::path::Path) -> (axum::Router, String) {
         rag_template: std::sync::Arc::new(
             ragd_server::rag::RagTemplate::new(ragd_server::rag::DEFAULT_TEMPLATE).unwrap(),
         ),
+        rate_limits,
     };
     let limits = Limits {
         max_inputs: 16,
@@ -88,13 +100,13 @@ fn keyed_app(dir: &std::path::Path) -> (axum::Router, String) {
         guard_threshold: 0.5,
     };
     let state = ServerState::with(vec![], limits, prometheus::Registry::new(), services).unwrap();
-    (ragd_server::app::router(state, 1024), key)
+    (ragd_server::app::router(state, 1024), [acme, globex])
 }
 
 #[tokio::test]
 async fn v1_needs_a_known_key_and_health_does_not() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, key) = keyed_app(dir.path());
+    let (app, [key, _]) = keyed_app(dir.path(), None);
     for (auth, want) in [
         (None, StatusCode::UNAUTHORIZED),
         (Some("Bearer rk-unknown".to_string()), StatusCode::UNAUTHORIZED),
@@ -126,4 +138,53 @@ async fn v1_needs_a_known_key_and_health_does_not() {
     let (status, body) = call(app, req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"][0]["tenant"], "acme");
+}
+
+fn models_request(key: &str) -> Request<Body> {
+    Request::get("/v1/models")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_past_its_rate_limit_gets_429_with_retry_after_and_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let per_minute = std::num::NonZeroU32::new(2).unwrap();
+    let (app, [acme, globex]) = keyed_app(dir.path(), Some(RateLimits::new(per_minute, None)));
+    for remaining in ["1", "0"] {
+        let (status, headers, body) = call_with_headers(app.clone(), models_request(&acme)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(headers["x-ratelimit-limit-requests"], "2");
+        assert_eq!(headers["x-ratelimit-remaining-requests"], remaining);
+    }
+    let (status, headers, body) = call_with_headers(app.clone(), models_request(&acme)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["type"], "requests");
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("2 requests per minute"));
+    // Two a minute: the next one in 30 s.
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((29..=30).contains(&retry), "Retry-After {retry}");
+    assert_eq!(headers["x-ratelimit-remaining-requests"], "0");
+    // Another key has its own budget.
+    let (status, _, body) = call_with_headers(app.clone(), models_request(&globex)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // An unknown key is a 401, not a 429, and takes nothing from anyone.
+    assert_eq!(
+        call(app.clone(), models_request("rk-unknown")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let resp = app
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(
+        text.lines().any(|l| l == "ragd_rate_limited_requests_total 1"),
+        "{text}"
+    );
 }

@@ -102,18 +102,31 @@ pub struct KeyRing {
     writer: Mutex<()>,
 }
 
+/// Who a key belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyOwner {
+    /// The key's record id (stable, not secret).
+    pub key_id: String,
+    pub tenant: String,
+}
+
 #[derive(Clone, Default)]
 struct Table {
     records: Vec<KeyRecord>,
-    /// `sha256` -> tenant.
-    by_hash: HashMap<String, String>,
+    by_hash: HashMap<String, KeyOwner>,
 }
 
 impl Table {
     fn new(records: Vec<KeyRecord>) -> Self {
         let by_hash = records
             .iter()
-            .map(|r| (r.sha256.clone(), r.tenant.clone()))
+            .map(|r| {
+                let owner = KeyOwner {
+                    key_id: r.id.clone(),
+                    tenant: r.tenant.clone(),
+                };
+                (r.sha256.clone(), owner)
+            })
             .collect();
         Self { records, by_hash }
     }
@@ -141,10 +154,15 @@ impl KeyRing {
         &self.path
     }
 
-    /// The tenant `key` belongs to, if it is a known key.
-    pub fn tenant_of(&self, key: &str) -> Option<String> {
+    /// Who `key` belongs to, if it is a known key.
+    pub fn owner_of(&self, key: &str) -> Option<KeyOwner> {
         let hash = hash_key(key);
         self.read().by_hash.get(&hash).cloned()
+    }
+
+    /// The tenant `key` belongs to, if it is a known key.
+    pub fn tenant_of(&self, key: &str) -> Option<String> {
+        self.owner_of(key).map(|o| o.tenant)
     }
 
     /// Every key, oldest first.

@@ -102,24 +102,36 @@ fn incorrect(key: &str) -> ApiError {
     ApiError::Unauthorized(format!("Incorrect API key provided: {}****.", keys::shown(key)))
 }
 
-/// Middleware of the `/v1/*` routes: the request's key must be known; its
-/// tenant goes into the request (and onto its log lines).
+/// Middleware of the `/v1/*` routes: the request's key must be known and
+/// within its rate limit; its tenant goes into the request (and onto its
+/// log lines).
 pub async fn require_tenant(
     State(state): State<AppState>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let tenant = match &state.auth {
-        Auth::Disabled => Tenant::new(DEFAULT_TENANT),
+    let (key_id, tenant) = match &state.auth {
+        Auth::Disabled => (DEFAULT_TENANT.to_string(), Tenant::new(DEFAULT_TENANT)),
         Auth::Keys { keys, .. } => {
             let key = bearer(req.headers())?;
-            let tenant = keys.tenant_of(key).ok_or_else(|| incorrect(key))?;
-            Tenant::new(&tenant)
+            let owner = keys.owner_of(key).ok_or_else(|| incorrect(key))?;
+            (owner.key_id, Tenant::new(&owner.tenant))
         }
     };
     tracing::Span::current().record("tenant", tenant.as_str());
+    let allowed = match &state.rate_limits {
+        Some(limits) => Some(limits.check(&key_id).map_err(|limited| {
+            state.http_metrics.rate_limited.inc();
+            ApiError::RateLimited(limited)
+        })?),
+        None => None,
+    };
     req.extensions_mut().insert(tenant);
-    Ok(next.run(req).await)
+    let mut response = next.run(req).await;
+    if let Some(allowed) = allowed {
+        crate::rate_limit::add_headers(response.headers_mut(), allowed.limit, allowed.remaining);
+    }
+    Ok(response)
 }
 
 /// Middleware of the `/admin/*` routes: the request must carry the admin key.
