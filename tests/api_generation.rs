@@ -14,15 +14,23 @@ fn base() -> String {
     format!("http://{}", shared_server())
 }
 
+/// Posts `body` with `Cache-Control: no-cache`, so the model answers: the
+/// tests see real generations, never the response cache.
 async fn post(path: &str, body: &Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
+    let (status, _, body) = send(path, body, true).await;
+    (status, body)
+}
+
+async fn send(path: &str, body: &Value, no_cache: bool) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = reqwest::Client::new()
         .post(format!("{}{path}", base()))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
+        .json(body);
+    if no_cache {
+        req = req.header("cache-control", "no-cache");
+    }
+    let resp = req.send().await.unwrap();
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    (status, headers, resp.json().await.unwrap())
 }
 
 fn fixture() -> Value {
@@ -301,4 +309,37 @@ async fn bad_generation_requests_get_clear_4xx_errors() {
     }
     let (got, resp) = post("/v1/completions", &json!({"model": GEN, "prompt": [1, 99999999]})).await;
     assert_eq!(got, 400, "{resp}");
+}
+
+#[tokio::test]
+async fn a_repeated_deterministic_request_is_answered_from_the_cache() {
+    let body = chat_body("Name three colours of the rainbow, please.", 16);
+    let (status, headers, first) = send("/v1/chat/completions", &body, false).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(headers["x-ragd-cache"], "miss");
+    let (status, headers, second) = send("/v1/chat/completions", &body, false).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(headers["x-ragd-cache"], "hit");
+    assert_eq!(first["choices"], second["choices"]);
+    assert_eq!(first["usage"], second["usage"]);
+    assert_ne!(first["id"], second["id"], "a hit gets its own id");
+    // With no-cache the model answers again, and gives the same text.
+    let (_, headers, fresh) = send("/v1/chat/completions", &body, true).await;
+    assert!(headers.get("x-ragd-cache").is_none());
+    assert_eq!(fresh["choices"], first["choices"]);
+    // Random sampling is never cached; a seed makes it cacheable.
+    let mut sampled = body.clone();
+    sampled["temperature"] = json!(0.9);
+    let (_, headers, _) = send("/v1/chat/completions", &sampled, false).await;
+    assert!(headers.get("x-ragd-cache").is_none());
+    let completion = json!({"model": GEN, "prompt": "The rainbow has", "max_tokens": 8,
+                            "temperature": 0.9, "seed": 11});
+    let (_, headers, first) = send("/v1/completions", &completion, false).await;
+    assert_eq!(headers["x-ragd-cache"], "miss");
+    let (_, headers, second) = send("/v1/completions", &completion, false).await;
+    assert_eq!(headers["x-ragd-cache"], "hit");
+    assert_eq!(first["choices"], second["choices"]);
+    let metrics = get_text(&base(), "/metrics").await;
+    let hits = metric_value(&metrics, "ragd_response_cache_lookups_total", "result=\"hit\"").unwrap();
+    assert!(hits >= 2.0, "{hits} hits");
 }

@@ -210,6 +210,13 @@ pub struct ServeArgs {
     /// default: a whole minute's worth.
     #[arg(long, env = "RAGD_RATE_LIMIT_BURST", requires = "rate_limit_rpm")]
     pub rate_limit_burst: Option<std::num::NonZeroU32>,
+    /// Memory for cached answers of deterministic requests (greedy or
+    /// seeded, not streamed), in MiB; 0 turns the cache off.
+    #[arg(long, env = "RAGD_RESPONSE_CACHE_MB", default_value_t = 64)]
+    pub response_cache_mb: u64,
+    /// Seconds a cached answer is served.
+    #[arg(long, env = "RAGD_RESPONSE_CACHE_TTL_SECONDS", default_value_t = 600)]
+    pub response_cache_ttl_seconds: u64,
     /// Single-user mode: no API keys, every request belongs to the tenant
     /// `default`. Only on a loopback address (127.0.0.1, ::1).
     #[arg(long, env = "RAGD_NO_AUTH")]

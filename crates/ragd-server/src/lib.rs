@@ -21,6 +21,7 @@ pub mod models;
 pub mod models_cmd;
 pub mod rag;
 pub mod rate_limit;
+pub mod response_cache;
 pub mod routes;
 pub mod serve;
 pub mod state;

@@ -17,6 +17,7 @@ use crate::auth::{AdminKey, Auth};
 use crate::cli::ServeArgs;
 use crate::models;
 use crate::rate_limit::RateLimits;
+use crate::response_cache::CacheConfig;
 use crate::state::{AppState, CollectionLimits, Limits, ServerState, Services};
 
 /// Shortest admin key accepted.
@@ -63,6 +64,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         rate_limits: args
             .rate_limit_rpm
             .map(|rpm| RateLimits::new(rpm, args.rate_limit_burst)),
+        response_cache: (args.response_cache_mb > 0).then(|| CacheConfig {
+            max_bytes: args.response_cache_mb << 20,
+            ttl: Duration::from_secs(args.response_cache_ttl_seconds),
+        }),
     };
     let registry = prometheus::Registry::new();
     let mut expected = Vec::new();

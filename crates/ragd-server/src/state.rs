@@ -12,6 +12,7 @@ use crate::metrics::{HttpMetrics, IndexMetrics};
 use crate::models::{ModelHandle, Models};
 use crate::rag::{RagTemplate, DEFAULT_TEMPLATE};
 use crate::rate_limit::RateLimits;
+use crate::response_cache::{CacheConfig, ResponseCache};
 
 /// Limits and settings the routes apply.
 #[derive(Debug, Clone)]
@@ -61,6 +62,8 @@ pub struct ServerState {
     pub rag_template: Arc<RagTemplate>,
     /// Per-key request budgets; `None`: unlimited.
     pub rate_limits: Option<RateLimits>,
+    /// Answers of deterministic requests; `None`: off.
+    pub response_cache: Option<ResponseCache>,
 }
 
 /// The parts of a server beyond its models (see [`ServerState::with`]).
@@ -70,6 +73,8 @@ pub struct Services {
     pub collection_limits: CollectionLimits,
     pub rag_template: Arc<RagTemplate>,
     pub rate_limits: Option<RateLimits>,
+    /// Size and lifetime of the response cache; `None`: no cache.
+    pub response_cache: Option<CacheConfig>,
 }
 
 impl Limits {
@@ -99,6 +104,7 @@ impl ServerState {
                 RagTemplate::new(DEFAULT_TEMPLATE).expect("the default RAG template compiles"),
             ),
             rate_limits: None,
+            response_cache: None,
         };
         Self::with(expected, limits, registry, services)
     }
@@ -111,6 +117,10 @@ impl ServerState {
     ) -> prometheus::Result<AppState> {
         let http_metrics = HttpMetrics::register(&registry)?;
         let index_metrics = IndexMetrics::register(&registry)?;
+        let response_cache = services
+            .response_cache
+            .map(|c| ResponseCache::new(c.max_bytes, c.ttl, &registry))
+            .transpose()?;
         Ok(Arc::new(Self {
             models: OnceLock::new(),
             expected,
@@ -123,6 +133,7 @@ impl ServerState {
             index_metrics,
             rag_template: services.rag_template,
             rate_limits: services.rate_limits,
+            response_cache,
         }))
     }
 

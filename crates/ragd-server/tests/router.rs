@@ -93,6 +93,7 @@ fn keyed_app(dir: &std::path::Path, rate_limits: Option<RateLimits>) -> (axum::R
             ragd_server::rag::RagTemplate::new(ragd_server::rag::DEFAULT_TEMPLATE).unwrap(),
         ),
         rate_limits,
+        response_cache: None,
     };
     let limits = Limits {
         max_inputs: 16,

@@ -1,6 +1,7 @@
 //! `POST /v1/chat/completions`, streaming or not, in OpenAI's shapes.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use ragd_models::llama::ChatMessage;
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use crate::generate::stream::{sse, ChunkFormat};
 use crate::generate::{self, now_unix, GeneratorHandle, Piece, SamplingFields, TokenInfo, UsageJson};
 use crate::json::Json;
 use crate::rag::{self, RagRequest, Source};
+use crate::response_cache::{self, CacheKeyParts};
 use crate::routes::collections;
 use crate::state::AppState;
 
@@ -145,6 +147,7 @@ async fn retrieve_and_augment(
 pub async fn chat_completions(
     State(state): State<AppState>,
     tenant: Tenant,
+    headers: HeaderMap,
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let handle = state.generator(Some(&req.model))?;
@@ -167,13 +170,28 @@ pub async fn chat_completions(
         sources = Some(hits);
     }
     let prompt = prompt_ids(&handle, conversation).await?;
-    let choices = generate::submit(&handle, &prompt, &settings)?;
     let format = ChatFormat {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         created: now_unix(),
         model: handle.info.id.clone(),
         sources,
     };
+    let cache = state.response_cache.as_ref();
+    let key = cache.and_then(|c| {
+        let parts = CacheKeyParts {
+            tenant: &tenant,
+            endpoint: "chat",
+            model: &format.model,
+            prompt: &prompt,
+            settings: &settings,
+            extra: format.sources.as_ref(),
+        };
+        c.key(parts, &headers)
+    });
+    if let Some(hit) = response_cache::cached(cache, key.as_ref(), &format.id, format.created) {
+        return Ok(hit);
+    }
+    let choices = generate::submit(&handle, &prompt, &settings)?;
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }
@@ -201,7 +219,7 @@ pub async fn chat_completions(
     if let Some(s) = format.sources {
         body["sources"] = s;
     }
-    Ok(axum::Json(body).into_response())
+    Ok(response_cache::store_and_respond(cache, key, body))
 }
 
 fn token_json(token: &str, logprob: f32) -> Value {

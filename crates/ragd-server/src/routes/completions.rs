@@ -1,15 +1,18 @@
 //! `POST /v1/completions` (legacy text completions), streaming or not.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::generate::stream::{sse, ChunkFormat};
 use crate::generate::{self, now_unix, Piece, SamplingFields, TokenInfo, UsageJson};
 use crate::input::{self, Input};
 use crate::json::Json;
+use crate::response_cache::{self, CacheKeyParts};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +32,8 @@ pub struct CompletionRequest {
 
 pub async fn completions(
     State(state): State<AppState>,
+    tenant: Tenant,
+    headers: HeaderMap,
     Json(req): Json<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let handle = state.generator(Some(&req.model))?;
@@ -64,13 +69,28 @@ pub async fn completions(
                 .map_err(|e| ApiError::Internal(e.to_string()))??
         }
     };
-    let choices = generate::submit(&handle, &prompt, &settings)?;
     let format = CompletionFormat {
         id: format!("cmpl-{}", uuid::Uuid::new_v4().simple()),
         created: now_unix(),
         model: handle.info.id.clone(),
         logprobs: req.logprobs.is_some(),
     };
+    let cache = state.response_cache.as_ref();
+    let key = cache.and_then(|c| {
+        let parts = CacheKeyParts {
+            tenant: &tenant,
+            endpoint: "completions",
+            model: &format.model,
+            prompt: &prompt,
+            settings: &settings,
+            extra: None,
+        };
+        c.key(parts, &headers)
+    });
+    if let Some(hit) = response_cache::cached(cache, key.as_ref(), &format.id, format.created) {
+        return Ok(hit);
+    }
+    let choices = generate::submit(&handle, &prompt, &settings)?;
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }
@@ -80,15 +100,15 @@ pub async fn completions(
         .enumerate()
         .map(|(i, p)| format.choice(i, p))
         .collect();
-    Ok(axum::Json(json!({
+    let body = json!({
         "id": format.id,
         "object": "text_completion",
         "created": format.created,
         "model": format.model,
         "choices": choices,
         "usage": UsageJson::new(prompt.len(), completion_tokens),
-    }))
-    .into_response())
+    });
+    Ok(response_cache::store_and_respond(cache, key, body))
 }
 
 /// The legacy logprobs shape: parallel lists, top alternatives as maps.

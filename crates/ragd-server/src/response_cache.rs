@@ -1,0 +1,231 @@
+//! Exact response cache for deterministic completions.
+//!
+//! A request whose answer is fixed by its inputs (greedy, or seeded) and
+//! that does not stream is answered from the cache when the same tenant
+//! asked the same thing before. "The same" is decided after the prompt is
+//! built: the key hashes the tenant, the endpoint, the model, the prompt's
+//! token ids (so a RAG prompt includes the retrieved text, and a changed
+//! collection misses), the retrieved sources and every generation setting.
+//! A tenant never gets another tenant's entry: the tenant is in the key.
+//!
+//! Because the engine is batch-invariant, a hit is exactly what a fresh run
+//! would give; it only skips the generation. A request with
+//! `Cache-Control: no-cache` or `no-store` bypasses the cache. Entries are
+//! bounded by their JSON size and expire after a time to live.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use prometheus::{IntCounterVec, Opts, Registry};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Tenant;
+use crate::generate::GenSettings;
+
+/// Response header saying whether the cache answered (`hit`) or the model
+/// did (`miss`).
+pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-ragd-cache");
+
+/// How much the cache holds, and how long.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Bytes of response JSON.
+    pub max_bytes: u64,
+    pub ttl: Duration,
+}
+
+/// Cached response bodies, by request key.
+pub struct ResponseCache {
+    entries: moka::sync::Cache<[u8; 32], Arc<Value>>,
+    lookups: IntCounterVec,
+}
+
+/// What a cached answer depends on.
+pub struct CacheKeyParts<'a> {
+    pub tenant: &'a Tenant,
+    /// `chat` or `completions`.
+    pub endpoint: &'static str,
+    pub model: &'a str,
+    pub prompt: &'a [u32],
+    pub settings: &'a GenSettings,
+    /// Anything else the body shows (a RAG answer's sources).
+    pub extra: Option<&'a Value>,
+}
+
+/// A request's place in the cache.
+pub struct CacheKey([u8; 32]);
+
+impl ResponseCache {
+    /// Holds up to `max_bytes` of response JSON, each entry for `ttl`.
+    pub fn new(max_bytes: u64, ttl: Duration, registry: &Registry) -> prometheus::Result<Self> {
+        let lookups = IntCounterVec::new(
+            Opts::new(
+                "ragd_response_cache_lookups_total",
+                "Response cache lookups of cacheable requests, by result (hit, miss)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(lookups.clone()))?;
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_, body: &Arc<Value>| body.to_string().len().try_into().unwrap_or(u32::MAX))
+            .time_to_live(ttl)
+            .build();
+        Ok(Self { entries, lookups })
+    }
+
+    /// The key of a request that may be cached: deterministic sampling, no
+    /// streaming, and no `Cache-Control: no-cache` / `no-store`.
+    pub fn key(&self, parts: CacheKeyParts<'_>, headers: &HeaderMap) -> Option<CacheKey> {
+        let s = parts.settings;
+        let deterministic = s.sampling.temperature == 0.0 || s.sampling.seed.is_some();
+        if !deterministic || s.stream || bypass(headers) {
+            return None;
+        }
+        let mut h = Sha256::new();
+        for field in [parts.tenant.as_str(), parts.endpoint, parts.model] {
+            h.update((field.len() as u64).to_le_bytes());
+            h.update(field.as_bytes());
+        }
+        h.update((parts.prompt.len() as u64).to_le_bytes());
+        for id in parts.prompt {
+            h.update(id.to_le_bytes());
+        }
+        // Every setting, through its Debug form: a new field joins the key
+        // without anyone having to remember to add it here.
+        h.update(format!("{s:?}").as_bytes());
+        if let Some(extra) = parts.extra {
+            h.update(extra.to_string().as_bytes());
+        }
+        Some(CacheKey(h.finalize().into()))
+    }
+
+    /// The cached body for `key`, if any (counted as a hit or a miss).
+    pub fn get(&self, key: &CacheKey) -> Option<Value> {
+        let found = self.entries.get(&key.0);
+        let result = if found.is_some() { "hit" } else { "miss" };
+        self.lookups.with_label_values(&[result]).inc();
+        found.map(|body| (*body).clone())
+    }
+
+    pub fn put(&self, key: CacheKey, body: &Value) {
+        self.entries.insert(key.0, Arc::new(body.clone()));
+    }
+}
+
+/// Whether the request asks not to be answered from a cache.
+fn bypass(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| matches!(d.trim().to_ascii_lowercase().as_str(), "no-cache" | "no-store"))
+}
+
+/// The cached answer to a request, if any, under the request's own `id`
+/// and `created`.
+pub fn cached(
+    cache: Option<&ResponseCache>,
+    key: Option<&CacheKey>,
+    id: &str,
+    created: u64,
+) -> Option<Response> {
+    let mut body = cache?.get(key?)?;
+    body["id"] = id.into();
+    body["created"] = created.into();
+    Some(respond(body, true))
+}
+
+/// The response to a request the model answered; stored first when the
+/// request is cacheable (`key` is set).
+pub fn store_and_respond(cache: Option<&ResponseCache>, key: Option<CacheKey>, body: Value) -> Response {
+    match (cache, key) {
+        (Some(cache), Some(key)) => {
+            cache.put(key, &body);
+            respond(body, false)
+        }
+        _ => axum::Json(body).into_response(),
+    }
+}
+
+/// A JSON response marked as a cache `hit` or `miss`.
+fn respond(body: Value, hit: bool) -> Response {
+    let mut response = axum::Json(body).into_response();
+    let value = HeaderValue::from_static(if hit { "hit" } else { "miss" });
+    response.headers_mut().insert(CACHE_HEADER, value);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::SamplingFields;
+
+    fn settings(json: Value) -> GenSettings {
+        let fields: SamplingFields = serde_json::from_value(json).unwrap();
+        fields.validate(Some(8), None).unwrap()
+    }
+
+    fn parts<'a>(tenant: &'a Tenant, prompt: &'a [u32], settings: &'a GenSettings) -> CacheKeyParts<'a> {
+        CacheKeyParts {
+            tenant,
+            endpoint: "chat",
+            model: "m",
+            prompt,
+            settings,
+            extra: None,
+        }
+    }
+
+    #[test]
+    fn only_deterministic_unstreamed_requests_get_a_key_and_every_input_changes_it() {
+        let cache = ResponseCache::new(1 << 20, Duration::from_secs(60), &Registry::new()).unwrap();
+        let none = HeaderMap::new();
+        let (acme, globex) = (Tenant::new("acme"), Tenant::new("globex"));
+        let greedy = settings(serde_json::json!({"temperature": 0}));
+        let key = |t, p: &[u32], s| cache.key(parts(t, p, s), &none).map(|k| k.0);
+        let base = key(&acme, &[1, 2, 3], &greedy).unwrap();
+        assert_eq!(key(&acme, &[1, 2, 3], &greedy), Some(base));
+        assert_ne!(key(&globex, &[1, 2, 3], &greedy), Some(base));
+        assert_ne!(key(&acme, &[1, 2, 4], &greedy), Some(base));
+        let seeded = settings(serde_json::json!({"temperature": 0.8, "seed": 7}));
+        assert!(key(&acme, &[1, 2, 3], &seeded).is_some_and(|k| k != base));
+        let random = settings(serde_json::json!({"temperature": 0.8}));
+        assert_eq!(key(&acme, &[1, 2, 3], &random), None);
+        let streamed = settings(serde_json::json!({"temperature": 0, "stream": true}));
+        assert_eq!(key(&acme, &[1, 2, 3], &streamed), None);
+        let mut no_cache = HeaderMap::new();
+        no_cache.insert("cache-control", HeaderValue::from_static("max-age=0, No-Cache"));
+        assert!(cache.key(parts(&acme, &[1, 2, 3], &greedy), &no_cache).is_none());
+        let sources = serde_json::json!([{"document_id": "a"}]);
+        let with_sources = CacheKeyParts {
+            extra: Some(&sources),
+            ..parts(&acme, &[1, 2, 3], &greedy)
+        };
+        assert_ne!(cache.key(with_sources, &none).map(|k| k.0), Some(base));
+    }
+
+    #[test]
+    fn a_stored_body_comes_back_and_lookups_are_counted() {
+        let registry = Registry::new();
+        let cache = ResponseCache::new(1 << 20, Duration::from_secs(60), &registry).unwrap();
+        let tenant = Tenant::new("acme");
+        let greedy = settings(serde_json::json!({"temperature": 0}));
+        let key = || {
+            cache
+                .key(parts(&tenant, &[5], &greedy), &HeaderMap::new())
+                .unwrap()
+        };
+        assert_eq!(cache.get(&key()), None);
+        let body = serde_json::json!({"choices": [{"text": "hi"}]});
+        cache.put(key(), &body);
+        assert_eq!(cache.get(&key()), Some(body));
+        let count = |result: &str| cache.lookups.with_label_values(&[result]).get();
+        assert_eq!((count("hit"), count("miss")), (1, 1));
+        assert_eq!(registry.gather().len(), 1, "the counter is registered");
+    }
+}
