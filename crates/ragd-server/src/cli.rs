@@ -139,6 +139,12 @@ pub struct ServeArgs {
     /// Injection probability at or above which a text is flagged.
     #[arg(long, env = "RAGD_GUARD_THRESHOLD", default_value_t = 0.5)]
     pub guard_threshold: f32,
+    /// Screen chat completions with the guard: a flagged last user message
+    /// is refused (400), and flagged retrieved chunks are left out of RAG
+    /// prompts (listed in `blocked_sources`). The input is scored while
+    /// retrieval runs.
+    #[arg(long, env = "RAGD_GUARD_CHAT")]
+    pub guard_chat: bool,
     /// Generator for chat and completions: a name in the models folder, a
     /// folder with one GGUF file or a Hugging Face Llama (config.json,
     /// safetensors, tokenizer.json), or `none`.

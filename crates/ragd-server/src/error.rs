@@ -32,6 +32,9 @@ pub enum ApiError {
     /// A queue is full: back off and retry.
     #[error("{0}")]
     Overloaded(String),
+    /// The guard flagged the request as a prompt injection.
+    #[error("{0}")]
+    Blocked(String),
     /// The API key used up its request budget.
     #[error(
         "Rate limit reached: {} requests per minute for this API key. Retry in {} s.",
@@ -57,7 +60,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest { .. } | Self::Blocked(_) => StatusCode::BAD_REQUEST,
             Self::BadJson { status, .. } => *status,
             Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -81,6 +84,7 @@ impl ApiError {
             Self::MethodNotAllowed => ("invalid_request_error", Some("method_not_allowed")),
             Self::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
             Self::Conflict(_) => ("invalid_request_error", Some("conflict")),
+            Self::Blocked(_) => ("invalid_request_error", Some("prompt_injection_detected")),
             Self::Overloaded(_) => ("rate_limit_error", Some("overloaded")),
             Self::RateLimited(_) => ("requests", Some("rate_limit_exceeded")),
             Self::Unavailable(_) => ("server_error", Some("unavailable")),

@@ -11,6 +11,7 @@ pub mod config_file;
 pub mod error;
 pub mod eval;
 pub mod generate;
+pub mod guard;
 pub mod ingest_cmd;
 pub mod input;
 pub mod json;

@@ -55,6 +55,27 @@ impl HttpMetrics {
     }
 }
 
+/// Guard decisions on the chat path, by stage (`input`, `context`).
+#[derive(Clone)]
+pub struct GuardMetrics {
+    /// Requests refused (input) and retrieved chunks left out (context).
+    pub blocks: IntCounterVec,
+}
+
+impl GuardMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let blocks = IntCounterVec::new(
+            Opts::new(
+                "ragd_guard_blocks_total",
+                "Chat requests refused (stage input) and retrieved chunks left out of prompts (stage context) by the injection guard",
+            ),
+            &["stage"],
+        )?;
+        registry.register(Box::new(blocks.clone()))?;
+        Ok(Self { blocks })
+    }
+}
+
 /// Knowledge-base metrics. Totals over the whole store: never a tenant or
 /// collection label (unbounded, and it would leak tenant names).
 #[derive(Clone)]

@@ -77,6 +77,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     }
     if models::resolve(&args.guard, models_dir)?.is_some() {
         expected.push("guard");
+    } else if args.guard_chat {
+        bail!("--guard-chat needs a guard model (--guard is `{}`)", args.guard);
     }
     if models::resolve(&args.generator, models_dir)?.is_some() {
         expected.push("generator");
@@ -85,6 +87,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         max_inputs: args.max_inputs,
         max_input_bytes: args.max_input_bytes,
         guard_threshold: args.guard_threshold,
+        guard_chat: args.guard_chat,
     };
     let state = ServerState::with(expected, limits, registry.clone(), services)?;
     let app = crate::app::router(state.clone(), args.max_body_bytes);

@@ -8,7 +8,7 @@ use ragd_index::Store;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::generate::GeneratorHandle;
-use crate::metrics::{HttpMetrics, IndexMetrics};
+use crate::metrics::{GuardMetrics, HttpMetrics, IndexMetrics};
 use crate::models::{ModelHandle, Models};
 use crate::rag::{RagTemplate, DEFAULT_TEMPLATE};
 use crate::rate_limit::RateLimits;
@@ -20,6 +20,8 @@ pub struct Limits {
     pub max_inputs: usize,
     pub max_input_bytes: usize,
     pub guard_threshold: f32,
+    /// Screen chat requests (last user message, retrieved chunks) with the guard.
+    pub guard_chat: bool,
 }
 
 /// Bounds of the collections API.
@@ -54,6 +56,7 @@ pub struct ServerState {
     pub limits: Limits,
     pub registry: Registry,
     pub http_metrics: HttpMetrics,
+    pub guard_metrics: GuardMetrics,
     pub auth: Auth,
     /// The knowledge base; `None` in router tests that need none.
     pub store: Option<Arc<Store>>,
@@ -117,6 +120,7 @@ impl ServerState {
     ) -> prometheus::Result<AppState> {
         let http_metrics = HttpMetrics::register(&registry)?;
         let index_metrics = IndexMetrics::register(&registry)?;
+        let guard_metrics = GuardMetrics::register(&registry)?;
         let response_cache = services
             .response_cache
             .map(|c| ResponseCache::new(c.max_bytes, c.ttl, &registry))
@@ -127,6 +131,7 @@ impl ServerState {
             limits,
             registry,
             http_metrics,
+            guard_metrics,
             auth: services.auth,
             store: services.store,
             collection_limits: services.collection_limits,
@@ -135,6 +140,14 @@ impl ServerState {
             rate_limits: services.rate_limits,
             response_cache,
         }))
+    }
+
+    /// The guard, when chat requests are screened (`--guard-chat`).
+    pub fn chat_guard(&self) -> Option<ModelHandle> {
+        if !self.limits.guard_chat {
+            return None;
+        }
+        self.models.get().and_then(|m| m.guard.clone())
     }
 
     /// The knowledge base.

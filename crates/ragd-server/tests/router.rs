@@ -13,6 +13,7 @@ fn loading_app() -> axum::Router {
         max_inputs: 16,
         max_input_bytes: 1024,
         guard_threshold: 0.5,
+        guard_chat: false,
     };
     let state = ServerState::new(vec!["embedder"], limits, prometheus::Registry::new()).unwrap();
     ragd_server::app::router(state, 1024)
@@ -99,6 +100,7 @@ fn keyed_app(dir: &std::path::Path, rate_limits: Option<RateLimits>) -> (axum::R
         max_inputs: 16,
         max_input_bytes: 1024,
         guard_threshold: 0.5,
+        guard_chat: false,
     };
     let state = ServerState::with(vec![], limits, prometheus::Registry::new(), services).unwrap();
     (ragd_server::app::router(state, 1024), [acme, globex])

@@ -6,12 +6,15 @@ use axum::response::{IntoResponse, Response};
 use ragd_models::llama::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::generate::stream::{sse, ChunkFormat};
 use crate::generate::{self, now_unix, GeneratorHandle, Piece, SamplingFields, TokenInfo, UsageJson};
+use crate::guard;
 use crate::json::Json;
+use crate::models::ModelHandle;
 use crate::rag::{self, RagRequest, Source};
 use crate::response_cache::{self, CacheKeyParts};
 use crate::routes::collections;
@@ -117,20 +120,49 @@ async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Res
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
-/// Retrieves the chunks for the question (the last user message) and puts
-/// them into it through the RAG template. Returns the new messages and the
-/// sources as they go to the client.
+/// A RAG prompt and what the client is shown of its retrieval.
+struct Augmented {
+    messages: Vec<ChatMessage>,
+    /// The chunks in the prompt.
+    sources: Value,
+    /// Chunks the guard left out (`None`: not screened).
+    blocked: Option<Value>,
+}
+
+/// Retrieves the chunks for the question (the last user message), leaves
+/// out those the guard flags (when given one), and puts the rest into the
+/// question through the RAG template.
 async fn retrieve_and_augment(
     state: &AppState,
     tenant: &Tenant,
     rag_req: RagRequest,
     messages: Vec<ChatMessage>,
-) -> Result<(Vec<ChatMessage>, Value), ApiError> {
+    guard: Option<&ModelHandle>,
+) -> Result<Augmented, ApiError> {
     let q = rag::question_index(&messages)?;
     let top_k = rag_req.top_k.unwrap_or(rag::DEFAULT_TOP_K);
     let question = messages[q].content.clone();
-    let (hits, _, _) =
-        collections::retrieve(state, tenant, rag_req.collection, question, top_k, rag_req.filter).await?;
+    let (mut hits, _, _) =
+        collections::retrieve(state, tenant, rag_req.collection, question, top_k, rag_req.filter)
+            .instrument(tracing::info_span!("retrieve"))
+            .await?;
+    let mut blocked = None;
+    if let Some(guard) = guard {
+        let texts = hits.iter().map(|h| h.text.clone()).collect();
+        let (kept, flagged) = guard::screen_context(state, guard, texts).await?;
+        blocked = Some(Value::Array(
+            flagged
+                .iter()
+                .map(|&(i, score)| {
+                    let h = &hits[i];
+                    json!({"document_id": h.document_id, "chunk_id": h.chunk_id,
+                           "chunk_index": h.chunk_index, "injection_score": score})
+                })
+                .collect(),
+        ));
+        let mut all: Vec<Option<_>> = hits.into_iter().map(Some).collect();
+        hits = kept.into_iter().filter_map(|i| all[i].take()).collect();
+    }
     let sources: Vec<Source<'_>> = hits
         .iter()
         .map(|h| Source {
@@ -141,7 +173,11 @@ async fn retrieve_and_augment(
         })
         .collect();
     let messages = rag::augment(&state.rag_template, messages, q, &sources)?;
-    Ok((messages, json!(hits)))
+    Ok(Augmented {
+        messages,
+        sources: json!(hits),
+        blocked,
+    })
 }
 
 pub async fn chat_completions(
@@ -162,20 +198,31 @@ pub async fn chat_completions(
         (true, k) => Some(k.unwrap_or(0)),
     };
     let settings = req.sampling.validate(req.max_completion_tokens, top)?;
-    let mut conversation = messages(&req.messages)?;
-    let mut sources = None;
-    if let Some(rag_req) = req.rag {
-        let (augmented, hits) = retrieve_and_augment(&state, &tenant, rag_req, conversation).await?;
-        conversation = augmented;
-        sources = Some(hits);
-    }
+    let conversation = messages(&req.messages)?;
+    // The guard scores the question while retrieval runs.
+    let guard = state.chat_guard();
+    let question = rag::question_index(&conversation)
+        .ok()
+        .map(|q| conversation[q].content.clone());
+    let input_check = guard::check_input(&state, guard.as_ref(), question);
+    let retrieval = async {
+        match req.rag {
+            Some(rag_req) => retrieve_and_augment(&state, &tenant, rag_req, conversation, guard.as_ref())
+                .await
+                .map(|a| (a.messages, Some(a.sources), a.blocked)),
+            None => Ok((conversation, None, None)),
+        }
+    };
+    let ((), (conversation, sources, blocked_sources)) = tokio::try_join!(input_check, retrieval)?;
     let prompt = prompt_ids(&handle, conversation).await?;
     let format = ChatFormat {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         created: now_unix(),
         model: handle.info.id.clone(),
         sources,
+        blocked_sources,
     };
+    let shown = json!([format.sources, format.blocked_sources]);
     let cache = state.response_cache.as_ref();
     let key = cache.and_then(|c| {
         let parts = CacheKeyParts {
@@ -184,7 +231,7 @@ pub async fn chat_completions(
             model: &format.model,
             prompt: &prompt,
             settings: &settings,
-            extra: format.sources.as_ref(),
+            extra: Some(&shown),
         };
         c.key(parts, &headers)
     });
@@ -216,9 +263,7 @@ pub async fn chat_completions(
         "choices": choices,
         "usage": UsageJson::new(prompt.len(), completion_tokens),
     });
-    if let Some(s) = format.sources {
-        body["sources"] = s;
-    }
+    format.add_retrieval(&mut body);
     Ok(response_cache::store_and_respond(cache, key, body))
 }
 
@@ -248,9 +293,21 @@ struct ChatFormat {
     /// Retrieved chunks of a RAG answer: on the response, or on the first
     /// chunk of a stream.
     sources: Option<Value>,
+    /// Retrieved chunks the guard left out, shown like `sources`.
+    blocked_sources: Option<Value>,
 }
 
 impl ChatFormat {
+    /// Puts the retrieval fields (when there are any) on `v`.
+    fn add_retrieval(&self, v: &mut Value) {
+        if let Some(s) = &self.sources {
+            v["sources"] = s.clone();
+        }
+        if let Some(b) = &self.blocked_sources {
+            v["blocked_sources"] = b.clone();
+        }
+    }
+
     fn chunk(&self, choices: Value, usage: Option<UsageJson>) -> Value {
         let mut v = json!({
             "id": self.id,
@@ -272,8 +329,8 @@ impl ChunkFormat for ChatFormat {
             json!([{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
             None,
         );
-        if let (0, Some(s)) = (index, &self.sources) {
-            chunk["sources"] = s.clone();
+        if index == 0 {
+            self.add_retrieval(&mut chunk);
         }
         Some(chunk)
     }

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::input::{self, tokenize_and_frame};
+use crate::guard;
+use crate::input;
 use crate::json::Json;
 use crate::state::AppState;
 
@@ -48,18 +49,11 @@ pub async fn moderations(
 ) -> Result<AxumJson<ModerationResponse>, ApiError> {
     let handle = state.model_for("guard", |m| m.guard.as_ref(), req.model.as_deref())?;
     let inputs = input::parse(&req.input, state.limits.input(false))?;
-    let windows = tokenize_and_frame(inputs, handle.tokenizer.clone(), handle.info.framing.clone()).await?;
-    let counts: Vec<usize> = windows.iter().map(Vec::len).collect();
-    let probs = handle.worker.run(windows.into_iter().flatten().collect()).await?;
     let threshold = state.limits.guard_threshold;
-    let mut rest = probs.as_slice();
-    let results = counts
-        .into_iter()
-        .map(|n| {
-            let (mine, tail) = rest.split_at(n);
-            rest = tail;
-            score_text(mine, &handle.labels, threshold)
-        })
+    let results = guard::window_probs(&handle, inputs)
+        .await?
+        .iter()
+        .map(|windows| score_text(windows, &handle.labels, threshold))
         .collect();
     Ok(AxumJson(ModerationResponse {
         id: format!("modr-{}", uuid::Uuid::new_v4().simple()),
@@ -71,7 +65,7 @@ pub async fn moderations(
 /// Combines the window probabilities of one text into its result.
 fn score_text(windows: &[Vec<f32>], labels: &[String], threshold: f32) -> ModerationResult {
     let max_over = |f: &dyn Fn(&[f32]) -> f32| windows.iter().map(|p| f(p)).fold(0f32, f32::max);
-    let injection = max_over(&|p| p[1..].iter().sum());
+    let injection = guard::injection(windows);
     let mut category_scores = BTreeMap::from([(PROMPT_INJECTION.to_string(), injection)]);
     if labels.len() > 2 {
         for (j, label) in labels.iter().enumerate().skip(1) {

@@ -1,0 +1,102 @@
+//! The prompt-injection guard, shared by `/v1/moderations` and the chat
+//! path (`--guard-chat`).
+//!
+//! On the chat path the last user message is scored while retrieval runs; a
+//! flagged message is refused (400, `prompt_injection_detected`) before
+//! anything reaches the generator. Retrieved chunks are scored before they
+//! go into the prompt: flagged ones are left out and listed in
+//! `blocked_sources`, so a poisoned document cannot steer the answer.
+
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::input::{tokenize_and_frame, Input};
+use crate::models::ModelHandle;
+use crate::state::AppState;
+
+/// Class probabilities of every window of every input (texts longer than
+/// the guard's length are split into windows).
+pub async fn window_probs(handle: &ModelHandle, inputs: Vec<Input>) -> Result<Vec<Vec<Vec<f32>>>, ApiError> {
+    let windows = tokenize_and_frame(inputs, handle.tokenizer.clone(), handle.info.framing.clone()).await?;
+    let counts: Vec<usize> = windows.iter().map(Vec::len).collect();
+    let probs = handle.worker.run(windows.into_iter().flatten().collect()).await?;
+    let mut probs = probs.into_iter();
+    Ok(counts
+        .into_iter()
+        .map(|n| probs.by_ref().take(n).collect())
+        .collect())
+}
+
+/// A text's injection score: the highest, over its windows, of the
+/// probability that the window is not safe (every label but the first).
+pub fn injection(windows: &[Vec<f32>]) -> f32 {
+    windows
+        .iter()
+        .map(|p| p[1..].iter().sum::<f32>())
+        .fold(0f32, f32::max)
+}
+
+/// The injection score of each text.
+pub async fn injection_scores(handle: &ModelHandle, texts: Vec<String>) -> Result<Vec<f32>, ApiError> {
+    let inputs = texts.into_iter().map(Input::Text).collect();
+    let windows = window_probs(handle, inputs).await?;
+    Ok(windows.iter().map(|w| injection(w)).collect())
+}
+
+/// Refuses the request when `text` (the last user message) is flagged.
+pub async fn check_input(
+    state: &AppState,
+    guard: Option<&ModelHandle>,
+    text: Option<String>,
+) -> Result<(), ApiError> {
+    let (Some(guard), Some(text)) = (guard, text) else {
+        return Ok(());
+    };
+    let scores = injection_scores(guard, vec![text])
+        .instrument(tracing::info_span!("guard", stage = "input"))
+        .await?;
+    let score = scores[0];
+    if score >= state.limits.guard_threshold {
+        state.guard_metrics.blocks.with_label_values(&["input"]).inc();
+        return Err(ApiError::Blocked(format!(
+            "the last user message was flagged as a prompt injection (score {score:.3}) and was not sent to the model"
+        )));
+    }
+    Ok(())
+}
+
+/// Splits retrieved `texts` into the indices that may go into the prompt
+/// and the flagged ones with their scores.
+pub async fn screen_context(
+    state: &AppState,
+    guard: &ModelHandle,
+    texts: Vec<String>,
+) -> Result<(Vec<usize>, Vec<(usize, f32)>), ApiError> {
+    if texts.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let scores = injection_scores(guard, texts)
+        .instrument(tracing::info_span!("guard", stage = "context"))
+        .await?;
+    let threshold = state.limits.guard_threshold;
+    let (flagged, kept): (Vec<_>, Vec<_>) =
+        scores.into_iter().enumerate().partition(|&(_, s)| s >= threshold);
+    state
+        .guard_metrics
+        .blocks
+        .with_label_values(&["context"])
+        .inc_by(flagged.len() as u64);
+    Ok((kept.into_iter().map(|(i, _)| i).collect(), flagged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_window_decides_and_unsafe_labels_add_up() {
+        assert_eq!(injection(&[vec![0.9, 0.1], vec![0.2, 0.8]]), 0.8);
+        assert!((injection(&[vec![0.4, 0.3, 0.3]]) - 0.6).abs() < 1e-6);
+        assert_eq!(injection(&[]), 0.0);
+    }
+}
