@@ -3,18 +3,13 @@
 //! is left out of a RAG prompt (and named in `blocked_sources`), and both
 //! are counted.
 
-use ragd_suite::{metric_value, start_on_own_thread};
+use ragd_suite::{get_text, metric_value, post_json, start_on_own_thread};
 use serde_json::{json, Value};
 
 const GEN: &str = "smollm2-135m-instruct-q4_1";
 
 async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(base, path, &body).await;
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap())
 }
@@ -75,12 +70,8 @@ async fn flagged_input_is_refused_and_poisoned_chunks_are_left_out() {
 
     // Streamed, the first chunk says the same.
     rag["stream"] = json!(true);
-    let text = reqwest::Client::new()
-        .post(format!("{base}/v1/chat/completions"))
-        .json(&rag)
-        .send()
+    let text = post_json(&base, "/v1/chat/completions", &rag)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -93,12 +84,7 @@ async fn flagged_input_is_refused_and_poisoned_chunks_are_left_out() {
     assert_eq!(ids(&first["sources"]), ["boiling"], "{first}");
     assert_eq!(ids(&first["blocked_sources"]), ["poison"], "{first}");
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&base, "/metrics").await;
     let blocks =
         |stage: &str| metric_value(&metrics, "ragd_guard_blocks_total", &format!("stage=\"{stage}\""));
     assert_eq!(blocks("input"), Some(1.0), "{metrics}");

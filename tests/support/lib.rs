@@ -174,3 +174,13 @@ pub async fn get_text(base: &str, path: &str) -> String {
         .await
         .unwrap()
 }
+
+/// `POST {base}{path}` with a JSON body, whatever the status.
+pub async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}

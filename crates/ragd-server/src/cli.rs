@@ -220,7 +220,16 @@ pub struct ServeArgs {
     /// seeded, not streamed), in MiB; 0 turns the cache off.
     #[arg(long, env = "RAGD_RESPONSE_CACHE_MB", default_value_t = 64)]
     pub response_cache_mb: u64,
-    /// Seconds a cached answer is served.
+    /// Turns on the semantic cache for chat completions: a cacheable
+    /// request whose question embeds at least this cosine-similar to an
+    /// earlier one in the same context gets that answer. Off by default: a
+    /// paraphrase can need another answer.
+    #[arg(long, env = "RAGD_SEMANTIC_CACHE_THRESHOLD")]
+    pub semantic_cache_threshold: Option<f32>,
+    /// Most questions the semantic cache keeps (oldest dropped first).
+    #[arg(long, env = "RAGD_SEMANTIC_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub semantic_cache_entries: usize,
+    /// Seconds a cached answer is served (both caches).
     #[arg(long, env = "RAGD_RESPONSE_CACHE_TTL_SECONDS", default_value_t = 600)]
     pub response_cache_ttl_seconds: u64,
     /// Single-user mode: no API keys, every request belongs to the tenant

@@ -24,6 +24,7 @@ pub mod rag;
 pub mod rate_limit;
 pub mod response_cache;
 pub mod routes;
+pub mod semantic_cache;
 pub mod serve;
 pub mod state;
 pub mod telemetry;

@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 use crate::auth::Tenant;
 use crate::generate::GenSettings;
 
-/// Response header saying whether the cache answered (`hit`) or the model
-/// did (`miss`).
+/// Response header saying whether a cache answered (`hit`, or
+/// `semantic-hit` for the semantic cache) or the model did (`miss`).
 pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-ragd-cache");
 
 /// How much the cache holds, and how long.
@@ -77,30 +77,21 @@ impl ResponseCache {
         Ok(Self { entries, lookups })
     }
 
-    /// The key of a request that may be cached: deterministic sampling, no
-    /// streaming, and no `Cache-Control: no-cache` / `no-store`.
+    /// The key of a request that may be cached (see [`cacheable`]).
     pub fn key(&self, parts: CacheKeyParts<'_>, headers: &HeaderMap) -> Option<CacheKey> {
-        let s = parts.settings;
-        let deterministic = s.sampling.temperature == 0.0 || s.sampling.seed.is_some();
-        if !deterministic || s.stream || bypass(headers) {
+        if !cacheable(parts.settings, headers) {
             return None;
         }
-        let mut h = Sha256::new();
-        for field in [parts.tenant.as_str(), parts.endpoint, parts.model] {
-            h.update((field.len() as u64).to_le_bytes());
-            h.update(field.as_bytes());
-        }
-        h.update((parts.prompt.len() as u64).to_le_bytes());
-        for id in parts.prompt {
-            h.update(id.to_le_bytes());
-        }
-        // Every setting, through its Debug form: a new field joins the key
-        // without anyone having to remember to add it here.
-        h.update(format!("{s:?}").as_bytes());
-        if let Some(extra) = parts.extra {
-            h.update(extra.to_string().as_bytes());
-        }
-        Some(CacheKey(h.finalize().into()))
+        let prompt: Vec<u8> = parts.prompt.iter().flat_map(|id| id.to_le_bytes()).collect();
+        let extra = parts.extra.map(Value::to_string).unwrap_or_default();
+        Some(CacheKey(digest(&[
+            parts.tenant.as_str().as_bytes(),
+            parts.endpoint.as_bytes(),
+            parts.model.as_bytes(),
+            &prompt,
+            settings_bytes(parts.settings).as_slice(),
+            extra.as_bytes(),
+        ])))
     }
 
     /// The cached body for `key`, if any (counted as a hit or a miss).
@@ -114,6 +105,30 @@ impl ResponseCache {
     pub fn put(&self, key: CacheKey, body: &Value) {
         self.entries.insert(key.0, Arc::new(body.clone()));
     }
+}
+
+/// Whether a request's answer may come from a cache: deterministic
+/// sampling (greedy or seeded), no streaming, and no `Cache-Control:
+/// no-cache` / `no-store`.
+pub fn cacheable(settings: &GenSettings, headers: &HeaderMap) -> bool {
+    let deterministic = settings.sampling.temperature == 0.0 || settings.sampling.seed.is_some();
+    deterministic && !settings.stream && !bypass(headers)
+}
+
+/// SHA-256 over length-prefixed fields (so no two field lists collide).
+pub fn digest(fields: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for field in fields {
+        h.update((field.len() as u64).to_le_bytes());
+        h.update(field);
+    }
+    h.finalize().into()
+}
+
+/// Every generation setting, through its Debug form: a new field joins
+/// the cache keys without anyone having to remember to add it.
+pub fn settings_bytes(settings: &GenSettings) -> Vec<u8> {
+    format!("{settings:?}").into_bytes()
 }
 
 /// Whether the request asks not to be answered from a cache.
@@ -134,10 +149,16 @@ pub fn cached(
     id: &str,
     created: u64,
 ) -> Option<Response> {
-    let mut body = cache?.get(key?)?;
+    let body = cache?.get(key?)?;
+    Some(reissue(body, id, created, "hit"))
+}
+
+/// A cached body as the answer to a new request: its own `id` and
+/// `created`, and `x-ragd-cache: {label}`.
+pub fn reissue(mut body: Value, id: &str, created: u64, label: &'static str) -> Response {
     body["id"] = id.into();
     body["created"] = created.into();
-    Some(respond(body, true))
+    respond(body, label)
 }
 
 /// The response to a request the model answered; stored first when the
@@ -146,17 +167,19 @@ pub fn store_and_respond(cache: Option<&ResponseCache>, key: Option<CacheKey>, b
     match (cache, key) {
         (Some(cache), Some(key)) => {
             cache.put(key, &body);
-            respond(body, false)
+            respond(body, "miss")
         }
         _ => axum::Json(body).into_response(),
     }
 }
 
-/// A JSON response marked as a cache `hit` or `miss`.
-fn respond(body: Value, hit: bool) -> Response {
+/// A JSON response marked with what answered it (`hit`, `semantic-hit`,
+/// `miss`).
+fn respond(body: Value, label: &'static str) -> Response {
     let mut response = axum::Json(body).into_response();
-    let value = HeaderValue::from_static(if hit { "hit" } else { "miss" });
-    response.headers_mut().insert(CACHE_HEADER, value);
+    response
+        .headers_mut()
+        .insert(CACHE_HEADER, HeaderValue::from_static(label));
     response
 }
 

@@ -18,6 +18,7 @@ use crate::cli::ServeArgs;
 use crate::models;
 use crate::rate_limit::RateLimits;
 use crate::response_cache::CacheConfig;
+use crate::semantic_cache::SemanticConfig;
 use crate::state::{AppState, CollectionLimits, Limits, ServerState, Services};
 
 /// Shortest admin key accepted.
@@ -68,12 +69,22 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
             max_bytes: args.response_cache_mb << 20,
             ttl: Duration::from_secs(args.response_cache_ttl_seconds),
         }),
+        semantic_cache: args.semantic_cache_threshold.map(|threshold| SemanticConfig {
+            threshold,
+            max_entries: args.semantic_cache_entries,
+            ttl: Duration::from_secs(args.response_cache_ttl_seconds),
+        }),
     };
     let registry = prometheus::Registry::new();
     let mut expected = Vec::new();
     let models_dir = &args.models.dir.models_dir;
     if models::resolve(&args.models.embedder, models_dir)?.is_some() {
         expected.push("embedder");
+    } else if args.semantic_cache_threshold.is_some() {
+        bail!("--semantic-cache-threshold needs the embedder (--embedder is `none`)");
+    }
+    if let Some(t) = args.semantic_cache_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+        bail!("--semantic-cache-threshold must be a cosine similarity between 0 and 1 (got {t})");
     }
     if models::resolve(&args.guard, models_dir)?.is_some() {
         expected.push("guard");

@@ -13,6 +13,7 @@ use crate::models::{ModelHandle, Models};
 use crate::rag::{RagTemplate, DEFAULT_TEMPLATE};
 use crate::rate_limit::RateLimits;
 use crate::response_cache::{CacheConfig, ResponseCache};
+use crate::semantic_cache::{SemanticCache, SemanticConfig};
 
 /// Limits and settings the routes apply.
 #[derive(Debug, Clone)]
@@ -67,6 +68,8 @@ pub struct ServerState {
     pub rate_limits: Option<RateLimits>,
     /// Answers of deterministic requests; `None`: off.
     pub response_cache: Option<ResponseCache>,
+    /// Answers of close questions; `None`: off.
+    pub semantic_cache: Option<SemanticCache>,
 }
 
 /// The parts of a server beyond its models (see [`ServerState::with`]).
@@ -78,6 +81,8 @@ pub struct Services {
     pub rate_limits: Option<RateLimits>,
     /// Size and lifetime of the response cache; `None`: no cache.
     pub response_cache: Option<CacheConfig>,
+    /// The semantic cache's settings; `None`: no semantic cache.
+    pub semantic_cache: Option<SemanticConfig>,
 }
 
 impl Limits {
@@ -108,6 +113,7 @@ impl ServerState {
             ),
             rate_limits: None,
             response_cache: None,
+            semantic_cache: None,
         };
         Self::with(expected, limits, registry, services)
     }
@@ -125,6 +131,10 @@ impl ServerState {
             .response_cache
             .map(|c| ResponseCache::new(c.max_bytes, c.ttl, &registry))
             .transpose()?;
+        let semantic_cache = services
+            .semantic_cache
+            .map(|c| SemanticCache::new(c, &registry))
+            .transpose()?;
         Ok(Arc::new(Self {
             models: OnceLock::new(),
             expected,
@@ -139,6 +149,7 @@ impl ServerState {
             rag_template: services.rag_template,
             rate_limits: services.rate_limits,
             response_cache,
+            semantic_cache,
         }))
     }
 

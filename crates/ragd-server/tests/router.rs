@@ -95,6 +95,7 @@ fn keyed_app(dir: &std::path::Path, rate_limits: Option<RateLimits>) -> (axum::R
         ),
         rate_limits,
         response_cache: None,
+        semantic_cache: None,
     };
     let limits = Limits {
         max_inputs: 16,

@@ -18,6 +18,7 @@ use crate::models::ModelHandle;
 use crate::rag::{self, RagRequest, Source};
 use crate::response_cache::{self, CacheKeyParts};
 use crate::routes::collections;
+use crate::semantic_cache::{BucketParts, SemanticQuery};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +121,19 @@ async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Res
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
+/// A chat request once the caches and retrieval had their say.
+enum Prepared {
+    /// An earlier answer to a close enough question.
+    SemanticHit(Value),
+    /// The conversation to generate from (with retrieved chunks for RAG).
+    Prompt {
+        messages: Vec<ChatMessage>,
+        sources: Option<Value>,
+        blocked: Option<Value>,
+        semantic_query: Option<SemanticQuery>,
+    },
+}
+
 /// A RAG prompt and what the client is shown of its retrieval.
 struct Augmented {
     messages: Vec<ChatMessage>,
@@ -199,25 +213,66 @@ pub async fn chat_completions(
     };
     let settings = req.sampling.validate(req.max_completion_tokens, top)?;
     let conversation = messages(&req.messages)?;
-    // The guard scores the question while retrieval runs.
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = now_unix();
+    // The guard scores the question while the semantic cache is asked and
+    // retrieval runs.
     let guard = state.chat_guard();
-    let question = rag::question_index(&conversation)
-        .ok()
-        .map(|q| conversation[q].content.clone());
-    let input_check = guard::check_input(&state, guard.as_ref(), question);
+    let question = rag::question_index(&conversation).ok();
+    let question_text = question.map(|q| conversation[q].content.clone());
+    let input_check = guard::check_input(&state, guard.as_ref(), question_text);
+    let semantic = (state.semantic_cache.as_ref())
+        .filter(|_| response_cache::cacheable(&settings, &headers))
+        .zip(question)
+        .zip(state.embedder().ok());
     let retrieval = async {
-        match req.rag {
-            Some(rag_req) => retrieve_and_augment(&state, &tenant, rag_req, conversation, guard.as_ref())
-                .await
-                .map(|a| (a.messages, Some(a.sources), a.blocked)),
-            None => Ok((conversation, None, None)),
+        let mut semantic_query = None;
+        if let Some(((cache, question), embedder)) = &semantic {
+            let parts = BucketParts {
+                tenant: &tenant,
+                model: &handle.info.id,
+                settings: &settings,
+                messages: &conversation,
+                question: *question,
+                rag: req.rag.as_ref(),
+            };
+            if let Some(query) = cache.query(embedder, parts).await? {
+                if let Some(body) = cache.get(&query) {
+                    return Ok(Prepared::SemanticHit(body));
+                }
+                semantic_query = Some(query);
+            }
         }
+        let (messages, sources, blocked) = match req.rag {
+            Some(rag_req) => {
+                let a = retrieve_and_augment(&state, &tenant, rag_req, conversation, guard.as_ref()).await?;
+                (a.messages, Some(a.sources), a.blocked)
+            }
+            None => (conversation, None, None),
+        };
+        Ok(Prepared::Prompt {
+            messages,
+            sources,
+            blocked,
+            semantic_query,
+        })
     };
-    let ((), (conversation, sources, blocked_sources)) = tokio::try_join!(input_check, retrieval)?;
+    let ((), prepared) = tokio::try_join!(input_check, retrieval)?;
+    let (conversation, sources, blocked_sources, semantic_query) = match prepared {
+        Prepared::SemanticHit(body) => {
+            return Ok(response_cache::reissue(body, &id, created, "semantic-hit"))
+        }
+        Prepared::Prompt {
+            messages,
+            sources,
+            blocked,
+            semantic_query,
+        } => (messages, sources, blocked, semantic_query),
+    };
     let prompt = prompt_ids(&handle, conversation).await?;
     let format = ChatFormat {
-        id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
-        created: now_unix(),
+        id,
+        created,
         model: handle.info.id.clone(),
         sources,
         blocked_sources,
@@ -264,6 +319,9 @@ pub async fn chat_completions(
         "usage": UsageJson::new(prompt.len(), completion_tokens),
     });
     format.add_retrieval(&mut body);
+    if let (Some(((semantic, _), _)), Some(query)) = (semantic, semantic_query) {
+        semantic.put(query, &body);
+    }
     Ok(response_cache::store_and_respond(cache, key, body))
 }
 
