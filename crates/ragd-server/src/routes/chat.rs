@@ -11,14 +11,16 @@ use tracing::Instrument;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::generate::stream::{sse, ChunkFormat};
-use crate::generate::{self, now_unix, GeneratorHandle, Piece, SamplingFields, TokenInfo, UsageJson};
+use crate::generate::{
+    self, now_unix, GenSettings, GeneratorHandle, Piece, SamplingFields, TokenInfo, UsageJson,
+};
 use crate::guard;
 use crate::json::Json;
 use crate::models::ModelHandle;
 use crate::rag::{self, RagRequest, Source};
 use crate::response_cache::{self, CacheKeyParts};
 use crate::routes::collections;
-use crate::semantic_cache::{BucketParts, SemanticQuery};
+use crate::semantic_cache::{BucketParts, SemanticCache, SemanticQuery};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +136,58 @@ enum Prepared {
     },
 }
 
+/// What preparing a chat request needs besides its messages.
+struct PreparedRequest<'a> {
+    state: &'a AppState,
+    tenant: &'a Tenant,
+    model: &'a str,
+    settings: &'a GenSettings,
+    guard: Option<&'a ModelHandle>,
+    /// The semantic cache and the question's index, when it is to be asked.
+    semantic: Option<(&'a SemanticCache, usize)>,
+}
+
+impl PreparedRequest<'_> {
+    /// Asks the semantic cache, then (for RAG) retrieves and builds the
+    /// prompt.
+    async fn prepare(
+        &self,
+        conversation: Vec<ChatMessage>,
+        rag: Option<RagRequest>,
+    ) -> Result<Prepared, ApiError> {
+        let mut semantic_query = None;
+        if let (Some((cache, question)), Ok(embedder)) = (self.semantic, self.state.embedder()) {
+            let parts = BucketParts {
+                tenant: self.tenant,
+                model: self.model,
+                settings: self.settings,
+                messages: &conversation,
+                question,
+                rag: rag.as_ref(),
+            };
+            if let Some(query) = cache.query(&embedder, parts).await? {
+                if let Some(body) = cache.get(&query) {
+                    return Ok(Prepared::SemanticHit(body));
+                }
+                semantic_query = Some(query);
+            }
+        }
+        let (messages, sources, blocked) = match rag {
+            Some(rag) => {
+                let a = retrieve_and_augment(self.state, self.tenant, rag, conversation, self.guard).await?;
+                (a.messages, Some(a.sources), a.blocked)
+            }
+            None => (conversation, None, None),
+        };
+        Ok(Prepared::Prompt {
+            messages,
+            sources,
+            blocked,
+            semantic_query,
+        })
+    }
+}
+
 /// A RAG prompt and what the client is shown of its retrieval.
 struct Augmented {
     messages: Vec<ChatMessage>,
@@ -221,43 +275,19 @@ pub async fn chat_completions(
     let question = rag::question_index(&conversation).ok();
     let question_text = question.map(|q| conversation[q].content.clone());
     let input_check = guard::check_input(&state, guard.as_ref(), question_text);
-    let semantic = (state.semantic_cache.as_ref())
-        .filter(|_| response_cache::cacheable(&settings, &headers))
-        .zip(question)
-        .zip(state.embedder().ok());
-    let retrieval = async {
-        let mut semantic_query = None;
-        if let Some(((cache, question), embedder)) = &semantic {
-            let parts = BucketParts {
-                tenant: &tenant,
-                model: &handle.info.id,
-                settings: &settings,
-                messages: &conversation,
-                question: *question,
-                rag: req.rag.as_ref(),
-            };
-            if let Some(query) = cache.query(embedder, parts).await? {
-                if let Some(body) = cache.get(&query) {
-                    return Ok(Prepared::SemanticHit(body));
-                }
-                semantic_query = Some(query);
-            }
-        }
-        let (messages, sources, blocked) = match req.rag {
-            Some(rag_req) => {
-                let a = retrieve_and_augment(&state, &tenant, rag_req, conversation, guard.as_ref()).await?;
-                (a.messages, Some(a.sources), a.blocked)
-            }
-            None => (conversation, None, None),
-        };
-        Ok(Prepared::Prompt {
-            messages,
-            sources,
-            blocked,
-            semantic_query,
-        })
+    let request = PreparedRequest {
+        state: &state,
+        tenant: &tenant,
+        model: &handle.info.id,
+        settings: &settings,
+        guard: guard.as_ref(),
+        // Asked only for cacheable requests with a question.
+        semantic: (state.semantic_cache.as_ref())
+            .filter(|_| response_cache::cacheable(&settings, &headers))
+            .zip(question),
     };
-    let ((), prepared) = tokio::try_join!(input_check, retrieval)?;
+    let ((), prepared) = tokio::try_join!(input_check, request.prepare(conversation, req.rag))?;
+    let semantic = request.semantic;
     let (conversation, sources, blocked_sources, semantic_query) = match prepared {
         Prepared::SemanticHit(body) => {
             return Ok(response_cache::reissue(body, &id, created, "semantic-hit"))
@@ -319,7 +349,7 @@ pub async fn chat_completions(
         "usage": UsageJson::new(prompt.len(), completion_tokens),
     });
     format.add_retrieval(&mut body);
-    if let (Some(((semantic, _), _)), Some(query)) = (semantic, semantic_query) {
+    if let (Some((semantic, _)), Some(query)) = (semantic, semantic_query) {
         semantic.put(query, &body);
     }
     Ok(response_cache::store_and_respond(cache, key, body))
