@@ -65,28 +65,31 @@ pub async fn check_input(
     Ok(())
 }
 
-/// Splits retrieved `texts` into the indices that may go into the prompt
-/// and the flagged ones with their scores.
+/// One verdict per retrieved text: `Some(score)` for a flagged one (to be
+/// left out of the prompt), `None` for one that may go in.
 pub async fn screen_context(
     state: &AppState,
     guard: &ModelHandle,
     texts: Vec<String>,
-) -> Result<(Vec<usize>, Vec<(usize, f32)>), ApiError> {
+) -> Result<Vec<Option<f32>>, ApiError> {
     if texts.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(Vec::new());
     }
     let scores = injection_scores(guard, texts)
         .instrument(tracing::info_span!("guard", stage = "context"))
         .await?;
     let threshold = state.limits.guard_threshold;
-    let (flagged, kept): (Vec<_>, Vec<_>) =
-        scores.into_iter().enumerate().partition(|&(_, s)| s >= threshold);
+    let verdicts: Vec<Option<f32>> = scores
+        .into_iter()
+        .map(|s| (s >= threshold).then_some(s))
+        .collect();
+    let flagged = verdicts.iter().flatten().count();
     state
         .guard_metrics
         .blocks
         .with_label_values(&["context"])
-        .inc_by(flagged.len() as u64);
-    Ok((kept.into_iter().map(|(i, _)| i).collect(), flagged))
+        .inc_by(flagged as u64);
+    Ok(verdicts)
 }
 
 #[cfg(test)]

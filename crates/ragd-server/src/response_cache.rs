@@ -141,16 +141,23 @@ fn bypass(headers: &HeaderMap) -> bool {
         .any(|d| matches!(d.trim().to_ascii_lowercase().as_str(), "no-cache" | "no-store"))
 }
 
-/// The cached answer to a request, if any, under the request's own `id`
-/// and `created`.
-pub fn cached(
+/// Asks the cache about a request. `Err` holds the cached answer, under the
+/// request's own `id` and `created`; `Ok` holds the key to store the fresh
+/// answer under (`None`: no cache, or the request is not cacheable).
+pub fn lookup(
     cache: Option<&ResponseCache>,
-    key: Option<&CacheKey>,
+    parts: CacheKeyParts<'_>,
+    headers: &HeaderMap,
     id: &str,
     created: u64,
-) -> Option<Response> {
-    let body = cache?.get(key?)?;
-    Some(reissue(body, id, created, "hit"))
+) -> Result<Option<CacheKey>, Box<Response>> {
+    let Some((cache, key)) = cache.and_then(|c| Some((c, c.key(parts, headers)?))) else {
+        return Ok(None);
+    };
+    match cache.get(&key) {
+        Some(body) => Err(Box::new(reissue(body, id, created, "hit"))),
+        None => Ok(Some(key)),
+    }
 }
 
 /// A cached body as the answer to a new request: its own `id` and

@@ -160,11 +160,6 @@ impl KeyRing {
         self.read().by_hash.get(&hash).cloned()
     }
 
-    /// The tenant `key` belongs to, if it is a known key.
-    pub fn tenant_of(&self, key: &str) -> Option<String> {
-        self.owner_of(key).map(|o| o.tenant)
-    }
-
     /// Every key, oldest first.
     pub fn list(&self) -> Vec<KeyRecord> {
         self.read().records.clone()
@@ -341,14 +336,14 @@ mod tests {
             assert!(!text.contains(&key_a) && text.contains(&a.sha256), "{text}");
 
             let ring = KeyRing::load(&path).unwrap();
-            assert_eq!(ring.tenant_of(&key_a).as_deref(), Some("acme"));
-            assert_eq!(ring.tenant_of(&key_b).as_deref(), Some("globex"));
-            assert_eq!(ring.tenant_of("rk-nope"), None);
+            assert_eq!(ring.owner_of(&key_a).map(|o| o.tenant).as_deref(), Some("acme"));
+            assert_eq!(ring.owner_of(&key_b).map(|o| o.tenant).as_deref(), Some("globex"));
+            assert_eq!(ring.owner_of("rk-nope"), None);
             assert_eq!(ring.list(), vec![a.clone(), b.clone()]);
 
             assert!(ring.delete(&a.id).unwrap());
             assert!(!ring.delete(&a.id).unwrap());
-            assert_eq!(ring.tenant_of(&key_a), None);
+            assert_eq!(ring.owner_of(&key_a), None);
             let ring = KeyRing::load(&path).unwrap();
             assert_eq!(ring.list(), vec![b]);
             let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
@@ -366,7 +361,11 @@ mod tests {
         );
         std::fs::write(&path, &good).unwrap();
         assert_eq!(
-            KeyRing::load(&path).unwrap().tenant_of("x").as_deref(),
+            KeyRing::load(&path)
+                .unwrap()
+                .owner_of("x")
+                .map(|o| o.tenant)
+                .as_deref(),
             Some("acme")
         );
         for bad in [

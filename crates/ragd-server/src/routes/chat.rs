@@ -217,19 +217,19 @@ async fn retrieve_and_augment(
     let mut blocked = None;
     if let Some(guard) = guard {
         let texts = hits.iter().map(|h| h.text.clone()).collect();
-        let (kept, flagged) = guard::screen_context(state, guard, texts).await?;
+        let verdicts = guard::screen_context(state, guard, texts).await?;
+        let (kept, flagged): (Vec<_>, Vec<_>) =
+            hits.into_iter().zip(verdicts).partition(|(_, v)| v.is_none());
         blocked = Some(Value::Array(
             flagged
                 .iter()
-                .map(|&(i, score)| {
-                    let h = &hits[i];
+                .map(|(h, score)| {
                     json!({"document_id": h.document_id, "chunk_id": h.chunk_id,
                            "chunk_index": h.chunk_index, "injection_score": score})
                 })
                 .collect(),
         ));
-        let mut all: Vec<Option<_>> = hits.into_iter().map(Some).collect();
-        hits = kept.into_iter().filter_map(|i| all[i].take()).collect();
+        hits = kept.into_iter().map(|(h, _)| h).collect();
     }
     let sources: Vec<Source<'_>> = hits
         .iter()
@@ -309,20 +309,18 @@ pub async fn chat_completions(
     };
     let shown = json!([format.sources, format.blocked_sources]);
     let cache = state.response_cache.as_ref();
-    let key = cache.and_then(|c| {
-        let parts = CacheKeyParts {
-            tenant: &tenant,
-            endpoint: "chat",
-            model: &format.model,
-            prompt: &prompt,
-            settings: &settings,
-            extra: Some(&shown),
-        };
-        c.key(parts, &headers)
-    });
-    if let Some(hit) = response_cache::cached(cache, key.as_ref(), &format.id, format.created) {
-        return Ok(hit);
-    }
+    let parts = CacheKeyParts {
+        tenant: &tenant,
+        endpoint: "chat",
+        model: &format.model,
+        prompt: &prompt,
+        settings: &settings,
+        extra: Some(&shown),
+    };
+    let key = match response_cache::lookup(cache, parts, &headers, &format.id, format.created) {
+        Ok(key) => key,
+        Err(hit) => return Ok(*hit),
+    };
     let choices = generate::submit(&handle, &prompt, &settings)?;
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());

@@ -76,20 +76,18 @@ pub async fn completions(
         logprobs: req.logprobs.is_some(),
     };
     let cache = state.response_cache.as_ref();
-    let key = cache.and_then(|c| {
-        let parts = CacheKeyParts {
-            tenant: &tenant,
-            endpoint: "completions",
-            model: &format.model,
-            prompt: &prompt,
-            settings: &settings,
-            extra: None,
-        };
-        c.key(parts, &headers)
-    });
-    if let Some(hit) = response_cache::cached(cache, key.as_ref(), &format.id, format.created) {
-        return Ok(hit);
-    }
+    let parts = CacheKeyParts {
+        tenant: &tenant,
+        endpoint: "completions",
+        model: &format.model,
+        prompt: &prompt,
+        settings: &settings,
+        extra: None,
+    };
+    let key = match response_cache::lookup(cache, parts, &headers, &format.id, format.created) {
+        Ok(key) => key,
+        Err(hit) => return Ok(*hit),
+    };
     let choices = generate::submit(&handle, &prompt, &settings)?;
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
