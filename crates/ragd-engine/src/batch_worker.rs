@@ -1,19 +1,23 @@
 //! Dynamic batching for embedders and classifiers.
 //!
-//! Requests queue in a bounded channel. A dedicated OS thread owns the model:
-//! it waits for one request, then drains every request already waiting, up to
-//! a token and sequence budget, and runs them as one batch. Requests whose
-//! caller has gone (the HTTP client disconnected and the future was dropped)
-//! are skipped before they cost a forward pass.
+//! Requests queue up to a bounded number of waiting slots, of which one
+//! tenant may hold at most its share. A dedicated OS thread owns the model:
+//! it waits for one request, takes in every request already sent, and
+//! fills one batch from them, up to a token and sequence budget,
+//! round-robin across tenants (in order within a tenant). Requests whose
+//! caller has gone (the HTTP client disconnected and the future was
+//! dropped) are dropped before they cost a forward pass.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use ragd_core::{Classifier, Embedder, ModelError, TokenBatch};
 use tokio::sync::oneshot;
 
+use crate::fair::{Admission, FairQueue, Permit, TenantKey};
 use crate::{EngineError, WorkerMetrics};
 
 /// A model the worker can run: framed token sequences in, one vector each out.
@@ -38,6 +42,11 @@ impl BatchModel for Box<dyn Classifier> {
 pub struct BatchLimits {
     /// Requests that may wait; one more is refused with `Overloaded`.
     pub queue_capacity: usize,
+    /// Requests one tenant may have waiting; one more from that tenant is
+    /// refused with `Overloaded` (`tenant_share`) while other tenants are
+    /// still admitted. `None`: a quarter of `queue_capacity`, at least 1.
+    /// Requests without a tenant are held to `queue_capacity` only.
+    pub per_tenant_queue_capacity: Option<usize>,
     /// Most tokens (sum of sequence lengths) in one batch. A single request
     /// over the budget still runs, alone.
     pub max_batch_tokens: usize,
@@ -49,9 +58,18 @@ impl Default for BatchLimits {
     fn default() -> Self {
         Self {
             queue_capacity: 1024,
+            per_tenant_queue_capacity: None,
             max_batch_tokens: 16_384,
             max_batch_seqs: 256,
         }
+    }
+}
+
+impl BatchLimits {
+    /// The per-tenant cap in effect (see `per_tenant_queue_capacity`).
+    pub fn per_tenant_capacity(&self) -> usize {
+        self.per_tenant_queue_capacity
+            .unwrap_or_else(|| crate::fair::default_share(self.queue_capacity))
     }
 }
 
@@ -60,6 +78,9 @@ type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EngineError>>;
 struct Job {
     seqs: Vec<Vec<u32>>,
     tokens: usize,
+    tenant: Option<TenantKey>,
+    /// Its waiting slot, given back when it goes into a batch.
+    permit: Option<Permit>,
     reply: Reply,
     span: tracing::Span,
     enqueued: Instant,
@@ -70,7 +91,11 @@ struct Job {
 #[derive(Clone)]
 pub struct BatchWorker {
     name: String,
-    tx: SyncSender<Job>,
+    tx: Sender<Job>,
+    admission: Arc<Admission>,
+    /// The tenant [`run`](Self::run) queues for (see
+    /// [`with_tenant`](Self::with_tenant)).
+    tenant: Option<TenantKey>,
     limits: BatchLimits,
     metrics: WorkerMetrics,
 }
@@ -83,7 +108,7 @@ impl BatchWorker {
         limits: BatchLimits,
         metrics: WorkerMetrics,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
-        let (tx, rx) = sync_channel(limits.queue_capacity);
+        let (tx, rx) = channel();
         let thread_metrics = metrics.clone();
         let handle = std::thread::Builder::new()
             .name(format!("ragd-{name}"))
@@ -91,38 +116,81 @@ impl BatchWorker {
         let worker = Self {
             name: name.to_string(),
             tx,
+            admission: Admission::new(limits.queue_capacity, limits.per_tenant_capacity()),
+            tenant: None,
             limits,
             metrics,
         };
         Ok((worker, handle))
     }
 
+    /// This handle with [`run`](Self::run) queueing for `tenant` (the
+    /// same model thread and queue).
+    pub fn with_tenant(&self, tenant: TenantKey) -> Self {
+        Self {
+            tenant: Some(tenant),
+            ..self.clone()
+        }
+    }
+
+    /// The tenant [`run`](Self::run) queues for (`None`: the anonymous
+    /// lane, held to `queue_capacity` only).
+    pub fn tenant(&self) -> Option<&TenantKey> {
+        self.tenant.as_ref()
+    }
+
     /// Runs `seqs` (already framed) in some batch and returns one vector per
-    /// sequence. Dropping the future before it completes withdraws the
-    /// request: the worker skips it if it has not started yet.
+    /// sequence, for this handle's tenant (see [`run_as`](Self::run_as)).
     pub async fn run(&self, seqs: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.enqueue(self.tenant.clone(), seqs).await
+    }
+
+    /// Runs `tenant`'s `seqs` (already framed) in some batch and returns one
+    /// vector per sequence. Refused with `Overloaded` when the queue is full
+    /// or `tenant` already has `per_tenant_queue_capacity` requests waiting.
+    /// Dropping the future before it completes withdraws the request: the
+    /// worker skips it if it has not started yet.
+    pub async fn run_as(
+        &self,
+        tenant: &TenantKey,
+        seqs: Vec<Vec<u32>>,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.enqueue(Some(tenant.clone()), seqs).await
+    }
+
+    async fn enqueue(
+        &self,
+        tenant: Option<TenantKey>,
+        seqs: Vec<Vec<u32>>,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
+        let permit = self
+            .admission
+            .try_acquire(tenant.as_ref())
+            .map_err(|r| r.overloaded(&self.name))?;
         let (reply, rx) = oneshot::channel();
         let job = Job {
             tokens: seqs.iter().map(Vec::len).sum(),
             seqs,
+            tenant,
+            permit: Some(permit),
             reply,
             span: tracing::Span::current(),
             enqueued: Instant::now(),
         };
-        match self.tx.try_send(job) {
-            Ok(()) => self.metrics.queue_depth.inc(),
-            Err(TrySendError::Full(_)) => {
-                return Err(EngineError::Overloaded {
-                    model: self.name.clone(),
-                    capacity: self.limits.queue_capacity,
-                })
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(EngineError::Stopped(self.name.clone())),
+        self.metrics.queue_depth.inc();
+        if self.tx.send(job).is_err() {
+            self.metrics.queue_depth.dec();
+            return Err(EngineError::Stopped(self.name.clone()));
         }
         rx.await.map_err(|_| EngineError::Stopped(self.name.clone()))?
+    }
+
+    /// The queue's bounds.
+    pub fn limits(&self) -> BatchLimits {
+        self.limits
     }
 
     pub fn name(&self) -> &str {
@@ -144,7 +212,8 @@ impl PendingBatch {
             && self.seqs + job.seqs.len() <= limits.max_batch_seqs
     }
 
-    fn admit(&mut self, job: Job) {
+    fn admit(&mut self, mut job: Job) {
+        job.permit = None;
         self.tokens += job.tokens;
         self.seqs += job.seqs.len();
         self.jobs.push(job);
@@ -152,31 +221,31 @@ impl PendingBatch {
 }
 
 fn worker_loop<M: BatchModel>(mut model: M, rx: Receiver<Job>, limits: BatchLimits, metrics: WorkerMetrics) {
-    let mut carried: Option<Job> = None;
+    let mut waiting: FairQueue<Job> = FairQueue::default();
     loop {
-        let first = match carried.take() {
-            Some(job) => job,
-            None => match rx.recv() {
-                Ok(job) => {
-                    metrics.queue_depth.dec();
-                    job
-                }
+        if waiting.is_empty() {
+            match rx.recv() {
+                Ok(job) => waiting.push(job.tenant.clone(), job),
                 Err(_) => return,
-            },
-        };
-        let mut batch = PendingBatch::default();
-        if !first.reply.is_closed() {
-            batch.admit(first);
-        }
-        while let Ok(job) = rx.try_recv() {
-            metrics.queue_depth.dec();
-            if job.reply.is_closed() {
-                continue;
             }
-            if !batch.jobs.is_empty() && !batch.fits(&job, &limits) {
-                carried = Some(job);
+        }
+        // Everything sent so far joins the line, so that the batch is drawn
+        // fairly from all of it.
+        while let Ok(job) = rx.try_recv() {
+            waiting.push(job.tenant.clone(), job);
+        }
+        // Withdrawn requests leave (and free their slots) before they cost
+        // a forward pass.
+        let gone = waiting.extract_where(|job| job.reply.is_closed());
+        metrics.queue_depth.sub(gone.len() as i64);
+        drop(gone);
+        let mut batch = PendingBatch::default();
+        while let Some(job) = waiting.front() {
+            if !batch.jobs.is_empty() && !batch.fits(job, &limits) {
                 break;
             }
+            let job = waiting.pop_front().expect("front exists");
+            metrics.queue_depth.dec();
             batch.admit(job);
         }
         let jobs = batch.jobs;

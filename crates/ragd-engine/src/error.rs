@@ -4,9 +4,18 @@ use ragd_core::ModelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The queue is full: the caller should back off (HTTP 429/503).
-    #[error("the {model} queue is full ({capacity} requests waiting); retry later")]
-    Overloaded { model: String, capacity: usize },
+    /// The queue is full, or the tenant already holds its share of it
+    /// (`tenant_share`, with `capacity` its share): the caller should back
+    /// off (HTTP 429/503).
+    #[error(
+        "the {model} queue is full ({capacity} {}requests waiting); retry later",
+        if *tenant_share { "of this tenant's " } else { "" }
+    )]
+    Overloaded {
+        model: String,
+        capacity: usize,
+        tenant_share: bool,
+    },
     /// The worker thread has stopped (shutdown or a crashed model).
     #[error("the {0} worker is not running")]
     Stopped(String),

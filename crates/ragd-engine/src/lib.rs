@@ -6,9 +6,14 @@
 //! fake models.
 //!
 //! [`kv_blocks`] hands out the paged KV cache's blocks to sequences (RAII).
+//!
+//! Every queue is fair across tenants ([`TenantKey`]): one tenant may hold
+//! at most its share of the waiting slots, and waiting requests are served
+//! round-robin across tenants.
 
 mod batch_worker;
 mod error;
+mod fair;
 pub mod generation;
 pub mod kv_blocks;
 mod metrics;
@@ -17,6 +22,7 @@ pub mod text_stream;
 
 pub use batch_worker::{BatchLimits, BatchModel, BatchWorker};
 pub use error::EngineError;
+pub use fair::TenantKey;
 pub use generation::{
     FinishReason, GenerationEngine, GenerationEvent, GenerationLimits, GenerationMetrics, GenerationRequest,
     GenerationStream, Usage,

@@ -60,6 +60,7 @@ impl BatchModel for Slow {
 async fn a_full_queue_refuses_with_overloaded() {
     let limits = BatchLimits {
         queue_capacity: 2,
+        per_tenant_queue_capacity: None,
         max_batch_tokens: 1,
         max_batch_seqs: 1,
     };

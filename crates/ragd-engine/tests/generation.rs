@@ -25,6 +25,7 @@ fn spawn(model: FakeGenerator, limits: GenerationLimits) -> (GenerationEngine, G
 fn limits(max_batch_tokens: usize, max_running: usize) -> GenerationLimits {
     GenerationLimits {
         queue_capacity: 64,
+        per_tenant_queue_capacity: None,
         max_batch_tokens,
         max_running,
     }
@@ -270,6 +271,7 @@ async fn a_full_queue_is_overloaded_and_drains() {
         model,
         GenerationLimits {
             queue_capacity: 2,
+            per_tenant_queue_capacity: None,
             max_batch_tokens: 64,
             max_running: 1,
         },

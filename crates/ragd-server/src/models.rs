@@ -30,6 +30,16 @@ pub struct ModelHandle {
     pub batch: BatchLimits,
 }
 
+impl ModelHandle {
+    /// This handle with its worker queueing for `tenant` (held to the
+    /// tenant's share of the queue, served round-robin across tenants).
+    pub fn for_tenant(mut self, tenant: &crate::auth::Tenant) -> Self {
+        let key = ragd_engine::TenantKey::new(tenant.as_str());
+        self.worker = self.worker.with_tenant(key);
+        self
+    }
+}
+
 /// Every model the server runs, once loaded.
 #[derive(Clone, Default)]
 pub struct Models {
@@ -70,6 +80,7 @@ pub fn resolve(spec: &str, models_dir: &Path) -> anyhow::Result<Option<PathBuf>>
 fn limits(flags: &EmbedderFlags) -> BatchLimits {
     BatchLimits {
         queue_capacity: flags.queue_capacity,
+        per_tenant_queue_capacity: None,
         max_batch_tokens: flags.max_batch_tokens,
         max_batch_seqs: flags.max_batch_seqs,
     }
@@ -197,6 +208,7 @@ fn load_generator(
     }
     let limits = GenerationLimits {
         queue_capacity: args.models.queue_capacity,
+        per_tenant_queue_capacity: None,
         max_batch_tokens: args.max_step_tokens,
         max_running: args.max_running,
     };

@@ -3,7 +3,6 @@
 //! HTTP layer submits to.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +13,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use super::request::{FinishReason, GenerationEvent, GenerationLimits, GenerationRequest, Usage};
 use super::scheduler::{Scheduler, SeqId, StepPlan};
 use super::GenerationMetrics;
+use crate::fair::{Admission, Permit, TenantKey};
 use crate::kv_blocks::BlockPool;
 use crate::sampling::Sampler;
 use crate::EngineError;
@@ -21,6 +21,9 @@ use crate::EngineError;
 /// A request on its way to the model thread.
 struct Submission {
     req: GenerationRequest,
+    tenant: Option<TenantKey>,
+    /// Its waiting slot, held until it is first admitted.
+    permit: Permit,
     tx: UnboundedSender<GenerationEvent>,
     submitted: Instant,
     span: tracing::Span,
@@ -29,6 +32,9 @@ struct Submission {
 /// What the engine keeps per sequence besides its tokens and blocks.
 struct Live {
     tx: UnboundedSender<GenerationEvent>,
+    /// The waiting slot of a request not yet started (dropped at its first
+    /// admission, or with the request).
+    permit: Option<Permit>,
     sampler: Sampler,
     max_tokens: usize,
     stop_tokens: Vec<u32>,
@@ -45,8 +51,8 @@ struct Shared {
     context_len: usize,
     kv_layout: KvLayout,
     limits: GenerationLimits,
-    /// Fresh requests submitted and not yet started (or dropped).
-    queued: Arc<AtomicUsize>,
+    /// Waiting slots of fresh requests submitted and not yet started.
+    admission: Arc<Admission>,
 }
 
 /// Handle to a generation model thread. Cloning is cheap; the thread stops
@@ -63,7 +69,6 @@ impl GenerationEngine {
     /// If the OS refuses to start a thread.
     pub fn spawn(model: Box<dyn Generator>, limits: GenerationLimits, metrics: GenerationMetrics) -> Self {
         let (tx, rx) = channel();
-        let queued = Arc::new(AtomicUsize::new(0));
         let kv_layout = model.kv_layout();
         let shared = Shared {
             tx,
@@ -72,7 +77,7 @@ impl GenerationEngine {
             context_len: model.context_len(),
             kv_layout,
             limits,
-            queued: queued.clone(),
+            admission: Admission::new(limits.queue_capacity, limits.per_tenant_capacity()),
         };
         let pool = BlockPool::new(kv_layout.num_blocks, kv_layout.block_size.max(1));
         metrics.kv_blocks_total.set(kv_layout.num_blocks as i64);
@@ -80,7 +85,6 @@ impl GenerationEngine {
             sched: Scheduler::new(pool, limits.max_batch_tokens, limits.max_running),
             context_len: shared.context_len,
             model,
-            queued,
             metrics,
         };
         std::thread::Builder::new()
@@ -92,32 +96,46 @@ impl GenerationEngine {
         }
     }
 
-    /// Queues a request; its tokens come on the returned stream. Dropping
-    /// the stream cancels the request.
+    /// Queues a request without a tenant: it waits in the anonymous lane,
+    /// held to `queue_capacity` only (see [`submit_as`](Self::submit_as)).
     pub fn submit(&self, req: GenerationRequest) -> Result<GenerationStream, EngineError> {
+        self.enqueue(None, req)
+    }
+
+    /// Queues `tenant`'s request; its tokens come on the returned stream.
+    /// Dropping the stream cancels the request. Refused with `Overloaded`
+    /// when the queue is full or `tenant` already has
+    /// `per_tenant_queue_capacity` requests waiting to start. Waiting
+    /// requests start round-robin across tenants, in order within one.
+    pub fn submit_as(
+        &self,
+        tenant: &TenantKey,
+        req: GenerationRequest,
+    ) -> Result<GenerationStream, EngineError> {
+        self.enqueue(Some(tenant), req)
+    }
+
+    fn enqueue(
+        &self,
+        tenant: Option<&TenantKey>,
+        req: GenerationRequest,
+    ) -> Result<GenerationStream, EngineError> {
         let s = &self.shared;
         self.validate(&req)?;
-        let capacity = s.limits.queue_capacity;
-        if s.queued
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < capacity).then_some(n + 1)
-            })
-            .is_err()
-        {
-            return Err(EngineError::Overloaded {
-                model: s.model_id.clone(),
-                capacity,
-            });
-        }
+        let permit = s
+            .admission
+            .try_acquire(tenant)
+            .map_err(|r| r.overloaded(&s.model_id))?;
         let (tx, rx) = unbounded_channel();
         let sub = Submission {
             req,
+            tenant: tenant.cloned(),
+            permit,
             tx,
             submitted: Instant::now(),
             span: tracing::Span::current(),
         };
         if s.tx.send(sub).is_err() {
-            s.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(EngineError::Stopped(s.model_id.clone()));
         }
         Ok(GenerationStream { rx })
@@ -193,7 +211,6 @@ struct Worker {
     model: Box<dyn Generator>,
     sched: Scheduler<Live>,
     context_len: usize,
-    queued: Arc<AtomicUsize>,
     metrics: GenerationMetrics,
 }
 
@@ -229,6 +246,7 @@ impl Worker {
         let req = sub.req;
         let live = Live {
             tx: sub.tx,
+            permit: Some(sub.permit),
             sampler: Sampler::new(req.sampling),
             max_tokens: req.max_tokens,
             stop_tokens: if req.ignore_eos {
@@ -241,15 +259,12 @@ impl Worker {
             last_token: None,
             span: sub.span,
         };
-        self.sched.add(req.prompt, live);
+        self.sched.add_as(sub.tenant, req.prompt, live);
     }
 
     /// Removes the sequences whose stream was dropped, freeing their blocks.
     fn drop_cancelled(&mut self) {
         for seq in self.sched.remove_where(|s| s.payload.tx.is_closed()) {
-            if !seq.started() {
-                self.queued.fetch_sub(1, Ordering::SeqCst);
-            }
             tracing::debug!(
                 parent: &seq.payload.span,
                 reason = FinishReason::Cancelled.as_str(),
@@ -268,7 +283,12 @@ impl Worker {
 
     fn step(&mut self) {
         let plan = self.sched.schedule();
-        self.queued.fetch_sub(plan.admitted.len(), Ordering::SeqCst);
+        for &id in &plan.admitted {
+            // Started: its waiting slot goes to the next request.
+            if let Some(seq) = self.sched.get_mut(id) {
+                seq.payload.permit = None;
+            }
+        }
         self.metrics.preemptions.inc_by(plan.preempted.len() as u64);
         if !plan.preempted.is_empty() {
             tracing::debug!(
@@ -286,9 +306,6 @@ impl Worker {
             // (the oldest sequence always fits); never spin on a stall.
             tracing::error!("generation scheduler stalled; failing the waiting requests");
             for seq in self.sched.remove_where(|_| true) {
-                if !seq.started() {
-                    self.queued.fetch_sub(1, Ordering::SeqCst);
-                }
                 let msg = "the scheduler could not place this request".to_string();
                 let _ = seq.payload.tx.send(GenerationEvent::Failed(msg));
             }

@@ -9,6 +9,12 @@ pub struct GenerationLimits {
     /// `EngineError::Overloaded`. (Preempted sequences going back to the
     /// queue do not count.)
     pub queue_capacity: usize,
+    /// Requests one tenant may have waiting to start; one more from that
+    /// tenant is refused with `EngineError::Overloaded` (`tenant_share`)
+    /// while other tenants are still admitted. `None`: a quarter of
+    /// `queue_capacity`, at least 1. Requests submitted without a tenant
+    /// are held to `queue_capacity` only.
+    pub per_tenant_queue_capacity: Option<usize>,
     /// Most tokens fed to the model in one step: one per decoding sequence
     /// plus the prefill chunks. At least 1.
     pub max_batch_tokens: usize,
@@ -22,9 +28,18 @@ impl Default for GenerationLimits {
     fn default() -> Self {
         Self {
             queue_capacity: 1024,
+            per_tenant_queue_capacity: None,
             max_batch_tokens: 256,
             max_running: 64,
         }
+    }
+}
+
+impl GenerationLimits {
+    /// The per-tenant cap in effect (see `per_tenant_queue_capacity`).
+    pub fn per_tenant_capacity(&self) -> usize {
+        self.per_tenant_queue_capacity
+            .unwrap_or_else(|| crate::fair::default_share(self.queue_capacity))
     }
 }
 

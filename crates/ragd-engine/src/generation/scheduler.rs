@@ -17,16 +17,20 @@
 //!    queue, to be recomputed later from its prompt and the tokens generated
 //!    so far). Victims are always taken from the end of the admission order,
 //!    so the oldest sequence always makes progress.
-//! 3. If nothing was preempted, waiting sequences are admitted first come,
-//!    first served while the token budget, `max_running` and free blocks
-//!    allow, leaving a watermark of 1% of the blocks free while others run
-//!    (room for their next decodes). The first in line that cannot get a
-//!    block stops admission: no overtaking.
+//! 3. If nothing was preempted, waiting sequences are admitted while the
+//!    token budget, `max_running` and free blocks allow, leaving a watermark
+//!    of 1% of the blocks free while others run (room for their next
+//!    decodes). Preempted sequences come first (the oldest evicted first);
+//!    then fresh requests, round-robin across tenants (one request per
+//!    tenant per turn) and first come, first served within a tenant, so one
+//!    tenant's long queue does not hold back another tenant's request. The
+//!    first in line that cannot get a block stops admission: no overtaking.
 
 use std::collections::VecDeque;
 
 use ragd_core::SeqChunk;
 
+use crate::fair::{FairQueue, TenantKey};
 use crate::kv_blocks::{BlockPool, BlockTable};
 
 /// The scheduler's id of a sequence.
@@ -44,6 +48,7 @@ pub struct Sequence<T> {
     table: BlockTable,
     /// Whether it was ever admitted (false: a fresh request in the queue).
     started: bool,
+    tenant: Option<TenantKey>,
     pub payload: T,
 }
 
@@ -77,6 +82,11 @@ impl<T> Sequence<T> {
     /// Whether it was ever admitted.
     pub fn started(&self) -> bool {
         self.started
+    }
+
+    /// Whose request it is (`None`: submitted without a tenant).
+    pub fn tenant(&self) -> Option<&TenantKey> {
+        self.tenant.as_ref()
     }
 
     /// Appends a sampled token; the next step feeds it (a decode).
@@ -150,7 +160,10 @@ pub struct Scheduler<T> {
     pool: BlockPool,
     max_batch_tokens: usize,
     max_running: usize,
-    waiting: VecDeque<Sequence<T>>,
+    /// Preempted sequences, admitted again before any fresh request.
+    restarts: VecDeque<Sequence<T>>,
+    /// Fresh requests, round-robin across tenants.
+    fresh: FairQueue<Sequence<T>>,
     /// In admission order: the last one is the next victim.
     running: Vec<Sequence<T>>,
     next_id: SeqId,
@@ -167,7 +180,8 @@ impl<T> Scheduler<T> {
         Self {
             max_batch_tokens,
             max_running: max_running.clamp(1, max_batch_tokens),
-            waiting: VecDeque::new(),
+            restarts: VecDeque::new(),
+            fresh: FairQueue::default(),
             running: Vec::new(),
             next_id: 0,
             preemptions: 0,
@@ -187,31 +201,39 @@ impl<T> Scheduler<T> {
         &self.pool
     }
 
-    /// Queues a fresh request at the back of the line. `prompt` must not be
-    /// empty, and must fit the whole cache with everything it will generate
-    /// (the caller validates), or it can never run.
+    /// Queues a fresh request without a tenant (see [`add_as`](Self::add_as)).
     pub fn add(&mut self, prompt: Vec<u32>, payload: T) -> SeqId {
+        self.add_as(None, prompt, payload)
+    }
+
+    /// Queues a fresh request at the back of its tenant's line (requests
+    /// without a tenant share one line). `prompt` must not be empty, and
+    /// must fit the whole cache with everything it will generate (the
+    /// caller validates), or it can never run.
+    pub fn add_as(&mut self, tenant: Option<TenantKey>, prompt: Vec<u32>, payload: T) -> SeqId {
         assert!(!prompt.is_empty(), "empty prompt");
         let id = self.next_id;
         self.next_id += 1;
-        self.waiting.push_back(Sequence {
+        let seq = Sequence {
             id,
             prompt_len: prompt.len(),
             tokens: prompt,
             computed: 0,
             table: self.pool.table(),
             started: false,
+            tenant: tenant.clone(),
             payload,
-        });
+        };
+        self.fresh.push(tenant, seq);
         id
     }
 
     pub fn has_work(&self) -> bool {
-        !self.waiting.is_empty() || !self.running.is_empty()
+        !self.restarts.is_empty() || !self.fresh.is_empty() || !self.running.is_empty()
     }
 
     pub fn waiting_len(&self) -> usize {
-        self.waiting.len()
+        self.restarts.len() + self.fresh.len()
     }
 
     pub fn running_len(&self) -> usize {
@@ -228,9 +250,10 @@ impl<T> Scheduler<T> {
         &self.running
     }
 
-    /// Waiting sequences, first in line first.
+    /// Waiting sequences, first in line first (the order they would be
+    /// admitted in if nothing else came).
     pub fn waiting(&self) -> impl Iterator<Item = &Sequence<T>> {
-        self.waiting.iter()
+        self.restarts.iter().chain(self.fresh.iter())
     }
 
     /// A running sequence.
@@ -242,9 +265,10 @@ impl<T> Scheduler<T> {
     pub fn remove(&mut self, id: SeqId) -> Option<Sequence<T>> {
         let mut seq = if let Some(i) = self.running.iter().position(|s| s.id == id) {
             self.running.remove(i)
+        } else if let Some(i) = self.restarts.iter().position(|s| s.id == id) {
+            self.restarts.remove(i)?
         } else {
-            let i = self.waiting.iter().position(|s| s.id == id)?;
-            self.waiting.remove(i)?
+            self.fresh.remove_first(|s| s.id == id)?
         };
         seq.table.release();
         Some(seq)
@@ -263,15 +287,16 @@ impl<T> Scheduler<T> {
                 i += 1;
             }
         }
-        let mut kept = VecDeque::with_capacity(self.waiting.len());
-        for s in self.waiting.drain(..) {
+        let mut kept = VecDeque::with_capacity(self.restarts.len());
+        for s in self.restarts.drain(..) {
             if drop_it(&s) {
                 out.push(s);
             } else {
                 kept.push_back(s);
             }
         }
-        self.waiting = kept;
+        self.restarts = kept;
+        out.extend(self.fresh.extract_where(&mut drop_it));
         for s in &mut out {
             s.table.release();
         }
@@ -347,11 +372,18 @@ impl<T> Scheduler<T> {
             i += 1;
         }
 
-        // Admission, first come first served, unless this step had to evict
-        // (the cache is tight: admitting now would only thrash). While others
-        // run, a watermark of blocks stays free for their next decodes.
+        // Admission (restarts first, then fresh requests round-robin across
+        // tenants), unless this step had to evict (the cache is tight:
+        // admitting now would only thrash). While others run, a watermark of
+        // blocks stays free for their next decodes.
         while plan.preempted.is_empty() && budget > 0 && self.running.len() < self.max_running {
-            let Some(seq) = self.waiting.front_mut() else {
+            let restart = !self.restarts.is_empty();
+            let next = if restart {
+                self.restarts.front_mut()
+            } else {
+                self.fresh.front_mut()
+            };
+            let Some(seq) = next else {
                 break;
             };
             debug_assert!(seq.computed == 0 && seq.table.blocks().is_empty());
@@ -365,7 +397,12 @@ impl<T> Scheduler<T> {
             if want == 0 || seq.table.reserve(want).is_err() {
                 break;
             }
-            let mut seq = self.waiting.pop_front().expect("front exists");
+            let popped = if restart {
+                self.restarts.pop_front()
+            } else {
+                self.fresh.pop_front()
+            };
+            let mut seq = popped.expect("front exists");
             if !seq.started {
                 seq.started = true;
                 plan.admitted.push(seq.id);
@@ -391,7 +428,7 @@ impl<T> Scheduler<T> {
         seq.computed = 0;
         plan.preempted.push(seq.id);
         self.preemptions += 1;
-        self.waiting.push_front(seq);
+        self.restarts.push_front(seq);
     }
 
     /// The model's view of `plan` (call before anything else changes).
@@ -604,6 +641,50 @@ mod tests {
         let plan = s.schedule();
         let lens: Vec<_> = plan.chunks.iter().map(|c| (c.len, c.want_logits)).collect();
         assert_eq!(lens, vec![(4, true), (2, false)]);
+    }
+
+    #[test]
+    fn fresh_requests_are_admitted_round_robin_across_tenants() {
+        let mut s = sched(100, 4, 64, 64);
+        let (a, b) = (Some(TenantKey::new("a")), Some(TenantKey::new("b")));
+        let a_ids: Vec<_> = (0..4).map(|_| s.add_as(a.clone(), vec![1; 4], ())).collect();
+        let b0 = s.add_as(b.clone(), vec![2; 4], ());
+        let n0 = s.add(vec![3; 4], ());
+        let b1 = s.add_as(b, vec![2; 4], ());
+        let order: Vec<_> = s.waiting().map(|q| q.id()).collect();
+        assert_eq!(order, vec![a_ids[0], b0, n0, a_ids[1], b1, a_ids[2], a_ids[3]]);
+        assert_eq!(
+            s.waiting().nth(1).unwrap().tenant().map(TenantKey::as_str),
+            Some("b")
+        );
+        // Removing one keeps the others' places: B's next takes its turn.
+        s.remove(b0).unwrap();
+        let plan = s.schedule();
+        assert_eq!(
+            plan.admitted,
+            vec![a_ids[0], b1, n0, a_ids[1], a_ids[2], a_ids[3]]
+        );
+    }
+
+    #[test]
+    fn a_preempted_sequence_restarts_before_other_tenants_fresh_requests() {
+        // 4 blocks of 2, as in the preemption test; B's request waits.
+        let mut s = sched(4, 2, 64, 64);
+        let a = Some(TenantKey::new("a"));
+        let x = s.add_as(a.clone(), vec![1, 2, 3, 4], ());
+        let y = s.add_as(a, vec![5, 6, 7, 8], ());
+        let plan = s.schedule();
+        run(&mut s, &plan, 42);
+        let z = s.add_as(Some(TenantKey::new("b")), vec![9, 9], ());
+        let plan = s.schedule();
+        assert_eq!(plan.preempted, vec![y]);
+        let order: Vec<_> = s.waiting().map(|q| q.id()).collect();
+        assert_eq!(order, vec![y, z]);
+        run(&mut s, &plan, 43);
+        s.remove(x).unwrap();
+        let plan = s.schedule();
+        assert_eq!(plan.chunks[0].id, y);
+        assert_eq!(plan.admitted, vec![z]);
     }
 
     #[test]

@@ -8,13 +8,14 @@ pub mod stream;
 use std::sync::Arc;
 
 use ragd_core::{ModelInfo, TextTokenizer};
-use ragd_engine::{GenerationEngine, GenerationRequest};
+use ragd_engine::{GenerationEngine, GenerationRequest, TenantKey};
 use ragd_models::llama::ChatTemplate;
 use serde::Serialize;
 
 pub use choice::{Choice, Piece, TokenInfo};
 pub use params::{GenSettings, SamplingFields};
 
+use crate::auth::Tenant;
 use crate::error::ApiError;
 
 /// The loaded generator as the routes see it.
@@ -47,10 +48,12 @@ impl UsageJson {
     }
 }
 
-/// Submits the `n` choices of one request. The prompt must leave room for
+/// Submits the `n` choices of one request, queued as `tenant`'s (its share
+/// of the engine's queue; 429 beyond it). The prompt must leave room for
 /// `max_tokens` in the context (400 otherwise, with the numbers).
 pub fn submit(
     handle: &GeneratorHandle,
+    tenant: &Tenant,
     prompt: &[u32],
     settings: &GenSettings,
 ) -> Result<Vec<Choice>, ApiError> {
@@ -82,15 +85,17 @@ pub fn submit(
         Some(m) => m,
         None => room,
     };
+    let tenant = TenantKey::new(tenant.as_str());
     (0..settings.n)
         .map(|i| {
-            let stream = handle.engine.submit(GenerationRequest {
+            let request = GenerationRequest {
                 prompt: prompt.to_vec(),
                 max_tokens,
                 sampling: settings.sampling_for(i),
                 stop_tokens: handle.stop_tokens.clone(),
                 ignore_eos: settings.ignore_eos,
-            })?;
+            };
+            let stream = handle.engine.submit_as(&tenant, request)?;
             Ok(Choice::new(
                 stream,
                 handle.tokenizer.clone(),

@@ -271,7 +271,7 @@ pub async fn chat_completions(
     let created = now_unix();
     // The guard scores the question while the semantic cache is asked and
     // retrieval runs.
-    let guard = state.chat_guard();
+    let guard = state.chat_guard().map(|g| g.for_tenant(&tenant));
     let question = rag::question_index(&conversation).ok();
     let question_text = question.map(|q| conversation[q].content.clone());
     let input_check = guard::check_input(&state, guard.as_ref(), question_text);
@@ -321,7 +321,7 @@ pub async fn chat_completions(
         Ok(key) => key,
         Err(hit) => return Ok(*hit),
     };
-    let choices = generate::submit(&handle, &prompt, &settings)?;
+    let choices = generate::submit(&handle, &tenant, &prompt, &settings)?;
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }

@@ -175,9 +175,9 @@ async fn open(
     name: String,
 ) -> Result<(Arc<Collection>, ModelHandle), ApiError> {
     let store = state.store()?;
-    let tenant = tenant.clone();
-    let collection = blocking(move || store.collection(tenant.as_str(), &name)).await?;
-    let handle = state.embedder()?;
+    let owner = tenant.clone();
+    let collection = blocking(move || store.collection(owner.as_str(), &name)).await?;
+    let handle = state.embedder()?.for_tenant(tenant);
     check_embedder(&collection, &handle)?;
     Ok((collection, handle))
 }

@@ -88,7 +88,7 @@ pub async fn completions(
         Ok(key) => key,
         Err(hit) => return Ok(*hit),
     };
-    let choices = generate::submit(&handle, &prompt, &settings)?;
+    let choices = generate::submit(&handle, &tenant, &prompt, &settings)?;
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use ragd_engine::BatchLimits;
 
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::input::{self, tokenize_and_frame, Input};
 use crate::json::Json;
@@ -67,9 +68,12 @@ pub struct Usage {
 
 pub async fn embeddings(
     State(state): State<AppState>,
+    tenant: Tenant,
     Json(req): Json<EmbeddingsRequest>,
 ) -> Result<AxumJson<EmbeddingsResponse>, ApiError> {
-    let handle = state.model_for("embedding", |m| m.embedder.as_ref(), Some(&req.model))?;
+    let handle = state
+        .model_for("embedding", |m| m.embedder.as_ref(), Some(&req.model))?
+        .for_tenant(&tenant);
     if let Some(d) = req.dimensions {
         if d != handle.output_dim {
             return Err(ApiError::invalid(
@@ -162,6 +166,7 @@ mod tests {
     fn pieces_respect_the_batch_budget_and_keep_the_order() {
         let limits = BatchLimits {
             queue_capacity: 8,
+            per_tenant_queue_capacity: None,
             max_batch_tokens: 10,
             max_batch_seqs: 3,
         };

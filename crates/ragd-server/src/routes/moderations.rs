@@ -13,6 +13,7 @@ use axum::Json as AxumJson;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::guard;
 use crate::input;
@@ -45,9 +46,12 @@ pub struct ModerationResult {
 
 pub async fn moderations(
     State(state): State<AppState>,
+    tenant: Tenant,
     Json(req): Json<ModerationRequest>,
 ) -> Result<AxumJson<ModerationResponse>, ApiError> {
-    let handle = state.model_for("guard", |m| m.guard.as_ref(), req.model.as_deref())?;
+    let handle = state
+        .model_for("guard", |m| m.guard.as_ref(), req.model.as_deref())?
+        .for_tenant(&tenant);
     let inputs = input::parse(&req.input, state.limits.input(false))?;
     let threshold = state.limits.guard_threshold;
     let results = guard::window_probs(&handle, inputs)
