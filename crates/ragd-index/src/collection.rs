@@ -12,7 +12,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ragd_core::TextTokenizer;
 
-use crate::chunking::chunk_text;
+use crate::chunking::chunk_text_cancellable;
 use crate::config::{CollectionConfig, StoreOptions};
 use crate::document::{
     attach_vectors, chunk_texts, CollectionStats, DocumentInfo, DocumentInput, EmbeddedDocument, Hit,
@@ -23,7 +23,7 @@ use crate::fsutil::{sync_dir, write_atomic};
 use crate::record::{ChunkRecord, DocRecord, WalEntry, WalOp};
 use crate::state::State;
 use crate::wal::Wal;
-use crate::{snapshot, IndexError, Result};
+use crate::{snapshot, Cancel, IndexError, Result};
 
 pub(crate) const CONFIG_FILE: &str = "collection.json";
 const WAL_FILE: &str = "wal.log";
@@ -129,14 +129,27 @@ impl Collection {
         docs: Vec<DocumentInput>,
         tokenizer: &dyn TextTokenizer,
     ) -> Result<Vec<PreparedDocument>> {
+        self.prepare_cancellable(docs, tokenizer, &Cancel::new())
+    }
+
+    /// [`Self::prepare`] that gives up with [`IndexError::Cancelled`] once
+    /// `cancel` is set (checked per document and inside chunking).
+    pub fn prepare_cancellable(
+        &self,
+        docs: Vec<DocumentInput>,
+        tokenizer: &dyn TextTokenizer,
+        cancel: &Cancel,
+    ) -> Result<Vec<PreparedDocument>> {
         check_ids(docs.iter().map(|d| d.id.as_str()))?;
         docs.into_iter()
             .map(|d| {
-                let chunks = chunk_text(
+                cancel.check()?;
+                let chunks = chunk_text_cancellable(
                     &d.text,
                     tokenizer,
                     self.config.chunk_tokens,
                     self.config.chunk_overlap,
+                    cancel,
                 )?;
                 if chunks.is_empty() {
                     return Err(IndexError::InvalidInput(format!(
@@ -156,8 +169,17 @@ impl Collection {
     /// Inserts or replaces documents, all of them or none. Durable (logged
     /// and fsynced) when it returns `Ok`.
     pub fn upsert(&self, docs: Vec<EmbeddedDocument>) -> Result<UpsertOutcome> {
+        self.upsert_cancellable(docs, &Cancel::new())
+    }
+
+    /// [`Self::upsert`] that gives up with [`IndexError::Cancelled`], having
+    /// written nothing, if `cancel` is set before the write is logged
+    /// (checked while validating and once the write lock is held, which a
+    /// write may wait for). Once logged, the write completes.
+    pub fn upsert_cancellable(&self, docs: Vec<EmbeddedDocument>, cancel: &Cancel) -> Result<UpsertOutcome> {
         check_ids(docs.iter().map(|d| d.id.as_str()))?;
         for doc in &docs {
+            cancel.check()?;
             for chunk in &doc.chunks {
                 self.check_vector(&chunk.vector)?;
             }
@@ -166,6 +188,7 @@ impl Collection {
             return Ok(UpsertOutcome::default());
         }
         let mut inner = self.write()?;
+        cancel.check()?;
         let state = &inner.state;
         let mut outcome = UpsertOutcome {
             documents: docs.len(),

@@ -1,6 +1,7 @@
 //! The one error type of the index layer. The server maps it to HTTP in one
 //! place: `NotFound` 404, `AlreadyExists` 409, `InvalidName` / `InvalidInput`
-//! / `DimensionMismatch` 422, `Locked` 503 at start-up, the rest 500.
+//! / `DimensionMismatch` 422, `Locked` 503 at start-up, the rest 500
+//! (`Cancelled` only reaches a caller that cancelled: its client is gone).
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,9 @@ pub enum IndexError {
     /// back after a failed write. Reopening the store recovers it from disk.
     #[error("collection `{0}` is unavailable until the store is reopened")]
     Unavailable(String),
+    /// The caller's [`crate::Cancel`] was set; nothing was written.
+    #[error("operation cancelled")]
+    Cancelled,
 }
 
 impl IndexError {

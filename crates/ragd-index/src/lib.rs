@@ -14,6 +14,7 @@
 
 #[doc(hidden)]
 pub mod bench;
+mod cancel;
 mod chunking;
 mod codec;
 mod collection;
@@ -33,7 +34,8 @@ mod wal;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use chunking::chunk_text;
+pub use cancel::{Cancel, CancelOnDrop};
+pub use chunking::{chunk_text, chunk_text_cancellable};
 pub use collection::Collection;
 pub use config::{CollectionConfig, HnswParams, StoreOptions, MAX_DIM};
 pub use document::{

@@ -42,4 +42,54 @@ impl TextTokenizer for HfTokenizer {
     fn decode_text(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(tok_err)
     }
+
+    /// One pass: `Tokenizer::encode` on a `&str` reports byte offsets into
+    /// that original string (normalisation mapped back).
+    fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, (usize, usize))>> {
+        let enc = self.inner.encode(text, false).map_err(tok_err)?;
+        Ok(enc
+            .get_ids()
+            .iter()
+            .zip(enc.get_offsets())
+            .map(|(&id, &(a, b))| (id, (a.min(text.len()), b.min(text.len()))))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The MiniLM tokenizer, when it is installed.
+    fn minilm() -> Option<HfTokenizer> {
+        let home = std::env::var_os("HOME")?;
+        let path = Path::new(&home).join(".cache/ragd/models/all-minilm-l6-v2/tokenizer.json");
+        path.exists().then(|| HfTokenizer::from_file(&path).unwrap())
+    }
+
+    #[test]
+    fn offsets_are_byte_ranges_of_the_original_text() {
+        let Some(tok) = minilm() else {
+            eprintln!("skipped: no MiniLM tokenizer under ~/.cache/ragd/models");
+            return;
+        };
+        let text = "  Ünïcode CAFÉ, 日本語のテキストです。 a.a.a. x\u{1F600}y\n";
+        let spans = tok.encode_with_offsets(text).unwrap();
+        let ids: Vec<u32> = spans.iter().map(|s| s.0).collect();
+        assert_eq!(ids, tok.encode(text).unwrap());
+        let mut last = 0;
+        for &(id, (a, b)) in &spans {
+            assert!(a <= b && b <= text.len() && a >= last, "{id} {a}..{b}");
+            assert!(text.is_char_boundary(a) && text.is_char_boundary(b));
+            last = a;
+        }
+        // Byte offsets, not char offsets: "語" starts at its byte position.
+        let pos = text.find('語').unwrap();
+        assert!(spans.iter().any(|s| s.1 == (pos, pos + '語'.len_utf8())));
+        let cafe = text.find("CAFÉ").unwrap();
+        assert_eq!(
+            spans.iter().find(|s| s.1 .0 == cafe).map(|s| s.1 .1),
+            Some(cafe + "CAFÉ".len())
+        );
+    }
 }
