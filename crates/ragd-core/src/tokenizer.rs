@@ -9,6 +9,13 @@ pub type TokenSpan = (u32, (usize, usize));
 pub trait TextTokenizer: Send + Sync {
     /// Content token ids of `text`, without special tokens, untruncated.
     fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// Like [`Self::encode`], but special-token strings in `text` (such as
+    /// `<|im_end|>`) are encoded as the plain text they are, never as the
+    /// special token: for text from users and documents. The default suits
+    /// tokenizers that never parse special tokens from text.
+    fn encode_literal(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode(text)
+    }
     /// Number of ids the model accepts; client-supplied ids must be below it.
     fn vocab_size(&self) -> usize;
     /// Text of `ids`, special tokens left out (generators' tokenizers).

@@ -11,6 +11,8 @@ use crate::error::tokenizer as tok_err;
 /// ragd frames (special tokens, truncation, windows) itself.
 pub struct HfTokenizer {
     inner: Tokenizer,
+    /// The same tokenizer with special-token strings read as plain text.
+    literal: Tokenizer,
 }
 
 impl HfTokenizer {
@@ -20,7 +22,9 @@ impl HfTokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| ModelError::load(path.display(), e))?;
-        Ok(Self { inner })
+        let mut literal = inner.clone();
+        literal.set_encode_special_tokens(true);
+        Ok(Self { inner, literal })
     }
 
     /// The id of a special token such as `[CLS]`.
@@ -32,6 +36,11 @@ impl HfTokenizer {
 impl TextTokenizer for HfTokenizer {
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, false).map_err(tok_err)?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    fn encode_literal(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.literal.encode(text, false).map_err(tok_err)?;
         Ok(enc.get_ids().to_vec())
     }
 

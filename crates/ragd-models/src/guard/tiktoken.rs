@@ -69,13 +69,47 @@ impl TiktokenTokenizer {
     }
 }
 
+/// Longest run without whitespace that is encoded in one piece. BPE merges
+/// within a pre-tokenizer piece in time quadratic in its length (a 64 KB
+/// run of letters took 30 CPU-seconds), so longer runs are cut into pieces
+/// of this size first. No ordinary word comes near it.
+const MAX_RUN_BYTES: usize = 128;
+
+/// `text` cut into segments, each to be encoded on its own: the cuts fall
+/// only inside runs of non-whitespace longer than [`MAX_RUN_BYTES`].
+fn segments(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut run) = (0, 0);
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            run = 0;
+            continue;
+        }
+        if run >= MAX_RUN_BYTES {
+            out.push(&text[start..i]);
+            start = i;
+            run = 0;
+        }
+        run += c.len_utf8();
+    }
+    out.push(&text[start..]);
+    out
+}
+
 impl TextTokenizer for TiktokenTokenizer {
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         // tiktoken unwraps the regex match, which fails (panics) only if
         // fancy-regex exceeds its backtrack limit on a pathological input.
         let bpe = &self.bpe;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bpe.encode_ordinary(text)))
-            .map_err(|_| ModelError::Tokenizer("the pre-tokeniser regex gave up on this input".into()))
+        let encode = |s: &str| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bpe.encode_ordinary(s)))
+                .map_err(|_| ModelError::Tokenizer("the pre-tokeniser regex gave up on this input".into()))
+        };
+        let mut ids = Vec::new();
+        for segment in segments(text) {
+            ids.extend(encode(segment)?);
+        }
+        Ok(ids)
     }
 
     fn vocab_size(&self) -> usize {
@@ -103,6 +137,24 @@ mod tests {
         assert_eq!(t.encode("<|s|>").unwrap().len(), 5);
         assert_eq!(t.vocab_size(), 259);
         assert_eq!(t.special_token("<|s|>"), Some(258));
+    }
+
+    #[test]
+    fn long_runs_are_cut_and_ordinary_text_is_not() {
+        let text = "a few words, then ";
+        assert_eq!(segments(text), [text]);
+        let run = "x".repeat(300);
+        let long = format!("ab {run} cd");
+        let parts = segments(&long);
+        assert_eq!(parts.concat(), long);
+        assert!(parts.len() == 3, "{:?}", parts.iter().map(|p| p.len()).collect::<Vec<_>>());
+        // Multi-byte characters are never split.
+        let kana = "あ".repeat(100);
+        assert_eq!(segments(&kana).concat(), kana);
+        // Every byte of a cut run is still encoded.
+        let t = tiny();
+        let ids = t.encode(&"ab".repeat(200)).unwrap();
+        assert_eq!(ids, vec![256; 200]);
     }
 
     #[test]

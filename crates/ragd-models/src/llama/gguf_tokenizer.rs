@@ -90,6 +90,8 @@ impl GgufVocab {
 /// [`TextTokenizer`] built from [`GgufVocab`].
 pub struct GgufTokenizer {
     inner: Tokenizer,
+    /// The same tokenizer with special-token strings read as plain text.
+    literal: Tokenizer,
     vocab_size: usize,
 }
 
@@ -126,8 +128,11 @@ impl GgufTokenizer {
             .map(|(tok, _)| AddedToken::from(tok.clone(), true))
             .collect();
         inner.add_special_tokens(specials).map_err(tok_err)?;
+        let mut literal = inner.clone();
+        literal.set_encode_special_tokens(true);
         Ok(Self {
             inner,
+            literal,
             vocab_size: vocab.tokens.len(),
         })
     }
@@ -142,6 +147,15 @@ impl TextTokenizer for GgufTokenizer {
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         Ok(self
             .inner
+            .encode(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    fn encode_literal(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .literal
             .encode(text, false)
             .map_err(tok_err)?
             .get_ids()

@@ -10,7 +10,7 @@ mod load;
 mod ops;
 mod weights;
 
-pub use chat_template::{ChatMessage, ChatTemplate};
+pub use chat_template::{ChatMessage, ChatTemplate, PromptPiece};
 pub use config::LlamaConfig;
 pub use generator::{GeneratorOptions, KvBudget, LlamaGenerator};
 pub use gguf_tokenizer::{GgufTokenizer, GgufVocab};
