@@ -62,7 +62,7 @@ impl Collection {
     pub(crate) fn create_files(dir: &Path, config: &CollectionConfig) -> Result<()> {
         let json = serde_json::to_vec_pretty(config).map_err(|e| IndexError::InvalidInput(e.to_string()))?;
         write_atomic(&dir.join(CONFIG_FILE), |out| out.write_all(&json))?;
-        Wal::open(&dir.join(WAL_FILE))?;
+        Wal::open(&dir.join(WAL_FILE), 0)?;
         sync_dir(dir)
     }
 
@@ -80,7 +80,7 @@ impl Collection {
             Some(snap) => State::from_snapshot(&config.hnsw, snap),
             None => State::empty(&config.hnsw),
         };
-        let recovered = Wal::open(&dir.join(WAL_FILE))?;
+        let recovered = Wal::open(&dir.join(WAL_FILE), state.seq)?;
         let torn_bytes_dropped = recovered.dropped_bytes;
         let wal_path = recovered.wal.path().to_path_buf();
         for payload in recovered.payloads {

@@ -1,6 +1,7 @@
 //! The one error type of the index layer. The server maps it to HTTP in one
 //! place: `NotFound` 404, `AlreadyExists` 409, `InvalidName` / `InvalidInput`
-//! / `DimensionMismatch` 422, `Locked` 503 at start-up, the rest 500
+//! / `DimensionMismatch` 422, `Locked` 503 at start-up, `Quarantined` 503
+//! (its details are in `Store::quarantined`, for the log), the rest 500
 //! (`Cancelled` only reaches a caller that cancelled: its client is gone).
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,11 @@ pub enum IndexError {
     /// back after a failed write. Reopening the store recovers it from disk.
     #[error("collection `{0}` is unavailable until the store is reopened")]
     Unavailable(String),
+    /// A collection that failed to open when the store did (see
+    /// [`crate::Store::quarantined`] for why); its files are kept untouched
+    /// and its name stays taken until it is deleted.
+    #[error("collection `{0}` is quarantined: it could not be loaded and is out of service")]
+    Quarantined(String),
     /// The caller's [`crate::Cancel`] was set; nothing was written.
     #[error("operation cancelled")]
     Cancelled,

@@ -45,7 +45,7 @@ pub use document::{
 pub use error::{IndexError, Result};
 pub use filter::MetadataFilter;
 pub use names::MAX_NAME_LEN;
-pub use store::Store;
+pub use store::{QuarantinedCollection, Store};
 
 #[cfg(test)]
 mod tests {

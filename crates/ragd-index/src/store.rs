@@ -11,6 +11,16 @@
 //! Tenants are isolated by construction: every lookup is keyed by the
 //! tenant, so a tenant naming another tenant's collection gets the same
 //! `NotFound` as for a collection that does not exist.
+//!
+//! One collection never keeps the store from opening: a collection that
+//! fails to open (a damaged log or snapshot, an unreadable file, even a
+//! panic) is *quarantined*: left on disk untouched, listed by
+//! [`Store::quarantined`], answered with [`IndexError::Quarantined`], while
+//! every other collection serves. Its name stays taken: creating a
+//! collection of that name is refused too, so the evidence is never
+//! overwritten. Deleting it renames its folder to a hidden
+//! `.quarantine-<name>-<nanos>` (which open leaves alone, for an operator
+//! to inspect and remove) and frees the name.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -27,8 +37,27 @@ use crate::{IndexError, Result};
 
 const STAGING_PREFIX: &str = ".staging-";
 const TRASH_PREFIX: &str = ".trash-";
+const QUARANTINE_PREFIX: &str = ".quarantine-";
 
-type Tenants = BTreeMap<String, BTreeMap<String, Arc<Collection>>>;
+/// A collection name's entry: the collection, or why it failed to open.
+#[derive(Clone)]
+enum Slot {
+    Open(Arc<Collection>),
+    Quarantined(String),
+}
+
+type Tenants = BTreeMap<String, BTreeMap<String, Slot>>;
+
+/// A collection that failed to open (see [`Store::quarantined`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct QuarantinedCollection {
+    pub tenant: String,
+    /// The collection's name; empty when the tenant's whole folder could
+    /// not be read.
+    pub name: String,
+    /// Why it failed to open (may name files: for logs and operators).
+    pub error: String,
+}
 
 /// Every tenant's collections, loaded from and kept durable in one folder.
 ///
@@ -67,13 +96,23 @@ impl Store {
                 continue; // not ours
             }
             let mut collections = BTreeMap::new();
-            for (name, dir) in subdirs(&tenant_dir)? {
+            let entries = match subdirs(&tenant_dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    // Nothing of this tenant can be served; quarantined
+                    // under the empty name, the others go on.
+                    collections.insert(String::new(), Slot::Quarantined(e.to_string()));
+                    tenants.insert(tenant, collections);
+                    continue;
+                }
+            };
+            for (name, dir) in entries {
                 if name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX) {
-                    // An interrupted create or delete: finish it.
-                    std::fs::remove_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
+                    // An interrupted create or delete: finish it (or leave
+                    // it for the next open, if that fails: it is hidden).
+                    let _ = std::fs::remove_dir_all(&dir);
                 } else if validate_collection(&name).is_ok() && dir.join(CONFIG_FILE).exists() {
-                    let collection = Collection::open(&dir, &name, &options)?;
-                    collections.insert(name, Arc::new(collection));
+                    collections.insert(name.clone(), open_or_quarantine(&dir, &name, &options));
                 }
             }
             if !collections.is_empty() {
@@ -99,8 +138,10 @@ impl Store {
         validate_collection(name)?;
         config.validate()?;
         let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
-        if tenants.get(tenant).is_some_and(|c| c.contains_key(name)) {
-            return Err(IndexError::AlreadyExists(name.to_string()));
+        match tenants.get(tenant).and_then(|c| c.get(name)) {
+            Some(Slot::Open(_)) => return Err(IndexError::AlreadyExists(name.to_string())),
+            Some(Slot::Quarantined(_)) => return Err(IndexError::Quarantined(name.to_string())),
+            None => {}
         }
         let tenant_dir = self.tenant_dir(tenant);
         if !tenant_dir.exists() {
@@ -126,25 +167,31 @@ impl Store {
         tenants
             .entry(tenant.to_string())
             .or_default()
-            .insert(name.to_string(), collection.clone());
+            .insert(name.to_string(), Slot::Open(collection.clone()));
         Ok(collection)
     }
 
     /// The collection `name` of `tenant`; `NotFound` if that tenant has none
-    /// by that name (whether or not another tenant does).
+    /// by that name (whether or not another tenant does), `Quarantined` if
+    /// it failed to open.
     pub fn collection(&self, tenant: &str, name: &str) -> Result<Arc<Collection>> {
         validate_tenant(tenant)?;
         validate_collection(name)?;
-        self.tenants
+        match self
+            .tenants
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(tenant)
             .and_then(|c| c.get(name))
-            .cloned()
-            .ok_or_else(|| IndexError::NotFound(name.to_string()))
+        {
+            Some(Slot::Open(c)) => Ok(c.clone()),
+            Some(Slot::Quarantined(_)) => Err(IndexError::Quarantined(name.to_string())),
+            None => Err(IndexError::NotFound(name.to_string())),
+        }
     }
 
-    /// Names of `tenant`'s collections, sorted.
+    /// Names of `tenant`'s collections that serve, sorted (quarantined ones
+    /// are left out: see [`Self::quarantined`]).
     pub fn list_collections(&self, tenant: &str) -> Result<Vec<String>> {
         validate_tenant(tenant)?;
         Ok(self
@@ -152,8 +199,32 @@ impl Store {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(tenant)
-            .map(|c| c.keys().cloned().collect())
+            .map(|c| {
+                c.iter()
+                    .filter(|(_, slot)| matches!(slot, Slot::Open(_)))
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
             .unwrap_or_default())
+    }
+
+    /// The collections that failed to open, by tenant and name, with why.
+    /// They stay on disk untouched until deleted (see the module docs).
+    pub fn quarantined(&self) -> Vec<QuarantinedCollection> {
+        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        tenants
+            .iter()
+            .flat_map(|(tenant, collections)| {
+                collections.iter().filter_map(move |(name, slot)| match slot {
+                    Slot::Quarantined(error) => Some(QuarantinedCollection {
+                        tenant: tenant.clone(),
+                        name: name.clone(),
+                        error: error.clone(),
+                    }),
+                    Slot::Open(_) => None,
+                })
+            })
+            .collect()
     }
 
     /// Tenants that have at least one collection, sorted.
@@ -167,7 +238,9 @@ impl Store {
     }
 
     /// Deletes a collection and its files; durable when it returns. Handles
-    /// to it that callers still hold answer `NotFound` from then on.
+    /// to it that callers still hold answer `NotFound` from then on. A
+    /// quarantined collection's files are moved aside instead (kept under
+    /// a hidden `.quarantine-` name for an operator), freeing its name.
     pub fn delete_collection(&self, tenant: &str, name: &str) -> Result<()> {
         validate_tenant(tenant)?;
         validate_collection(name)?;
@@ -181,14 +254,26 @@ impl Store {
             let nanos = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos());
-            let trash = tenant_dir.join(format!("{TRASH_PREFIX}{name}-{nanos}"));
             let dir = tenant_dir.join(name);
-            // The store lock is held until the collection is retired, so
-            // the name cannot be reused while its old files are in use.
-            collections[name].retire(|| {
-                std::fs::rename(&dir, &trash).map_err(|e| IndexError::io(&dir, e))?;
-                sync_dir(&tenant_dir)
-            })?;
+            let trash = match &collections[name] {
+                Slot::Open(collection) => {
+                    let trash = tenant_dir.join(format!("{TRASH_PREFIX}{name}-{nanos}"));
+                    // The store lock is held until the collection is
+                    // retired, so the name cannot be reused while its old
+                    // files are in use.
+                    collection.retire(|| {
+                        std::fs::rename(&dir, &trash).map_err(|e| IndexError::io(&dir, e))?;
+                        sync_dir(&tenant_dir)
+                    })?;
+                    Some(trash)
+                }
+                Slot::Quarantined(_) => {
+                    let aside = tenant_dir.join(format!("{QUARANTINE_PREFIX}{name}-{nanos}"));
+                    std::fs::rename(&dir, &aside).map_err(|e| IndexError::io(&dir, e))?;
+                    sync_dir(&tenant_dir)?;
+                    None
+                }
+            };
             collections.remove(name);
             if collections.is_empty() {
                 tenants.remove(tenant);
@@ -197,7 +282,9 @@ impl Store {
         };
         // Already deleted for good; a failure here leaves a hidden folder
         // that the next open removes.
-        let _ = std::fs::remove_dir_all(&trash);
+        if let Some(trash) = trash {
+            let _ = std::fs::remove_dir_all(&trash);
+        }
         Ok(())
     }
 
@@ -219,7 +306,7 @@ impl Store {
             tenants: tenants.len(),
             ..StoreStats::default()
         };
-        for c in tenants.values().flat_map(BTreeMap::values) {
+        for c in tenants.values().flat_map(BTreeMap::values).filter_map(Slot::open) {
             stats.collections += 1;
             if let Ok(s) = c.stats() {
                 stats.documents += s.documents;
@@ -236,7 +323,12 @@ impl Store {
 
     fn all_collections(&self) -> Vec<Arc<Collection>> {
         let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
-        tenants.values().flat_map(BTreeMap::values).cloned().collect()
+        tenants
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter_map(Slot::open)
+            .cloned()
+            .collect()
     }
 
     fn tenant_dir(&self, tenant: &str) -> PathBuf {
@@ -249,6 +341,36 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("root", &self.root)
             .finish_non_exhaustive()
+    }
+}
+
+impl Slot {
+    fn open(&self) -> Option<&Arc<Collection>> {
+        match self {
+            Slot::Open(c) => Some(c),
+            Slot::Quarantined(_) => None,
+        }
+    }
+}
+
+/// Opens the collection in `dir`, or quarantines it with the reason it
+/// failed: an error, or a panic while loading it (its files are not ours
+/// to guess about, and one collection must not take the store down).
+fn open_or_quarantine(dir: &Path, name: &str, options: &StoreOptions) -> Slot {
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Collection::open(dir, name, options)
+    }));
+    match opened {
+        Ok(Ok(c)) => Slot::Open(Arc::new(c)),
+        Ok(Err(e)) => Slot::Quarantined(e.to_string()),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Slot::Quarantined(format!("opening {} panicked: {what}", dir.display()))
+        }
     }
 }
 

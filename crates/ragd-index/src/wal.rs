@@ -3,13 +3,28 @@
 //!
 //! Frame: `len: u32 LE | crc: u32 LE | payload (len bytes)`, the CRC taken
 //! over the length bytes and the payload, so a damaged length is caught too.
+//! Every payload starts with the record's sequence number (`u64 LE`), one
+//! more than the record before it.
 //!
 //! Recovery reads records until the end of the file. A crash can only tear
 //! the record being appended (every earlier one was fsynced), so a bad frame
-//! with nothing valid after it is a torn tail: it is dropped and the file is
-//! truncated to the last good record, never replayed half. A bad frame
-//! followed by a valid one is damage in the middle of history and an error:
-//! dropping it would silently lose acknowledged writes.
+//! at the end is a torn tail: it is dropped and the file is truncated to
+//! the last good record, never replayed half. A bad frame is instead damage
+//! in the middle of history, an error (dropping it would silently lose
+//! acknowledged writes), when what follows it proves later records exist:
+//!
+//! - its length is intact and a valid frame starts right where it ends (the
+//!   record was damaged in place; a torn record always reaches past the end
+//!   of the file, so this never mistakes one); or
+//! - a chain of valid frames, their sequence numbers consecutive and above
+//!   every earlier record's, runs from somewhere after it exactly to the end
+//!   of the file (a damaged length).
+//!
+//! A valid-looking frame alone proves nothing: the torn record's payload
+//! holds client data (document ids, texts), which may contain frame bytes.
+//! (A client can still craft a chain ending exactly where a crash happens
+//! to tear the file; that only makes its own collection fail to open, and
+//! the store quarantines it without touching the others.)
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -63,22 +78,30 @@ fn valid_frame(buf: &[u8], pos: usize) -> Option<&[u8]> {
     (frame_crc(len_bytes, payload) == crc).then_some(payload)
 }
 
-/// Splits a log into its valid records; `Err(offset)` when a bad frame at
-/// `offset` is followed by a valid one (damage in the middle).
-fn parse(buf: &[u8]) -> std::result::Result<(Vec<Vec<u8>>, usize), usize> {
+/// The sequence number a payload starts with.
+fn seq_of(payload: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&payload[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// Splits a log into its valid records; `Err(offset)` when the bad frame
+/// at `offset` is damage in the middle (see the module documentation).
+/// `after_seq`: the sequence number the records continue from (the
+/// snapshot's).
+fn parse(buf: &[u8], after_seq: u64) -> std::result::Result<(Vec<Vec<u8>>, usize), usize> {
     let mut payloads = Vec::new();
+    let mut last_seq = after_seq;
     let mut pos = 0;
     while pos < buf.len() {
         match valid_frame(buf, pos) {
             Some(payload) => {
+                last_seq = last_seq.max(seq_of(payload));
                 payloads.push(payload.to_vec());
                 pos += HEADER + payload.len();
             }
             None => {
-                // Torn tail, unless a valid frame starts anywhere after it.
-                // (A random 8-byte header passes the length and CRC checks
-                // with odds far below 2^-32, so this cannot misfire.)
-                if (pos + 1..buf.len()).any(|p| valid_frame(buf, p).is_some()) {
+                if damaged_in_place(buf, pos) || chain_after(buf, pos, last_seq) {
                     return Err(pos);
                 }
                 break;
@@ -88,10 +111,64 @@ fn parse(buf: &[u8]) -> std::result::Result<(Vec<Vec<u8>>, usize), usize> {
     Ok((payloads, pos))
 }
 
+/// Whether the bad frame at `pos` has a plausible length that ends before
+/// the end of the file, right where a valid frame starts.
+fn damaged_in_place(buf: &[u8], pos: usize) -> bool {
+    let Some(header) = buf.get(pos..pos + HEADER) else {
+        return false;
+    };
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let next = pos + HEADER + len;
+    (MIN_PAYLOAD..=MAX_RECORD).contains(&len) && next < buf.len() && valid_frame(buf, next).is_some()
+}
+
+/// Whether, somewhere after `pos`, valid frames with consecutive sequence
+/// numbers above `last_seq` follow each other exactly to the end of `buf`.
+/// Each frame's chain is walked once.
+fn chain_after(buf: &[u8], pos: usize, last_seq: u64) -> bool {
+    // Frames whose chain is known to break before the end.
+    let mut failed = std::collections::HashSet::new();
+    for start in pos + 1..buf.len() {
+        let Some(first) = valid_frame(buf, start) else {
+            continue;
+        };
+        if seq_of(first) <= last_seq {
+            continue;
+        }
+        // Walk the chain until the end, a break or a known verdict.
+        let mut walked = vec![start];
+        let mut p = start;
+        let verdict = loop {
+            let payload = valid_frame(buf, p).expect("walked frames are valid");
+            let next = p + HEADER + payload.len();
+            if next == buf.len() {
+                break true;
+            }
+            if failed.contains(&next) {
+                break false;
+            }
+            match valid_frame(buf, next) {
+                Some(n) if seq_of(payload).checked_add(1) == Some(seq_of(n)) => {
+                    walked.push(next);
+                    p = next;
+                }
+                _ => break false,
+            }
+        };
+        if verdict {
+            return true;
+        }
+        // Every frame walked from here fails too (its chain is this one).
+        failed.extend(walked);
+    }
+    false
+}
+
 impl Wal {
     /// Opens (creating if missing) the log at `path` and recovers its
-    /// records, truncating a torn last record.
-    pub fn open(path: &Path) -> Result<Recovered> {
+    /// records, truncating a torn last record. `after_seq` is the sequence
+    /// number of the snapshot the records follow (0 without one).
+    pub fn open(path: &Path, after_seq: u64) -> Result<Recovered> {
         let io = |e| IndexError::io(path, e);
         let mut file = OpenOptions::new()
             .read(true)
@@ -101,7 +178,7 @@ impl Wal {
             .map_err(io)?;
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut buf).map_err(io)?;
-        let (payloads, good) = parse(&buf).map_err(|offset| {
+        let (payloads, good) = parse(&buf, after_seq).map_err(|offset| {
             IndexError::corrupt(
                 path,
                 format!("damaged record at byte {offset} is followed by valid records"),
@@ -192,12 +269,24 @@ impl Wal {
 mod tests {
     use super::*;
 
+    /// Record `i`'s payload: sequence number `i + 1`, then filler.
     fn payload(i: u8) -> Vec<u8> {
-        vec![i; MIN_PAYLOAD + i as usize]
+        let mut p = (u64::from(i) + 1).to_le_bytes().to_vec();
+        p.resize(MIN_PAYLOAD + i as usize, i);
+        p
+    }
+
+    /// A complete frame of `payload`.
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let len_bytes = (payload.len() as u32).to_le_bytes();
+        let mut f = len_bytes.to_vec();
+        f.extend_from_slice(&frame_crc(len_bytes, payload).to_le_bytes());
+        f.extend_from_slice(payload);
+        f
     }
 
     fn write_log(path: &Path, n: u8) -> Vec<u64> {
-        let mut wal = Wal::open(path).unwrap().wal;
+        let mut wal = Wal::open(path, 0).unwrap().wal;
         let mut ends = vec![];
         for i in 0..n {
             wal.append(&payload(i)).unwrap();
@@ -211,7 +300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         write_log(&path, 5);
-        let rec = Wal::open(&path).unwrap();
+        let rec = Wal::open(&path, 0).unwrap();
         assert_eq!(rec.payloads, (0..5).map(payload).collect::<Vec<_>>());
         assert_eq!(rec.dropped_bytes, 0);
     }
@@ -224,7 +313,7 @@ mod tests {
         let full = std::fs::read(&path).unwrap();
         for cut in ends[2] + 1..ends[3] {
             std::fs::write(&path, &full[..cut as usize]).unwrap();
-            let rec = Wal::open(&path).unwrap();
+            let rec = Wal::open(&path, 0).unwrap();
             assert_eq!(rec.payloads.len(), 3, "cut at {cut}");
             assert_eq!(rec.dropped_bytes, cut - ends[2]);
             assert_eq!(std::fs::metadata(&path).unwrap().len(), ends[2]);
@@ -241,11 +330,11 @@ mod tests {
             bytes.truncate(ends[2] as usize);
             bytes.extend_from_slice(&tail);
             std::fs::write(&path, &bytes).unwrap();
-            let mut rec = Wal::open(&path).unwrap();
+            let mut rec = Wal::open(&path, 0).unwrap();
             assert_eq!(rec.payloads.len(), 3);
             // The log keeps working after the cut.
-            rec.wal.append(&payload(9)).unwrap();
-            assert_eq!(Wal::open(&path).unwrap().payloads.len(), 4);
+            rec.wal.append(&payload(3)).unwrap();
+            assert_eq!(Wal::open(&path, 0).unwrap().payloads.len(), 4);
         }
     }
 
@@ -253,11 +342,81 @@ mod tests {
     fn damage_in_the_middle_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
-        let ends = write_log(&path, 3);
-        let mut bytes = std::fs::read(&path).unwrap();
+        let ends = write_log(&path, 4);
+        let log = std::fs::read(&path).unwrap();
+        let mut bytes = log.clone();
         bytes[ends[0] as usize + HEADER + 1] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(matches!(Wal::open(&path), Err(IndexError::Corrupt { .. })));
+        assert!(matches!(Wal::open(&path, 0), Err(IndexError::Corrupt { .. })));
+        // Still an error when, besides, the last record was torn: its
+        // successor starts right where the damaged record ends.
+        std::fs::write(&path, &bytes[..ends[3] as usize - 3]).unwrap();
+        assert!(matches!(Wal::open(&path, 0), Err(IndexError::Corrupt { .. })));
+        // A damaged length: the records after it still chain to the end.
+        let mut bytes = log.clone();
+        bytes[ends[0] as usize] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(Wal::open(&path, 0), Err(IndexError::Corrupt { .. })));
+    }
+
+    /// Regression (security review, issue 10): a client made a document id
+    /// that is itself a valid frame; a crash then tore the record holding
+    /// it, and recovery took the frame inside the torn record for proof of
+    /// damage in the middle ("damaged record at byte 0 is followed by valid
+    /// records"), so the whole store refused to open.
+    #[test]
+    fn a_frame_inside_a_torn_record_is_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.log");
+        for records in [0u8, 2] {
+            let _ = std::fs::remove_file(&path);
+            let good = write_log(&path, records).last().copied().unwrap_or(0);
+            let next = u64::from(records) + 1;
+            // The torn record: its own sequence number, then client bytes
+            // holding a frame (numbered like a real successor, even).
+            let mut torn = next.to_le_bytes().to_vec();
+            torn.extend_from_slice(b"\x01client id: ");
+            let hidden_at = good as usize + HEADER + torn.len();
+            let hidden = frame(&[(next + 1).to_le_bytes().as_slice(), b"\x02 forged"].concat());
+            torn.extend_from_slice(&hidden);
+            torn.extend_from_slice(&[b'x'; 40]);
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes.extend_from_slice(&frame(&torn));
+            for cut in good as usize + 1..bytes.len() {
+                std::fs::write(&path, &bytes[..cut]).unwrap();
+                if cut == hidden_at + hidden.len() {
+                    // The one cut where the forged frame ends the file, so a
+                    // chain runs to the end: taken for damage (a crash must
+                    // tear exactly there; see the module documentation).
+                    assert!(Wal::open(&path, 0).is_err());
+                    continue;
+                }
+                let rec = Wal::open(&path, 0).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+                assert_eq!(rec.payloads.len(), usize::from(records), "cut at {cut}");
+                assert_eq!(rec.dropped_bytes, cut as u64 - good);
+            }
+        }
+        // A forged frame numbered at or below the records before it is
+        // never their successor, wherever the cut.
+        let good = std::fs::metadata(&path).unwrap().len();
+        let mut torn = 3u64.to_le_bytes().to_vec();
+        torn.extend_from_slice(&frame(&[2u64.to_le_bytes().as_slice(), b"\x02 forged"].concat()));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&frame(&torn));
+        for cut in good as usize + 1..bytes.len() {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert_eq!(Wal::open(&path, 0).unwrap().payloads.len(), 2, "cut at {cut}");
+        }
+        // Nor is one at or below the snapshot the log follows.
+        let hidden = frame(&[5u64.to_le_bytes().as_slice(), b"\x02 forged"].concat());
+        let mut torn = 6u64.to_le_bytes().to_vec();
+        torn.extend_from_slice(&hidden);
+        torn.extend_from_slice(b"more");
+        let cut = HEADER + 8 + hidden.len();
+        std::fs::write(&path, &frame(&torn)[..cut]).unwrap();
+        assert!(Wal::open(&path, 0).is_err());
+        std::fs::write(&path, &frame(&torn)[..cut]).unwrap();
+        assert_eq!(Wal::open(&path, 5).unwrap().dropped_bytes, cut as u64);
     }
 
     #[test]
@@ -265,9 +424,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         write_log(&path, 2);
-        let mut wal = Wal::open(&path).unwrap().wal;
+        let mut wal = Wal::open(&path, 0).unwrap().wal;
         wal.reset().unwrap();
         wal.append(&payload(7)).unwrap();
-        assert_eq!(Wal::open(&path).unwrap().payloads, vec![payload(7)]);
+        assert_eq!(Wal::open(&path, 0).unwrap().payloads, vec![payload(7)]);
     }
 }

@@ -158,10 +158,16 @@ fn damage_in_the_middle_of_the_log_is_an_error() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x10;
     std::fs::write(wal_path(dir.path()), &bytes).unwrap();
+    // The store opens; the collection is quarantined, its log untouched.
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     assert!(matches!(
-        Store::open(dir.path(), StoreOptions::default()),
-        Err(IndexError::Corrupt { .. })
+        store.collection("t", "c"),
+        Err(IndexError::Quarantined(_))
     ));
+    let q = store.quarantined();
+    assert_eq!((q.len(), q[0].tenant.as_str(), q[0].name.as_str()), (1, "t", "c"));
+    assert!(q[0].error.contains("damaged record"), "{}", q[0].error);
+    assert_eq!(std::fs::read(wal_path(dir.path())).unwrap(), bytes);
 }
 
 #[test]
