@@ -190,6 +190,14 @@ impl Collection {
         let mut inner = self.write()?;
         cancel.check()?;
         let state = &inner.state;
+        let added = docs.iter().filter(|d| !state.contains(&d.id)).count();
+        let limit = self.options.max_documents_per_collection;
+        if state.documents() + added > limit {
+            return Err(IndexError::LimitExceeded {
+                what: "documents per collection",
+                limit,
+            });
+        }
         let mut outcome = UpsertOutcome {
             documents: docs.len(),
             ..UpsertOutcome::default()

@@ -117,6 +117,13 @@ pub struct StoreOptions {
     /// ...but only once the graph has at least this many nodes (rebuilding
     /// a tiny graph after every delete is wasted work).
     pub compact_min_points: usize,
+    /// Most collections one tenant may have (quarantined ones included):
+    /// creating one more fails with [`crate::IndexError::LimitExceeded`].
+    /// Collections already on disk all open, whatever their number.
+    pub max_collections_per_tenant: usize,
+    /// Most documents one collection may hold: an upsert that would pass it
+    /// fails with [`crate::IndexError::LimitExceeded`], writing nothing.
+    pub max_documents_per_collection: usize,
 }
 
 impl Default for StoreOptions {
@@ -125,6 +132,8 @@ impl Default for StoreOptions {
             checkpoint_wal_bytes: 64 << 20,
             compact_tombstone_ratio: 0.3,
             compact_min_points: 256,
+            max_collections_per_tenant: 100,
+            max_documents_per_collection: 1_000_000,
         }
     }
 }

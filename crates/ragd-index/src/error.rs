@@ -1,6 +1,7 @@
 //! The one error type of the index layer. The server maps it to HTTP in one
 //! place: `NotFound` 404, `AlreadyExists` 409, `InvalidName` / `InvalidInput`
-//! / `DimensionMismatch` 422, `Locked` 503 at start-up, `Quarantined` 503
+//! / `DimensionMismatch` 422, `LimitExceeded` 403 (or 429), `Locked` 503
+//! at start-up, `Quarantined` 503
 //! (its details are in `Store::quarantined`, for the log), the rest 500
 //! (`Cancelled` only reaches a caller that cancelled: its client is gone).
 
@@ -60,6 +61,11 @@ pub enum IndexError {
     /// and its name stays taken until it is deleted.
     #[error("collection `{0}` is quarantined: it could not be loaded and is out of service")]
     Quarantined(String),
+    /// A per-tenant limit of [`crate::StoreOptions`] would be passed
+    /// (`what`: "collections per tenant" or "documents per collection");
+    /// nothing was written. The caller's fault: a 4xx.
+    #[error("limit exceeded: at most {limit} {what}")]
+    LimitExceeded { what: &'static str, limit: usize },
     /// The caller's [`crate::Cancel`] was set; nothing was written.
     #[error("operation cancelled")]
     Cancelled,

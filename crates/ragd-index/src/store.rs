@@ -143,6 +143,13 @@ impl Store {
             Some(Slot::Quarantined(_)) => return Err(IndexError::Quarantined(name.to_string())),
             None => {}
         }
+        let limit = self.options.max_collections_per_tenant;
+        if tenants.get(tenant).map_or(0, BTreeMap::len) >= limit {
+            return Err(IndexError::LimitExceeded {
+                what: "collections per tenant",
+                limit,
+            });
+        }
         let tenant_dir = self.tenant_dir(tenant);
         if !tenant_dir.exists() {
             std::fs::create_dir_all(&tenant_dir).map_err(|e| IndexError::io(&tenant_dir, e))?;

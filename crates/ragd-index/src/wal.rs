@@ -26,7 +26,7 @@
 //! to tear the file; that only makes its own collection fail to open, and
 //! the store quarantines it without touching the others.)
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -39,10 +39,12 @@ const MIN_PAYLOAD: usize = 9;
 /// Records above this size are refused (and a length above it is garbage).
 pub(crate) const MAX_RECORD: usize = 1 << 30;
 
-/// An open log, positioned at its end.
+/// A log, appended to at its end. It holds no open file: each append (and
+/// reset) opens the file, writes, fsyncs and closes it, so an idle
+/// collection costs no file descriptor (the fsync dominates the cost of a
+/// write anyway).
 pub(crate) struct Wal {
     path: PathBuf,
-    file: File,
     len: u64,
     /// Set when a failed append could not be rolled back: the file may end
     /// in a partial record, so appending more would bury it in the middle.
@@ -172,8 +174,9 @@ impl Wal {
         let io = |e| IndexError::io(path, e);
         let mut file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(path)
             .map_err(io)?;
         let mut buf = Vec::new();
@@ -192,7 +195,6 @@ impl Wal {
         Ok(Recovered {
             wal: Wal {
                 path: path.to_path_buf(),
-                file,
                 len: good as u64,
                 broken: false,
             },
@@ -230,14 +232,19 @@ impl Wal {
         frame.extend_from_slice(&len_bytes);
         frame.extend_from_slice(&frame_crc(len_bytes, payload).to_le_bytes());
         frame.extend_from_slice(payload);
-        let written = self.file.write_all(&frame).and_then(|()| self.file.sync_data());
+        // The file must exist (a missing log is not silently restarted).
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| IndexError::io(&self.path, e))?;
+        let written = file.write_all(&frame).and_then(|()| file.sync_data());
         match written {
             Ok(()) => {
                 self.len += frame.len() as u64;
                 Ok(())
             }
             Err(e) => {
-                let rolled_back = self.file.set_len(self.len).and_then(|()| self.file.sync_all());
+                let rolled_back = file.set_len(self.len).and_then(|()| file.sync_all());
                 if rolled_back.is_err() {
                     self.broken = true;
                 }
@@ -248,7 +255,12 @@ impl Wal {
 
     /// Empties the log (after a checkpoint made its records redundant).
     pub fn reset(&mut self) -> Result<()> {
-        let done = self.file.set_len(0).and_then(|()| self.file.sync_all());
+        // Failing to open changes nothing; failing to cut may leave a part.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| IndexError::io(&self.path, e))?;
+        let done = file.set_len(0).and_then(|()| file.sync_all());
         match done {
             Ok(()) => {
                 self.len = 0;

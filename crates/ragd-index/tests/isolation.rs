@@ -77,6 +77,7 @@ fn tenants_never_see_each_others_documents() {
         checkpoint_wal_bytes: 64 << 10,
         compact_min_points: 32,
         compact_tombstone_ratio: 0.3,
+        ..StoreOptions::default()
     };
     let mut store = Store::open(dir.path(), options.clone()).unwrap();
     let mut model = Model::new();
