@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::collection::{Collection, CONFIG_FILE};
 use crate::config::{CollectionConfig, StoreOptions};
 use crate::document::StoreStats;
-use crate::fsutil::sync_dir;
+use crate::fsutil::{create_dir, file_options, restrict, sync_dir};
 use crate::names::{validate_collection, validate_tenant};
 use crate::{IndexError, Result};
 
@@ -77,9 +77,12 @@ impl Store {
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let root = dir.as_ref().to_path_buf();
         let tenants_dir = root.join("tenants");
-        std::fs::create_dir_all(&tenants_dir).map_err(|e| IndexError::io(&tenants_dir, e))?;
+        create_dir(&tenants_dir, true)?;
+        // Owner-only even if an older version made it world-readable (the
+        // data folder itself is the operator's to choose, if it existed).
+        restrict(&tenants_dir, true)?;
         let lock_path = root.join("LOCK");
-        let lock = File::options()
+        let lock = file_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -152,7 +155,7 @@ impl Store {
         }
         let tenant_dir = self.tenant_dir(tenant);
         if !tenant_dir.exists() {
-            std::fs::create_dir_all(&tenant_dir).map_err(|e| IndexError::io(&tenant_dir, e))?;
+            create_dir(&tenant_dir, true)?;
             sync_dir(&self.root.join("tenants"))?;
         }
         let staging = tenant_dir.join(format!("{STAGING_PREFIX}{name}"));
@@ -161,7 +164,7 @@ impl Store {
             if staging.exists() {
                 std::fs::remove_dir_all(&staging).map_err(|e| IndexError::io(&staging, e))?;
             }
-            std::fs::create_dir(&staging).map_err(|e| IndexError::io(&staging, e))?;
+            create_dir(&staging, false)?;
             Collection::create_files(&staging, &config)?;
             std::fs::rename(&staging, &dir).map_err(|e| IndexError::io(&dir, e))?;
             sync_dir(&tenant_dir)

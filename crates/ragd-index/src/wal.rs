@@ -30,6 +30,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::fsutil::file_options;
 use crate::{IndexError, Result};
 
 const HEADER: usize = 8;
@@ -172,7 +173,7 @@ impl Wal {
     /// number of the snapshot the records follow (0 without one).
     pub fn open(path: &Path, after_seq: u64) -> Result<Recovered> {
         let io = |e| IndexError::io(path, e);
-        let mut file = OpenOptions::new()
+        let mut file = file_options()
             .read(true)
             .write(true)
             .create(true)
