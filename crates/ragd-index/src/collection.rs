@@ -7,7 +7,9 @@
 //! once at creation), `wal.log`, `snapshot.bin` (after the first checkpoint).
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ragd_core::TextTokenizer;
@@ -42,6 +44,43 @@ pub struct Collection {
     inner: RwLock<Inner>,
     /// Lock order: `inner` first, then `log`.
     log: Mutex<Log>,
+    /// Random, drawn each time the collection is loaded (see [`Self::version`]).
+    incarnation: u64,
+    /// The sequence number of the last applied write, readable without a lock.
+    applied_seq: AtomicU64,
+}
+
+/// What a collection's content is at one moment: see
+/// [`Collection::version`]. Equal versions mean the same content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct CollectionVersion {
+    /// Random, drawn each time the collection is loaded: a collection
+    /// deleted and created again under the same name, or reloaded, never
+    /// repeats an earlier one's versions (but for 2^-64 odds).
+    pub incarnation: u64,
+    /// The sequence number of the last write applied: grows with every
+    /// upsert and delete that changed something.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for CollectionVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}-{}", self.incarnation, self.seq)
+    }
+}
+
+/// A fresh random `u64` (std's per-process random hash keys, a clock and a
+/// counter: no `rand` needed for an identifier).
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 struct Inner {
@@ -97,11 +136,14 @@ impl Collection {
             // Records already in the snapshot (seq <= state.seq) are skipped.
             state.apply(entry);
         }
+        let applied_seq = AtomicU64::new(state.seq);
         Ok(Self {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             config,
             options: options.clone(),
+            incarnation: random_u64(),
+            applied_seq,
             inner: RwLock::new(Inner {
                 state,
                 dropped: false,
@@ -120,6 +162,20 @@ impl Collection {
 
     pub fn config(&self) -> &CollectionConfig {
         &self.config
+    }
+
+    /// The version of the collection's content: changes with every upsert
+    /// and every delete that removes something, and differs between this
+    /// collection and any other loaded under the same name (after a delete
+    /// and create, or a restart). Lock-free. For caches of answers derived
+    /// from the collection: read it *before* reading the collection, so the
+    /// data read is at least as new as the version it is cached under (a
+    /// write in between only makes later lookups miss).
+    pub fn version(&self) -> CollectionVersion {
+        CollectionVersion {
+            incarnation: self.incarnation,
+            seq: self.applied_seq.load(Ordering::Acquire),
+        }
     }
 
     /// Chunks documents for embedding (no lock taken, nothing written).
@@ -337,6 +393,7 @@ impl Collection {
             log.wal.append(&entry.encode())?;
         }
         inner.state.apply(entry);
+        self.applied_seq.store(inner.state.seq, Ordering::Release);
         let tombstones = inner.state.tombstones();
         let nodes = inner.state.graph_nodes();
         if nodes >= self.options.compact_min_points
@@ -438,4 +495,74 @@ fn check_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{HashEmbedder, WhitespaceTokenizer};
+    use crate::{CollectionConfig, DocumentInput, Store, StoreOptions};
+
+    fn doc(id: &str, text: &str) -> DocumentInput {
+        DocumentInput {
+            id: id.into(),
+            text: text.into(),
+            metadata: crate::Metadata::new(),
+        }
+    }
+
+    #[test]
+    fn the_version_changes_with_every_write_and_every_incarnation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let embedder = HashEmbedder::new(8);
+        let c = store
+            .create_collection("t", "c", CollectionConfig::new(8, 16, 4))
+            .unwrap();
+        let upsert = |c: &super::Collection, id: &str| {
+            c.upsert_with(vec![doc(id, "some words")], &WhitespaceTokenizer, |t| {
+                embedder.embed(t)
+            })
+            .unwrap();
+        };
+        let mut seen = vec![c.version()];
+        upsert(&c, "a");
+        seen.push(c.version());
+        upsert(&c, "a"); // a replacement is a change too
+        seen.push(c.version());
+        upsert(&c, "b");
+        seen.push(c.version());
+        assert_eq!(c.delete(&["a"]).unwrap(), 1);
+        seen.push(c.version());
+        // Nothing changed, nothing to invalidate.
+        assert_eq!(c.delete(&["nope"]).unwrap(), 0);
+        c.checkpoint().unwrap();
+        c.compact().unwrap();
+        assert_eq!(c.version(), *seen.last().unwrap());
+        assert!(c.search(&embedder.embed_one("words"), 1, None).is_ok());
+        assert_eq!(c.version(), *seen.last().unwrap());
+
+        // Deleted and created again with the same name (and the same
+        // writes): never a version the old one had.
+        let old = c.clone();
+        store.delete_collection("t", "c").unwrap();
+        let c = store
+            .create_collection("t", "c", CollectionConfig::new(8, 16, 4))
+            .unwrap();
+        seen.push(c.version());
+        upsert(&c, "a");
+        seen.push(c.version());
+        upsert(&c, "a");
+        seen.push(c.version());
+        // After a restart too.
+        drop((c, old));
+        drop(store);
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        seen.push(store.collection("t", "c").unwrap().version());
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "{seen:?}");
+        assert_eq!(seen[5].seq, 0);
+        assert_eq!(seen.last().unwrap().seq, 2);
+    }
 }

@@ -36,7 +36,7 @@ pub mod testing;
 
 pub use cancel::{Cancel, CancelOnDrop};
 pub use chunking::{chunk_text, chunk_text_cancellable};
-pub use collection::Collection;
+pub use collection::{Collection, CollectionVersion};
 pub use config::{CollectionConfig, HnswParams, StoreOptions, MAX_DIM};
 pub use document::{
     attach_vectors, chunk_texts, CollectionStats, DocumentInfo, DocumentInput, EmbeddedChunk,
