@@ -11,6 +11,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::auth;
+use crate::body_budget::{BodyBudget, DEFAULT_BUDGET_BYTES};
 use crate::error::ApiError;
 use crate::routes::{admin, chat, collections, completions, embeddings, health, models, moderations};
 use crate::state::AppState;
@@ -22,6 +23,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `/health`, `/ready` and `/metrics` are open; `/v1/*` needs a tenant's
 /// API key and `/admin/*` the admin key (see [`crate::auth`]).
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let budget = BodyBudget::new(DEFAULT_BUDGET_BYTES, max_body_bytes);
     let v1 = Router::new()
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
@@ -43,6 +45,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(collections::get_document).delete(collections::delete_document),
         )
         .route("/v1/collections/{name}/search", post(collections::search))
+        // Inside authentication: a client without a key cannot take the
+        // budget from those with one.
+        .route_layer(middleware::from_fn(move |req, next| {
+            budget.clone().hold(req, next)
+        }))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_tenant,
@@ -95,5 +102,27 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::map_request(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// Longest client-chosen request id kept.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Keeps a client's `x-request-id` only when it is short and made of
+/// `[A-Za-z0-9._:-]`; otherwise it is dropped and a fresh UUID is set. The
+/// id is written into log lines, where spaces, quotes or `key=value` text
+/// could forge fields.
+async fn drop_unsafe_request_id(mut req: Request<axum::body::Body>) -> Request<axum::body::Body> {
+    let safe = |v: &axum::http::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID_LEN
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+    };
+    if req.headers().get(&REQUEST_ID).is_some_and(|v| !safe(v)) {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    req
 }

@@ -112,6 +112,11 @@ pub struct EmbedderFlags {
     /// Requests that may wait per model before new ones get 429.
     #[arg(long, env = "RAGD_QUEUE_CAPACITY", default_value_t = 1024)]
     pub queue_capacity: usize,
+    /// Requests one tenant may have waiting per model, so that one tenant's
+    /// burst cannot fill the queue for all (default: a quarter of
+    /// --queue-capacity). Waiting requests are served round-robin by tenant.
+    #[arg(long, env = "RAGD_PER_TENANT_QUEUE_CAPACITY")]
+    pub per_tenant_queue_capacity: Option<usize>,
     /// Most tokens in one embedding or classification batch.
     #[arg(long, env = "RAGD_MAX_BATCH_TOKENS", default_value_t = 16_384)]
     pub max_batch_tokens: usize,
@@ -186,6 +191,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAGD_MAX_INPUT_BYTES", default_value_t = 64 * 1024)]
     pub max_input_bytes: usize,
     /// Largest request body in bytes (larger gets 413).
+    /// Longest chat conversation, all message contents together, in bytes
+    /// (each message is also held to --max-input-bytes). Checked before any
+    /// tokenizer or guard sees the text.
+    #[arg(long, env = "RAGD_MAX_CHAT_BYTES", default_value_t = 256 * 1024)]
+    pub max_chat_bytes: usize,
     #[arg(long, env = "RAGD_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Seconds to finish in-flight requests after SIGTERM or Ctrl-C.
@@ -216,6 +226,22 @@ pub struct ServeArgs {
     /// default: a whole minute's worth.
     #[arg(long, env = "RAGD_RATE_LIMIT_BURST", requires = "rate_limit_rpm")]
     pub rate_limit_burst: Option<std::num::NonZeroU32>,
+    /// Failed authentications (wrong or missing key) each client address
+    /// may make per minute, in bursts of as many; past it, every request
+    /// from that address gets 429 until the budget refills. 0: no limit.
+    #[arg(long, env = "RAGD_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+    /// Most client connections open at once; past it new connections are
+    /// closed at once. Lowered at start to fit the open-file limit.
+    #[arg(long, env = "RAGD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers, and that a
+    /// kept-alive connection may sit idle, before it is closed.
+    #[arg(long, env = "RAGD_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_timeout_seconds: u64,
+    /// Seconds a client may take to send a request's body (408 past it).
+    #[arg(long, env = "RAGD_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u64,
     /// Memory for cached answers of deterministic requests (greedy or
     /// seeded, not streamed), in MiB; 0 turns the cache off.
     #[arg(long, env = "RAGD_RESPONSE_CACHE_MB", default_value_t = 64)]
@@ -229,6 +255,10 @@ pub struct ServeArgs {
     /// Most questions the semantic cache keeps (oldest dropped first).
     #[arg(long, env = "RAGD_SEMANTIC_CACHE_ENTRIES", default_value_t = 10_000)]
     pub semantic_cache_entries: usize,
+    /// Memory for the semantic cache's answers and vectors, in MiB; one
+    /// answer may take at most a sixteenth of it.
+    #[arg(long, env = "RAGD_SEMANTIC_CACHE_MB", default_value_t = 64)]
+    pub semantic_cache_mb: usize,
     /// Seconds a cached answer is served (both caches).
     #[arg(long, env = "RAGD_RESPONSE_CACHE_TTL_SECONDS", default_value_t = 600)]
     pub response_cache_ttl_seconds: u64,

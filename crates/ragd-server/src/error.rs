@@ -26,6 +26,9 @@ pub enum ApiError {
     /// No API key, or one the server does not know.
     #[error("{0}")]
     Unauthorized(String),
+    /// A quota of the tenant would be passed (collections, documents).
+    #[error("{0}")]
+    Forbidden(String),
     /// The request clashes with what exists (a collection name in use).
     #[error("{0}")]
     Conflict(String),
@@ -42,9 +45,19 @@ pub enum ApiError {
         .0.retry_after_secs()
     )]
     RateLimited(crate::rate_limit::Limited),
+    /// The client address failed authentication too often.
+    #[error(
+        "Too many failed authentications from this address (more than {} a minute). Retry in {} s.",
+        .0.per_minute,
+        .0.retry_after_secs()
+    )]
+    AuthThrottled(crate::auth::throttle::ShutOut),
     /// A model is configured but not loaded yet, or its worker stopped.
     #[error("{0}")]
     Unavailable(String),
+    /// The client went away and its work was stopped.
+    #[error("the request was cancelled")]
+    Cancelled,
     /// A bug or device failure; never the client's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,8 +79,13 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Overloaded(_) | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Overloaded(_) | Self::RateLimited(_) | Self::AuthThrottled(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // nginx's "client closed request": nobody reads it.
+            Self::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -84,10 +102,13 @@ impl ApiError {
             Self::MethodNotAllowed => ("invalid_request_error", Some("method_not_allowed")),
             Self::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
             Self::Conflict(_) => ("invalid_request_error", Some("conflict")),
+            Self::Forbidden(_) => ("invalid_request_error", Some("quota_exceeded")),
             Self::Blocked(_) => ("invalid_request_error", Some("prompt_injection_detected")),
             Self::Overloaded(_) => ("rate_limit_error", Some("overloaded")),
             Self::RateLimited(_) => ("requests", Some("rate_limit_exceeded")),
+            Self::AuthThrottled(_) => ("requests", Some("too_many_failed_authentications")),
             Self::Unavailable(_) => ("server_error", Some("unavailable")),
+            Self::Cancelled => ("invalid_request_error", Some("cancelled")),
             Self::Internal(_) => ("server_error", None),
         }
     }
@@ -133,6 +154,9 @@ impl IntoResponse for ApiError {
             let headers = response.headers_mut();
             headers.insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after_secs()));
             crate::rate_limit::add_headers(headers, limited.limit, 0);
+        } else if let Self::AuthThrottled(shut) = &self {
+            let secs = HeaderValue::from(shut.retry_after_secs());
+            response.headers_mut().insert(header::RETRY_AFTER, secs);
         } else if status == StatusCode::TOO_MANY_REQUESTS {
             response
                 .headers_mut()
@@ -188,6 +212,14 @@ impl From<IndexError> for ApiError {
                 param: None,
             },
             IndexError::Tokenizer(m) => m.into(),
+            IndexError::Cancelled => Self::Cancelled,
+            IndexError::LimitExceeded { .. } => Self::Forbidden(e.to_string()),
+            IndexError::Quarantined(_) => {
+                tracing::error!(error = %e, "request for a quarantined collection");
+                Self::Unavailable(format!(
+                    "{e}: its files failed to load and are kept for inspection; delete the collection to free the name"
+                ))
+            }
             IndexError::Locked(_) | IndexError::Unavailable(_) => Self::Unavailable(e.to_string()),
             IndexError::Embedding(_) | IndexError::Io { .. } | IndexError::Corrupt { .. } => {
                 // The details (file paths) go to the log, not to the client.

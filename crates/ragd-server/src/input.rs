@@ -36,6 +36,29 @@ pub fn parse(value: &Value, limits: InputLimits) -> Result<Vec<Input>, ApiError>
         allow_tokens,
     } = limits;
     let bad = |m: String| ApiError::invalid(m, "input");
+    // Bounds first, on the parsed JSON: no copy of an oversized input is
+    // made before it is refused.
+    if let Value::Array(a) = value {
+        if a.len() > max_inputs && !a.first().is_some_and(Value::is_number) {
+            return Err(bad(format!(
+                "`input` has {} items; at most {max_inputs} are allowed",
+                a.len()
+            )));
+        }
+    }
+    let long = match value {
+        Value::String(s) => (s.len() > max_input_bytes).then_some((0, s.len())),
+        Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| match v {
+            Value::String(s) if s.len() > max_input_bytes => Some((i, s.len())),
+            _ => None,
+        }),
+        _ => None,
+    };
+    if let Some((i, bytes)) = long {
+        return Err(bad(format!(
+            "`input[{i}]` is {bytes} bytes long; at most {max_input_bytes} are allowed per input"
+        )));
+    }
     let items = match value {
         Value::String(s) => vec![Input::Text(s.clone())],
         Value::Array(a) if a.is_empty() => return Err(bad("`input` must not be an empty array".into())),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ragd_index::{
-    attach_vectors, chunk_texts, Collection, CollectionConfig, DocumentInput, Hit, IndexError, Metadata,
-    MetadataFilter, UpsertOutcome,
+    attach_vectors, chunk_texts, Cancel, Collection, CollectionConfig, DocumentInput, Hit, IndexError,
+    Metadata, MetadataFilter, UpsertOutcome,
 };
 
 use crate::error::ApiError;
@@ -158,13 +158,18 @@ pub async fn upsert_documents(
     limits: &CollectionLimits,
 ) -> Result<Upserted, ApiError> {
     check_documents(&docs, limits)?;
+    // A client that leaves stops the chunking and the write on the
+    // blocking pool: dropping this future (axum does when the connection
+    // closes) sets the flag they check.
+    let cancel = Cancel::new();
+    let _cancel_on_drop = cancel.cancel_on_drop();
     let tokenizer = handle.tokenizer.clone();
-    let c = collection.clone();
-    let prepared = blocking(move || c.prepare(docs, tokenizer.as_ref())).await?;
+    let (c, flag) = (collection.clone(), cancel.clone());
+    let prepared = blocking(move || c.prepare_cancellable(docs, tokenizer.as_ref(), &flag)).await?;
     let texts = chunk_texts(&prepared);
     let (vectors, tokens) = embed(handle, texts.into_iter().map(Input::Text).collect()).await?;
     let c = collection.clone();
-    let outcome = blocking(move || c.upsert(attach_vectors(prepared, vectors)?)).await?;
+    let outcome = blocking(move || c.upsert_cancellable(attach_vectors(prepared, vectors)?, &cancel)).await?;
     tracing::info!(
         collection = collection.name(),
         documents = outcome.documents,

@@ -89,6 +89,8 @@ pub struct IndexMetrics {
     pub documents: IntGauge,
     pub chunks: IntGauge,
     pub collections: IntGauge,
+    /// Collections that failed to load and are out of service.
+    pub quarantined: IntGauge,
     pub ingested_documents: IntCounter,
 }
 
@@ -114,6 +116,10 @@ impl IndexMetrics {
             "ragd_collections",
             "Collections in the knowledge base (all tenants)",
         )?;
+        let quarantined = IntGauge::new(
+            "ragd_quarantined_collections",
+            "Collections whose files failed to load, kept for inspection and out of service (all tenants)",
+        )?;
         let ingested_documents = IntCounter::new(
             "ragd_ingested_documents_total",
             "Documents written (inserted or replaced) through the collections API",
@@ -123,6 +129,7 @@ impl IndexMetrics {
         registry.register(Box::new(documents.clone()))?;
         registry.register(Box::new(chunks.clone()))?;
         registry.register(Box::new(collections.clone()))?;
+        registry.register(Box::new(quarantined.clone()))?;
         registry.register(Box::new(ingested_documents.clone()))?;
         Ok(Self {
             search_seconds,
@@ -130,6 +137,7 @@ impl IndexMetrics {
             documents,
             chunks,
             collections,
+            quarantined,
             ingested_documents,
         })
     }
@@ -142,28 +150,53 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     let t0 = Instant::now();
     let response = next.run(req).await;
     let m = &state.http_metrics;
     m.duration
-        .with_label_values(&[&route, &method])
+        .with_label_values(&[&route, method])
         .observe(t0.elapsed().as_secs_f64());
     m.requests
-        .with_label_values(&[&route, &method, response.status().as_str()])
+        .with_label_values(&[&route, method, response.status().as_str()])
         .inc();
     response
+}
+
+/// The method as a label: the standard ones by name, anything else
+/// `other`. A raw client-chosen method would make the label set, and so
+/// `/metrics`, grow without bound.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::TRACE, "TRACE"),
+        (Method::CONNECT, "CONNECT"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(m, _)| m == method)
+        .map_or("other", |(_, name)| name)
 }
 
 /// `GET /metrics`.
 pub async fn render(State(state): State<AppState>) -> Response {
     if let Some(store) = state.store.clone() {
         // Collection locks may be held by a write: off the async threads.
-        if let Ok(stats) = tokio::task::spawn_blocking(move || store.stats()).await {
+        if let Ok((stats, quarantined)) =
+            tokio::task::spawn_blocking(move || (store.stats(), store.quarantined().len())).await
+        {
             let m = &state.index_metrics;
             m.documents.set(stats.documents as i64);
             m.chunks.set(stats.chunks as i64);
             m.collections.set(stats.collections as i64);
+            m.quarantined.set(quarantined as i64);
         }
     }
     let mut buf = Vec::new();

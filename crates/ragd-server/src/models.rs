@@ -80,7 +80,7 @@ pub fn resolve(spec: &str, models_dir: &Path) -> anyhow::Result<Option<PathBuf>>
 fn limits(flags: &EmbedderFlags) -> BatchLimits {
     BatchLimits {
         queue_capacity: flags.queue_capacity,
-        per_tenant_queue_capacity: None,
+        per_tenant_queue_capacity: flags.per_tenant_queue_capacity,
         max_batch_tokens: flags.max_batch_tokens,
         max_batch_seqs: flags.max_batch_seqs,
     }
@@ -208,7 +208,7 @@ fn load_generator(
     }
     let limits = GenerationLimits {
         queue_capacity: args.models.queue_capacity,
-        per_tenant_queue_capacity: None,
+        per_tenant_queue_capacity: args.models.per_tenant_queue_capacity,
         max_batch_tokens: args.max_step_tokens,
         max_running: args.max_running,
     };

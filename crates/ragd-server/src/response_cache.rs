@@ -37,10 +37,30 @@ pub struct CacheConfig {
     pub ttl: Duration,
 }
 
-/// Cached response bodies, by request key.
+/// Cached response bodies (serialized JSON), by request key.
 pub struct ResponseCache {
-    entries: moka::sync::Cache<[u8; 32], Arc<Value>>,
+    entries: moka::sync::Cache<[u8; 32], Arc<str>>,
+    max_entry_bytes: usize,
     lookups: IntCounterVec,
+}
+
+/// The largest share of a cache one entry may take: an answer bigger than
+/// `max_bytes / ENTRY_SHARE` is not cached, so that a few huge answers (many
+/// choices with logprobs run to tens of MB) cannot flush a cache or, through
+/// it, hold that much memory.
+pub const ENTRY_SHARE: u64 = 16;
+
+/// A body as cached: its JSON text, or `None` when over `max_bytes`. Text,
+/// not a `Value`, because text is what is weighed (a `Value` takes several
+/// times its text's size).
+pub fn serialize_capped(body: &Value, max_bytes: usize) -> Option<Arc<str>> {
+    let text = body.to_string();
+    (text.len() <= max_bytes).then(|| Arc::from(text))
+}
+
+/// A cached body back as a `Value`.
+pub fn deserialize(text: &str) -> Option<Value> {
+    serde_json::from_str(text).ok()
 }
 
 /// What a cached answer depends on.
@@ -71,10 +91,14 @@ impl ResponseCache {
         registry.register(Box::new(lookups.clone()))?;
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|_, body: &Arc<Value>| body.to_string().len().try_into().unwrap_or(u32::MAX))
+            .weigher(|_, body: &Arc<str>| body.len().try_into().unwrap_or(u32::MAX))
             .time_to_live(ttl)
             .build();
-        Ok(Self { entries, lookups })
+        Ok(Self {
+            entries,
+            max_entry_bytes: usize::try_from(max_bytes / ENTRY_SHARE).unwrap_or(usize::MAX),
+            lookups,
+        })
     }
 
     /// The key of a request that may be cached (see [`cacheable`]).
@@ -96,14 +120,17 @@ impl ResponseCache {
 
     /// The cached body for `key`, if any (counted as a hit or a miss).
     pub fn get(&self, key: &CacheKey) -> Option<Value> {
-        let found = self.entries.get(&key.0);
+        let found = self.entries.get(&key.0).and_then(|text| deserialize(&text));
         let result = if found.is_some() { "hit" } else { "miss" };
         self.lookups.with_label_values(&[result]).inc();
-        found.map(|body| (*body).clone())
+        found
     }
 
+    /// Caches `body` unless it is over the per-entry cap.
     pub fn put(&self, key: CacheKey, body: &Value) {
-        self.entries.insert(key.0, Arc::new(body.clone()));
+        if let Some(text) = serialize_capped(body, self.max_entry_bytes) {
+            self.entries.insert(key.0, text);
+        }
     }
 }
 

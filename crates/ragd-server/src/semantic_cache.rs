@@ -7,15 +7,24 @@
 //! retrieval and generation. Only questions asked in the same context
 //! match: the same tenant, model, settings, other messages and retrieval
 //! request (collection, top_k, filter) form a bucket, and only entries of
-//! the request's bucket are compared. A paraphrase can still need a
-//! different answer, and a changed collection is only seen once entries
-//! expire, so it is off by default; the exact cache needs no such care.
+//! the request's bucket are compared. The bucket also holds the version of
+//! the collection retrieved from, which changes with every write and
+//! delete and differs for a deleted and re-created collection: an answer is
+//! never served from data that has changed or gone. A question longer than
+//! the embedder's window is never cached (the embedder would only see its
+//! start, so two questions sharing a long preamble would look alike). A
+//! paraphrase can still need a different answer, so it is off by default;
+//! the exact cache needs no such care.
+//!
+//! Entries are weighed in bytes (answer JSON plus vector), within
+//! `max_bytes` in all and `max_bytes / ENTRY_SHARE` each.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::{IntCounterVec, Opts, Registry};
+use ragd_index::CollectionVersion;
 use ragd_models::llama::ChatMessage;
 use serde_json::Value;
 
@@ -25,7 +34,7 @@ use crate::generate::GenSettings;
 use crate::input::Input;
 use crate::models::ModelHandle;
 use crate::rag::RagRequest;
-use crate::response_cache::{digest, settings_bytes};
+use crate::response_cache::{deserialize, digest, serialize_capped, settings_bytes, ENTRY_SHARE};
 use crate::routes::embeddings::embed;
 
 /// How close and how many.
@@ -35,21 +44,37 @@ pub struct SemanticConfig {
     pub threshold: f32,
     /// Most entries over all tenants (oldest dropped first).
     pub max_entries: usize,
+    /// Most bytes over all tenants (answer JSON and vectors; oldest
+    /// dropped first).
+    pub max_bytes: usize,
     pub ttl: Duration,
 }
 
 pub struct SemanticCache {
     config: SemanticConfig,
-    entries: Mutex<VecDeque<Entry>>,
+    entries: Mutex<Entries>,
     lookups: IntCounterVec,
+}
+
+#[derive(Default)]
+struct Entries {
+    queue: VecDeque<Entry>,
+    bytes: usize,
 }
 
 struct Entry {
     bucket: [u8; 32],
     /// Unit length.
     vector: Vec<f32>,
-    body: Value,
+    /// The answer's JSON text.
+    body: Arc<str>,
     at: Instant,
+}
+
+impl Entry {
+    fn bytes(&self) -> usize {
+        self.body.len() + self.vector.len() * std::mem::size_of::<f32>() + std::mem::size_of::<Self>()
+    }
 }
 
 /// A request's question, embedded, with its bucket.
@@ -67,6 +92,8 @@ pub struct BucketParts<'a> {
     /// Index of the question in `messages`.
     pub question: usize,
     pub rag: Option<&'a RagRequest>,
+    /// Version of the collection `rag` names (see `Collection::version`).
+    pub collection_version: Option<CollectionVersion>,
 }
 
 impl SemanticCache {
@@ -81,24 +108,31 @@ impl SemanticCache {
         registry.register(Box::new(lookups.clone()))?;
         Ok(Self {
             config,
-            entries: Mutex::new(VecDeque::new()),
+            entries: Mutex::new(Entries::default()),
             lookups,
         })
     }
 
-    /// Embeds the question. `None` when it spans several embedder windows
-    /// (too long to stand for one question).
+    /// Embeds the question. `None` when it is longer than the embedder's
+    /// window: the embedder would truncate it, so it cannot stand for the
+    /// whole question.
     pub async fn query(
         &self,
         embedder: &ModelHandle,
         parts: BucketParts<'_>,
     ) -> Result<Option<SemanticQuery>, ApiError> {
         let question = parts.messages[parts.question].content.clone();
-        let (mut vectors, _) = embed(embedder, vec![Input::Text(question)]).await?;
-        if vectors.len() != 1 {
+        let tokenizer = embedder.tokenizer.clone();
+        let ids = tokio::task::spawn_blocking(move || tokenizer.encode(&question))
+            .await
+            .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))??;
+        if ids.len() > embedder.info.framing.content_len() {
             return Ok(None);
         }
-        let mut vector = vectors.remove(0);
+        let (mut vectors, _) = embed(embedder, vec![Input::Tokens(ids)]).await?;
+        let Some(mut vector) = vectors.pop() else {
+            return Ok(None);
+        };
         let norm = ragd_kernels::vector::dot(&vector, &vector).sqrt();
         if norm == 0.0 {
             return Ok(None);
@@ -115,31 +149,54 @@ impl SemanticCache {
     pub fn get(&self, query: &SemanticQuery) -> Option<Value> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let best = entries
+            .queue
             .iter()
             .filter(|e| e.bucket == query.bucket && e.at.elapsed() < self.config.ttl)
             .map(|e| (ragd_kernels::vector::dot(&e.vector, &query.vector), e))
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .filter(|(similarity, _)| *similarity >= self.config.threshold)
             .map(|(_, e)| e.body.clone());
+        drop(entries);
+        let best = best.and_then(|text| deserialize(&text));
         let result = if best.is_some() { "hit" } else { "miss" };
         self.lookups.with_label_values(&[result]).inc();
         best
     }
 
+    /// Caches `body` for the query's question, unless it is over the
+    /// per-entry cap; the oldest entries make room.
     pub fn put(&self, query: SemanticQuery, body: &Value) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        while entries
-            .front()
-            .is_some_and(|e| e.at.elapsed() >= self.config.ttl || entries.len() >= self.config.max_entries)
-        {
-            entries.pop_front();
-        }
-        entries.push_back(Entry {
+        let cap = self.config.max_bytes / ENTRY_SHARE as usize;
+        let Some(body) = serialize_capped(body, cap) else {
+            return;
+        };
+        let entry = Entry {
             bucket: query.bucket,
             vector: query.vector,
-            body: body.clone(),
+            body,
             at: Instant::now(),
-        });
+        };
+        let size = entry.bytes();
+        if size > cap {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        while entries.queue.front().is_some_and(|e| {
+            e.at.elapsed() >= self.config.ttl
+                || entries.queue.len() >= self.config.max_entries
+                || entries.bytes + size > self.config.max_bytes
+        }) {
+            if let Some(old) = entries.queue.pop_front() {
+                entries.bytes -= old.bytes();
+            }
+        }
+        entries.bytes += size;
+        entries.queue.push_back(entry);
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).bytes
     }
 }
 
@@ -149,7 +206,10 @@ fn bucket(parts: &BucketParts<'_>) -> [u8; 32] {
         let content = if i == parts.question { "" } else { &m.content };
         context.extend_from_slice(format!("{}\0{}\0{}\0", i, m.role, content).as_bytes());
     }
-    let rag = format!("{:?}", parts.rag);
+    let rag = parts
+        .rag
+        .map(|r| serde_json::json!([r.collection, r.top_k, r.filter, parts.collection_version]).to_string())
+        .unwrap_or_default();
     digest(&[
         parts.tenant.as_str().as_bytes(),
         parts.model.as_bytes(),
@@ -164,9 +224,14 @@ mod tests {
     use super::*;
 
     fn cache(max_entries: usize) -> SemanticCache {
+        cache_of(max_entries, 1 << 20)
+    }
+
+    fn cache_of(max_entries: usize, max_bytes: usize) -> SemanticCache {
         let config = SemanticConfig {
             threshold: 0.9,
             max_entries,
+            max_bytes,
             ttl: Duration::from_secs(60),
         };
         SemanticCache::new(config, &Registry::new()).unwrap()
@@ -232,11 +297,52 @@ mod tests {
             messages,
             question: 1,
             rag: None,
+            collection_version: None,
         };
         assert_eq!(bucket(&parts(&tenant, &a)), bucket(&parts(&tenant, &b)));
         assert_ne!(bucket(&parts(&tenant, &a)), bucket(&parts(&other, &a)));
         let mut c = a.clone();
         c[0].content = "Be verbose.".into();
         assert_ne!(bucket(&parts(&tenant, &a)), bucket(&parts(&tenant, &c)));
+    }
+
+    #[test]
+    fn entries_are_weighed_in_bytes_and_huge_answers_are_not_kept() {
+        // 16 KiB in all: 1 KiB a entry at most.
+        let c = cache_of(1000, 16 << 10);
+        let huge = Value::from("x".repeat(2000));
+        c.put(query(1, &[1.0, 0.0, 0.0]), &huge);
+        assert_eq!(c.bytes(), 0, "over the per-entry cap");
+        assert_eq!(c.get(&query(1, &[1.0, 0.0, 0.0])), None);
+        let answer = Value::from("y".repeat(500));
+        for i in 0..100 {
+            let mut v = [0.0; 3];
+            v[i % 3] = 1.0 + i as f32;
+            c.put(query(1, &v), &answer);
+            assert!(c.bytes() <= 16 << 10, "{} bytes held", c.bytes());
+        }
+        assert!(c.bytes() > 8 << 10, "the budget is used, {} bytes", c.bytes());
+    }
+
+    #[test]
+    fn the_bucket_changes_with_the_collection_version() {
+        let tenant = Tenant::new("acme");
+        let settings = crate::generate::SamplingFields::default()
+            .validate(None, None)
+            .unwrap();
+        let messages = vec![ChatMessage::new("user", "q")];
+        let rag: RagRequest = serde_json::from_value(serde_json::json!({"collection": "docs"})).unwrap();
+        let version = |seq| CollectionVersion { incarnation: 1, seq };
+        let parts = |version| BucketParts {
+            tenant: &tenant,
+            model: "m",
+            settings: &settings,
+            messages: &messages,
+            question: 0,
+            rag: Some(&rag),
+            collection_version: Some(version),
+        };
+        assert_eq!(bucket(&parts(version(7))), bucket(&parts(version(7))));
+        assert_ne!(bucket(&parts(version(7))), bucket(&parts(version(8))));
     }
 }

@@ -1,6 +1,5 @@
 //! `ragd serve`: bind, load models in the background, serve until a signal.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::auth::keys::KeyRing;
 use crate::auth::{AdminKey, Auth};
 use crate::cli::ServeArgs;
+use crate::http_server::{self, ConnectionLimits, ConnectionMetrics};
 use crate::models;
 use crate::rate_limit::RateLimits;
 use crate::response_cache::CacheConfig;
@@ -45,6 +45,14 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         .await
         .context("opening the knowledge base panicked")?
         .with_context(|| format!("cannot open the knowledge base in {}", data_dir.display()))?;
+    for q in store.quarantined() {
+        tracing::error!(
+            tenant = %q.tenant,
+            collection = %q.name,
+            error = %q.error,
+            "collection quarantined: its files failed to load; every other collection serves"
+        );
+    }
     let stats = store.stats();
     tracing::info!(
         path = %data_dir.display(),
@@ -65,6 +73,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         rate_limits: args
             .rate_limit_rpm
             .map(|rpm| RateLimits::new(rpm, args.rate_limit_burst)),
+        auth_failures_per_minute: std::num::NonZeroU32::new(args.auth_failures_per_minute),
         response_cache: (args.response_cache_mb > 0).then(|| CacheConfig {
             max_bytes: args.response_cache_mb << 20,
             ttl: Duration::from_secs(args.response_cache_ttl_seconds),
@@ -72,6 +81,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         semantic_cache: args.semantic_cache_threshold.map(|threshold| SemanticConfig {
             threshold,
             max_entries: args.semantic_cache_entries,
+            max_bytes: args.semantic_cache_mb << 20,
             ttl: Duration::from_secs(args.response_cache_ttl_seconds),
         }),
     };
@@ -97,24 +107,39 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let limits = Limits {
         max_inputs: args.max_inputs,
         max_input_bytes: args.max_input_bytes,
+        max_chat_bytes: args.max_chat_bytes,
         guard_threshold: args.guard_threshold,
         guard_chat: args.guard_chat,
     };
     let state = ServerState::with(expected, limits, registry.clone(), services)?;
-    let app = crate::app::router(state.clone(), args.max_body_bytes);
+    let app = crate::app::router(state.clone(), args.max_body_bytes).layer(
+        tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(args.body_timeout_seconds)),
+    );
+    let limits = ConnectionLimits {
+        max_connections: http_server::connection_cap(args.max_connections),
+        header_timeout: Duration::from_secs(args.header_timeout_seconds),
+    };
+    let connection_metrics = ConnectionMetrics::register(&registry)?;
     let listener = TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("cannot bind {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
     // Scripts read this line to find a port-0 server.
     tracing::info!(%addr, "listening on http://{addr}");
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_s = args.header_timeout_seconds,
+        "connection limits"
+    );
 
     let (stop, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stopped(stop_rx))
-            .into_future(),
-    );
+    let server = tokio::spawn(http_server::serve(
+        listener,
+        app,
+        limits,
+        connection_metrics,
+        stopped(stop_rx),
+    ));
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
     let loader_state = state.clone();
     let loader = tokio::task::spawn_blocking(move || {
@@ -188,9 +213,7 @@ fn auth(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Auth> {
         (None, None) => None,
     };
     if let Some(key) = &admin {
-        if key.chars().count() < MIN_ADMIN_KEY_CHARS {
-            bail!("the admin key must be at least {MIN_ADMIN_KEY_CHARS} characters long");
-        }
+        check_admin_key(key)?;
     }
     let path = args
         .keys_file
@@ -213,6 +236,27 @@ fn auth(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Auth> {
         keys: Arc::new(keys),
         admin: admin.as_deref().map(AdminKey::new),
     })
+}
+
+/// Refuses admin keys that are short or plainly guessable: fewer than
+/// [`MIN_ADMIN_KEY_CHARS`] characters, fewer than 8 distinct ones, or one
+/// string repeated (`passwordpassword`). A floor, not a strength meter:
+/// generate the key (`openssl rand -hex 32`).
+pub fn check_admin_key(key: &str) -> anyhow::Result<()> {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() < MIN_ADMIN_KEY_CHARS {
+        bail!("the admin key must be at least {MIN_ADMIN_KEY_CHARS} characters long");
+    }
+    let distinct: std::collections::BTreeSet<char> = chars.iter().copied().collect();
+    let repeated =
+        (1..=chars.len() / 2).any(|n| chars.len() % n == 0 && chars.chunks(n).all(|c| c == &chars[..n]));
+    if distinct.len() < 8 || repeated {
+        bail!(
+            "the admin key is too easy to guess (repeated or few distinct characters); \
+             generate one, e.g. `openssl rand -hex 32`"
+        );
+    }
+    Ok(())
 }
 
 async fn await_loader(
@@ -292,6 +336,27 @@ impl RunningServer {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     start(args).await?.run_until_signal().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_admin_key;
+
+    #[test]
+    fn guessable_admin_keys_are_refused() {
+        for weak in [
+            "short",
+            "aaaaaaaaaaaaaaaa",
+            "passwordpassword",
+            "abababababababababab",
+            "1111222211112222",
+        ] {
+            assert!(check_admin_key(weak).is_err(), "{weak}");
+        }
+        for strong in ["a-long-admin-key-123", "3f9c2a7b1e8d4c6f0a5b9e2d7c1f8a3b"] {
+            assert!(check_admin_key(strong).is_ok(), "{strong}");
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1,10 +1,12 @@
 //! Shared server state.
 
+use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 
 use prometheus::Registry;
 use ragd_index::Store;
 
+use crate::auth::throttle::AuthThrottle;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::generate::GeneratorHandle;
@@ -20,6 +22,9 @@ use crate::semantic_cache::{SemanticCache, SemanticConfig};
 pub struct Limits {
     pub max_inputs: usize,
     pub max_input_bytes: usize,
+    /// Longest chat conversation (all message contents together), in bytes;
+    /// each message is also held to `max_input_bytes`.
+    pub max_chat_bytes: usize,
     pub guard_threshold: f32,
     /// Screen chat requests (last user message, retrieved chunks) with the guard.
     pub guard_chat: bool,
@@ -66,6 +71,8 @@ pub struct ServerState {
     pub rag_template: Arc<RagTemplate>,
     /// Per-key request budgets; `None`: unlimited.
     pub rate_limits: Option<RateLimits>,
+    /// Failed authentications allowed per client address; `None`: unlimited.
+    pub auth_throttle: Option<AuthThrottle>,
     /// Answers of deterministic requests; `None`: off.
     pub response_cache: Option<ResponseCache>,
     /// Answers of close questions; `None`: off.
@@ -79,6 +86,9 @@ pub struct Services {
     pub collection_limits: CollectionLimits,
     pub rag_template: Arc<RagTemplate>,
     pub rate_limits: Option<RateLimits>,
+    /// Failed authentications allowed per minute and client address;
+    /// `None`: unlimited.
+    pub auth_failures_per_minute: Option<NonZeroU32>,
     /// Size and lifetime of the response cache; `None`: no cache.
     pub response_cache: Option<CacheConfig>,
     /// The semantic cache's settings; `None`: no semantic cache.
@@ -112,6 +122,7 @@ impl ServerState {
                 RagTemplate::new(DEFAULT_TEMPLATE).expect("the default RAG template compiles"),
             ),
             rate_limits: None,
+            auth_failures_per_minute: None,
             response_cache: None,
             semantic_cache: None,
         };
@@ -148,6 +159,7 @@ impl ServerState {
             index_metrics,
             rag_template: services.rag_template,
             rate_limits: services.rate_limits,
+            auth_throttle: services.auth_failures_per_minute.map(AuthThrottle::new),
             response_cache,
             semantic_cache,
         }))

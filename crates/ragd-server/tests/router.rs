@@ -12,6 +12,7 @@ fn loading_app() -> axum::Router {
     let limits = Limits {
         max_inputs: 16,
         max_input_bytes: 1024,
+        max_chat_bytes: 4096,
         guard_threshold: 0.5,
         guard_chat: false,
     };
@@ -76,6 +77,14 @@ async fn a_body_over_the_limit_is_413() {
 /// A keyed app (no models) with one key for tenant `acme` and one for
 /// `globex`.
 fn keyed_app(dir: &std::path::Path, rate_limits: Option<RateLimits>) -> (axum::Router, [String; 2]) {
+    keyed_app_with(dir, rate_limits, None)
+}
+
+fn keyed_app_with(
+    dir: &std::path::Path,
+    rate_limits: Option<RateLimits>,
+    auth_failures_per_minute: Option<std::num::NonZeroU32>,
+) -> (axum::Router, [String; 2]) {
     use ragd_server::auth::keys::KeyRing;
     use ragd_server::auth::{AdminKey, Auth};
     use ragd_server::state::{CollectionLimits, Services};
@@ -94,12 +103,14 @@ fn keyed_app(dir: &std::path::Path, rate_limits: Option<RateLimits>) -> (axum::R
             ragd_server::rag::RagTemplate::new(ragd_server::rag::DEFAULT_TEMPLATE).unwrap(),
         ),
         rate_limits,
+        auth_failures_per_minute,
         response_cache: None,
         semantic_cache: None,
     };
     let limits = Limits {
         max_inputs: 16,
         max_input_bytes: 1024,
+        max_chat_bytes: 4096,
         guard_threshold: 0.5,
         guard_chat: false,
     };
@@ -191,4 +202,115 @@ async fn a_key_past_its_rate_limit_gets_429_with_retry_after_and_others_go_on() 
         text.lines().any(|l| l == "ragd_rate_limited_requests_total 1"),
         "{text}"
     );
+}
+
+async fn metrics_text(app: axum::Router) -> String {
+    let resp = app
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+/// Issue 10, finding 4: the raw method was a metric label, so made-up
+/// methods grew `/metrics` without bound.
+#[tokio::test]
+async fn made_up_methods_share_one_metric_label() {
+    let app = loading_app();
+    for i in 0..50 {
+        let req = Request::builder()
+            .method(format!("MADEUP{i}").as_str())
+            .uri("/health")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _) = call(app.clone(), req).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let text = metrics_text(app).await;
+    assert!(!text.contains("MADEUP"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("ragd_http_requests_total{")
+            && l.contains(r#"method="other""#)
+            && l.ends_with(" 50")),
+        "{text}"
+    );
+}
+
+/// Issue 10, finding 10: a client's request id went unquoted into text
+/// logs, where `a path=/admin/keys` forged a field.
+#[tokio::test]
+async fn unsafe_request_ids_are_replaced_and_safe_ones_kept() {
+    let app = loading_app();
+    for (given, kept) in [
+        ("trace-42.a_b:c", true),
+        ("x path=/admin/keys", false),
+        ("\"quoted\"", false),
+        (&*"a".repeat(200), false),
+    ] {
+        let req = Request::get("/health")
+            .header("x-request-id", given)
+            .body(Body::empty())
+            .unwrap();
+        let (_, headers, _) = call_with_headers(app.clone(), req).await;
+        let id = headers["x-request-id"].to_str().unwrap();
+        assert_eq!(id == given, kept, "{given:?} -> {id:?}");
+        if !kept {
+            assert!(uuid_like(id), "{id}");
+        }
+    }
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+/// Issue 10, finding 10: a path parameter that does not decode answered
+/// `text/plain`, not the OpenAI error JSON.
+#[tokio::test]
+async fn a_bad_path_parameter_is_a_json_400() {
+    for uri in [
+        "/v1/collections/%FF",
+        "/v1/collections/ok/documents/%C3%28",
+        "/v1/models/%FF%FE",
+    ] {
+        let req = Request::get(uri).body(Body::empty()).unwrap();
+        let (status, body) = call(loading_app(), req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{uri}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("path"),
+            "{body}"
+        );
+    }
+}
+
+/// Issue 10, finding 10: failed authentication was not throttled (2,000
+/// wrong keys in 2 s). Past the budget, the address is shut out: even the
+/// right key waits, so guessing at speed learns nothing.
+#[tokio::test]
+async fn failed_authentication_is_throttled_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = std::num::NonZeroU32::new(5).unwrap();
+    let (app, [acme, _]) = keyed_app_with(dir.path(), None, Some(budget));
+    for i in 0..5 {
+        let (status, body) = call(app.clone(), models_request(&format!("rk-guess-{i}"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let (status, headers, body) = call_with_headers(app.clone(), models_request("rk-guess-5")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_failed_authentications");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=12).contains(&retry), "Retry-After {retry}");
+    let (status, body) = call(app.clone(), models_request(&acme)).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "right key, same address: {body}"
+    );
+    // The admin routes share the budget.
+    let req = Request::get("/admin/keys")
+        .header("authorization", "Bearer router-admin-key-0123")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(app, req).await.0, StatusCode::TOO_MANY_REQUESTS);
 }

@@ -8,10 +8,12 @@
 //! and puts every request in the tenant `default`.
 
 pub mod keys;
+pub mod throttle;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
@@ -102,6 +104,36 @@ fn incorrect(key: &str) -> ApiError {
     ApiError::Unauthorized(format!("Incorrect API key provided: {}****.", keys::shown(key)))
 }
 
+/// The client's address (unspecified when the router runs without
+/// sockets, as in tests).
+fn client_addr(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// Checks a request's credentials with `verify`, counting a failure
+/// against its client address: an address that fails too often is shut
+/// out (429) before any key is compared.
+fn authenticate<T>(
+    state: &AppState,
+    req: &Request,
+    verify: impl FnOnce(&HeaderMap) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let Some(throttle) = &state.auth_throttle else {
+        return verify(req.headers());
+    };
+    let addr = client_addr(req);
+    throttle.check(addr).map_err(ApiError::AuthThrottled)?;
+    verify(req.headers()).map_err(|e| match throttle.failed(addr) {
+        Ok(()) => e,
+        Err(shut) => {
+            tracing::warn!(client = %addr, "too many failed authentications; address shut out");
+            ApiError::AuthThrottled(shut)
+        }
+    })
+}
+
 /// Middleware of the `/v1/*` routes: the request's key must be known and
 /// within its rate limit; its tenant goes into the request (and onto its
 /// log lines).
@@ -113,8 +145,10 @@ pub async fn require_tenant(
     let (key_id, tenant) = match &state.auth {
         Auth::Disabled => (DEFAULT_TENANT.to_string(), Tenant::new(DEFAULT_TENANT)),
         Auth::Keys { keys, .. } => {
-            let key = bearer(req.headers())?;
-            let owner = keys.owner_of(key).ok_or_else(|| incorrect(key))?;
+            let owner = authenticate(&state, &req, |headers| {
+                let key = bearer(headers)?;
+                keys.owner_of(key).ok_or_else(|| incorrect(key))
+            })?;
             (owner.key_id, Tenant::new(&owner.tenant))
         }
     };
@@ -150,10 +184,14 @@ pub async fn require_admin(
         Auth::Keys {
             admin: Some(admin), ..
         } => {
-            let key = bearer(req.headers())?;
-            if !admin.matches(key) {
-                return Err(incorrect(key));
-            }
+            authenticate(&state, &req, |headers| {
+                let key = bearer(headers)?;
+                if admin.matches(key) {
+                    Ok(())
+                } else {
+                    Err(incorrect(key))
+                }
+            })?;
             tracing::Span::current().record("tenant", "admin");
             Ok(next.run(req).await)
         }

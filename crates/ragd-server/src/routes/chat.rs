@@ -21,7 +21,7 @@ use crate::rag::{self, RagRequest, Source};
 use crate::response_cache::{self, CacheKeyParts};
 use crate::routes::collections;
 use crate::semantic_cache::{BucketParts, SemanticCache, SemanticQuery};
-use crate::state::AppState;
+use crate::state::{AppState, Limits};
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
@@ -62,9 +62,39 @@ pub struct Part {
 
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
-fn messages(input: &[MessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
+/// Validates the messages and takes their text: roles known, contents
+/// text, each within `max_input_bytes` and all within `max_chat_bytes`
+/// (checked before any tokenizer or guard spends time on them).
+pub fn messages(input: &[MessageIn], limits: &Limits) -> Result<Vec<ChatMessage>, ApiError> {
     if input.is_empty() {
         return Err(ApiError::invalid("`messages` must not be empty", "messages"));
+    }
+    let mut total = 0usize;
+    for (i, m) in input.iter().enumerate() {
+        let bytes = match &m.content {
+            None => 0,
+            Some(Content::Text(t)) => t.len(),
+            Some(Content::Parts(parts)) => parts.iter().map(|p| p.text.as_ref().map_or(0, String::len)).sum(),
+        };
+        if bytes > limits.max_input_bytes {
+            return Err(ApiError::invalid(
+                format!(
+                    "`messages[{i}].content` is {bytes} bytes long; at most {} are allowed per message",
+                    limits.max_input_bytes
+                ),
+                "messages",
+            ));
+        }
+        total += bytes;
+        if total > limits.max_chat_bytes {
+            return Err(ApiError::invalid(
+                format!(
+                    "`messages` hold more than {} bytes of content in all",
+                    limits.max_chat_bytes
+                ),
+                "messages",
+            ));
+        }
     }
     input
         .iter()
@@ -114,10 +144,15 @@ async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Res
     })?;
     let tokenizer = handle.tokenizer.clone();
     tokio::task::spawn_blocking(move || {
-        let text = template
-            .render(&messages, true)
-            .map_err(|e| ApiError::invalid(format!("cannot apply the chat template: {e}"), "messages"))?;
-        Ok(tokenizer.encode(&text)?)
+        // Special tokens come only from the template's own text.
+        template
+            .encode(tokenizer.as_ref(), &messages, true)
+            .map_err(|e| match e {
+                ragd_core::ModelError::InvalidInput(m) => {
+                    ApiError::invalid(format!("cannot apply the chat template: {m}"), "messages")
+                }
+                other => other.into(),
+            })
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -156,8 +191,21 @@ impl PreparedRequest<'_> {
         rag: Option<RagRequest>,
     ) -> Result<Prepared, ApiError> {
         let mut semantic_query = None;
-        if let (Some((cache, question)), Ok(embedder)) = (self.semantic, self.state.embedder()) {
+        let embedder = || self.state.embedder().map(|e| e.for_tenant(self.tenant));
+        if let Some(((cache, question), embedder)) = self.semantic.and_then(|s| Some((s, embedder().ok()?))) {
+            // Read before retrieval: an answer built from newer data than
+            // this version lands in a bucket no later request asks.
+            let collection_version = match &rag {
+                Some(r) => Some(
+                    self.state
+                        .store()?
+                        .collection(self.tenant.as_str(), &r.collection)?
+                        .version(),
+                ),
+                None => None,
+            };
             let parts = BucketParts {
+                collection_version,
                 tenant: self.tenant,
                 model: self.model,
                 settings: self.settings,
@@ -266,7 +314,7 @@ pub async fn chat_completions(
         (true, k) => Some(k.unwrap_or(0)),
     };
     let settings = req.sampling.validate(req.max_completion_tokens, top)?;
-    let conversation = messages(&req.messages)?;
+    let conversation = messages(&req.messages, &state.limits)?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now_unix();
     // The guard scores the question while the semantic cache is asked and
@@ -436,5 +484,54 @@ impl ChunkFormat for ChatFormat {
 
     fn usage(&self, usage: UsageJson) -> Value {
         self.chunk(json!([]), Some(usage))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_inputs: 4,
+            max_input_bytes: 100,
+            max_chat_bytes: 250,
+            guard_threshold: 0.5,
+            guard_chat: false,
+        }
+    }
+
+    fn user(text: String) -> MessageIn {
+        MessageIn {
+            role: "user".into(),
+            content: Some(Content::Text(text)),
+        }
+    }
+
+    /// Issue 10, finding 8: chat messages ignored `--max-input-bytes`; a
+    /// 256 KB message cost 59 CPU-seconds in the guard before its 400.
+    #[test]
+    fn message_sizes_are_checked_before_any_model_work() {
+        assert!(messages(&[user("a".repeat(100))], &limits()).is_ok());
+        let err = messages(&[user("a".repeat(101))], &limits()).unwrap_err();
+        assert!(err.to_string().contains("per message"), "{err}");
+        let parts = MessageIn {
+            role: "user".into(),
+            content: Some(Content::Parts(vec![
+                Part {
+                    kind: "text".into(),
+                    text: Some("b".repeat(60)),
+                },
+                Part {
+                    kind: "text".into(),
+                    text: Some("b".repeat(60)),
+                },
+            ])),
+        };
+        assert!(messages(&[parts], &limits()).is_err(), "parts count together");
+        let three = [user("c".repeat(90)), user("c".repeat(90)), user("c".repeat(90))];
+        let err = messages(&three, &limits()).unwrap_err();
+        assert!(err.to_string().contains("in all"), "{err}");
+        assert!(messages(&three[..2], &limits()).is_ok());
     }
 }

@@ -13,7 +13,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::path::Path;
+use axum::extract::State;
 use axum::Json as AxumJson;
 use ragd_index::{Collection, DocumentInput, Hit, IndexError, Metadata, MetadataFilter, Store};
 use serde::{Deserialize, Serialize};

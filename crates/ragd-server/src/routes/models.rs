@@ -1,6 +1,7 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`.
 
-use axum::extract::{Path, State};
+use crate::path::Path;
+use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
