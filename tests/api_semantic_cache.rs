@@ -101,16 +101,19 @@ async fn the_semantic_cache_never_serves_changed_data_or_truncated_questions() {
     assert_eq!(resp.status(), 200);
     let (status, _, body) = rag_chat(&base, q).await;
     assert_eq!(status, 404, "{body}");
-    // Re-created under the same name: still nothing from before.
+    // Re-created under the same name: nothing from before. (The exact
+    // cache may answer: the prompt, with no context, is the one just
+    // answered after the delete.)
     assert_eq!(post_json(&base, "/v1/collections", &create("kb")).await.status(), 200);
     let (status, label, body) = rag_chat(&base, q).await;
-    assert_eq!((status, label.as_str()), (200, "miss"), "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(label, "semantic-hit", "{body}");
     assert!(!body.to_string().contains("7341"), "{body}");
 
     // A shared preamble longer than the embedder's window (256 tokens).
     let preamble = "Please read the following notes carefully before answering. ".repeat(40);
-    let (_, label, _) = chat(&base, "Answer briefly.", &format!("{preamble} What is 2 + 2?")).await;
+    let (label, _) = chat(&base, "Answer briefly.", &format!("{preamble} What is 2 + 2?")).await;
     assert_eq!(label, "miss");
-    let (_, label, _) = chat(&base, "Answer briefly.", &format!("{preamble} Who wrote Hamlet?")).await;
+    let (label, _) = chat(&base, "Answer briefly.", &format!("{preamble} Who wrote Hamlet?")).await;
     assert_eq!(label, "miss", "a question past the window is never matched");
 }
