@@ -13,8 +13,6 @@
 
 mod activations;
 mod dot;
-#[cfg(target_arch = "x86_64")]
-mod dot_x86;
 mod panel;
 
 use half::f16;

@@ -62,7 +62,7 @@ fn reference(w: &QMatrix, acts: &QuantizedRows) -> Vec<f64> {
 fn kernels() -> Vec<Kernel> {
     let mut all = vec![Kernel::Portable];
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+    if crate::cpu::features().avx2_fma {
         all.push(Kernel::Avx2);
     }
     all

@@ -1,44 +1,15 @@
-//! f32 vector primitives for the index (HNSW distances): AVX2 + FMA when the
-//! CPU has them (checked at run time; std caches the answer), else a
-//! portable loop the compiler vectorises for the baseline target.
+//! AVX2 + FMA versions of the vector primitives, and the eight-lane `exp`
+//! that they and attention's softmax use.
 #![allow(unsafe_code)]
 
-/// `sum a[i] * b[i]` over the shorter length.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected; slices have equal length.
-        return unsafe { dot_avx2(a, b) };
-    }
-    dot_portable(a, b)
-}
-
-/// Eight partial sums, which the compiler turns into SIMD.
-#[inline]
-pub(crate) fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
+use std::arch::x86_64::*;
 
 /// Four 8-lane FMA accumulators (32 values per round), then the tail.
-#[cfg(target_arch = "x86_64")]
+///
+/// # Safety
+/// Needs AVX2 and FMA; `a` and `b` of equal length.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
+pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len();
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -66,41 +37,13 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn simd_and_portable_dots_agree_at_every_length() {
-        for n in 0..100 {
-            let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0).collect();
-            let b: Vec<f32> = (0..n).map(|i| ((i * 11 % 13) as f32 - 6.0) / 4.0).collect();
-            let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            for got in [dot(&a, &b), dot_portable(&a, &b)] {
-                assert!((got as f64 - exact).abs() < 1e-4, "n {n}: {got} vs {exact}");
-            }
-        }
-    }
-}
-
-/// `out[i] = silu(g[i]) * u[i]` with `silu(x) = x / (1 + e^-x)`. The AVX2
-/// path uses [`exp8`] (within a few ulp of libm's `expf`).
-pub fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
-    assert!(g.len() == u.len() && u.len() == out.len());
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: features detected; lengths checked above.
-        return unsafe { silu_mul_avx2(g, u, out) };
-    }
-    for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
-        *o = g / (1.0 + (-g).exp()) * u;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
+/// `out[i] = silu(g[i]) * u[i]`, eight lanes at a time through [`exp8`],
+/// the tail with libm's `exp` as in the portable version.
+///
+/// # Safety
+/// Needs AVX2 and FMA; all three slices of equal length.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn silu_mul_avx2(g: &[f32], u: &[f32], out: &mut [f32]) {
-    use std::arch::x86_64::*;
+pub(super) unsafe fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
     let n = g.len();
     let one = _mm256_set1_ps(1.0);
     let mut i = 0;
@@ -125,11 +68,9 @@ unsafe fn silu_mul_avx2(g: &[f32], u: &[f32], out: &mut [f32]) {
 ///
 /// # Safety
 /// Needs AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
+pub(crate) unsafe fn exp8(x: __m256) -> __m256 {
     let x = _mm256_min_ps(x, _mm256_set1_ps(88.376_26));
     let x = _mm256_max_ps(x, _mm256_set1_ps(-88.376_26));
     // n = round(x / ln 2); r = x - n ln 2 (ln 2 split in two for precision).
@@ -154,16 +95,15 @@ pub(crate) unsafe fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__
     _mm256_mul_ps(y, pow2n)
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
-mod exp_tests {
+#[cfg(test)]
+mod tests {
     use super::*;
 
     #[test]
     fn exp8_is_within_a_few_ulp_of_libm_and_zero_far_below() {
-        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        if !crate::cpu::features().avx2_fma {
             return;
         }
-        use std::arch::x86_64::*;
         let mut worst = 0f64;
         let mut x = -87.0f32;
         while x < 88.0 {
@@ -184,20 +124,5 @@ mod exp_tests {
         unsafe { _mm256_storeu_ps(got.as_mut_ptr(), exp8(_mm256_loadu_ps(low.as_ptr()))) };
         assert!(got[..4].iter().all(|&v| v.abs() < 1e-37), "{got:?}");
         assert_eq!(got[4], 1.0);
-    }
-
-    #[test]
-    fn silu_mul_matches_the_formula() {
-        let g: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.7).collect();
-        let u: Vec<f32> = (0..37).map(|i| 1.0 + i as f32 * 0.1).collect();
-        let mut out = vec![0f32; 37];
-        silu_mul(&g, &u, &mut out);
-        for ((o, g), u) in out.iter().zip(&g).zip(&u) {
-            let want = (*g as f64) / (1.0 + (-*g as f64).exp()) * *u as f64;
-            assert!(
-                (*o as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
-                "{o} vs {want}"
-            );
-        }
     }
 }

@@ -1,4 +1,4 @@
-//! AVX2 + FMA version of one head group's attention (`paged_attention.rs`),
+//! AVX2 + FMA + F16C version of one head group's attention (`portable.rs`),
 //! compiled per head size (32, 64 or 128 values).
 //!
 //! A task is a tile of consecutive positions of one sequence (one token in
@@ -10,29 +10,27 @@
 //! in an 8-lane accumulator and the eight accumulators are reduced together
 //! by a tree of horizontal adds, instead of one horizontal sum per dot.
 //! Values are accumulated with FMA, up to 64 columns in registers. The
-//! softmax's exponentials are eight-lane polynomials (`vector::exp8`).
+//! softmax's exponentials are eight-lane polynomials (`vector/x86.rs`).
 //! Every query row does the same operations in the same order whatever its
 //! tile, so a token's result depends only on its own query and cache rows.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
+use super::{HeadGroup, Scratch};
 use crate::kv_store::KvView;
-use crate::paged_attention::{HeadGroup, Scratch};
-use crate::vector::exp8;
+use crate::vector::x86::exp8;
 
 /// Whether this path can run (needs AVX2, FMA, F16C and a head of 32, 64 or
 /// 128 values).
-pub(crate) fn usable(head_dim: usize) -> bool {
-    matches!(head_dim, 32 | 64 | 128)
-        && is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("f16c")
+pub(super) fn usable(head_dim: usize) -> bool {
+    let cpu = crate::cpu::features();
+    matches!(head_dim, 32 | 64 | 128) && cpu.avx2_fma && cpu.f16c
 }
 
 /// # Safety
 /// Only after [`usable`] returned true for `job.shape.head_dim`.
-pub(crate) unsafe fn run(job: &HeadGroup<'_>, scratch: &mut Scratch, outs: &mut [&mut [f32]]) {
+pub(super) unsafe fn run(job: &HeadGroup<'_>, scratch: &mut Scratch, outs: &mut [&mut [f32]]) {
     match (job.k_cache, job.v_cache) {
         (KvView::F32(k), KvView::F32(v)) => {
             run_sized::<false>(job, k.as_ptr().cast(), v.as_ptr().cast(), scratch, outs)

@@ -1,9 +1,15 @@
-//! Activation rows quantized to 8 bits per value in blocks of 32.
+//! Activation rows quantized to 8 bits per value in blocks of 32: the
+//! public type, and the choice of block quantizer (`portable.rs`, or
+//! `x86.rs` where the matmul kernel is AVX2).
 
 use half::f16;
 use rayon::prelude::*;
 
 use super::BLOCK;
+
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 /// `[rows, cols]` activations as `q * d` per block of 32, with each block's
 /// `d * sum(q)` (the term a Q4_1 minimum multiplies).
@@ -70,16 +76,8 @@ impl QuantizedRows {
 pub(super) fn quantize_block(simd: bool, src: &[f32], dst: &mut [i8]) -> (f32, i32) {
     #[cfg(target_arch = "x86_64")]
     if simd {
-        return super::dot_x86::quantize_block(src, dst);
+        return x86::quantize_block(src, dst);
     }
     let _ = simd;
-    let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let scale = amax / 127.0;
-    let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
-    let mut sum = 0i32;
-    for (q, &v) in dst.iter_mut().zip(src) {
-        *q = (v * inv).round_ties_even() as i8;
-        sum += *q as i32;
-    }
-    (scale, sum)
+    portable::quantize_block(src, dst)
 }
