@@ -16,6 +16,7 @@ out="${OUT_DIR:-bench-results}"
 models="${RAGD_MODELS_DIR:-models/cache}"
 mkdir -p "$out"
 cargo build --release --bin ragd -q
+ragd="${CARGO_TARGET_DIR:-target}/release/ragd"
 
 work="$(mktemp -d)"
 pid=""
@@ -29,7 +30,7 @@ admin="$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 echo "$admin" > "$work/admin.key"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 # shellcheck disable=SC2086
-target/release/ragd serve --host 127.0.0.1 --port "$port" --models-dir "$models" \
+"$ragd" serve --host 127.0.0.1 --port "$port" --models-dir "$models" \
     --data-dir "$work/data" --admin-key-file "$work/admin.key" \
     --semantic-cache-threshold 0.9 ${RAGD_SERVE_ARGS:-} > "$work/server.log" 2>&1 &
 pid=$!
