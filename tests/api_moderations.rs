@@ -69,3 +69,24 @@ async fn an_injection_past_the_first_window_is_caught() {
     );
     assert_eq!(results[1]["flagged"], false, "{resp}");
 }
+
+/// Issue 10, finding 10: the cost of one request was unbounded (one 64 KB
+/// input took 30 CPU-seconds of guard forward passes). Now an input needing
+/// more than `--max-guard-windows` windows (default 32) is refused before
+/// any window is scored.
+#[tokio::test]
+async fn an_input_too_long_for_the_guard_budget_is_refused_up_front() {
+    let base = format!("http://{}", shared_server());
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/moderations"))
+        .json(&json!({"input": "a".repeat(60_000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "input", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("too long for the guard"), "{message}");
+    assert!(message.contains("at most 32"), "{message}");
+}

@@ -191,6 +191,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAGD_MAX_INPUT_BYTES", default_value_t = 64 * 1024)]
     pub max_input_bytes: usize,
     /// Largest request body in bytes (larger gets 413).
+    /// Most guard windows (one full forward pass each, ~135 ms for
+    /// NanoGuard on 2 cores) one moderation request or chat message may
+    /// cost; longer inputs get 400 before any is scored.
+    #[arg(long, env = "RAGD_MAX_GUARD_WINDOWS", default_value_t = 32)]
+    pub max_guard_windows: usize,
     /// Longest chat conversation, all message contents together, in bytes
     /// (each message is also held to --max-input-bytes). Checked before any
     /// tokenizer or guard sees the text.

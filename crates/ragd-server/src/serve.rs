@@ -109,6 +109,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         max_input_bytes: args.max_input_bytes,
         max_chat_bytes: args.max_chat_bytes,
         guard_threshold: args.guard_threshold,
+        max_guard_windows: args.max_guard_windows,
         guard_chat: args.guard_chat,
     };
     let state = ServerState::with(expected, limits, registry.clone(), services)?;

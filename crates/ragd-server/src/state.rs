@@ -26,6 +26,8 @@ pub struct Limits {
     /// each message is also held to `max_input_bytes`.
     pub max_chat_bytes: usize,
     pub guard_threshold: f32,
+    /// Most guard windows (full forward passes) one request may cost.
+    pub max_guard_windows: usize,
     /// Screen chat requests (last user message, retrieved chunks) with the guard.
     pub guard_chat: bool,
 }

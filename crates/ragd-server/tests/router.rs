@@ -14,6 +14,7 @@ fn loading_app() -> axum::Router {
         max_input_bytes: 1024,
         max_chat_bytes: 4096,
         guard_threshold: 0.5,
+        max_guard_windows: 8,
         guard_chat: false,
     };
     let state = ServerState::new(vec!["embedder"], limits, prometheus::Registry::new()).unwrap();
@@ -112,6 +113,7 @@ fn keyed_app_with(
         max_input_bytes: 1024,
         max_chat_bytes: 4096,
         guard_threshold: 0.5,
+        max_guard_windows: 8,
         guard_chat: false,
     };
     let state = ServerState::with(vec![], limits, prometheus::Registry::new(), services).unwrap();

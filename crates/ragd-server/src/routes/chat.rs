@@ -497,6 +497,7 @@ mod tests {
             max_input_bytes: 100,
             max_chat_bytes: 250,
             guard_threshold: 0.5,
+            max_guard_windows: 8,
             guard_chat: false,
         }
     }

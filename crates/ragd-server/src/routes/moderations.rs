@@ -54,7 +54,7 @@ pub async fn moderations(
         .for_tenant(&tenant);
     let inputs = input::parse(&req.input, state.limits.input(false))?;
     let threshold = state.limits.guard_threshold;
-    let results = guard::window_probs(&handle, inputs)
+    let results = guard::window_probs(&handle, inputs, state.limits.max_guard_windows)
         .await?
         .iter()
         .map(|windows| score_text(windows, &handle.labels, threshold))
