@@ -26,7 +26,12 @@ fn closed_within(conn: &mut TcpStream, limit: Duration) -> bool {
         match conn.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue, // a 408 or similar before closing
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return false
             }
             Err(_) => return true,
@@ -51,21 +56,29 @@ async fn partial_headers_and_idle_connections_are_closed_after_the_timeout() {
     let mut slow: Vec<TcpStream> = (0..20)
         .map(|_| {
             let mut c = TcpStream::connect(addr).unwrap();
-            c.write_all(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            c.write_all(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
             c
         })
         .collect();
     for c in &mut slow {
-        assert!(closed_within(c, Duration::from_secs(10)), "a partial header was left open");
+        assert!(
+            closed_within(c, Duration::from_secs(10)),
+            "a partial header was left open"
+        );
     }
     assert!(t0.elapsed() < Duration::from_secs(10));
     // A kept-alive connection idle after its request is closed too.
     let mut idle = TcpStream::connect(addr).unwrap();
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut buf = [0u8; 512];
     let n = idle.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    assert!(closed_within(&mut idle, Duration::from_secs(10)), "an idle keep-alive stayed open");
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(10)),
+        "an idle keep-alive stayed open"
+    );
     assert!(health(addr).unwrap().starts_with("HTTP/1.1 200"));
 }
 
@@ -89,7 +102,10 @@ async fn connections_past_the_cap_are_refused_and_health_recovers() {
         assert!(t0.elapsed() < Duration::from_secs(15), "/health never came back");
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(answered.contains("ok") || answered.contains("status"), "{answered}");
+    assert!(
+        answered.contains("ok") || answered.contains("status"),
+        "{answered}"
+    );
     let metrics = get_text(&format!("http://{addr}"), "/metrics").await;
     let refused_total = metric_value(&metrics, "ragd_http_connections_refused_total", "").unwrap();
     assert!(refused_total >= 24.0, "{metrics}");

@@ -72,7 +72,10 @@ async fn the_semantic_cache_never_serves_changed_data_or_truncated_questions() {
     let (addr, _server) = start_on_own_thread(&["--semantic-cache-threshold", "0.85"]);
     let base = format!("http://{addr}");
     let create = |name: &str| json!({"name": name});
-    assert_eq!(post_json(&base, "/v1/collections", &create("kb")).await.status(), 200);
+    assert_eq!(
+        post_json(&base, "/v1/collections", &create("kb")).await.status(),
+        200
+    );
     let docs = json!({"documents": [
         {"id": "secret", "text": "The launch code of project Falcon is 7341."},
     ]});
@@ -97,14 +100,21 @@ async fn the_semantic_cache_never_serves_changed_data_or_truncated_questions() {
     assert_eq!((status, label.as_str()), (200, "miss"), "{body}");
     assert!(!body.to_string().contains("7341"), "{body}");
     // Deleted collection: an error, not a cached answer.
-    let resp = client.delete(format!("{base}/v1/collections/kb")).send().await.unwrap();
+    let resp = client
+        .delete(format!("{base}/v1/collections/kb"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let (status, _, body) = rag_chat(&base, q).await;
     assert_eq!(status, 404, "{body}");
     // Re-created under the same name: nothing from before. (The exact
     // cache may answer: the prompt, with no context, is the one just
     // answered after the delete.)
-    assert_eq!(post_json(&base, "/v1/collections", &create("kb")).await.status(), 200);
+    assert_eq!(
+        post_json(&base, "/v1/collections", &create("kb")).await.status(),
+        200
+    );
     let (status, label, body) = rag_chat(&base, q).await;
     assert_eq!(status, 200, "{body}");
     assert_ne!(label, "semantic-hit", "{body}");
