@@ -9,7 +9,8 @@ mod nanoguard_checkpoint;
 mod nanoguard_model;
 mod special_tokens;
 pub mod tiktoken;
-mod tiktoken_pickle;
+#[doc(hidden)] // For the fuzz target `tiktoken_pickle` (fuzz/).
+pub mod tiktoken_pickle;
 
 use std::path::Path;
 use std::sync::Arc;

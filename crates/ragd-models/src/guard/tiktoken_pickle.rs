@@ -6,8 +6,20 @@
 //! this reads exactly the opcodes such a file uses and rejects anything
 //! else with the opcode and its offset: no code is ever run, and no class
 //! other than `tiktoken.core.Encoding` is accepted.
+//!
+//! Hostile files cost at most linear memory and bounded recursion: strings
+//! are shared, not copied, when the memo or the stack repeats them; the memo
+//! never copies a container (it cannot be fetched back anyway); containers
+//! nest at most [`MAX_DEPTH`] deep (found by the `tiktoken_pickle` fuzz
+//! target: a 44 KB file that memoised a dict over and over took gigabytes,
+//! and a 400 KB one of nested dicts overflowed the stack).
 
 use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Deepest nesting of containers accepted; a real encoding nests 3 deep
+/// (the object, its state dict, the dicts in it).
+const MAX_DEPTH: usize = 32;
 
 /// What the tokenizer needs from the pickled encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,17 +33,18 @@ pub struct TiktokenState {
     pub special_tokens: Vec<(String, u32)>,
 }
 
-/// A pickled value, limited to what a tiktoken encoding contains.
+/// A pickled value, limited to what a tiktoken encoding contains. Strings
+/// are reference-counted: a memo fetch or a memoisation copies a pointer.
 #[derive(Debug, Clone, PartialEq)]
 enum Value {
-    Str(String),
-    Bytes(Vec<u8>),
+    Str(Rc<str>),
+    Bytes(Rc<[u8]>),
     Int(i64),
     Tuple(Vec<Value>),
     Dict(Vec<(Value, Value)>),
     Global {
-        module: String,
-        name: String,
+        module: Rc<str>,
+        name: Rc<str>,
     },
     Object {
         class: Box<Value>,
@@ -47,6 +60,31 @@ impl Value {
             Value::Str(_) | Value::Bytes(_) | Value::Int(_) | Value::Global { .. }
         )
     }
+
+    /// Containers nested in this value, itself included. Recursion is
+    /// bounded: every container was checked when it got its content.
+    fn depth(&self) -> usize {
+        match self {
+            Value::Tuple(items) => 1 + items.iter().map(Value::depth).max().unwrap_or(0),
+            Value::Dict(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| k.depth().max(v.depth()))
+                    .max()
+                    .unwrap_or(0)
+            }
+            Value::Object { state, .. } => 1 + state.as_ref().map_or(0, |s| s.depth()),
+            _ => 0,
+        }
+    }
+}
+
+/// Checks that `value` may go inside a container.
+fn nestable(value: &Value, at: usize) -> Result<(), String> {
+    if value.depth() >= MAX_DEPTH {
+        return Err(format!("containers nested over {MAX_DEPTH} deep at offset {at}"));
+    }
+    Ok(())
 }
 
 /// Parses `bytes` and extracts the encoding's state.
@@ -56,7 +94,7 @@ pub fn parse_tiktoken_pickle(bytes: &[u8]) -> Result<TiktokenState, String> {
         return Err("the pickle does not hold an object".into());
     };
     match *class {
-        Value::Global { ref module, ref name } if module == "tiktoken.core" && name == "Encoding" => {}
+        Value::Global { ref module, ref name } if &**module == "tiktoken.core" && &**name == "Encoding" => {}
         other => return Err(format!("expected a tiktoken.core.Encoding, found {other:?}")),
     }
     let Some(Value::Dict(state)) = state.map(|s| *s) else {
@@ -67,23 +105,23 @@ pub fn parse_tiktoken_pickle(bytes: &[u8]) -> Result<TiktokenState, String> {
         let Value::Str(k) = k else {
             return Err(format!("state key {k:?} is not a string"));
         };
-        fields.insert(k, v);
+        fields.insert(k.to_string(), v);
     }
     let mut take = |key: &str| fields.remove(key).ok_or_else(|| format!("state has no {key:?}"));
     let name = match take("name")? {
-        Value::Str(s) => s,
+        Value::Str(s) => s.to_string(),
         other => return Err(format!("name is {other:?}")),
     };
     let pattern = match take("pat_str")? {
-        Value::Str(s) => s,
+        Value::Str(s) => s.to_string(),
         other => return Err(format!("pat_str is {other:?}")),
     };
     let mergeable_ranks = dict_entries(take("mergeable_ranks")?, "mergeable_ranks", |k| match k {
-        Value::Bytes(b) => Some(b),
+        Value::Bytes(b) => Some(b.to_vec()),
         _ => None,
     })?;
     let special_tokens = dict_entries(take("special_tokens")?, "special_tokens", |k| match k {
-        Value::Str(s) => Some(s),
+        Value::Str(s) => Some(s.to_string()),
         _ => None,
     })?;
     Ok(TiktokenState {
@@ -122,7 +160,9 @@ struct Machine<'a> {
     data: &'a [u8],
     pos: usize,
     stack: Vec<Value>,
-    memo: Vec<Value>,
+    /// `None` for a memoised container, which is never copied (fetching it
+    /// back is refused: it may have changed since).
+    memo: Vec<Option<Value>>,
 }
 
 impl<'a> Machine<'a> {
@@ -160,7 +200,7 @@ impl<'a> Machine<'a> {
     fn string(&mut self, len: usize) -> Result<Value, String> {
         let at = self.pos;
         let s = std::str::from_utf8(self.take(len)?).map_err(|e| format!("bad UTF-8 at offset {at}: {e}"))?;
-        Ok(Value::Str(s.to_owned()))
+        Ok(Value::Str(s.into()))
     }
 
     fn pop(&mut self) -> Result<Value, String> {
@@ -189,12 +229,10 @@ impl<'a> Machine<'a> {
             .memo
             .get(idx)
             .ok_or_else(|| format!("memo {idx} is not set"))?;
-        if !v.is_shareable() {
-            // A memoised container may have been changed since; copies would be stale.
-            return Err(format!(
-                "shared reference to a container (memo {idx}) is not supported"
-            ));
-        }
+        // A memoised container may have been changed since; copies would be stale.
+        let v = v
+            .as_ref()
+            .ok_or_else(|| format!("shared reference to a container (memo {idx}) is not supported"))?;
         self.stack.push(v.clone());
         Ok(())
     }
@@ -226,12 +264,12 @@ impl<'a> Machine<'a> {
                 }
                 b'C' => {
                     let n = self.byte()? as usize;
-                    let b = self.take(n)?.to_vec();
+                    let b = self.take(n)?.into();
                     self.stack.push(Value::Bytes(b));
                 }
                 b'B' => {
                     let n = self.u32()? as usize;
-                    let b = self.take(n)?.to_vec();
+                    let b = self.take(n)?.into();
                     self.stack.push(Value::Bytes(b));
                 }
                 b'K' => {
@@ -247,7 +285,8 @@ impl<'a> Machine<'a> {
                     self.stack.push(Value::Int(v.into()));
                 }
                 0x94 => {
-                    let v = self.top()?.clone();
+                    let v = self.top()?;
+                    let v = v.is_shareable().then(|| v.clone());
                     self.memo.push(v);
                 }
                 b'h' => {
@@ -290,6 +329,9 @@ impl<'a> Machine<'a> {
                     let Some(Value::Dict(dict)) = self.stack.last_mut() else {
                         return Err(format!("SETITEMS without a dict at offset {at}"));
                     };
+                    for item in &items {
+                        nestable(item, at)?;
+                    }
                     let mut it = items.into_iter();
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
                         dict.push((k, v));
@@ -298,6 +340,8 @@ impl<'a> Machine<'a> {
                 b's' => {
                     let v = self.pop()?;
                     let k = self.pop()?;
+                    nestable(&k, at)?;
+                    nestable(&v, at)?;
                     let Some(Value::Dict(dict)) = self.stack.last_mut() else {
                         return Err(format!("SETITEM without a dict at offset {at}"));
                     };
@@ -305,6 +349,7 @@ impl<'a> Machine<'a> {
                 }
                 b'b' => {
                     let new_state = self.pop()?;
+                    nestable(&new_state, at)?;
                     let Some(Value::Object { state, .. }) = self.stack.last_mut() else {
                         return Err(format!("BUILD without an object at offset {at}"));
                     };
@@ -372,6 +417,59 @@ mod tests {
         assert!(parse_tiktoken_pickle(&p).unwrap_err().contains("0x52"));
         let p = tiny();
         assert!(parse_tiktoken_pickle(&p[..p.len() - 3]).is_err());
+    }
+
+    /// An `Encoding` whose state dict gets `body` (a key and a value).
+    fn encoding_with(body: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 4];
+        for t in ["tiktoken.core", "Encoding"] {
+            p.extend_from_slice(&[0x8c, t.len() as u8]);
+            p.extend_from_slice(t.as_bytes());
+        }
+        p.extend_from_slice(&[0x93, b')', 0x81, b'}']);
+        p.extend_from_slice(body);
+        p.extend_from_slice(b"sb.");
+        p
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // Found by the fuzz target: 100k nested dicts overflowed the stack
+        // (in dropping or printing them).
+        let depth = 100_000;
+        let mut body = b"}K\x00".repeat(depth);
+        body.push(b'}');
+        body.extend(std::iter::repeat_n(b's', depth));
+        body.extend_from_slice(b"K\x00");
+        let err = parse_tiktoken_pickle(&encoding_with(&body)).unwrap_err();
+        assert!(err.contains("nested over"), "{err}");
+    }
+
+    #[test]
+    fn memoising_a_container_or_a_string_copies_nothing() {
+        // Found by the fuzz target: a dict of 4000 entries memoised 20000
+        // times took gigabytes; a long string fetched back as many times
+        // would have too.
+        let mut body = b"}".to_vec();
+        for i in 0..4000u16 {
+            body.push(b'M');
+            body.extend_from_slice(&i.to_le_bytes());
+            body.extend_from_slice(b"K\x00s");
+        }
+        body.extend(std::iter::repeat_n(0x94, 20_000));
+        body.extend_from_slice(b"K\x00");
+        let err = parse_tiktoken_pickle(&encoding_with(&body)).unwrap_err();
+        assert!(err.contains("is not a string"), "{err}");
+        let mut p = vec![0x80, 4, b'B'];
+        p.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        p.extend(std::iter::repeat_n(b'x', 1 << 20));
+        p.push(0x94);
+        p.extend([b'h', 0].repeat(20_000));
+        p.push(b'.');
+        // Twenty thousand 1 MB strings would be 20 GB.
+        assert!(parse_tiktoken_pickle(&p)
+            .unwrap_err()
+            .contains("left on the stack"));
     }
 
     #[test]

@@ -10,7 +10,6 @@
 
 use std::path::Path;
 
-use candle_core::quantized::gguf_file;
 use candle_core::Device;
 use ragd_core::{Framing, Generator, KvLayout, ModelError, ModelInfo, ModelKind, Overflow, Result, SeqChunk};
 use ragd_kernels::{paged_attention, write_kv, KvDtype, KvShape, KvStore, QueryToken, Rope};
@@ -79,7 +78,7 @@ impl LlamaGenerator {
     pub fn from_gguf(path: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Result<Self> {
         let fail = |e: std::io::Error| ModelError::load(path.display(), e);
         let mut file = std::fs::File::open(path).map_err(fail)?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::load(path.display(), e))?;
+        let content = super::gguf_tokenizer::read_gguf_header(&mut file, path)?;
         let cfg = LlamaConfig::from_gguf(&content, &path.display().to_string())?;
         let weights = LlamaWeights::from_gguf(&content, &mut file, &cfg, path, device, opts.fast_weights)?;
         Ok(Self::new(id, cfg, weights, opts))

@@ -82,8 +82,25 @@ impl GgufVocab {
     /// Reads only the header of the GGUF file at `path`.
     pub fn read(path: &Path) -> Result<Self> {
         let mut file = std::fs::File::open(path).map_err(|e| ModelError::load(path.display(), e))?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| ModelError::load(path.display(), e))?;
+        let content = read_gguf_header(&mut file, path)?;
         Self::from_content(&content, path)
+    }
+}
+
+/// Reads the header of a GGUF file (`path` names it in errors) with
+/// candle's `Content::read`, a panic of the reader turned into an error:
+/// candle 0.11 divides by a `general.alignment` of 0 (found by the
+/// `gguf_metadata` fuzz target). ragd reads every GGUF header through here.
+pub fn read_gguf_header<R: std::io::Read + std::io::Seek>(
+    reader: &mut R,
+    path: &Path,
+) -> Result<gguf_file::Content> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gguf_file::Content::read(reader))) {
+        Ok(read) => read.map_err(|e| ModelError::load(path.display(), e)),
+        Err(_) => Err(ModelError::load(
+            path.display(),
+            "malformed GGUF header (candle's reader panicked on it)",
+        )),
     }
 }
 

@@ -13,7 +13,7 @@ mod weights;
 pub use chat_template::{ChatMessage, ChatTemplate, PromptPiece};
 pub use config::LlamaConfig;
 pub use generator::{GeneratorOptions, KvBudget, LlamaGenerator};
-pub use gguf_tokenizer::{GgufTokenizer, GgufVocab};
+pub use gguf_tokenizer::{read_gguf_header, GgufTokenizer, GgufVocab};
 pub use linear::{Embedding, Linear};
 pub use load::{load_generator, LoadedGenerator};
 pub use ragd_kernels::KvDtype;
