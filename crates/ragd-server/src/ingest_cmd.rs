@@ -129,7 +129,7 @@ fn documents(path: &Path) -> anyhow::Result<Vec<DocumentInput>> {
 /// folder opened by this process.
 enum Target {
     Server { client: ApiClient, path: String },
-    Local(Arc<Collection>, ModelHandle),
+    Local(Arc<Collection>, Box<ModelHandle>),
 }
 
 impl Target {
@@ -177,7 +177,7 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     let local = args.local.open(&args.collection, true)?;
     runtime()?.block_on(async {
         let target = match &local {
-            Some(l) => Target::Local(l.collection.clone(), l.handle.clone()),
+            Some(l) => Target::Local(l.collection.clone(), Box::new(l.handle.clone())),
             None => Target::server(&args.server, &args.collection).await?,
         };
         let bar = progress(docs.len() as u64, "documents");

@@ -249,8 +249,8 @@ pub fn check_admin_key(key: &str) -> anyhow::Result<()> {
         bail!("the admin key must be at least {MIN_ADMIN_KEY_CHARS} characters long");
     }
     let distinct: std::collections::BTreeSet<char> = chars.iter().copied().collect();
-    let repeated =
-        (1..=chars.len() / 2).any(|n| chars.len() % n == 0 && chars.chunks(n).all(|c| c == &chars[..n]));
+    let repeated = (1..=chars.len() / 2)
+        .any(|n| chars.len().is_multiple_of(n) && chars.chunks(n).all(|c| c == &chars[..n]));
     if distinct.len() < 8 || repeated {
         bail!(
             "the admin key is too easy to guess (repeated or few distinct characters); \
@@ -339,27 +339,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     start(args).await?.run_until_signal().await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::check_admin_key;
-
-    #[test]
-    fn guessable_admin_keys_are_refused() {
-        for weak in [
-            "short",
-            "aaaaaaaaaaaaaaaa",
-            "passwordpassword",
-            "abababababababababab",
-            "1111222211112222",
-        ] {
-            assert!(check_admin_key(weak).is_err(), "{weak}");
-        }
-        for strong in ["a-long-admin-key-123", "3f9c2a7b1e8d4c6f0a5b9e2d7c1f8a3b"] {
-            assert!(check_admin_key(strong).is_ok(), "{strong}");
-        }
-    }
-}
-
 /// Resolves on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -392,4 +371,25 @@ fn rag_template(path: Option<&std::path::Path>) -> anyhow::Result<crate::rag::Ra
         None => crate::rag::DEFAULT_TEMPLATE.to_string(),
     };
     crate::rag::RagTemplate::new(&source).context("the RAG template does not compile")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_admin_key;
+
+    #[test]
+    fn guessable_admin_keys_are_refused() {
+        for weak in [
+            "short",
+            "aaaaaaaaaaaaaaaa",
+            "passwordpassword",
+            "abababababababababab",
+            "1111222211112222",
+        ] {
+            assert!(check_admin_key(weak).is_err(), "{weak}");
+        }
+        for strong in ["a-long-admin-key-123", "3f9c2a7b1e8d4c6f0a5b9e2d7c1f8a3b"] {
+            assert!(check_admin_key(strong).is_ok(), "{strong}");
+        }
+    }
 }
