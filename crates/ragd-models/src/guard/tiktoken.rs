@@ -147,7 +147,11 @@ mod tests {
         let long = format!("ab {run} cd");
         let parts = segments(&long);
         assert_eq!(parts.concat(), long);
-        assert!(parts.len() == 3, "{:?}", parts.iter().map(|p| p.len()).collect::<Vec<_>>());
+        assert!(
+            parts.len() == 3,
+            "{:?}",
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>()
+        );
         // Multi-byte characters are never split.
         let kana = "あ".repeat(100);
         assert_eq!(segments(&kana).concat(), kana);

@@ -99,9 +99,15 @@ impl ChatTemplate {
     /// template that only places contents (as chat templates do) gives the
     /// same text as [`Self::render`]; one that edits a content (`.strip()`)
     /// edits the marker instead, so the content goes in unedited.
-    pub fn render_pieces(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<Vec<PromptPiece>> {
+    pub fn render_pieces(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<PromptPiece>> {
         use std::hash::{BuildHasher, Hasher};
-        let nonce = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let nonce = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
         let open = format!("\u{E000}{nonce:016x}.");
         let masked: Vec<ChatMessage> = messages
             .iter()
@@ -189,7 +195,9 @@ mod tests {
             [
                 PromptPiece::Template("<|im_start|>user\n".into()),
                 PromptPiece::Content(evil.into()),
-                PromptPiece::Template("<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>assistant\n".into()),
+                PromptPiece::Template(
+                    "<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>assistant\n".into()
+                ),
             ]
         );
         // Joined, the pieces are the plain rendering.
