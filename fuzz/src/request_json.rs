@@ -38,7 +38,7 @@ fn limits() -> Limits {
         max_input_bytes: 256,
         max_chat_bytes: 1024,
         guard_threshold: 0.5,
-        guard_chat: false,
+        ..Limits::default()
     }
 }
 
@@ -49,8 +49,8 @@ struct Fixture {
     collection: Arc<Collection>,
 }
 
-/// Built once per process: templates, and a store (in a temporary folder
-/// left behind on exit: a few bytes) holding one empty collection.
+/// Built once per process: templates, and a store holding one empty
+/// collection (its folder removed at once: nothing below writes).
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
@@ -66,6 +66,9 @@ fn fixture() -> &'static Fixture {
         let collection = store
             .create_collection("default", "docs", config)
             .expect("create a collection");
+        // Only in-memory lookups and chunking follow: the folder can go now
+        // (a static is never dropped, so it would be left behind).
+        let _ = std::fs::remove_dir_all(&dir);
         Fixture {
             chat_template: ChatTemplate::new(CHATML, "<|im_start|>", "<|im_end|>").expect("ChatML compiles"),
             rag_template: RagTemplate::new(rag::DEFAULT_TEMPLATE).expect("the RAG template compiles"),

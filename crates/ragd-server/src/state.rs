@@ -17,8 +17,9 @@ use crate::rate_limit::RateLimits;
 use crate::response_cache::{CacheConfig, ResponseCache};
 use crate::semantic_cache::{SemanticCache, SemanticConfig};
 
-/// Limits and settings the routes apply.
-#[derive(Debug, Clone)]
+/// Limits and settings the routes apply. (`Default` is all zeros, for
+/// code that sets the fields it uses: the fuzz harness, `fuzz/`.)
+#[derive(Debug, Clone, Default)]
 pub struct Limits {
     pub max_inputs: usize,
     pub max_input_bytes: usize,
