@@ -10,7 +10,7 @@
 //! Hostile files cost at most linear memory and bounded recursion: strings
 //! are shared, not copied, when the memo or the stack repeats them; the memo
 //! never copies a container (it cannot be fetched back anyway); containers
-//! nest at most [`MAX_DEPTH`] deep (found by the `tiktoken_pickle` fuzz
+//! nest at most [`MAX_DEPTH`] deep (seen through the `tiktoken_pickle` fuzz
 //! target: a 44 KB file that memoised a dict over and over took gigabytes,
 //! and a 400 KB one of nested dicts overflowed the stack).
 
@@ -434,7 +434,7 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused_not_a_stack_overflow() {
-        // Found by the fuzz target: 100k nested dicts overflowed the stack
+        // Seen through the fuzz target: 100k nested dicts overflowed the stack
         // (in dropping or printing them).
         let depth = 100_000;
         let mut body = b"}K\x00".repeat(depth);
@@ -447,7 +447,7 @@ mod tests {
 
     #[test]
     fn memoising_a_container_or_a_string_copies_nothing() {
-        // Found by the fuzz target: a dict of 4000 entries memoised 20000
+        // Seen through the fuzz target: a dict of 4000 entries memoised 20000
         // times took gigabytes; a long string fetched back as many times
         // would have too.
         let mut body = b"}".to_vec();

@@ -89,7 +89,7 @@ impl GgufVocab {
 
 /// Reads the header of a GGUF file (`path` names it in errors) with
 /// candle's `Content::read`, a panic of the reader turned into an error:
-/// candle 0.11 divides by a `general.alignment` of 0 (found by the
+/// candle 0.11 divides by a `general.alignment` of 0 (seen through the
 /// `gguf_metadata` fuzz target). ragd reads every GGUF header through here.
 pub fn read_gguf_header<R: std::io::Read + std::io::Seek>(
     reader: &mut R,
