@@ -116,15 +116,24 @@ impl Collection {
             .map_err(|e| IndexError::corrupt(&config_path, e))?;
 
         let mut state = match snapshot::read(&dir.join(SNAPSHOT_FILE))? {
-            Some(snap) => State::from_snapshot(&config.hnsw, snap),
+            Some(snap) => State::from_snapshot(&config.hnsw, snap)
+                .map_err(|e| IndexError::corrupt(dir.join(SNAPSHOT_FILE), e))?,
             None => State::empty(&config.hnsw),
         };
+        // Counters near the top of u64 come only from a damaged or forged
+        // snapshot; they would overflow on the next write.
+        if state.seq > u64::MAX / 2 || state.next_chunk_id > u64::MAX / 2 {
+            return Err(IndexError::corrupt(
+                dir.join(SNAPSHOT_FILE),
+                "sequence number or chunk id out of range",
+            ));
+        }
         let recovered = Wal::open(&dir.join(WAL_FILE), state.seq)?;
         let torn_bytes_dropped = recovered.dropped_bytes;
         let wal_path = recovered.wal.path().to_path_buf();
         for payload in recovered.payloads {
             let entry = WalEntry::decode(&payload).map_err(|e| IndexError::corrupt(&wal_path, e))?;
-            if entry.seq > state.seq + 1 {
+            if entry.seq > state.seq.saturating_add(1) {
                 return Err(IndexError::corrupt(
                     &wal_path,
                     format!(
@@ -134,7 +143,9 @@ impl Collection {
                 ));
             }
             // Records already in the snapshot (seq <= state.seq) are skipped.
-            state.apply(entry);
+            state
+                .apply(entry)
+                .map_err(|e| IndexError::corrupt(&wal_path, e))?;
         }
         let applied_seq = AtomicU64::new(state.seq);
         Ok(Self {
@@ -384,15 +395,27 @@ impl Collection {
 
     /// Logs `op` (fsynced), then applies it; compacts when due.
     fn commit(&self, inner: &mut Inner, op: WalOp) -> Result<()> {
-        let entry = WalEntry {
-            seq: inner.state.seq + 1,
-            op,
-        };
+        let seq = inner.state.seq.checked_add(1).ok_or_else(|| {
+            IndexError::corrupt(self.dir.join(WAL_FILE), "the sequence numbers are used up")
+        })?;
+        if let WalOp::Upsert(docs) = &op {
+            // Checked before logging: a record that replay would refuse is
+            // never written.
+            inner
+                .state
+                .check_insert(docs)
+                .map_err(|e| IndexError::corrupt(self.dir.join(WAL_FILE), e))?;
+        }
+        let entry = WalEntry { seq, op };
         {
             let mut log = self.log.lock().map_err(|_| self.unavailable())?;
             log.wal.append(&entry.encode())?;
         }
-        inner.state.apply(entry);
+        // Live writes are built valid (fresh chunk ids, one record per id).
+        inner
+            .state
+            .apply(entry)
+            .map_err(|e| IndexError::corrupt(self.dir.join(WAL_FILE), e))?;
         self.applied_seq.store(inner.state.seq, Ordering::Release);
         let tombstones = inner.state.tombstones();
         let nodes = inner.state.graph_nodes();

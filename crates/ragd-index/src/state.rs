@@ -45,10 +45,12 @@ pub(crate) struct State {
 impl State {
     pub fn empty(params: &HnswParams) -> Self {
         Self::from_snapshot(params, Snapshot::default())
+            .unwrap_or_else(|_| unreachable!("an empty snapshot is consistent"))
     }
 
-    /// The state a snapshot describes, its graph built in one batch.
-    pub fn from_snapshot(params: &HnswParams, snap: Snapshot) -> Self {
+    /// The state a snapshot describes, its graph built in one batch. `Err`
+    /// (a description) when the snapshot contradicts itself.
+    pub fn from_snapshot(params: &HnswParams, snap: Snapshot) -> Result<Self, String> {
         let mut state = Self {
             docs: HashMap::new(),
             chunks: HashMap::new(),
@@ -56,16 +58,23 @@ impl State {
             seq: snap.seq,
             next_chunk_id: snap.next_chunk_id,
         };
+        state.check_insert(&snap.docs)?;
         state.insert_docs(snap.docs);
         state.rebuild_shard();
-        state
+        Ok(state)
     }
 
     /// Applies a logged operation. Entries at or below the current sequence
     /// number are already applied and ignored, which makes replay idempotent.
-    pub fn apply(&mut self, entry: WalEntry) {
+    /// `Err` (a description, nothing changed) for an operation that
+    /// contradicts the state: a record that no live write produces, from a
+    /// damaged or forged file whose checksums hold.
+    pub fn apply(&mut self, entry: WalEntry) -> Result<(), String> {
         if entry.seq <= self.seq {
-            return;
+            return Ok(());
+        }
+        if let WalOp::Upsert(docs) = &entry.op {
+            self.check_insert(docs)?;
         }
         self.seq = entry.seq;
         match entry.op {
@@ -81,6 +90,30 @@ impl State {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Whether `docs` may replace their namesakes: no document id twice, no
+    /// chunk id twice or held by a document that stays, no chunk id at
+    /// `u64::MAX` (the next id would overflow). Recovered files are checked
+    /// with it, so a file that breaks these cannot corrupt the maps.
+    pub(crate) fn check_insert(&self, docs: &[DocRecord]) -> Result<(), String> {
+        let mut ids = std::collections::HashSet::new();
+        if let Some(d) = docs.iter().find(|d| !ids.insert(d.id.as_str())) {
+            return Err(format!("document `{}` appears twice in one record", d.id));
+        }
+        let mut chunk_ids = std::collections::HashSet::new();
+        for c in docs.iter().flat_map(|d| &d.chunks) {
+            if c.id == u64::MAX || !chunk_ids.insert(c.id) {
+                return Err(format!("chunk id {} is invalid or used twice", c.id));
+            }
+            if let Some(held) = self.chunks.get(&c.id) {
+                if !ids.contains(&*held.doc_id) {
+                    return Err(format!("chunk id {} already belongs to `{}`", c.id, held.doc_id));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn insert_docs(&mut self, docs: Vec<DocRecord>) {
@@ -358,10 +391,10 @@ mod tests {
             },
         ];
         for e in &entries {
-            s.apply(e.clone());
+            s.apply(e.clone()).unwrap();
         }
         for e in &entries {
-            s.apply(e.clone());
+            s.apply(e.clone()).unwrap();
         }
         assert_eq!((s.documents(), s.chunks(), s.seq, s.next_chunk_id), (1, 1, 4, 4));
         assert_eq!(s.document("a").unwrap().chunks, ["chunk 3"]);
