@@ -292,7 +292,7 @@ fn exercise(root: &Path, store: Store) {
     let store = Store::open(root, options()).expect("a checkpointed store opens");
     let c = store
         .collection(TENANT, COLLECTION)
-        .expect("the collection is still there");
+        .unwrap_or_else(|e| panic!("the collection is still there: {e}; {:?}", store.quarantined()));
     let again = c.stats().expect("stats");
     assert_eq!(
         (again.documents, again.chunks),

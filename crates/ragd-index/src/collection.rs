@@ -23,7 +23,7 @@ use crate::document::{
 use crate::filter::MetadataFilter;
 use crate::fsutil::{sync_dir, write_atomic};
 use crate::record::{ChunkRecord, DocRecord, WalEntry, WalOp};
-use crate::state::State;
+use crate::state::{State, MAX_COUNTER};
 use crate::wal::Wal;
 use crate::{snapshot, Cancel, IndexError, Result};
 
@@ -122,7 +122,7 @@ impl Collection {
         };
         // Counters near the top of u64 come only from a damaged or forged
         // snapshot; they would overflow on the next write.
-        if state.seq > u64::MAX / 2 || state.next_chunk_id > u64::MAX / 2 {
+        if state.seq > MAX_COUNTER || state.next_chunk_id > MAX_COUNTER {
             return Err(IndexError::corrupt(
                 dir.join(SNAPSHOT_FILE),
                 "sequence number or chunk id out of range",

@@ -16,6 +16,10 @@ use crate::Metadata;
 /// Filtered searches with at most this many candidate chunks are answered
 /// exactly by brute force (cheap, and HNSW struggles with tiny subsets).
 const EXACT_MAX_CANDIDATES: usize = 4096;
+/// Largest sequence number and chunk id a collection accepts: far from
+/// `u64::MAX`, so counting on from any of them never overflows. Only a
+/// damaged or forged file holds larger ones.
+pub(crate) const MAX_COUNTER: u64 = u64::MAX / 2;
 /// Approximate searches widen `ef` up to this before falling back to exact.
 const MAX_EF: usize = 4096;
 
@@ -73,6 +77,9 @@ impl State {
         if entry.seq <= self.seq {
             return Ok(());
         }
+        if entry.seq > MAX_COUNTER {
+            return Err(format!("sequence number {} is out of range", entry.seq));
+        }
         if let WalOp::Upsert(docs) = &entry.op {
             self.check_insert(docs)?;
         }
@@ -95,7 +102,7 @@ impl State {
 
     /// Whether `docs` may replace their namesakes: no document id twice, no
     /// chunk id twice or held by a document that stays, no chunk id at
-    /// `u64::MAX` (the next id would overflow). Recovered files are checked
+    /// or above [`MAX_COUNTER`]. Recovered files are checked
     /// with it, so a file that breaks these cannot corrupt the maps.
     pub(crate) fn check_insert(&self, docs: &[DocRecord]) -> Result<(), String> {
         let mut ids = std::collections::HashSet::new();
@@ -104,7 +111,7 @@ impl State {
         }
         let mut chunk_ids = std::collections::HashSet::new();
         for c in docs.iter().flat_map(|d| &d.chunks) {
-            if c.id == u64::MAX || !chunk_ids.insert(c.id) {
+            if c.id >= MAX_COUNTER || !chunk_ids.insert(c.id) {
                 return Err(format!("chunk id {} is invalid or used twice", c.id));
             }
             if let Some(held) = self.chunks.get(&c.id) {
