@@ -280,6 +280,12 @@ pub struct ServeArgs {
     /// Largest `top_k` of a search.
     #[arg(long, env = "RAGD_MAX_TOP_K", default_value_t = 100)]
     pub max_top_k: usize,
+    /// Most collections one tenant may have (403 `quota_exceeded` past it).
+    #[arg(long, env = "RAGD_MAX_COLLECTIONS_PER_TENANT", default_value_t = 100)]
+    pub max_collections_per_tenant: usize,
+    /// Most documents one collection may hold (403 `quota_exceeded` past it).
+    #[arg(long, env = "RAGD_MAX_DOCUMENTS_PER_COLLECTION", default_value_t = 1_000_000)]
+    pub max_documents_per_collection: usize,
     /// Jinja template of retrieval-augmented prompts (variables `question`
     /// and `sources`, each with `text`, `document_id`, `score`, `metadata`);
     /// default: the concise question-answering prompt in the README.

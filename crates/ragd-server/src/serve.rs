@@ -41,7 +41,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     check_auth_flags(&args)?;
     let data_dir = data_dir(&args);
     let dir = data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir, StoreOptions::default()))
+    let options = StoreOptions {
+        max_collections_per_tenant: args.max_collections_per_tenant,
+        max_documents_per_collection: args.max_documents_per_collection,
+        ..StoreOptions::default()
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, options))
         .await
         .context("opening the knowledge base panicked")?
         .with_context(|| format!("cannot open the knowledge base in {}", data_dir.display()))?;

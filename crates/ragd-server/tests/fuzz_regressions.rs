@@ -2,35 +2,13 @@
 //! replayed through the target's own harness (`fuzz/src/`) so that a fixed
 //! crash stays fixed. See `fuzz/README.md`.
 
-use std::path::Path;
+#[path = "../../../fuzz/src/replay.rs"]
+mod replay;
+use replay::replay;
 
 #[allow(dead_code)]
 #[path = "../../../fuzz/src/request_json.rs"]
 mod request_json;
-
-/// Runs every committed input of `target` through `run`.
-fn replay(target: &str, run: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/regressions")
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    let mut inputs: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    inputs.sort();
-    for input in inputs {
-        eprintln!("replaying {}", input.display());
-        run(&std::fs::read(&input).expect("read a regression input"));
-    }
-}
 
 #[test]
 fn request_json() {
