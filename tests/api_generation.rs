@@ -307,8 +307,37 @@ async fn bad_generation_requests_get_clear_4xx_errors() {
         let msg = resp["error"]["message"].as_str().unwrap();
         assert!(msg.contains(needle), "{msg:?} should mention {needle:?}");
     }
-    let (got, resp) = post("/v1/completions", &json!({"model": GEN, "prompt": [1, 99999999]})).await;
-    assert_eq!(got, 400, "{resp}");
+    // `param` names the field at fault: the prompt is `messages` in a chat
+    // and `prompt` in a completion.
+    let hi = json!([{"role": "user", "content": "hi"}]);
+    let params = [
+        (
+            "/v1/chat/completions",
+            json!({"model": GEN, "messages": [{"role": "user", "content": long}]}),
+            "messages",
+        ),
+        ("/v1/completions", json!({"model": GEN, "prompt": long}), "prompt"),
+        (
+            "/v1/chat/completions",
+            json!({"model": GEN, "messages": hi, "max_tokens": 100000}),
+            "max_tokens",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": GEN, "prompt": "hi", "max_tokens": 100000}),
+            "max_tokens",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": GEN, "prompt": [1, 99999999]}),
+            "prompt",
+        ),
+    ];
+    for (path, body, param) in params {
+        let (got, resp) = post(path, &body).await;
+        assert_eq!(got, 400, "{path} -> {resp}");
+        assert_eq!(resp["error"]["param"], param, "{path} -> {resp}");
+    }
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ pub mod sampling;
 pub mod text_stream;
 
 pub use batch_worker::{BatchLimits, BatchModel, BatchWorker};
-pub use error::EngineError;
+pub use error::{EngineError, InvalidRequest, Param};
 pub use fair::TenantKey;
 pub use generation::{
     FinishReason, GenerationEngine, GenerationEvent, GenerationLimits, GenerationMetrics, GenerationRequest,

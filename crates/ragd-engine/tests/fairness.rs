@@ -28,7 +28,7 @@ fn engine(model: FakeGenerator, queue_capacity: usize, per_tenant: Option<usize>
 fn req(seed: u32, max_tokens: usize) -> GenerationRequest {
     GenerationRequest {
         prompt: (0..4).map(|i| (seed * 131 + i * 17 + 5) % VOCAB as u32).collect(),
-        max_tokens,
+        max_tokens: Some(max_tokens),
         sampling: SamplingParams::default(),
         stop_tokens: vec![],
         ignore_eos: false,

@@ -11,7 +11,7 @@ use ragd_core::testing::FakeGenerator;
 use ragd_engine::sampling::SamplingParams;
 use ragd_engine::{
     EngineError, FinishReason, GenerationEngine, GenerationEvent, GenerationLimits, GenerationMetrics,
-    GenerationRequest, GenerationStream, Usage,
+    GenerationRequest, GenerationStream, InvalidRequest, Param, Usage,
 };
 
 const VOCAB: usize = 1000;
@@ -34,7 +34,7 @@ fn limits(max_batch_tokens: usize, max_running: usize) -> GenerationLimits {
 fn req(prompt: Vec<u32>, max_tokens: usize) -> GenerationRequest {
     GenerationRequest {
         prompt,
-        max_tokens,
+        max_tokens: Some(max_tokens),
         sampling: SamplingParams::default(),
         stop_tokens: vec![],
         ignore_eos: false,
@@ -294,24 +294,72 @@ async fn a_full_queue_is_overloaded_and_drains() {
 }
 
 #[tokio::test]
-async fn invalid_requests_are_refused_at_submit() {
-    // Context 64; the cache holds 16 blocks of 2 = 32 tokens.
+async fn invalid_requests_are_refused_at_submit_with_their_kind() {
+    // Context 64; the cache holds 16 blocks of 2 = 32 tokens, so a sequence
+    // may reach 32 positions.
     let (engine, _) = spawn(FakeGenerator::new(VOCAB, 64, 2, 16), GenerationLimits::default());
-    let msg = |r: Result<GenerationStream, EngineError>| match r {
-        Err(EngineError::InvalidRequest(m)) => m,
-        other => panic!("expected InvalidRequest, got {:?}", other.err()),
+    assert_eq!(engine.max_context(), 32);
+    let invalid = |r: Result<GenerationStream, EngineError>| match r {
+        Err(EngineError::Invalid(why)) => why,
+        other => panic!("expected Invalid, got {:?}", other.err()),
     };
-    let m = msg(engine.submit(req(prompt(1, 60), 10)));
-    assert!(m.contains("60") && m.contains("10") && m.contains("64"), "{m}");
-    let m = msg(engine.submit(req(prompt(1, 20), 20)));
-    assert!(m.contains("KV cache") && m.contains("32"), "{m}");
-    msg(engine.submit(req(vec![], 5)));
-    msg(engine.submit(req(prompt(1, 4), 0)));
-    let m = msg(engine.submit(req(vec![1, VOCAB as u32], 5)));
-    assert!(m.contains(&VOCAB.to_string()), "{m}");
+    assert_eq!(
+        invalid(engine.submit(req(vec![], 5))),
+        InvalidRequest::EmptyPrompt
+    );
+    assert_eq!(
+        invalid(engine.submit(req(prompt(1, 4), 0))),
+        InvalidRequest::ZeroMaxTokens
+    );
+    // Past the model's context, and past the cache alone.
+    for len in [70, 32] {
+        let why = invalid(engine.submit(req(prompt(1, len), 1)));
+        assert_eq!(
+            why,
+            InvalidRequest::PromptTooLong {
+                prompt_tokens: len,
+                max_context: 32
+            }
+        );
+        assert_eq!(why.param(), Param::Prompt);
+    }
+    let why = invalid(engine.submit(req(prompt(1, 20), 20)));
+    assert_eq!(
+        why,
+        InvalidRequest::MaxTokensPastContext {
+            prompt_tokens: 20,
+            max_tokens: 20,
+            max_context: 32
+        }
+    );
+    assert_eq!(why.param(), Param::MaxTokens);
+    let m = why.to_string();
+    assert!(
+        m.contains("max_tokens") && m.contains("context") && m.contains("at most 12"),
+        "{m}"
+    );
+    assert_eq!(
+        invalid(engine.submit(req(vec![1, VOCAB as u32], 5))),
+        InvalidRequest::TokenOutOfVocabulary {
+            token: VOCAB as u32,
+            vocab_size: VOCAB
+        }
+    );
     // Exactly full fits.
     let (tokens, _) = collect(engine.submit(req(prompt(1, 12), 20)).unwrap()).await;
     assert_eq!(tokens.len(), 20);
+}
+
+#[tokio::test]
+async fn without_max_tokens_a_request_generates_to_the_end_of_the_context() {
+    // Context 16, cache 64: the context is the bound.
+    let (engine, _) = spawn(FakeGenerator::new(VOCAB, 16, 2, 32), GenerationLimits::default());
+    let mut r = req(prompt(2, 10), 1);
+    r.max_tokens = None;
+    r.ignore_eos = true;
+    let (tokens, end) = collect(engine.submit(r).unwrap()).await;
+    assert_eq!(tokens.len(), 6);
+    assert_eq!(end, length(10, 6));
 }
 
 #[tokio::test]

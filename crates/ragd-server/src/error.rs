@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ragd_core::ModelError;
-use ragd_engine::EngineError;
+use ragd_engine::{EngineError, InvalidRequest, Param};
 use ragd_index::IndexError;
 use serde::Serialize;
 
@@ -187,14 +187,35 @@ impl From<ModelError> for ApiError {
     }
 }
 
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
+impl ApiError {
+    /// An engine error. `prompt_field` is the request field that held the
+    /// prompt (`messages` for chat, `prompt` for completions), the `param`
+    /// of errors about the prompt.
+    pub fn from_engine(e: EngineError, prompt_field: &'static str) -> Self {
         match e {
             EngineError::Overloaded { .. } => Self::Overloaded(e.to_string()),
             EngineError::Stopped(_) => Self::Unavailable(e.to_string()),
-            EngineError::InvalidRequest(message) => Self::InvalidRequest { message, param: None },
+            EngineError::Invalid(why) => Self::invalid_request(&why, prompt_field),
             EngineError::Model(m) => m.into(),
         }
+    }
+
+    /// A generation request the engine refused: its message, and the field
+    /// at fault as `param`.
+    pub fn invalid_request(why: &InvalidRequest, prompt_field: &'static str) -> Self {
+        let param = match why.param() {
+            Param::Prompt => prompt_field,
+            Param::MaxTokens => "max_tokens",
+        };
+        Self::invalid(why.to_string(), param)
+    }
+}
+
+/// Engine errors with no request at hand (the embedders' and classifiers'
+/// batch workers): a prompt error names `prompt`.
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        Self::from_engine(e, "prompt")
     }
 }
 
@@ -226,6 +247,60 @@ impl From<IndexError> for ApiError {
                 tracing::error!(error = %e, "knowledge base failure");
                 Self::Internal("the knowledge base failed; see the server log".into())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn engine_refusals_are_400s_naming_the_field_at_fault() {
+        let too_long = InvalidRequest::PromptTooLong {
+            prompt_tokens: 5000,
+            max_context: 2048,
+        };
+        let past = InvalidRequest::MaxTokensPastContext {
+            prompt_tokens: 10,
+            max_tokens: 100_000,
+            max_context: 2048,
+        };
+        let oov = InvalidRequest::TokenOutOfVocabulary {
+            token: 99_999_999,
+            vocab_size: 32_000,
+        };
+        let cases = [
+            (too_long.clone(), "messages", "messages", "context"),
+            (too_long, "prompt", "prompt", "context"),
+            (past.clone(), "messages", "max_tokens", "max_tokens"),
+            (past, "prompt", "max_tokens", "context"),
+            (
+                InvalidRequest::ZeroMaxTokens,
+                "messages",
+                "max_tokens",
+                "max_tokens",
+            ),
+            (InvalidRequest::EmptyPrompt, "prompt", "prompt", "empty"),
+            (oov, "prompt", "prompt", "99999999"),
+        ];
+        for (why, field, param, needle) in cases {
+            let (status, body) = body(ApiError::from_engine(why.clone().into(), field)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{why:?}");
+            let error = &body["error"];
+            assert_eq!(error["param"], param, "{why:?}");
+            assert_eq!(error["type"], "invalid_request_error");
+            assert_eq!(error["message"], why.to_string());
+            assert!(why.to_string().contains(needle), "{why}");
         }
     }
 }

@@ -16,11 +16,13 @@ use super::GenerationMetrics;
 use crate::fair::{Admission, Permit, TenantKey};
 use crate::kv_blocks::BlockPool;
 use crate::sampling::Sampler;
-use crate::EngineError;
+use crate::{EngineError, InvalidRequest};
 
 /// A request on its way to the model thread.
 struct Submission {
     req: GenerationRequest,
+    /// `req.max_tokens`, or up to the end of the context.
+    max_tokens: usize,
     tenant: Option<TenantKey>,
     /// Its waiting slot, held until it is first admitted.
     permit: Permit,
@@ -49,6 +51,9 @@ struct Shared {
     model_id: String,
     vocab_size: usize,
     context_len: usize,
+    /// Most positions one sequence may reach: the context, or the whole KV
+    /// cache when that is smaller.
+    max_context: usize,
     kv_layout: KvLayout,
     limits: GenerationLimits,
     /// Waiting slots of fresh requests submitted and not yet started.
@@ -70,11 +75,22 @@ impl GenerationEngine {
     pub fn spawn(model: Box<dyn Generator>, limits: GenerationLimits, metrics: GenerationMetrics) -> Self {
         let (tx, rx) = channel();
         let kv_layout = model.kv_layout();
+        let context_len = model.context_len();
+        let cache_tokens = kv_layout.num_blocks * kv_layout.block_size;
+        if cache_tokens < context_len {
+            tracing::info!(
+                model = %model.info().id,
+                context_len,
+                cache_tokens,
+                "the KV cache is smaller than the context: prompt plus max_tokens is held to the cache"
+            );
+        }
         let shared = Shared {
             tx,
             model_id: model.info().id.clone(),
             vocab_size: model.vocab_size(),
-            context_len: model.context_len(),
+            context_len,
+            max_context: context_len.min(cache_tokens),
             kv_layout,
             limits,
             admission: Admission::new(limits.queue_capacity, limits.per_tenant_capacity()),
@@ -121,7 +137,7 @@ impl GenerationEngine {
         req: GenerationRequest,
     ) -> Result<GenerationStream, EngineError> {
         let s = &self.shared;
-        self.validate(&req)?;
+        let max_tokens = self.validate(&req)?;
         let permit = s
             .admission
             .try_acquire(tenant)
@@ -129,6 +145,7 @@ impl GenerationEngine {
         let (tx, rx) = unbounded_channel();
         let sub = Submission {
             req,
+            max_tokens,
             tenant: tenant.cloned(),
             permit,
             tx,
@@ -141,43 +158,22 @@ impl GenerationEngine {
         Ok(GenerationStream { rx })
     }
 
-    fn validate(&self, req: &GenerationRequest) -> Result<(), EngineError> {
+    /// The one check of a request's prompt and `max_tokens` (the HTTP layer
+    /// and the model do not repeat it): the tokens it may generate.
+    fn validate(&self, req: &GenerationRequest) -> Result<usize, InvalidRequest> {
         let s = &self.shared;
-        let invalid = |m: String| Err(EngineError::InvalidRequest(m));
-        if req.prompt.is_empty() {
-            return invalid("the prompt is empty".into());
-        }
-        if req.max_tokens == 0 {
-            return invalid("max_tokens must be at least 1".into());
-        }
-        let (p, m) = (req.prompt.len(), req.max_tokens);
-        let total = p.saturating_add(m);
-        if total > s.context_len {
-            return invalid(format!(
-                "the prompt ({p} tokens) plus max_tokens ({m}) is {total} tokens, more than the \
-                 model's context length of {} tokens",
-                s.context_len
-            ));
-        }
-        let cache = s.kv_layout.num_blocks * s.kv_layout.block_size;
-        if total > cache {
-            return invalid(format!(
-                "the prompt ({p} tokens) plus max_tokens ({m}) is {total} tokens, more than the KV \
-                 cache holds ({cache} tokens)"
-            ));
-        }
-        if let Some(&t) = req.prompt.iter().find(|&&t| t as usize >= s.vocab_size) {
-            return invalid(format!(
-                "token id {t} is outside the vocabulary ({} tokens)",
-                s.vocab_size
-            ));
-        }
-        Ok(())
+        InvalidRequest::check(&req.prompt, req.max_tokens, s.max_context, s.vocab_size)
     }
 
-    /// Most positions a sequence may reach (prompt + generated).
+    /// The model's context length.
     pub fn context_len(&self) -> usize {
         self.shared.context_len
+    }
+
+    /// Most positions a sequence may reach (prompt + generated): the
+    /// context, or the whole KV cache when that is smaller.
+    pub fn max_context(&self) -> usize {
+        self.shared.max_context
     }
 
     pub fn kv_layout(&self) -> KvLayout {
@@ -248,7 +244,7 @@ impl Worker {
             tx: sub.tx,
             permit: Some(sub.permit),
             sampler: Sampler::new(req.sampling),
-            max_tokens: req.max_tokens,
+            max_tokens: sub.max_tokens,
             stop_tokens: if req.ignore_eos {
                 Vec::new()
             } else {

@@ -48,9 +48,10 @@ impl GenerationLimits {
 pub struct GenerationRequest {
     /// The prompt's token ids (chat template already applied); not empty.
     pub prompt: Vec<u32>,
-    /// Most tokens to generate; at least 1, and `prompt.len() + max_tokens`
-    /// must fit the model's context and the whole KV cache.
-    pub max_tokens: usize,
+    /// Most tokens to generate: at least 1, and `prompt.len() + max_tokens`
+    /// must fit the model's context and the whole KV cache. `None`: up to
+    /// the end of the context.
+    pub max_tokens: Option<usize>,
     pub sampling: SamplingParams,
     /// Tokens that end the completion (EOS, end of turn). A stop token ends
     /// it with [`FinishReason::Stop`] and is not emitted as a token.

@@ -138,31 +138,34 @@ impl LlamaGenerator {
         &self.cfg
     }
 
-    /// Checks the chunks against the cache and the vocabulary before any
-    /// state changes.
-    fn validate(&self, chunks: &[SeqChunk<'_>]) -> Result<()> {
+    /// Guards the cache before any state changes. Requests are checked
+    /// once, by the engine at submit (prompt length, `max_tokens`,
+    /// vocabulary); a chunk failing here is a scheduler bug, not the
+    /// caller's fault, so it is an internal error (a bad position or block
+    /// table would write outside a sequence's cache, a bad token id outside
+    /// the embeddings).
+    fn check_chunks(&self, chunks: &[SeqChunk<'_>]) -> Result<()> {
         let bs = self.kv_shape.block_size;
+        let bug = |what: String| Err(ModelError::Inference(format!("the scheduler sent {what}")));
         for c in chunks {
             let end = c.start_pos + c.tokens.len();
             if c.tokens.is_empty() {
-                return Err(ModelError::InvalidInput("empty chunk".into()));
+                return bug("an empty chunk".into());
             }
             if end > self.context_len {
-                return Err(ModelError::InvalidInput(format!(
-                    "position {end} is past the context length {}",
+                return bug(format!(
+                    "position {end}, past the context length {}",
                     self.context_len
-                )));
+                ));
             }
             if c.blocks.len() * bs < end || c.blocks.iter().any(|&b| b as usize >= self.kv_shape.num_blocks) {
-                return Err(ModelError::InvalidInput(format!(
-                    "block table of {} blocks cannot hold {end} positions",
+                return bug(format!(
+                    "a block table of {} blocks for {end} positions",
                     c.blocks.len()
-                )));
+                ));
             }
             if let Some(&t) = c.tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-                return Err(ModelError::InvalidInput(format!(
-                    "token id {t} is not in the vocabulary"
-                )));
+                return bug(format!("token id {t}, outside the vocabulary"));
             }
         }
         Ok(())
@@ -272,7 +275,7 @@ impl Generator for LlamaGenerator {
         if chunks.is_empty() {
             return Ok(Vec::new());
         }
-        self.validate(chunks)?;
+        self.check_chunks(chunks)?;
         // Run the whole step on a rayon worker: the matmuls' parallel loops
         // then fork inside the pool instead of each blocking this thread on
         // a latch and waking a sleeping worker (a futex round trip per

@@ -49,53 +49,29 @@ impl UsageJson {
 }
 
 /// Submits the `n` choices of one request, queued as `tenant`'s (its share
-/// of the engine's queue; 429 beyond it). The prompt must leave room for
-/// `max_tokens` in the context (400 otherwise, with the numbers).
+/// of the engine's queue; 429 beyond it). The engine checks the prompt and
+/// `max_tokens` (400 otherwise, with the numbers); `prompt_field` names the
+/// request field that held the prompt in its errors (`messages` for chat,
+/// `prompt` for completions).
 pub fn submit(
     handle: &GeneratorHandle,
     tenant: &Tenant,
     prompt: &[u32],
     settings: &GenSettings,
+    prompt_field: &'static str,
 ) -> Result<Vec<Choice>, ApiError> {
-    let context = handle.engine.context_len();
-    if prompt.is_empty() {
-        return Err(ApiError::invalid("the prompt is empty", "prompt"));
-    }
-    if prompt.len() >= context {
-        return Err(ApiError::invalid(
-            format!(
-                "the prompt has {} tokens; the context of `{}` is {context} tokens, which must also hold at least one generated token",
-                prompt.len(),
-                handle.info.id
-            ),
-            "messages",
-        ));
-    }
-    let room = context - prompt.len();
-    let max_tokens = match settings.max_tokens {
-        Some(m) if m > room => {
-            return Err(ApiError::invalid(
-                format!(
-                    "max_tokens is {m} but the prompt has {} tokens and the context is {context}: at most {room} can be generated",
-                    prompt.len()
-                ),
-                "max_tokens",
-            ))
-        }
-        Some(m) => m,
-        None => room,
-    };
     let tenant = TenantKey::new(tenant.as_str());
     (0..settings.n)
         .map(|i| {
             let request = GenerationRequest {
                 prompt: prompt.to_vec(),
-                max_tokens,
+                max_tokens: settings.max_tokens,
                 sampling: settings.sampling_for(i),
                 stop_tokens: handle.stop_tokens.clone(),
                 ignore_eos: settings.ignore_eos,
             };
-            let stream = handle.engine.submit_as(&tenant, request)?;
+            let stream = (handle.engine.submit_as(&tenant, request))
+                .map_err(|e| ApiError::from_engine(e, prompt_field))?;
             Ok(Choice::new(
                 stream,
                 handle.tokenizer.clone(),

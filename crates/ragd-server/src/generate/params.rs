@@ -2,6 +2,7 @@
 //! `/v1/completions`, validated into what the engine takes.
 
 use ragd_engine::sampling::SamplingParams;
+use ragd_engine::InvalidRequest;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -78,10 +79,9 @@ impl SamplingFields {
     /// Checks every field. `logprobs` is the number of alternatives per
     /// token the endpoint asked for (its fields differ between the two).
     pub fn validate(&self, max_tokens: Option<u32>, logprobs: Option<u32>) -> Result<GenSettings, ApiError> {
-        let max_tokens = match max_tokens.or(self.max_tokens) {
-            Some(0) => return Err(ApiError::invalid("`max_tokens` must be at least 1", "max_tokens")),
-            m => m.map(|m| m as usize),
-        };
+        let max_tokens = max_tokens.or(self.max_tokens).map(|m| m as usize);
+        // The engine's own check, early: before the prompt is built.
+        InvalidRequest::check_max_tokens(max_tokens).map_err(|e| ApiError::invalid_request(&e, "prompt"))?;
         let n = self.n.unwrap_or(1);
         if !(1..=MAX_N).contains(&n) {
             return Err(ApiError::invalid(

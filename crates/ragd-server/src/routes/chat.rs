@@ -369,7 +369,7 @@ pub async fn chat_completions(
         Ok(key) => key,
         Err(hit) => return Ok(*hit),
     };
-    let choices = generate::submit(&handle, &tenant, &prompt, &settings)?;
+    let choices = generate::submit(&handle, &tenant, &prompt, &settings, "messages")?;
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }

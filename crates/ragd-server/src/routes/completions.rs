@@ -52,16 +52,8 @@ pub async fn completions(
         ));
     }
     let prompt = match prompts.remove(0) {
-        Input::Tokens(ids) => {
-            let vocab = handle.tokenizer.vocab_size();
-            if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-                return Err(ApiError::invalid(
-                    format!("token id {bad} is not below the vocabulary size {vocab}"),
-                    "prompt",
-                ));
-            }
-            ids
-        }
+        // The engine checks the ids against the model's vocabulary.
+        Input::Tokens(ids) => ids,
         Input::Text(text) => {
             let tokenizer = handle.tokenizer.clone();
             tokio::task::spawn_blocking(move || tokenizer.encode(&text))
@@ -88,7 +80,7 @@ pub async fn completions(
         Ok(key) => key,
         Err(hit) => return Ok(*hit),
     };
-    let choices = generate::submit(&handle, &tenant, &prompt, &settings)?;
+    let choices = generate::submit(&handle, &tenant, &prompt, &settings, "prompt")?;
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }
