@@ -48,7 +48,7 @@ mod serve_args_from_flags {
         }
         argv.extend_from_slice(extra);
         match Cli::parse_from(argv).command {
-            Command::Serve(a) => a,
+            Command::Serve(a) => *a,
             _ => unreachable!("parsed a serve command"),
         }
     }

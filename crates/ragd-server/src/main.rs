@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(serve::run(args))),
+            .and_then(|rt| rt.block_on(serve::run(*args))),
         Command::Models(cmd) => models_cmd::run(cmd),
         Command::Bench(BenchCommand::Embed(args)) => bench::run_embed(args),
         Command::Bench(BenchCommand::Generate(args)) => bench_generate::run_generate(args),

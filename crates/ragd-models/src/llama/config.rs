@@ -50,7 +50,8 @@ impl LlamaConfig {
                 .map(|v| v.len())
                 .ok_or_else(|| ModelError::load(path, "no vocabulary size in the GGUF metadata"))?,
         };
-        Ok(Self {
+        check_heads(hidden, n_heads, path)?;
+        Self {
             n_layers: get("llama.block_count")? as usize,
             hidden,
             n_heads,
@@ -62,7 +63,8 @@ impl LlamaConfig {
             // llama.cpp stores Llama's Q/K permuted for interleaved pairs.
             rope_style: RopeStyle::Interleaved,
             context_len: get("llama.context_length")? as usize,
-        })
+        }
+        .checked(path)
     }
 
     /// Reads a Hugging Face `LlamaForCausalLM` `config.json`.
@@ -75,7 +77,8 @@ impl LlamaConfig {
         };
         let hidden = int("hidden_size")?;
         let n_heads = int("num_attention_heads")?;
-        Ok(Self {
+        check_heads(hidden, n_heads, path)?;
+        Self {
             n_layers: int("num_hidden_layers")?,
             hidden,
             n_heads,
@@ -89,11 +92,45 @@ impl LlamaConfig {
                 .unwrap_or(10_000.0) as f32,
             rope_style: RopeStyle::Half,
             context_len: int("max_position_embeddings")?,
-        })
+        }
+        .checked(path)
+    }
+
+    /// The shape as the forward pass needs it: every size non-zero, query
+    /// heads a multiple of KV heads. A file saying otherwise (damaged or
+    /// forged) is refused here rather than dividing by zero later.
+    fn checked(self, path: &str) -> Result<Self> {
+        let sizes = [
+            self.n_layers,
+            self.hidden,
+            self.n_heads,
+            self.n_kv_heads,
+            self.head_dim,
+            self.vocab_size,
+            self.context_len,
+        ];
+        if sizes.contains(&0) || self.n_heads % self.n_kv_heads != 0 {
+            return Err(ModelError::load(
+                path,
+                format!("inconsistent model shape: {self:?}"),
+            ));
+        }
+        Ok(self)
     }
 
     /// Bytes of K and V one token position takes over all layers.
     pub fn kv_bytes_per_token(&self, dtype: KvDtype) -> usize {
         2 * self.n_layers * self.n_kv_heads * self.head_dim * dtype.bytes()
     }
+}
+
+/// `hidden / n_heads` gives the head size: refuses zero heads before it.
+fn check_heads(hidden: usize, n_heads: usize, path: &str) -> Result<()> {
+    if n_heads == 0 {
+        return Err(ModelError::load(
+            path,
+            format!("0 attention heads for the hidden size {hidden}"),
+        ));
+    }
+    Ok(())
 }
