@@ -109,7 +109,7 @@ impl LlamaConfig {
             self.vocab_size,
             self.context_len,
         ];
-        if sizes.contains(&0) || self.n_heads % self.n_kv_heads != 0 {
+        if sizes.contains(&0) || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(ModelError::load(
                 path,
                 format!("inconsistent model shape: {self:?}"),
