@@ -61,7 +61,7 @@ pub trait TextTokenizer: Send + Sync {
 }
 
 /// Byte ranges of the whitespace-separated words of `text`.
-fn words(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+pub fn words(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut rest = text.char_indices().peekable();
     std::iter::from_fn(move || {
         while rest.next_if(|(_, c)| c.is_whitespace()).is_some() {}

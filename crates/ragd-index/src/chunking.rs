@@ -17,6 +17,7 @@
 //! check its size (and shortened, by bisection, in the rare case it is
 //! over): about two passes of the tokenizer over the text in all.
 
+use ragd_core::tokenizer::words;
 use ragd_core::TextTokenizer;
 
 use crate::{Cancel, IndexError, Result};
@@ -212,24 +213,6 @@ fn split_by_chars(
         from = to;
     }
     Ok(())
-}
-
-/// Byte ranges of the whitespace-separated words of `text`.
-fn words(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut rest = text.char_indices().peekable();
-    std::iter::from_fn(move || {
-        while rest.next_if(|(_, c)| c.is_whitespace()).is_some() {}
-        let (start, _) = rest.next()?;
-        let mut end = text.len();
-        while let Some(&(i, c)) = rest.peek() {
-            if c.is_whitespace() {
-                end = i;
-                break;
-            }
-            rest.next();
-        }
-        Some((start, end))
-    })
 }
 
 /// Whether `s` ends a sentence or clause (a good place to cut).
