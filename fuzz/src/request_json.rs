@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::response::IntoResponse;
 use ragd_core::TextTokenizer;
-use ragd_index::{Collection, CollectionConfig, DocumentInput, HnswParams, Store, StoreOptions};
+use ragd_index::{Collection, CollectionConfig, HnswParams, Store, StoreOptions};
 use ragd_models::llama::{ChatMessage, ChatTemplate, PromptPiece};
 use ragd_server::auth::keys::check_tenant;
 use ragd_server::error::ApiError;
@@ -121,15 +121,7 @@ pub fn run(data: &[u8]) {
         let _ = serde_json::to_vec(&req.metadata);
     }
     if let Ok(req) = serde_json::from_slice::<UpsertDocuments>(data) {
-        let docs: Vec<DocumentInput> = req
-            .documents
-            .into_iter()
-            .map(|d| DocumentInput {
-                id: d.id,
-                text: d.text,
-                metadata: d.metadata,
-            })
-            .collect();
+        let docs = req.into_inputs();
         // Chunking and id checks, as the upsert does before embedding.
         let _ = f.collection.prepare(docs, &Words);
     }

@@ -269,20 +269,26 @@ impl<T> FairQueue<T> {
     pub(crate) fn extract_where(&mut self, mut drop_it: impl FnMut(&T) -> bool) -> Vec<T> {
         let mut out = Vec::new();
         for lane in &mut self.lanes {
-            let mut kept = VecDeque::with_capacity(lane.items.len());
-            for item in lane.items.drain(..) {
-                if drop_it(&item) {
-                    out.push(item);
-                } else {
-                    kept.push_back(item);
-                }
-            }
-            lane.items = kept;
+            drain_where(&mut lane.items, &mut drop_it, &mut out);
         }
         self.lanes.retain(|l| !l.items.is_empty());
         self.len -= out.len();
         out
     }
+}
+
+/// Moves the items of `items` for which `drop_it` is true to `out`, in
+/// order; the others keep their places.
+pub(crate) fn drain_where<T>(items: &mut VecDeque<T>, mut drop_it: impl FnMut(&T) -> bool, out: &mut Vec<T>) {
+    let mut kept = VecDeque::with_capacity(items.len());
+    for item in items.drain(..) {
+        if drop_it(&item) {
+            out.push(item);
+        } else {
+            kept.push_back(item);
+        }
+    }
+    *items = kept;
 }
 
 #[cfg(test)]

@@ -150,17 +150,18 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::RateLimited(limited) = &self {
-            let headers = response.headers_mut();
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after_secs()));
-            crate::rate_limit::add_headers(headers, limited.limit, 0);
-        } else if let Self::AuthThrottled(shut) = &self {
-            let secs = HeaderValue::from(shut.retry_after_secs());
-            response.headers_mut().insert(header::RETRY_AFTER, secs);
-        } else if status == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = match &self {
+            Self::RateLimited(limited) => {
+                crate::rate_limit::add_headers(response.headers_mut(), limited.limit, 0);
+                Some(limited.retry_after_secs())
+            }
+            Self::AuthThrottled(shut) => Some(shut.retry_after_secs()),
+            _ => (status == StatusCode::TOO_MANY_REQUESTS).then_some(1),
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
             response

@@ -38,13 +38,16 @@ pub fn parse(value: &Value, limits: InputLimits) -> Result<Vec<Input>, ApiError>
     let bad = |m: String| ApiError::invalid(m, "input");
     // Bounds first, on the parsed JSON: no copy of an oversized input is
     // made before it is refused.
-    if let Value::Array(a) = value {
-        if a.len() > max_inputs && !a.first().is_some_and(Value::is_number) {
-            return Err(bad(format!(
-                "`input` has {} items; at most {max_inputs} are allowed",
-                a.len()
-            )));
-        }
+    // One item unless an array of items (an array of numbers is one
+    // token-id item).
+    let count = match value {
+        Value::Array(a) if !a.first().is_some_and(Value::is_number) => a.len(),
+        _ => 1,
+    };
+    if count > max_inputs {
+        return Err(bad(format!(
+            "`input` has {count} items; at most {max_inputs} are allowed"
+        )));
     }
     let long = match value {
         Value::String(s) => (s.len() > max_input_bytes).then_some((0, s.len())),
@@ -93,24 +96,14 @@ pub fn parse(value: &Value, limits: InputLimits) -> Result<Vec<Input>, ApiError>
             )))
         }
     };
-    if items.len() > max_inputs {
-        return Err(bad(format!(
-            "`input` has {} items; at most {max_inputs} are allowed",
-            items.len()
-        )));
-    }
+    // Count and sizes were checked above, before the copies.
     for (i, item) in items.iter().enumerate() {
-        let (empty, bytes) = match item {
-            Input::Text(s) => (s.is_empty(), s.len()),
-            Input::Tokens(t) => (t.is_empty(), 0),
+        let empty = match item {
+            Input::Text(s) => s.is_empty(),
+            Input::Tokens(t) => t.is_empty(),
         };
         if empty {
             return Err(bad(format!("`input[{i}]` is empty")));
-        }
-        if bytes > max_input_bytes {
-            return Err(bad(format!(
-                "`input[{i}]` is {bytes} bytes long; at most {max_input_bytes} are allowed per input"
-            )));
         }
     }
     Ok(items)

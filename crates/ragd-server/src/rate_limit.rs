@@ -77,8 +77,13 @@ impl Limited {
     /// Whole seconds until the next request is allowed (at least 1), for
     /// `Retry-After`.
     pub fn retry_after_secs(&self) -> u64 {
-        self.retry_after.as_secs_f64().ceil().max(1.0) as u64
+        whole_seconds(self.retry_after)
     }
+}
+
+/// `wait` in whole seconds, rounded up, at least 1: a `Retry-After` value.
+pub fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// OpenAI's rate-limit headers, which its clients read.

@@ -34,7 +34,7 @@ use crate::generate::GenSettings;
 use crate::input::Input;
 use crate::models::ModelHandle;
 use crate::rag::RagRequest;
-use crate::response_cache::{deserialize, digest, serialize_capped, settings_bytes, ENTRY_SHARE};
+use crate::response_cache::{deserialize, digest, settings_bytes, ENTRY_SHARE};
 use crate::routes::embeddings::embed;
 
 /// How close and how many.
@@ -166,18 +166,14 @@ impl SemanticCache {
     /// Caches `body` for the query's question, unless it is over the
     /// per-entry cap; the oldest entries make room.
     pub fn put(&self, query: SemanticQuery, body: &Value) {
-        let cap = self.config.max_bytes / ENTRY_SHARE as usize;
-        let Some(body) = serialize_capped(body, cap) else {
-            return;
-        };
         let entry = Entry {
             bucket: query.bucket,
             vector: query.vector,
-            body,
+            body: Arc::from(body.to_string()),
             at: Instant::now(),
         };
         let size = entry.bytes();
-        if size > cap {
+        if size > self.config.max_bytes / ENTRY_SHARE as usize {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 
 use ragd_core::SeqChunk;
 
-use crate::fair::{FairQueue, TenantKey};
+use crate::fair::{drain_where, FairQueue, TenantKey};
 use crate::kv_blocks::{BlockPool, BlockTable};
 
 /// The scheduler's id of a sequence.
@@ -287,15 +287,7 @@ impl<T> Scheduler<T> {
                 i += 1;
             }
         }
-        let mut kept = VecDeque::with_capacity(self.restarts.len());
-        for s in self.restarts.drain(..) {
-            if drop_it(&s) {
-                out.push(s);
-            } else {
-                kept.push_back(s);
-            }
-        }
-        self.restarts = kept;
+        drain_where(&mut self.restarts, &mut drop_it, &mut out);
         out.extend(self.fresh.extract_where(&mut drop_it));
         for s in &mut out {
             s.table.release();

@@ -39,7 +39,7 @@ pub struct ShutOut {
 impl ShutOut {
     /// Whole seconds to wait (at least 1), for `Retry-After`.
     pub fn retry_after_secs(&self) -> u64 {
-        self.retry_after.as_secs_f64().ceil().max(1.0) as u64
+        crate::rate_limit::whole_seconds(self.retry_after)
     }
 }
 

@@ -191,8 +191,10 @@ impl PreparedRequest<'_> {
         rag: Option<RagRequest>,
     ) -> Result<Prepared, ApiError> {
         let mut semantic_query = None;
-        let embedder = || self.state.embedder().map(|e| e.for_tenant(self.tenant));
-        if let Some(((cache, question), embedder)) = self.semantic.and_then(|s| Some((s, embedder().ok()?))) {
+        // The embedder is only fetched when the semantic cache is asked.
+        let embedder = self.semantic.and_then(|_| self.state.embedder().ok());
+        if let (Some((cache, question)), Some(embedder)) = (self.semantic, embedder) {
+            let embedder = embedder.for_tenant(self.tenant);
             // Read before retrieval: an answer built from newer data than
             // this version lands in a bucket no later request asks.
             let collection_version = match &rag {

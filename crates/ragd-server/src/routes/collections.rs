@@ -45,6 +45,20 @@ pub struct UpsertDocuments {
     pub documents: Vec<DocumentBody>,
 }
 
+impl UpsertDocuments {
+    /// The documents as the index takes them.
+    pub fn into_inputs(self) -> Vec<DocumentInput> {
+        self.documents
+            .into_iter()
+            .map(|d| DocumentInput {
+                id: d.id,
+                text: d.text,
+                metadata: d.metadata,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentBody {
@@ -262,15 +276,7 @@ pub async fn upsert(
     Path(name): Path<String>,
     Json(req): Json<UpsertDocuments>,
 ) -> Result<AxumJson<UpsertResponse>, ApiError> {
-    let docs: Vec<DocumentInput> = req
-        .documents
-        .into_iter()
-        .map(|d| DocumentInput {
-            id: d.id,
-            text: d.text,
-            metadata: d.metadata,
-        })
-        .collect();
+    let docs = req.into_inputs();
     let (collection, handle) = open(&state, &tenant, name).await?;
     let knowledge::Upserted { outcome, tokens } =
         knowledge::upsert_documents(&collection, &handle, docs, &state.collection_limits).await?;
