@@ -9,6 +9,7 @@ pub mod error;
 pub mod guard;
 pub mod hf_tokenizer;
 pub mod llama;
+mod model_dir;
 mod model_id;
 mod padding;
 
@@ -16,4 +17,5 @@ pub use candle_core::Device;
 pub use device::DeviceChoice;
 pub use embed::BertEmbedder;
 pub use hf_tokenizer::HfTokenizer;
+pub use model_dir::resolve_model_dir;
 pub use model_id::model_id;

@@ -97,7 +97,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 pub fn run_embed(args: EmbedBenchArgs) -> anyhow::Result<()> {
     let dir =
-        crate::models::resolve(&args.embedder, &args.dir.models_dir)?.context("an embedder is required")?;
+        ragd_models::resolve_model_dir(&args.embedder, &args.dir.models_dir)?.context("an embedder is required")?;
     let (mut model, tok) =
         ragd_models::BertEmbedder::load(&dir, &ragd_models::model_id(&dir)?, &ragd_models::Device::Cpu)?;
     let (questions, paragraphs) = squad_texts(&args.squad, args.n)?;

@@ -56,25 +56,9 @@ impl Models {
     }
 }
 
-/// Finds a model folder: an existing path, else a name inside `models_dir`.
-/// `none` means "not configured".
+/// Finds a model folder (see [`ragd_models::resolve_model_dir`]).
 pub fn resolve(spec: &str, models_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
-    if spec.eq_ignore_ascii_case("none") || spec.is_empty() {
-        return Ok(None);
-    }
-    let direct = PathBuf::from(spec);
-    if direct.is_dir() {
-        return Ok(Some(direct));
-    }
-    let named = models_dir.join(spec.replace('/', "--"));
-    if named.is_dir() {
-        return Ok(Some(named));
-    }
-    bail!(
-        "model `{spec}` not found: neither a folder nor a name in {} (run `models/fetch` for the defaults, \
-         `ragd models pull REPO` when online, or copy a model folder there)",
-        models_dir.display()
-    )
+    Ok(ragd_models::resolve_model_dir(spec, models_dir)?)
 }
 
 fn limits(flags: &EmbedderFlags) -> BatchLimits {
