@@ -56,16 +56,16 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
     /// Retrieval recall@1/@5 and answer exact match/F1 on a SQuAD-format file.
-    Rag(crate::eval::rag::RagEvalArgs),
+    Rag(ragd_bench::RagEvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Embedding throughput (sentences/s) on SQuAD questions and paragraphs.
-    Embed(crate::bench::EmbedBenchArgs),
+    Embed(ragd_bench::EmbedBenchArgs),
     /// Streaming completions load test of any OpenAI-compatible server
     /// (tokens/s, time to first token, inter-token latency per concurrency).
-    Generate(crate::bench_generate::GenerateBenchArgs),
+    Generate(ragd_bench::GenerateBenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]

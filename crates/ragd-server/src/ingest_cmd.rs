@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use ragd_client::{progress, runtime, ApiClient, ServerFlags};
 use ragd_index::{Collection, DocumentInput, Metadata};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::api_client::{progress, runtime, ApiClient, ServerFlags};
 use crate::knowledge;
 use crate::local_kb::{LocalCollection, LocalFlags};
 use crate::models::ModelHandle;
@@ -235,7 +235,7 @@ pub fn run_query(args: QueryArgs) -> anyhow::Result<()> {
         let model = match args.model {
             Some(m) => m,
             None => {
-                crate::bench_generate::first_model(&client.http, &client.url, client.api_key.as_deref())
+                ragd_client::first_model(&client.http, &client.url, client.api_key.as_deref())
                     .await?
             }
         };

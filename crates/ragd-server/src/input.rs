@@ -2,20 +2,10 @@
 //! array of strings, an array of token ids, or an array of token-id arrays.
 //! Parsed by hand from JSON so each mistake gets a precise message.
 
-use std::sync::Arc;
-
-use ragd_core::{Framing, TextTokenizer};
+pub use ragd_service::embedding::Input;
 use serde_json::Value;
-use tracing::Instrument;
 
 use crate::error::ApiError;
-
-/// One input item.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    Text(String),
-    Tokens(Vec<u32>),
-}
 
 /// Bounds an `input` field must respect.
 #[derive(Debug, Clone, Copy)]
@@ -140,42 +130,6 @@ pub fn type_name(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// Tokenizes (on the blocking pool: long texts are CPU work) and frames
-/// every input. Returns, per input, the framed sequences (one for an
-/// embedder, one or more windows for a classifier).
-pub async fn tokenize_and_frame(
-    inputs: Vec<Input>,
-    tokenizer: Arc<dyn TextTokenizer>,
-    framing: Framing,
-) -> Result<Vec<Vec<Vec<u32>>>, ApiError> {
-    let span = tracing::debug_span!("tokenize", inputs = inputs.len());
-    tokio::task::spawn_blocking(move || {
-        let vocab = tokenizer.vocab_size();
-        inputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let ids = match item {
-                    Input::Text(s) => tokenizer.encode(&s)?,
-                    Input::Tokens(ids) => {
-                        if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
-                            return Err(ApiError::invalid(
-                                format!("`input[{i}]` has token id {bad}, outside the vocabulary of {vocab}"),
-                                "input",
-                            ));
-                        }
-                        ids
-                    }
-                };
-                Ok(framing.frame(&ids))
-            })
-            .collect()
-    })
-    .instrument(span)
-    .await
-    .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))?
 }
 
 #[cfg(test)]

@@ -1,16 +1,12 @@
 //! ragd-server: the OpenAI-compatible HTTP API, configuration, metrics and
 //! the command line of the `ragd` binary.
 
-pub mod api_client;
 pub mod app;
 pub mod auth;
-pub mod bench;
-pub mod bench_generate;
 pub mod body_budget;
 pub mod cli;
 pub mod config_file;
 pub mod error;
-pub mod eval;
 pub mod generate;
 pub mod guard;
 pub mod http_server;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ragd_server::cli::{BenchCommand, Cli, Command, EvalCommand};
-use ragd_server::{bench, bench_generate, config_file, eval, ingest_cmd, models_cmd, serve, telemetry};
+use ragd_server::{config_file, ingest_cmd, models_cmd, serve, telemetry};
 
 /// mimalloc keeps freed pages for reuse: candle allocates large activation
 /// tensors on every forward pass, and with the system allocator each one is a
@@ -42,11 +42,11 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(serve::run(*args))),
         Command::Models(cmd) => models_cmd::run(cmd),
-        Command::Bench(BenchCommand::Embed(args)) => bench::run_embed(args),
-        Command::Bench(BenchCommand::Generate(args)) => bench_generate::run_generate(args),
+        Command::Bench(BenchCommand::Embed(args)) => ragd_bench::embed::run(args),
+        Command::Bench(BenchCommand::Generate(args)) => ragd_bench::generate::run(args),
         Command::Ingest(args) => ingest_cmd::run_ingest(args),
         Command::Query(args) => ingest_cmd::run_query(args),
-        Command::Eval(EvalCommand::Rag(args)) => eval::rag::run(args),
+        Command::Eval(EvalCommand::Rag(args)) => ragd_bench::eval::rag::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -110,78 +110,8 @@ pub async fn embeddings(
     }))
 }
 
-/// Embeds `inputs` with the embedder `handle`: tokenized on the blocking
-/// pool, framed, and sent to its batch worker in pieces that fit one batch,
-/// one after the other (so other requests get their turn in between, and
-/// a large request never becomes one oversized forward pass). This is the
-/// one path from text to vectors: `/v1/embeddings`, document ingestion and
-/// search queries all use it. Returns one vector per input and the number
-/// of tokens embedded.
-pub async fn embed(handle: &ModelHandle, inputs: Vec<Input>) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
-    let seqs: Vec<Vec<u32>> =
-        tokenize_and_frame(inputs, handle.tokenizer.clone(), handle.info.framing.clone())
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-    let tokens: usize = seqs.iter().map(Vec::len).sum();
-    let mut vectors = Vec::with_capacity(seqs.len());
-    for piece in pieces(seqs, &handle.batch) {
-        vectors.extend(handle.worker.run(piece).await?);
-    }
-    Ok((vectors, tokens))
-}
-
-/// Splits `seqs`, in order, into pieces within the batch budget (a
-/// sequence over the budget alone is a piece of its own).
-fn pieces(seqs: Vec<Vec<u32>>, limits: &BatchLimits) -> Vec<Vec<Vec<u32>>> {
-    let mut out: Vec<Vec<Vec<u32>>> = Vec::new();
-    let mut tokens = 0;
-    for seq in seqs {
-        let n = seq.len();
-        match out.last_mut() {
-            Some(p) if p.len() < limits.max_batch_seqs && tokens + n <= limits.max_batch_tokens => {
-                p.push(seq);
-                tokens += n;
-            }
-            _ => {
-                out.push(vec![seq]);
-                tokens = n;
-            }
-        }
-    }
-    out
-}
-
 fn to_base64(v: &[f32]) -> String {
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pieces_respect_the_batch_budget_and_keep_the_order() {
-        let limits = BatchLimits {
-            queue_capacity: 8,
-            per_tenant_queue_capacity: None,
-            max_batch_tokens: 10,
-            max_batch_seqs: 3,
-        };
-        let seqs: Vec<Vec<u32>> = [4, 4, 4, 1, 1, 1, 1, 12, 2]
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| vec![i as u32; n])
-            .collect();
-        let got = pieces(seqs.clone(), &limits);
-        let lens: Vec<Vec<usize>> = got.iter().map(|p| p.iter().map(Vec::len).collect()).collect();
-        assert_eq!(
-            lens,
-            vec![vec![4, 4], vec![4, 1, 1], vec![1, 1], vec![12], vec![2]]
-        );
-        assert_eq!(got.into_iter().flatten().collect::<Vec<_>>(), seqs);
-        assert!(pieces(Vec::new(), &limits).is_empty());
-    }
-}

@@ -1,67 +1,37 @@
-//! The models a server runs: where they come from, loading them, and the
-//! handles the routes use.
+//! Loading the models a [`ModelsConfig`] names, each on its own worker
+//! thread (the generator on its engine thread).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use ragd_core::{Classifier, Embedder, Generator, ModelInfo, TextTokenizer};
+use anyhow::Context;
+use ragd_core::{Classifier, Embedder, Generator};
 use ragd_engine::{
     BatchLimits, BatchWorker, GenerationEngine, GenerationLimits, GenerationMetrics, WorkerMetrics,
 };
-use ragd_models::Device;
+use ragd_models::{resolve_model_dir, Device};
 
-use crate::cli::{EmbedderFlags, ServeArgs};
-use crate::generate::GeneratorHandle;
+use super::{GeneratorHandle, ModelHandle, Models};
+use crate::ModelsConfig;
 
-/// A loaded model as the routes see it: its facts, its tokenizer, its queue.
-#[derive(Clone)]
-pub struct ModelHandle {
-    pub info: ModelInfo,
-    pub tokenizer: Arc<dyn TextTokenizer>,
-    pub worker: BatchWorker,
-    /// Label names, for classifiers.
-    pub labels: Vec<String>,
-    /// Length of each output vector: the embedding dimension, or the number of labels.
-    pub output_dim: usize,
-    /// The worker's batch budget: callers with many inputs send them in
-    /// pieces of this size.
-    pub batch: BatchLimits,
-}
-
-impl ModelHandle {
-    /// This handle with its worker queueing for `tenant` (held to the
-    /// tenant's share of the queue, served round-robin across tenants).
-    pub fn for_tenant(mut self, tenant: &crate::auth::Tenant) -> Self {
-        let key = ragd_engine::TenantKey::new(tenant.as_str());
-        self.worker = self.worker.with_tenant(key);
-        self
+/// The roles `config` configures (`embedder`, `guard`, `generator`), in
+/// that order: what `/ready` waits for. Fails on a name that is not found.
+pub fn models_configured(config: &ModelsConfig) -> anyhow::Result<Vec<&'static str>> {
+    let mut roles = Vec::new();
+    for (role, spec) in [
+        ("embedder", &config.embedder),
+        ("guard", &config.guard),
+        ("generator", &config.generator),
+    ] {
+        if resolve_model_dir(spec, &config.models_dir)?.is_some() {
+            roles.push(role);
+        }
     }
+    Ok(roles)
 }
 
-/// Every model the server runs, once loaded.
-#[derive(Clone, Default)]
-pub struct Models {
-    pub embedder: Option<ModelHandle>,
-    pub guard: Option<ModelHandle>,
-    pub generator: Option<GeneratorHandle>,
-}
-
-impl Models {
-    /// Facts of every loaded model, for `/v1/models` and `/ready`.
-    pub fn all(&self) -> impl Iterator<Item = &ModelInfo> {
-        let batch = self.embedder.iter().chain(self.guard.iter()).map(|h| &h.info);
-        batch.chain(self.generator.iter().map(|g| &g.info))
-    }
-}
-
-/// Finds a model folder (see [`ragd_models::resolve_model_dir`]).
-pub fn resolve(spec: &str, models_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
-    Ok(ragd_models::resolve_model_dir(spec, models_dir)?)
-}
-
-fn limits(flags: &EmbedderFlags) -> BatchLimits {
+fn limits(flags: &ModelsConfig) -> BatchLimits {
     BatchLimits {
         queue_capacity: flags.queue_capacity,
         per_tenant_queue_capacity: flags.per_tenant_queue_capacity,
@@ -72,39 +42,39 @@ fn limits(flags: &EmbedderFlags) -> BatchLimits {
 
 /// Loads the configured models, each on its own worker thread. Logs the
 /// time each one took.
-pub fn load(args: &ServeArgs, registry: &prometheus::Registry) -> anyhow::Result<Models> {
-    let flags = &args.models;
+pub fn load(config: &ModelsConfig, registry: &prometheus::Registry) -> anyhow::Result<Models> {
+    let flags = config;
     let device = flags.device.open()?;
-    let models_dir = &flags.dir.models_dir;
+    let models_dir = &flags.models_dir;
     let mut models = Models {
-        embedder: embedder(flags, &device, registry)?,
+        embedder: load_embedder(flags, &device, registry)?,
         ..Models::default()
     };
-    if let Some(dir) = resolve(&args.guard, models_dir)? {
+    if let Some(dir) = resolve_model_dir(&config.guard, models_dir)? {
         models.guard = Some(timed("guard", &dir, || {
             load_guard(&dir, &device, flags, registry)
         })?);
     }
-    if let Some(dir) = resolve(&args.generator, models_dir)? {
+    if let Some(dir) = resolve_model_dir(&config.generator, models_dir)? {
         models.generator = Some(timed("generator", &dir, || {
-            load_generator(&dir, &device, args, registry)
+            load_generator(&dir, &device, config, registry)
         })?);
     }
     Ok(models)
 }
 
-/// The embedder `flags` name (`None` for `none`) on its own worker
+/// The embedder `config` names (`None` for `none`) on its own worker
 /// thread: how `ragd serve` loads it, and the offline `ragd ingest` /
-/// `ragd query --data-dir`.
-pub fn embedder(
-    flags: &EmbedderFlags,
+/// `ragd query --data-dir`, so both embed alike.
+pub fn load_embedder(
+    config: &ModelsConfig,
     device: &Device,
     registry: &prometheus::Registry,
 ) -> anyhow::Result<Option<ModelHandle>> {
-    let Some(dir) = resolve(&flags.embedder, &flags.dir.models_dir)? else {
+    let Some(dir) = resolve_model_dir(&config.embedder, &config.models_dir)? else {
         return Ok(None);
     };
-    timed("embedder", &dir, || load_embedder(&dir, device, flags, registry)).map(Some)
+    timed("embedder", &dir, || embedder(&dir, device, config, registry)).map(Some)
 }
 
 fn timed<T>(role: &str, dir: &Path, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
@@ -122,10 +92,10 @@ fn register(metrics: &WorkerMetrics, registry: &prometheus::Registry) -> anyhow:
     Ok(())
 }
 
-fn load_embedder(
+fn embedder(
     dir: &Path,
     device: &Device,
-    flags: &EmbedderFlags,
+    flags: &ModelsConfig,
     registry: &prometheus::Registry,
 ) -> anyhow::Result<ModelHandle> {
     let id = ragd_models::model_id(dir)?;
@@ -149,7 +119,7 @@ fn load_embedder(
 fn load_guard(
     dir: &Path,
     device: &Device,
-    flags: &EmbedderFlags,
+    flags: &ModelsConfig,
     registry: &prometheus::Registry,
 ) -> anyhow::Result<ModelHandle> {
     let (model, tokenizer): (Box<dyn Classifier>, _) = ragd_models::guard::load_guard(dir, device)?;
@@ -171,18 +141,18 @@ fn load_guard(
 fn load_generator(
     dir: &Path,
     device: &Device,
-    args: &ServeArgs,
+    config: &ModelsConfig,
     registry: &prometheus::Registry,
 ) -> anyhow::Result<GeneratorHandle> {
     let id = ragd_models::model_id(dir)?;
     let opts = ragd_models::llama::GeneratorOptions {
         kv: ragd_models::llama::KvBudget {
-            bytes: args.kv_cache_mb << 20,
-            block_size: args.kv_block_size,
-            dtype: args.kv_cache_dtype,
+            bytes: config.kv_cache_mb << 20,
+            block_size: config.kv_block_size,
+            dtype: config.kv_cache_dtype,
         },
-        max_context: Some(args.max_context),
-        fast_weights: !args.exact_weights,
+        max_context: Some(config.max_context),
+        fast_weights: !config.exact_weights,
     };
     let loaded = ragd_models::llama::load_generator(dir, &id, device, &opts)?;
     let info = loaded.model.info().clone();
@@ -191,10 +161,10 @@ fn load_generator(
         registry.register(c)?;
     }
     let limits = GenerationLimits {
-        queue_capacity: args.models.queue_capacity,
-        per_tenant_queue_capacity: args.models.per_tenant_queue_capacity,
-        max_batch_tokens: args.max_step_tokens,
-        max_running: args.max_running,
+        queue_capacity: config.queue_capacity,
+        per_tenant_queue_capacity: config.per_tenant_queue_capacity,
+        max_batch_tokens: config.max_step_tokens,
+        max_running: config.max_running,
     };
     let engine = GenerationEngine::spawn(Box::new(loaded.model), limits, metrics);
     Ok(GeneratorHandle {

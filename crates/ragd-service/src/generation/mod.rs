@@ -1,52 +1,15 @@
-//! Text generation for `/v1/chat/completions` and `/v1/completions`:
-//! request fields, submitting choices to the engine, and streaming them.
+//! Text generation for chat and completions: sampling settings, submitting
+//! a request's choices to the engine, and turning their tokens into text.
 
 pub mod choice;
 pub mod params;
-pub mod stream;
 
-use std::sync::Arc;
-
-use ragd_core::{ModelInfo, TextTokenizer};
-use ragd_engine::{GenerationEngine, GenerationRequest, TenantKey};
-use ragd_models::llama::ChatTemplate;
-use serde::Serialize;
+use ragd_engine::{GenerationRequest, TenantKey};
 
 pub use choice::{Choice, Piece, TokenInfo};
 pub use params::{GenSettings, SamplingFields};
 
-use crate::auth::Tenant;
-use crate::error::ApiError;
-
-/// The loaded generator as the routes see it.
-#[derive(Clone)]
-pub struct GeneratorHandle {
-    pub info: ModelInfo,
-    pub tokenizer: Arc<dyn TextTokenizer>,
-    /// The model's own chat template, when it has one.
-    pub template: Option<Arc<ChatTemplate>>,
-    pub engine: GenerationEngine,
-    /// End-of-turn tokens: generation stops there (finish_reason `stop`).
-    pub stop_tokens: Vec<u32>,
-}
-
-/// OpenAI's `usage`.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct UsageJson {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-    pub total_tokens: usize,
-}
-
-impl UsageJson {
-    pub fn new(prompt_tokens: usize, completion_tokens: usize) -> Self {
-        Self {
-            prompt_tokens,
-            completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
-        }
-    }
-}
+use crate::{GeneratorHandle, ServiceError, Tenant};
 
 /// Submits the `n` choices of one request, queued as `tenant`'s (its share
 /// of the engine's queue; 429 beyond it). The engine checks the prompt and
@@ -59,7 +22,7 @@ pub fn submit(
     prompt: &[u32],
     settings: &GenSettings,
     prompt_field: &'static str,
-) -> Result<Vec<Choice>, ApiError> {
+) -> Result<Vec<Choice>, ServiceError> {
     let tenant = TenantKey::new(tenant.as_str());
     (0..settings.n)
         .map(|i| {
@@ -71,7 +34,7 @@ pub fn submit(
                 ignore_eos: settings.ignore_eos,
             };
             let stream = (handle.engine.submit_as(&tenant, request))
-                .map_err(|e| ApiError::from_engine(e, prompt_field))?;
+                .map_err(|e| ServiceError::from_engine(e, prompt_field))?;
             Ok(Choice::new(
                 stream,
                 handle.tokenizer.clone(),
@@ -83,7 +46,7 @@ pub fn submit(
 
 /// Runs every choice to the end (non-streaming responses): the pieces in
 /// choice order and the total completion tokens.
-pub async fn collect_all(choices: Vec<Choice>) -> Result<(Vec<Piece>, usize), ApiError> {
+pub async fn collect_all(choices: Vec<Choice>) -> Result<(Vec<Piece>, usize), ServiceError> {
     let results = futures::future::join_all(choices.into_iter().map(Choice::collect)).await;
     let mut pieces = Vec::with_capacity(results.len());
     let mut tokens = 0;

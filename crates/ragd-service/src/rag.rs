@@ -11,7 +11,7 @@ use ragd_index::Metadata;
 use ragd_models::llama::ChatMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::ServiceError;
 
 /// `"rag": {"collection": "docs", "top_k": 4, "filter": {...}}` in a chat
 /// completion request.
@@ -61,20 +61,20 @@ impl RagTemplate {
         Ok(Self { env })
     }
 
-    pub fn render(&self, question: &str, sources: &[Source<'_>]) -> Result<String, ApiError> {
+    pub fn render(&self, question: &str, sources: &[Source<'_>]) -> Result<String, ServiceError> {
         self.env
             .get_template("rag")
             .and_then(|t| t.render(minijinja::context! { question, sources }))
-            .map_err(|e| ApiError::Internal(format!("cannot render the RAG template: {e}")))
+            .map_err(|e| ServiceError::Internal(format!("cannot render the RAG template: {e}")))
     }
 }
 
 /// The index of the last user message: the question.
-pub fn question_index(messages: &[ChatMessage]) -> Result<usize, ApiError> {
+pub fn question_index(messages: &[ChatMessage]) -> Result<usize, ServiceError> {
     messages
         .iter()
         .rposition(|m| m.role == "user" && !m.content.trim().is_empty())
-        .ok_or_else(|| ApiError::invalid("`rag` needs a non-empty user message to answer", "messages"))
+        .ok_or_else(|| ServiceError::invalid("`rag` needs a non-empty user message to answer", "messages"))
 }
 
 /// `messages` with the question replaced by the rendered prompt.
@@ -83,7 +83,7 @@ pub fn augment(
     mut messages: Vec<ChatMessage>,
     question: usize,
     sources: &[Source<'_>],
-) -> Result<Vec<ChatMessage>, ApiError> {
+) -> Result<Vec<ChatMessage>, ServiceError> {
     let text = template.render(&messages[question].content, sources)?;
     messages[question].content = text;
     Ok(messages)
@@ -129,7 +129,7 @@ mod tests {
     fn no_user_message_is_a_400() {
         let e =
             question_index(&[ChatMessage::new("system", "x"), ChatMessage::new("user", "  ")]).unwrap_err();
-        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert!(matches!(e, ServiceError::Invalid { .. }), "{e}");
         assert!(RagTemplate::new("{{ unclosed").is_err());
     }
 }

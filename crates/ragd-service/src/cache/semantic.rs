@@ -1,7 +1,7 @@
 //! Semantic response cache for chat completions (opt-in:
 //! `--semantic-cache-threshold`).
 //!
-//! A cacheable chat request (see [`crate::response_cache::cacheable`]) whose
+//! A cacheable chat request (see [`super::cacheable`]) whose
 //! question (the last user message) embeds within the threshold's cosine
 //! similarity of an earlier one gets that earlier answer, skipping
 //! retrieval and generation. Only questions asked in the same context
@@ -28,14 +28,11 @@ use ragd_index::CollectionVersion;
 use ragd_models::llama::ChatMessage;
 use serde_json::Value;
 
-use crate::auth::Tenant;
-use crate::error::ApiError;
-use crate::generate::GenSettings;
-use crate::input::Input;
-use crate::models::ModelHandle;
+use super::{deserialize, digest, settings_bytes, ENTRY_SHARE};
+use crate::embedding::{embed, Input};
+use crate::generation::GenSettings;
 use crate::rag::RagRequest;
-use crate::response_cache::{deserialize, digest, settings_bytes, ENTRY_SHARE};
-use crate::routes::embeddings::embed;
+use crate::{ModelHandle, ServiceError, Tenant};
 
 /// How close and how many.
 #[derive(Debug, Clone, Copy)]
@@ -120,12 +117,12 @@ impl SemanticCache {
         &self,
         embedder: &ModelHandle,
         parts: BucketParts<'_>,
-    ) -> Result<Option<SemanticQuery>, ApiError> {
+    ) -> Result<Option<SemanticQuery>, ServiceError> {
         let question = parts.messages[parts.question].content.clone();
         let tokenizer = embedder.tokenizer.clone();
         let ids = tokio::task::spawn_blocking(move || tokenizer.encode(&question))
             .await
-            .map_err(|e| ApiError::Internal(format!("tokenizer task failed: {e}")))??;
+            .map_err(|e| ServiceError::task("tokenizer", e))??;
         if ids.len() > embedder.info.framing.content_len() {
             return Ok(None);
         }
@@ -273,7 +270,7 @@ mod tests {
     #[test]
     fn the_bucket_ignores_only_the_question_text() {
         let (tenant, other) = (Tenant::new("acme"), Tenant::new("globex"));
-        let settings = crate::generate::SamplingFields::default()
+        let settings = crate::generation::SamplingFields::default()
             .validate(None, None)
             .unwrap();
         let messages = |q: &str| {
@@ -323,7 +320,7 @@ mod tests {
     #[test]
     fn the_bucket_changes_with_the_collection_version() {
         let tenant = Tenant::new("acme");
-        let settings = crate::generate::SamplingFields::default()
+        let settings = crate::generation::SamplingFields::default()
             .validate(None, None)
             .unwrap();
         let messages = vec![ChatMessage::new("user", "q")];

@@ -5,7 +5,7 @@ use ragd_engine::sampling::SamplingParams;
 use ragd_engine::InvalidRequest;
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::ServiceError;
 
 /// Most choices one request may ask for (`n`).
 pub const MAX_N: u32 = 16;
@@ -64,11 +64,11 @@ pub struct GenSettings {
     pub include_usage: bool,
 }
 
-fn range(value: Option<f32>, name: &'static str, lo: f32, hi: f32, default: f32) -> Result<f32, ApiError> {
+fn range(value: Option<f32>, name: &'static str, lo: f32, hi: f32, default: f32) -> Result<f32, ServiceError> {
     match value {
         None => Ok(default),
         Some(v) if v.is_finite() && (lo..=hi).contains(&v) => Ok(v),
-        Some(v) => Err(ApiError::invalid(
+        Some(v) => Err(ServiceError::invalid(
             format!("`{name}` must be between {lo} and {hi} (got {v})"),
             name,
         )),
@@ -78,20 +78,20 @@ fn range(value: Option<f32>, name: &'static str, lo: f32, hi: f32, default: f32)
 impl SamplingFields {
     /// Checks every field. `logprobs` is the number of alternatives per
     /// token the endpoint asked for (its fields differ between the two).
-    pub fn validate(&self, max_tokens: Option<u32>, logprobs: Option<u32>) -> Result<GenSettings, ApiError> {
+    pub fn validate(&self, max_tokens: Option<u32>, logprobs: Option<u32>) -> Result<GenSettings, ServiceError> {
         let max_tokens = max_tokens.or(self.max_tokens).map(|m| m as usize);
         // The engine's own check, early: before the prompt is built.
-        InvalidRequest::check_max_tokens(max_tokens).map_err(|e| ApiError::invalid_request(&e, "prompt"))?;
+        InvalidRequest::check_max_tokens(max_tokens).map_err(|e| ServiceError::invalid_request(&e, "prompt"))?;
         let n = self.n.unwrap_or(1);
         if !(1..=MAX_N).contains(&n) {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 format!("`n` must be between 1 and {MAX_N} (got {n})"),
                 "n",
             ));
         }
         if let Some(k) = logprobs {
             if k > MAX_TOP_LOGPROBS {
-                return Err(ApiError::invalid(
+                return Err(ServiceError::invalid(
                     format!("at most {MAX_TOP_LOGPROBS} top logprobs per token (got {k})"),
                     "top_logprobs",
                 ));
@@ -101,7 +101,7 @@ impl SamplingFields {
             None | Some(-1) | Some(0) => 0,
             Some(k) if k > 0 => k as usize,
             Some(k) => {
-                return Err(ApiError::invalid(
+                return Err(ServiceError::invalid(
                     format!("`top_k` must be -1, 0 or positive (got {k})"),
                     "top_k",
                 ))
@@ -109,11 +109,11 @@ impl SamplingFields {
         };
         let top_p = range(self.top_p, "top_p", 0.0, 1.0, 1.0)?;
         if top_p == 0.0 {
-            return Err(ApiError::invalid("`top_p` must be greater than 0", "top_p"));
+            return Err(ServiceError::invalid("`top_p` must be greater than 0", "top_p"));
         }
         let repetition_penalty = range(self.repetition_penalty, "repetition_penalty", 0.0, 10.0, 1.0)?;
         if repetition_penalty == 0.0 {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 "`repetition_penalty` must be greater than 0",
                 "repetition_penalty",
             ));
@@ -124,7 +124,7 @@ impl SamplingFields {
             Some(StopField::Many(v)) => v.clone(),
         };
         if stop.len() > MAX_STOPS || stop.iter().any(String::is_empty) {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 format!("`stop` takes up to {MAX_STOPS} non-empty strings"),
                 "stop",
             ));

@@ -1,24 +1,17 @@
-//! Knowledge-base operations shared by the collections API and the offline
-//! `ragd ingest` / `ragd query --data-dir`: the configuration of a new
-//! collection, the check that a collection's vectors come from the embedder
-//! at hand, document upsert (validate, chunk, embed, store) and search.
-//!
-//! Index calls run on the blocking pool; texts become vectors through
-//! [`embed`], the embedder's batch worker, exactly as for `/v1/embeddings`.
+//! Writing to a collection, shared by the collections API and the offline
+//! `ragd ingest --data-dir`: the configuration of a new collection, the
+//! check that a collection's vectors come from the embedder at hand, and
+//! document upsert (validate, chunk, embed, store).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use ragd_index::{
-    attach_vectors, chunk_texts, Cancel, Collection, CollectionConfig, DocumentInput, Hit, IndexError,
-    Metadata, MetadataFilter, UpsertOutcome,
+    attach_vectors, chunk_texts, Cancel, Collection, CollectionConfig, DocumentInput, Metadata, UpsertOutcome,
 };
 
-use crate::error::ApiError;
-use crate::input::Input;
-use crate::models::ModelHandle;
-use crate::routes::embeddings::embed;
-use crate::state::CollectionLimits;
+use super::blocking;
+use crate::embedding::{embed, Input};
+use crate::{CollectionLimits, ModelHandle, ServiceError};
 
 /// Chunk length when none is given (capped by the embedder's window).
 const DEFAULT_CHUNK_TOKENS: usize = 200;
@@ -27,16 +20,6 @@ const DEFAULT_CHUNK_OVERLAP: usize = 32;
 /// Largest serialized metadata of a collection or a document, in bytes.
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
-/// Runs an index call on the blocking pool.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(format!("knowledge base task failed: {e}")))?
-        .map_err(ApiError::from)
-}
-
 /// The configuration of a new collection embedded by `handle`: chunk length
 /// and overlap (defaults when `None`) checked against its window.
 pub fn collection_config(
@@ -44,11 +27,11 @@ pub fn collection_config(
     chunk_tokens: Option<usize>,
     chunk_overlap: Option<usize>,
     metadata: Metadata,
-) -> Result<CollectionConfig, ApiError> {
+) -> Result<CollectionConfig, ServiceError> {
     let window = handle.info.framing.content_len();
     let chunk_tokens = chunk_tokens.unwrap_or(DEFAULT_CHUNK_TOKENS.min(window));
     if chunk_tokens == 0 || chunk_tokens > window {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             format!(
                 "`chunk_tokens` must be 1 to {window} (the window of the embedding model `{}`), got {chunk_tokens}",
                 handle.info.id
@@ -58,7 +41,7 @@ pub fn collection_config(
     }
     let chunk_overlap = chunk_overlap.unwrap_or(DEFAULT_CHUNK_OVERLAP.min(chunk_tokens / 4));
     if chunk_overlap >= chunk_tokens {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             format!("`chunk_overlap` ({chunk_overlap}) must be smaller than `chunk_tokens` ({chunk_tokens})"),
             "chunk_overlap",
         ));
@@ -72,15 +55,15 @@ pub fn collection_config(
 
 /// A collection's vectors must come from the embedder `handle`: same model,
 /// same dimension. Anything else is a conflict, never a mix.
-pub fn check_embedder(collection: &Collection, handle: &ModelHandle) -> Result<(), ApiError> {
+pub fn check_embedder(collection: &Collection, handle: &ModelHandle) -> Result<(), ServiceError> {
     let config = collection.config();
     match &config.embedding_model {
-        Some(model) if *model != handle.info.id => Err(ApiError::Conflict(format!(
+        Some(model) if *model != handle.info.id => Err(ServiceError::Conflict(format!(
             "collection `{}` holds vectors of the embedding model `{model}`, but this server runs `{}`",
             collection.name(),
             handle.info.id
         ))),
-        _ if config.dim != handle.output_dim => Err(ApiError::Conflict(format!(
+        _ if config.dim != handle.output_dim => Err(ServiceError::Conflict(format!(
             "collection `{}` holds {}-d vectors, but the embedding model `{}` makes {}-d ones",
             collection.name(),
             config.dim,
@@ -91,10 +74,10 @@ pub fn check_embedder(collection: &Collection, handle: &ModelHandle) -> Result<(
     }
 }
 
-fn check_metadata(metadata: &Metadata, param: &'static str) -> Result<(), ApiError> {
+fn check_metadata(metadata: &Metadata, param: &'static str) -> Result<(), ServiceError> {
     let bytes = serde_json::to_vec(metadata).map_or(usize::MAX, |v| v.len());
     if bytes > MAX_METADATA_BYTES {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             format!("`{param}` is {bytes} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"),
             param,
         ));
@@ -102,12 +85,12 @@ fn check_metadata(metadata: &Metadata, param: &'static str) -> Result<(), ApiErr
     Ok(())
 }
 
-fn check_documents(docs: &[DocumentInput], limits: &CollectionLimits) -> Result<(), ApiError> {
+fn check_documents(docs: &[DocumentInput], limits: &CollectionLimits) -> Result<(), ServiceError> {
     if docs.is_empty() {
-        return Err(ApiError::invalid("`documents` must not be empty", "documents"));
+        return Err(ServiceError::invalid("`documents` must not be empty", "documents"));
     }
     if docs.len() > limits.max_documents {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             format!(
                 "`documents` has {} items; at most {} are allowed per request",
                 docs.len(),
@@ -118,7 +101,7 @@ fn check_documents(docs: &[DocumentInput], limits: &CollectionLimits) -> Result<
     }
     for (i, d) in docs.iter().enumerate() {
         if d.text.len() > limits.max_document_bytes {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 format!(
                     "`documents[{i}].text` is {} bytes long; at most {} are allowed",
                     d.text.len(),
@@ -128,7 +111,7 @@ fn check_documents(docs: &[DocumentInput], limits: &CollectionLimits) -> Result<
             ));
         }
         if d.text.trim().is_empty() {
-            return Err(ApiError::invalid(
+            return Err(ServiceError::invalid(
                 format!("`documents[{i}].text` is empty"),
                 "documents",
             ));
@@ -156,7 +139,7 @@ pub async fn upsert_documents(
     handle: &ModelHandle,
     docs: Vec<DocumentInput>,
     limits: &CollectionLimits,
-) -> Result<Upserted, ApiError> {
+) -> Result<Upserted, ServiceError> {
     check_documents(&docs, limits)?;
     // A client that leaves stops the chunking and the write on the
     // blocking pool: dropping this future (axum does when the connection
@@ -179,37 +162,3 @@ pub async fn upsert_documents(
     Ok(Upserted { outcome, tokens })
 }
 
-/// What [`search`] found, best first, the query's tokens and the seconds
-/// the index search took (the embedding not included).
-#[derive(Debug)]
-pub struct Found {
-    pub hits: Vec<Hit>,
-    pub tokens: usize,
-    pub seconds: f64,
-}
-
-/// Embeds `query` with `handle` and returns the `top_k` chunks of
-/// `collection` closest to it that pass `filter`.
-pub async fn search(
-    collection: Arc<Collection>,
-    handle: &ModelHandle,
-    query: String,
-    top_k: usize,
-    filter: Option<MetadataFilter>,
-) -> Result<Found, ApiError> {
-    let (mut vectors, tokens) = embed(handle, vec![Input::Text(query)]).await?;
-    let query = vectors
-        .pop()
-        .ok_or_else(|| ApiError::Internal("the embedder returned no vector".into()))?;
-    let (hits, seconds) = blocking(move || {
-        let t0 = Instant::now();
-        let hits = collection.search(&query, top_k, filter.as_ref())?;
-        Ok((hits, t0.elapsed().as_secs_f64()))
-    })
-    .await?;
-    Ok(Found {
-        hits,
-        tokens,
-        seconds,
-    })
-}

@@ -9,10 +9,9 @@
 
 use tracing::Instrument;
 
-use crate::error::ApiError;
-use crate::input::{tokenize_and_frame, Input};
-use crate::models::ModelHandle;
-use crate::state::AppState;
+use crate::embedding::{tokenize_and_frame, Input};
+use crate::metrics::GuardMetrics;
+use crate::{GuardConfig, ModelHandle, ServiceError};
 
 /// Class probabilities of every window of every input (texts longer than
 /// the guard's length are split into windows). At most `max_windows` are
@@ -23,12 +22,12 @@ pub async fn window_probs(
     handle: &ModelHandle,
     inputs: Vec<Input>,
     max_windows: usize,
-) -> Result<Vec<Vec<Vec<f32>>>, ApiError> {
+) -> Result<Vec<Vec<Vec<f32>>>, ServiceError> {
     let windows = tokenize_and_frame(inputs, handle.tokenizer.clone(), handle.info.framing.clone()).await?;
     let counts: Vec<usize> = windows.iter().map(Vec::len).collect();
     let total: usize = counts.iter().sum();
     if total > max_windows {
-        return Err(ApiError::invalid(
+        return Err(ServiceError::invalid(
             format!(
                 "the input is too long for the guard: {total} windows of {} tokens; at most {max_windows} are scored per request",
                 handle.info.framing.max_len
@@ -58,61 +57,54 @@ pub async fn injection_scores(
     handle: &ModelHandle,
     texts: Vec<String>,
     max_windows: usize,
-) -> Result<Vec<f32>, ApiError> {
+) -> Result<Vec<f32>, ServiceError> {
     let inputs = texts.into_iter().map(Input::Text).collect();
     let windows = window_probs(handle, inputs, max_windows).await?;
     Ok(windows.iter().map(|w| injection(w)).collect())
 }
 
-/// Refuses the request when `text` (the last user message) is flagged.
-pub async fn check_input(
-    state: &AppState,
-    guard: Option<&ModelHandle>,
-    text: Option<String>,
-) -> Result<(), ApiError> {
-    let (Some(guard), Some(text)) = (guard, text) else {
-        return Ok(());
-    };
-    let scores = injection_scores(guard, vec![text], state.limits.max_guard_windows)
-        .instrument(tracing::info_span!("guard", stage = "input"))
-        .await?;
-    let score = scores[0];
-    if score >= state.limits.guard_threshold {
-        state.guard_metrics.blocks.with_label_values(&["input"]).inc();
-        return Err(ApiError::Blocked(format!(
-            "the last user message was flagged as a prompt injection (score {score:.3}) and was not sent to the model"
-        )));
-    }
-    Ok(())
+/// The guard as the chat path uses it: the model (queued as the
+/// request's tenant), its settings and its block counters.
+#[derive(Clone)]
+pub struct Guard {
+    pub handle: ModelHandle,
+    pub config: GuardConfig,
+    pub metrics: GuardMetrics,
 }
 
-/// One verdict per retrieved text: `Some(score)` for a flagged one (to be
-/// left out of the prompt), `None` for one that may go in.
-pub async fn screen_context(
-    state: &AppState,
-    guard: &ModelHandle,
-    texts: Vec<String>,
-) -> Result<Vec<Option<f32>>, ApiError> {
-    if texts.is_empty() {
-        return Ok(Vec::new());
+impl Guard {
+    /// Refuses the request when `text` (the last user message) is flagged.
+    pub async fn check_input(&self, text: String) -> Result<(), ServiceError> {
+        let scores = injection_scores(&self.handle, vec![text], self.config.max_windows)
+            .instrument(tracing::info_span!("guard", stage = "input"))
+            .await?;
+        let score = scores[0];
+        if score >= self.config.threshold {
+            self.metrics.blocks.with_label_values(&["input"]).inc();
+            return Err(ServiceError::Blocked(format!(
+                "the last user message was flagged as a prompt injection (score {score:.3}) and was not sent to the model"
+            )));
+        }
+        Ok(())
     }
-    // Retrieved chunks are each at most one embedder window long and
-    // their number is bounded by `max_top_k`: no budget of their own.
-    let scores = injection_scores(guard, texts, usize::MAX)
-        .instrument(tracing::info_span!("guard", stage = "context"))
-        .await?;
-    let threshold = state.limits.guard_threshold;
-    let verdicts: Vec<Option<f32>> = scores
-        .into_iter()
-        .map(|s| (s >= threshold).then_some(s))
-        .collect();
-    let flagged = verdicts.iter().flatten().count();
-    state
-        .guard_metrics
-        .blocks
-        .with_label_values(&["context"])
-        .inc_by(flagged as u64);
-    Ok(verdicts)
+
+    /// One verdict per retrieved text: `Some(score)` for a flagged one (to
+    /// be left out of the prompt), `None` for one that may go in.
+    pub async fn screen(&self, texts: Vec<String>) -> Result<Vec<Option<f32>>, ServiceError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Retrieved chunks are each at most one embedder window long and
+        // their number is bounded by `max_top_k`: no budget of their own.
+        let scores = injection_scores(&self.handle, texts, usize::MAX)
+            .instrument(tracing::info_span!("guard", stage = "context"))
+            .await?;
+        let threshold = self.config.threshold;
+        let verdicts: Vec<Option<f32>> = scores.into_iter().map(|s| (s >= threshold).then_some(s)).collect();
+        let flagged = verdicts.iter().flatten().count();
+        (self.metrics.blocks.with_label_values(&["context"])).inc_by(flagged as u64);
+        Ok(verdicts)
+    }
 }
 
 #[cfg(test)]

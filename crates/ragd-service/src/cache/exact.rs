@@ -9,25 +9,19 @@
 //! A tenant never gets another tenant's entry: the tenant is in the key.
 //!
 //! Because the engine is batch-invariant, a hit is exactly what a fresh run
-//! would give; it only skips the generation. A request with
-//! `Cache-Control: no-cache` or `no-store` bypasses the cache. Entries are
-//! bounded by their JSON size and expire after a time to live.
+//! would give; it only skips the generation. Only cacheable requests
+//! ([`super::cacheable`]) are asked. Entries are bounded by their JSON size
+//! and expire after a time to live.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Response};
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::auth::Tenant;
-use crate::generate::GenSettings;
-
-/// Response header saying whether a cache answered (`hit`, or
-/// `semantic-hit` for the semantic cache) or the model did (`miss`).
-pub const CACHE_HEADER: HeaderName = HeaderName::from_static("x-ragd-cache");
+use super::{deserialize, digest, serialize_capped, settings_bytes, ENTRY_SHARE};
+use crate::generation::GenSettings;
+use crate::Tenant;
 
 /// How much the cache holds, and how long.
 #[derive(Debug, Clone, Copy)]
@@ -44,25 +38,6 @@ pub struct ResponseCache {
     lookups: IntCounterVec,
 }
 
-/// The largest share of a cache one entry may take: an answer bigger than
-/// `max_bytes / ENTRY_SHARE` is not cached, so that a few huge answers (many
-/// choices with logprobs run to tens of MB) cannot flush a cache or, through
-/// it, hold that much memory.
-pub const ENTRY_SHARE: u64 = 16;
-
-/// A body as cached: its JSON text, or `None` when over `max_bytes`. Text,
-/// not a `Value`, because text is what is weighed (a `Value` takes several
-/// times its text's size).
-pub fn serialize_capped(body: &Value, max_bytes: usize) -> Option<Arc<str>> {
-    let text = body.to_string();
-    (text.len() <= max_bytes).then(|| Arc::from(text))
-}
-
-/// A cached body back as a `Value`.
-pub fn deserialize(text: &str) -> Option<Value> {
-    serde_json::from_str(text).ok()
-}
-
 /// What a cached answer depends on.
 pub struct CacheKeyParts<'a> {
     pub tenant: &'a Tenant,
@@ -77,6 +52,14 @@ pub struct CacheKeyParts<'a> {
 
 /// A request's place in the cache.
 pub struct CacheKey([u8; 32]);
+
+/// What the cache says about a request.
+pub enum Lookup {
+    /// The answer given before.
+    Hit(Value),
+    /// Not there: store the fresh answer under this key.
+    Miss(CacheKey),
+}
 
 impl ResponseCache {
     /// Holds up to `max_bytes` of response JSON, each entry for `ttl`.
@@ -101,21 +84,28 @@ impl ResponseCache {
         })
     }
 
-    /// The key of a request that may be cached (see [`cacheable`]).
-    pub fn key(&self, parts: CacheKeyParts<'_>, headers: &HeaderMap) -> Option<CacheKey> {
-        if !cacheable(parts.settings, headers) {
-            return None;
-        }
+    /// The key of a request; only for requests that may be cached (see
+    /// [`super::cacheable`]).
+    pub fn key(&self, parts: CacheKeyParts<'_>) -> CacheKey {
         let prompt: Vec<u8> = parts.prompt.iter().flat_map(|id| id.to_le_bytes()).collect();
         let extra = parts.extra.map(Value::to_string).unwrap_or_default();
-        Some(CacheKey(digest(&[
+        CacheKey(digest(&[
             parts.tenant.as_str().as_bytes(),
             parts.endpoint.as_bytes(),
             parts.model.as_bytes(),
             &prompt,
             settings_bytes(parts.settings).as_slice(),
             extra.as_bytes(),
-        ])))
+        ]))
+    }
+
+    /// Asks the cache about a cacheable request.
+    pub fn lookup(&self, parts: CacheKeyParts<'_>) -> Lookup {
+        let key = self.key(parts);
+        match self.get(&key) {
+            Some(body) => Lookup::Hit(body),
+            None => Lookup::Miss(key),
+        }
     }
 
     /// The cached body for `key`, if any (counted as a hit or a miss).
@@ -134,93 +124,11 @@ impl ResponseCache {
     }
 }
 
-/// Whether a request's answer may come from a cache: deterministic
-/// sampling (greedy or seeded), no streaming, and no `Cache-Control:
-/// no-cache` / `no-store`.
-pub fn cacheable(settings: &GenSettings, headers: &HeaderMap) -> bool {
-    let deterministic = settings.sampling.temperature == 0.0 || settings.sampling.seed.is_some();
-    deterministic && !settings.stream && !bypass(headers)
-}
-
-/// SHA-256 over length-prefixed fields (so no two field lists collide).
-pub fn digest(fields: &[&[u8]]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for field in fields {
-        h.update((field.len() as u64).to_le_bytes());
-        h.update(field);
-    }
-    h.finalize().into()
-}
-
-/// Every generation setting, through its Debug form: a new field joins
-/// the cache keys without anyone having to remember to add it.
-pub fn settings_bytes(settings: &GenSettings) -> Vec<u8> {
-    format!("{settings:?}").into_bytes()
-}
-
-/// Whether the request asks not to be answered from a cache.
-fn bypass(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(axum::http::header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| matches!(d.trim().to_ascii_lowercase().as_str(), "no-cache" | "no-store"))
-}
-
-/// Asks the cache about a request. `Err` holds the cached answer, under the
-/// request's own `id` and `created`; `Ok` holds the key to store the fresh
-/// answer under (`None`: no cache, or the request is not cacheable).
-pub fn lookup(
-    cache: Option<&ResponseCache>,
-    parts: CacheKeyParts<'_>,
-    headers: &HeaderMap,
-    id: &str,
-    created: u64,
-) -> Result<Option<CacheKey>, Box<Response>> {
-    let Some((cache, key)) = cache.and_then(|c| Some((c, c.key(parts, headers)?))) else {
-        return Ok(None);
-    };
-    match cache.get(&key) {
-        Some(body) => Err(Box::new(reissue(body, id, created, "hit"))),
-        None => Ok(Some(key)),
-    }
-}
-
-/// A cached body as the answer to a new request: its own `id` and
-/// `created`, and `x-ragd-cache: {label}`.
-pub fn reissue(mut body: Value, id: &str, created: u64, label: &'static str) -> Response {
-    body["id"] = id.into();
-    body["created"] = created.into();
-    respond(body, label)
-}
-
-/// The response to a request the model answered; stored first when the
-/// request is cacheable (`key` is set).
-pub fn store_and_respond(cache: Option<&ResponseCache>, key: Option<CacheKey>, body: Value) -> Response {
-    match (cache, key) {
-        (Some(cache), Some(key)) => {
-            cache.put(key, &body);
-            respond(body, "miss")
-        }
-        _ => axum::Json(body).into_response(),
-    }
-}
-
-/// A JSON response marked with what answered it (`hit`, `semantic-hit`,
-/// `miss`).
-fn respond(body: Value, label: &'static str) -> Response {
-    let mut response = axum::Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_HEADER, HeaderValue::from_static(label));
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::SamplingFields;
+    use crate::cache::cacheable;
+    use crate::generation::SamplingFields;
 
     fn settings(json: Value) -> GenSettings {
         let fields: SamplingFields = serde_json::from_value(json).unwrap();
@@ -241,10 +149,9 @@ mod tests {
     #[test]
     fn only_deterministic_unstreamed_requests_get_a_key_and_every_input_changes_it() {
         let cache = ResponseCache::new(1 << 20, Duration::from_secs(60), &Registry::new()).unwrap();
-        let none = HeaderMap::new();
         let (acme, globex) = (Tenant::new("acme"), Tenant::new("globex"));
         let greedy = settings(serde_json::json!({"temperature": 0}));
-        let key = |t, p: &[u32], s| cache.key(parts(t, p, s), &none).map(|k| k.0);
+        let key = |t, p: &[u32], s: &GenSettings| cacheable(s, false).then(|| cache.key(parts(t, p, s)).0);
         let base = key(&acme, &[1, 2, 3], &greedy).unwrap();
         assert_eq!(key(&acme, &[1, 2, 3], &greedy), Some(base));
         assert_ne!(key(&globex, &[1, 2, 3], &greedy), Some(base));
@@ -255,15 +162,13 @@ mod tests {
         assert_eq!(key(&acme, &[1, 2, 3], &random), None);
         let streamed = settings(serde_json::json!({"temperature": 0, "stream": true}));
         assert_eq!(key(&acme, &[1, 2, 3], &streamed), None);
-        let mut no_cache = HeaderMap::new();
-        no_cache.insert("cache-control", HeaderValue::from_static("max-age=0, No-Cache"));
-        assert!(cache.key(parts(&acme, &[1, 2, 3], &greedy), &no_cache).is_none());
+        assert!(!cacheable(&greedy, true), "the client asked to bypass");
         let sources = serde_json::json!([{"document_id": "a"}]);
         let with_sources = CacheKeyParts {
             extra: Some(&sources),
             ..parts(&acme, &[1, 2, 3], &greedy)
         };
-        assert_ne!(cache.key(with_sources, &none).map(|k| k.0), Some(base));
+        assert_ne!(cache.key(with_sources).0, base);
     }
 
     #[test]
@@ -272,11 +177,7 @@ mod tests {
         let cache = ResponseCache::new(1 << 20, Duration::from_secs(60), &registry).unwrap();
         let tenant = Tenant::new("acme");
         let greedy = settings(serde_json::json!({"temperature": 0}));
-        let key = || {
-            cache
-                .key(parts(&tenant, &[5], &greedy), &HeaderMap::new())
-                .unwrap()
-        };
+        let key = || cache.key(parts(&tenant, &[5], &greedy));
         assert_eq!(cache.get(&key()), None);
         let body = serde_json::json!({"choices": [{"text": "hi"}]});
         cache.put(key(), &body);

@@ -8,7 +8,7 @@ use ragd_engine::sampling::TokenLogprob;
 use ragd_engine::text_stream::{IncrementalDecoder, StopMatcher};
 use ragd_engine::{FinishReason, GenerationEvent, GenerationStream};
 
-use crate::error::ApiError;
+use crate::ServiceError;
 
 /// A token's logprob with its text, for the response's `logprobs`.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ impl Choice {
     }
 
     /// The next piece with text or a finish reason; None once finished.
-    pub async fn next(&mut self) -> Option<Result<Piece, ApiError>> {
+    pub async fn next(&mut self) -> Option<Result<Piece, ServiceError>> {
         let mut piece = Piece::default();
         loop {
             let event = self.stream.as_mut()?.next().await;
@@ -103,18 +103,18 @@ impl Choice {
                 }
                 Some(GenerationEvent::Failed(message)) => {
                     self.stream = None;
-                    return Some(Err(ApiError::Internal(message)));
+                    return Some(Err(ServiceError::Internal(message)));
                 }
                 None => {
                     self.stream = None;
-                    return Some(Err(ApiError::Unavailable("the generator stopped".into())));
+                    return Some(Err(ServiceError::Unavailable("the generator stopped".into())));
                 }
             }
         }
     }
 
     /// Every piece to the end, joined (non-streaming responses).
-    pub async fn collect(mut self) -> Result<(Piece, usize), ApiError> {
+    pub async fn collect(mut self) -> Result<(Piece, usize), ServiceError> {
         let mut all = Piece::default();
         while let Some(piece) = self.next().await {
             let piece = piece?;

@@ -1,0 +1,312 @@
+//! The one chat pipeline: everything between a validated chat request and
+//! the token ids the generator gets, in one fixed order:
+//!
+//! 1. at the same time: the guard scores the question (the last user
+//!    message), and the semantic cache is asked, then the collection is
+//!    searched (RAG);
+//! 2. retrieved chunks the guard flags are left out (`blocked`);
+//! 3. the RAG template puts the rest into the question;
+//! 4. the chat template turns the messages into token ids (special tokens
+//!    only from the template's own text);
+//! 5. the exact cache is asked with those ids.
+//!
+//! A cache hit ends the pipeline with the earlier answer; otherwise the
+//! caller generates and hands the answer back to [`ChatPipeline::remember`].
+
+use std::sync::Arc;
+
+use ragd_models::llama::ChatMessage;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::cache::{self, CacheKey, CacheKeyParts, Lookup, ResponseCache, SemanticCache, SemanticQuery};
+use crate::collections::{Collections, RetrievedChunk, SearchQuery};
+use crate::generation::GenSettings;
+use crate::guard::Guard;
+use crate::rag::{self, RagRequest, RagTemplate, Source};
+use crate::{GeneratorHandle, ModelHandle, ServiceError, Tenant};
+
+/// What the pipeline may use; `None` parts are off on this server. The
+/// embedder and guard queue as the request's tenant.
+pub struct ChatPipeline<'a> {
+    pub embedder: Option<ModelHandle>,
+    /// Set when chat requests are screened (`--guard-chat`).
+    pub guard: Option<Guard>,
+    pub collections: Option<&'a Collections>,
+    pub rag_template: &'a RagTemplate,
+    pub exact_cache: Option<&'a ResponseCache>,
+    pub semantic_cache: Option<&'a SemanticCache>,
+}
+
+/// A validated chat request.
+pub struct ChatRequest {
+    pub tenant: Tenant,
+    pub messages: Vec<ChatMessage>,
+    pub rag: Option<RagRequest>,
+    pub settings: GenSettings,
+    /// The client asked not to be answered from a cache.
+    pub client_bypass: bool,
+}
+
+/// Which cache answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheHit {
+    Exact,
+    Semantic,
+}
+
+/// A retrieved chunk the guard left out of the prompt.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BlockedChunk {
+    pub document_id: String,
+    pub chunk_id: u64,
+    pub chunk_index: usize,
+    pub injection_score: f32,
+}
+
+/// Where the pipeline ended.
+pub enum Prepared {
+    /// An earlier answer (its `id` and `created` are the earlier request's).
+    Cached { body: Value, hit: CacheHit },
+    /// The prompt to generate from.
+    Generate(ChatJob),
+}
+
+/// A prompt ready for the generator, with what the answer shows of its
+/// retrieval and where to cache the answer.
+pub struct ChatJob {
+    pub prompt: Vec<u32>,
+    /// Chunks in the prompt (RAG only).
+    pub sources: Option<Vec<RetrievedChunk>>,
+    /// Chunks the guard left out (RAG with screening only).
+    pub blocked: Option<Vec<BlockedChunk>>,
+    pub keys: CacheKeys,
+}
+
+/// Where a fresh answer goes: the exact cache (`None`: not cacheable or
+/// off) and the semantic cache.
+#[derive(Default)]
+pub struct CacheKeys {
+    exact: Option<CacheKey>,
+    semantic: Option<SemanticQuery>,
+}
+
+impl CacheKeys {
+    /// Whether the exact cache was asked (and missed).
+    pub fn exact_missed(&self) -> bool {
+        self.exact.is_some()
+    }
+}
+
+/// The conversation after retrieval.
+struct Augmented {
+    messages: Vec<ChatMessage>,
+    sources: Option<Vec<RetrievedChunk>>,
+    blocked: Option<Vec<BlockedChunk>>,
+}
+
+impl ChatPipeline<'_> {
+    /// Runs the request through guard, caches, retrieval and templates.
+    pub async fn prepare(&self, generator: &GeneratorHandle, req: ChatRequest) -> Result<Prepared, ServiceError> {
+        let cacheable = cache::cacheable(&req.settings, req.client_bypass);
+        let question = rag::question_index(&req.messages).ok();
+        let input_check = async {
+            match (&self.guard, question) {
+                (Some(guard), Some(q)) => guard.check_input(req.messages[q].content.clone()).await,
+                _ => Ok(()),
+            }
+        };
+        let semantic = self.semantic_cache.filter(|_| cacheable).zip(question);
+        let retrieval = async {
+            let mut semantic_query = None;
+            if let (Some((cache, q)), Some(embedder)) = (semantic, &self.embedder) {
+                match self.semantic_lookup(cache, embedder, generator, &req, q).await? {
+                    SemanticLookup::Hit(body) => return Ok(Err(body)),
+                    SemanticLookup::Miss(query) => semantic_query = query,
+                }
+            }
+            let augmented = self.augment(&req).await?;
+            Ok::<_, ServiceError>(Ok((augmented, semantic_query)))
+        };
+        let ((), retrieved) = tokio::try_join!(input_check, retrieval)?;
+        let (augmented, semantic_query) = match retrieved {
+            Err(body) => {
+                return Ok(Prepared::Cached {
+                    body,
+                    hit: CacheHit::Semantic,
+                })
+            }
+            Ok(found) => found,
+        };
+        let prompt = prompt_ids(generator, augmented.messages).await?;
+        let mut keys = CacheKeys {
+            exact: None,
+            semantic: semantic_query,
+        };
+        if let Some(cache) = self.exact_cache.filter(|_| cacheable) {
+            let shown = serde_json::json!([augmented.sources, augmented.blocked]);
+            let parts = CacheKeyParts {
+                tenant: &req.tenant,
+                endpoint: "chat",
+                model: &generator.info.id,
+                prompt: &prompt,
+                settings: &req.settings,
+                extra: Some(&shown),
+            };
+            match cache.lookup(parts) {
+                Lookup::Hit(body) => {
+                    return Ok(Prepared::Cached {
+                        body,
+                        hit: CacheHit::Exact,
+                    })
+                }
+                Lookup::Miss(key) => keys.exact = Some(key),
+            }
+        }
+        Ok(Prepared::Generate(ChatJob {
+            prompt,
+            sources: augmented.sources,
+            blocked: augmented.blocked,
+            keys,
+        }))
+    }
+
+    /// Stores a fresh answer where the request's keys say.
+    pub fn remember(&self, keys: CacheKeys, body: &Value) {
+        if let (Some(cache), Some(key)) = (self.exact_cache, keys.exact) {
+            cache.put(key, body);
+        }
+        if let (Some(cache), Some(query)) = (self.semantic_cache, keys.semantic) {
+            cache.put(query, body);
+        }
+    }
+
+    async fn semantic_lookup(
+        &self,
+        cache: &SemanticCache,
+        embedder: &ModelHandle,
+        generator: &GeneratorHandle,
+        req: &ChatRequest,
+        question: usize,
+    ) -> Result<SemanticLookup, ServiceError> {
+        // Read before retrieval: an answer built from newer data than this
+        // version lands in a bucket no later request asks.
+        let collection_version = match (&req.rag, self.collections) {
+            (Some(r), Some(collections)) => {
+                Some(collections.collection(&req.tenant, r.collection.clone()).await?.version())
+            }
+            _ => None,
+        };
+        let parts = cache::BucketParts {
+            collection_version,
+            tenant: &req.tenant,
+            model: &generator.info.id,
+            settings: &req.settings,
+            messages: &req.messages,
+            question,
+            rag: req.rag.as_ref(),
+        };
+        let Some(query) = cache.query(embedder, parts).await? else {
+            return Ok(SemanticLookup::Miss(None));
+        };
+        Ok(match cache.get(&query) {
+            Some(body) => SemanticLookup::Hit(body),
+            None => SemanticLookup::Miss(Some(query)),
+        })
+    }
+
+    /// For RAG: retrieves chunks for the question, leaves out those the
+    /// guard flags, and puts the rest into the question.
+    async fn augment(&self, req: &ChatRequest) -> Result<Augmented, ServiceError> {
+        let Some(rag) = &req.rag else {
+            return Ok(Augmented {
+                messages: req.messages.clone(),
+                sources: None,
+                blocked: None,
+            });
+        };
+        let q = rag::question_index(&req.messages)?;
+        let collections = self
+            .collections
+            .ok_or_else(|| ServiceError::Unavailable("this server has no knowledge base".into()))?;
+        let embedder = self
+            .embedder
+            .as_ref()
+            .ok_or_else(|| ServiceError::NotFound("this server runs no embedding model".into()))?;
+        let query = SearchQuery {
+            collection: rag.collection.clone(),
+            query: req.messages[q].content.clone(),
+            top_k: rag.top_k.unwrap_or(rag::DEFAULT_TOP_K),
+            filter: rag.filter.clone(),
+        };
+        let mut chunks = collections
+            .retrieve(&req.tenant, embedder, query)
+            .instrument(tracing::info_span!("retrieve"))
+            .await?
+            .chunks;
+        let mut blocked = None;
+        if let Some(guard) = &self.guard {
+            let verdicts = guard.screen(chunks.iter().map(|c| c.text.clone()).collect()).await?;
+            let (kept, flagged): (Vec<_>, Vec<_>) = chunks.into_iter().zip(verdicts).partition(|(_, v)| v.is_none());
+            blocked = Some(
+                flagged
+                    .into_iter()
+                    .map(|(c, score)| BlockedChunk {
+                        document_id: c.document_id,
+                        chunk_id: c.chunk_id,
+                        chunk_index: c.chunk_index,
+                        injection_score: score.unwrap_or_default(),
+                    })
+                    .collect(),
+            );
+            chunks = kept.into_iter().map(|(c, _)| c).collect();
+        }
+        let sources: Vec<Source<'_>> = chunks
+            .iter()
+            .map(|c| Source {
+                document_id: &c.document_id,
+                text: &c.text,
+                score: c.score,
+                metadata: &c.metadata,
+            })
+            .collect();
+        let messages = rag::augment(self.rag_template, req.messages.clone(), q, &sources)?;
+        Ok(Augmented {
+            messages,
+            sources: Some(chunks),
+            blocked,
+        })
+    }
+}
+
+enum SemanticLookup {
+    Hit(Value),
+    /// No answer; the query to store the fresh one under (`None`: this
+    /// question is not cached, e.g. longer than the embedder's window).
+    Miss(Option<SemanticQuery>),
+}
+
+/// Renders and tokenizes the conversation off the async runtime.
+async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Result<Vec<u32>, ServiceError> {
+    let template = handle.template.clone().ok_or_else(|| {
+        ServiceError::invalid(
+            format!("model `{}` has no chat template; use /v1/completions", handle.info.id),
+            "model",
+        )
+    })?;
+    let tokenizer: Arc<dyn ragd_core::TextTokenizer> = handle.tokenizer.clone();
+    tokio::task::spawn_blocking(move || {
+        // Special tokens come only from the template's own text.
+        template
+            .encode(tokenizer.as_ref(), &messages, true)
+            .map_err(|e| match e {
+                ragd_core::ModelError::InvalidInput(m) => {
+                    ServiceError::invalid(format!("cannot apply the chat template: {m}"), "messages")
+                }
+                other => other.into(),
+            })
+    })
+    .await
+    .map_err(|e| ServiceError::task("chat template", e))?
+}

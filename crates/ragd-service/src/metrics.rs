@@ -1,0 +1,92 @@
+//! Metrics of the service layer: guard decisions and the knowledge base.
+//! (HTTP metrics are the server's; model queues' are the engine's.)
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Guard decisions on the chat path, by stage (`input`, `context`).
+#[derive(Clone)]
+pub struct GuardMetrics {
+    /// Requests refused (input) and retrieved chunks left out (context).
+    pub blocks: IntCounterVec,
+}
+
+impl GuardMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let blocks = IntCounterVec::new(
+            Opts::new(
+                "ragd_guard_blocks_total",
+                "Chat requests refused (stage input) and retrieved chunks left out of prompts (stage context) by the injection guard",
+            ),
+            &["stage"],
+        )?;
+        registry.register(Box::new(blocks.clone()))?;
+        Ok(Self { blocks })
+    }
+}
+
+/// Knowledge-base metrics. Totals over the whole store: never a tenant or
+/// collection label (unbounded, and it would leak tenant names).
+#[derive(Clone)]
+pub struct IndexMetrics {
+    /// Time a search spends in the index (the query's embedding is in the
+    /// embedder's own metrics).
+    pub search_seconds: Histogram,
+    /// Cosine similarity of the best hit of each search that found one.
+    pub top_score: Histogram,
+    /// Documents and chunks stored, refreshed at each scrape.
+    pub documents: IntGauge,
+    pub chunks: IntGauge,
+    pub collections: IntGauge,
+    /// Collections that failed to load and are out of service.
+    pub quarantined: IntGauge,
+    pub ingested_documents: IntCounter,
+}
+
+impl IndexMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let search_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "ragd_search_latency_seconds",
+                "Time a collection search spends in the index",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16)?),
+        )?;
+        let top_score = Histogram::with_opts(
+            HistogramOpts::new(
+                "ragd_retrieval_top_score",
+                "Cosine similarity of the best hit of each search",
+            )
+            .buckets(prometheus::linear_buckets(0.0, 0.05, 21)?),
+        )?;
+        let documents = IntGauge::new("ragd_documents", "Documents in the knowledge base (all tenants)")?;
+        let chunks = IntGauge::new("ragd_chunks", "Chunks in the knowledge base (all tenants)")?;
+        let collections = IntGauge::new(
+            "ragd_collections",
+            "Collections in the knowledge base (all tenants)",
+        )?;
+        let quarantined = IntGauge::new(
+            "ragd_quarantined_collections",
+            "Collections whose files failed to load, kept for inspection and out of service (all tenants)",
+        )?;
+        let ingested_documents = IntCounter::new(
+            "ragd_ingested_documents_total",
+            "Documents written (inserted or replaced) through the collections API",
+        )?;
+        registry.register(Box::new(search_seconds.clone()))?;
+        registry.register(Box::new(top_score.clone()))?;
+        registry.register(Box::new(documents.clone()))?;
+        registry.register(Box::new(chunks.clone()))?;
+        registry.register(Box::new(collections.clone()))?;
+        registry.register(Box::new(quarantined.clone()))?;
+        registry.register(Box::new(ingested_documents.clone()))?;
+        Ok(Self {
+            search_seconds,
+            top_score,
+            documents,
+            chunks,
+            collections,
+            quarantined,
+            ingested_documents,
+        })
+    }
+}
