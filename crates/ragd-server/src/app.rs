@@ -13,7 +13,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth;
 use crate::body_budget::{BodyBudget, DEFAULT_BUDGET_BYTES};
 use crate::error::ApiError;
-use crate::routes::{admin, chat, collections, completions, embeddings, health, models, moderations};
+use crate::routes::{admin, chat, collections, completions, embeddings, health, metrics, models, moderations};
 use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -51,23 +51,23 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             budget.clone().hold(req, next)
         }))
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.auth.clone(),
             auth::require_tenant,
         ));
     let admin = Router::new()
         .route("/admin/keys", post(admin::create).get(admin::list))
         .route("/admin/keys/{id}", delete(admin::delete))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+        .route_layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_admin));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(crate::metrics::render))
+        .route("/metrics", get(metrics::render))
         .merge(v1)
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.http_metrics.clone(),
             crate::metrics::track,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -3,9 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ragd_core::ModelError;
-use ragd_engine::{EngineError, InvalidRequest, Param};
-use ragd_index::IndexError;
+use ragd_service::ServiceError;
 use serde::Serialize;
 
 /// Every error a handler can return.
@@ -172,82 +170,20 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<ModelError> for ApiError {
-    fn from(e: ModelError) -> Self {
+/// The service layer's errors: each kind to its HTTP kind.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            ModelError::InvalidInput(m) => Self::InvalidRequest {
-                message: m,
-                param: Some("input".into()),
-            },
-            ModelError::Tokenizer(m) => Self::InvalidRequest {
-                message: format!("cannot tokenize the input: {m}"),
-                param: Some("input".into()),
-            },
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}
-
-impl ApiError {
-    /// An engine error. `prompt_field` is the request field that held the
-    /// prompt (`messages` for chat, `prompt` for completions), the `param`
-    /// of errors about the prompt.
-    pub fn from_engine(e: EngineError, prompt_field: &'static str) -> Self {
-        match e {
-            EngineError::Overloaded { .. } => Self::Overloaded(e.to_string()),
-            EngineError::Stopped(_) => Self::Unavailable(e.to_string()),
-            EngineError::Invalid(why) => Self::invalid_request(&why, prompt_field),
-            EngineError::Model(m) => m.into(),
-        }
-    }
-
-    /// A generation request the engine refused: its message, and the field
-    /// at fault as `param`.
-    pub fn invalid_request(why: &InvalidRequest, prompt_field: &'static str) -> Self {
-        let param = match why.param() {
-            Param::Prompt => prompt_field,
-            Param::MaxTokens => "max_tokens",
-        };
-        Self::invalid(why.to_string(), param)
-    }
-}
-
-/// Engine errors with no request at hand (the embedders' and classifiers'
-/// batch workers): a prompt error names `prompt`.
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        Self::from_engine(e, "prompt")
-    }
-}
-
-impl From<IndexError> for ApiError {
-    fn from(e: IndexError) -> Self {
-        match e {
-            IndexError::NotFound(_) => Self::NotFound(e.to_string()),
-            IndexError::AlreadyExists(_) => Self::Conflict(e.to_string()),
-            IndexError::InvalidName { what, .. } => Self::InvalidRequest {
-                message: e.to_string(),
-                param: (what == "collection name").then(|| "name".into()),
-            },
-            IndexError::InvalidInput(_) | IndexError::DimensionMismatch { .. } => Self::InvalidRequest {
-                message: e.to_string(),
-                param: None,
-            },
-            IndexError::Tokenizer(m) => m.into(),
-            IndexError::Cancelled => Self::Cancelled,
-            IndexError::LimitExceeded { .. } => Self::Forbidden(e.to_string()),
-            IndexError::Quarantined(_) => {
-                tracing::error!(error = %e, "request for a quarantined collection");
-                Self::Unavailable(format!(
-                    "{e}: its files failed to load and are kept for inspection; delete the collection to free the name"
-                ))
-            }
-            IndexError::Locked(_) | IndexError::Unavailable(_) => Self::Unavailable(e.to_string()),
-            IndexError::Embedding(_) | IndexError::Io { .. } | IndexError::Corrupt { .. } => {
-                // The details (file paths) go to the log, not to the client.
-                tracing::error!(error = %e, "knowledge base failure");
-                Self::Internal("the knowledge base failed; see the server log".into())
-            }
+            ServiceError::Invalid { message, param } => Self::InvalidRequest { message, param },
+            ServiceError::ModelNotFound(m) => Self::ModelNotFound(m),
+            ServiceError::NotFound(m) => Self::NotFound(m),
+            ServiceError::QuotaExceeded(m) => Self::Forbidden(m),
+            ServiceError::Conflict(m) => Self::Conflict(m),
+            ServiceError::Overloaded(m) => Self::Overloaded(m),
+            ServiceError::Blocked(m) => Self::Blocked(m),
+            ServiceError::Unavailable(m) => Self::Unavailable(m),
+            ServiceError::Cancelled => Self::Cancelled,
+            ServiceError::Internal(m) => Self::Internal(m),
         }
     }
 }
@@ -264,6 +200,8 @@ mod tests {
             .unwrap();
         (status, serde_json::from_slice(&bytes).unwrap())
     }
+
+    use ragd_engine::InvalidRequest;
 
     #[tokio::test]
     async fn engine_refusals_are_400s_naming_the_field_at_fault() {
@@ -295,7 +233,7 @@ mod tests {
             (oov, "prompt", "prompt", "99999999"),
         ];
         for (why, field, param, needle) in cases {
-            let (status, body) = body(ApiError::from_engine(why.clone().into(), field)).await;
+            let (status, body) = body(ServiceError::from_engine(why.clone().into(), field).into()).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{why:?}");
             let error = &body["error"];
             assert_eq!(error["param"], param, "{why:?}");

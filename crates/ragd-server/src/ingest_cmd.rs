@@ -234,10 +234,7 @@ pub fn run_query(args: QueryArgs) -> anyhow::Result<()> {
         }
         let model = match args.model {
             Some(m) => m,
-            None => {
-                ragd_client::first_model(&client.http, &client.url, client.api_key.as_deref())
-                    .await?
-            }
+            None => ragd_client::first_model(&client.http, &client.url, client.api_key.as_deref()).await?,
         };
         let body = json!({
             "model": model,

@@ -18,6 +18,15 @@ pub struct InputLimits {
     pub allow_tokens: bool,
 }
 
+/// The bounds of an `input` field; `allow_tokens` for endpoints that take token ids.
+pub fn limits(limits: &ragd_service::RequestLimits, allow_tokens: bool) -> InputLimits {
+    InputLimits {
+        max_inputs: limits.max_inputs,
+        max_input_bytes: limits.max_input_bytes,
+        allow_tokens,
+    }
+}
+
 /// Parses `input` and checks it against `limits`.
 pub fn parse(value: &Value, limits: InputLimits) -> Result<Vec<Input>, ApiError> {
     let InputLimits {

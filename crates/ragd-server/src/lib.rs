@@ -1,29 +1,28 @@
-//! ragd-server: the OpenAI-compatible HTTP API, configuration, metrics and
-//! the command line of the `ragd` binary.
+//! ragd-server: ragd's HTTP edge. The OpenAI-compatible API (routes),
+//! its middleware (authentication, rate limits, body budget, request
+//! metrics), request and response types, SSE, the one error table, and
+//! starting and stopping a server from a [`config::ServeConfig`].
+//!
+//! What a request does is in `ragd-service`; this crate only turns HTTP
+//! into calls to it and its results back into HTTP.
+//!
+//! - a new endpoint: a handler in `routes/`, its route in [`app`];
+//! - a new error kind: [`error`] (the one table);
+//! - a new setting of `ragd serve`: [`config`], then the flag in `ragd-cli`.
 
 pub mod app;
 pub mod auth;
 pub mod body_budget;
-pub mod cli;
-pub mod config_file;
+pub mod cache_http;
+pub mod config;
 pub mod error;
-pub mod generate;
-pub mod guard;
 pub mod http_server;
-pub mod ingest_cmd;
 pub mod input;
 pub mod json;
-pub mod knowledge;
-pub mod local_kb;
 pub mod metrics;
-pub mod models;
-pub mod models_cmd;
 pub mod path;
-pub mod rag;
 pub mod rate_limit;
-pub mod response_cache;
 pub mod routes;
-pub mod semantic_cache;
 pub mod serve;
+pub mod sse;
 pub mod state;
-pub mod telemetry;

@@ -1,17 +1,12 @@
-//! HTTP metrics and the `/metrics` endpoint (Prometheus text format).
+//! HTTP metrics and the middleware that records them. (`GET /metrics` is
+//! `routes/metrics.rs`; the service layer registers its own metrics.)
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
-
-use crate::state::AppState;
+use axum::response::Response;
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// HTTP-level metrics, labelled by route template (never a raw path, which
 /// would be unbounded) and status.
@@ -56,7 +51,7 @@ impl HttpMetrics {
 }
 
 /// Middleware recording every request.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -65,7 +60,6 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let method = method_label(req.method());
     let t0 = Instant::now();
     let response = next.run(req).await;
-    let m = &state.http_metrics;
     m.duration
         .with_label_values(&[&route, method])
         .observe(t0.elapsed().as_secs_f64());
@@ -95,26 +89,4 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
         .iter()
         .find(|(m, _)| m == method)
         .map_or("other", |(_, name)| name)
-}
-
-/// `GET /metrics`.
-pub async fn render(State(state): State<AppState>) -> Response {
-    if let Some(store) = state.store.clone() {
-        // Collection locks may be held by a write: off the async threads.
-        if let Ok((stats, quarantined)) =
-            tokio::task::spawn_blocking(move || (store.stats(), store.quarantined().len())).await
-        {
-            let m = &state.index_metrics;
-            m.documents.set(stats.documents as i64);
-            m.chunks.set(stats.chunks as i64);
-            m.collections.set(stats.collections as i64);
-            m.quarantined.set(quarantined as i64);
-        }
-    }
-    let mut buf = Vec::new();
-    let encoder = TextEncoder::new();
-    if let Err(e) = encoder.encode(&state.registry.gather(), &mut buf) {
-        return crate::error::ApiError::Internal(e.to_string()).into_response();
-    }
-    ([(header::CONTENT_TYPE, encoder.format_type().to_string())], buf).into_response()
 }

@@ -11,15 +11,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use ragd_service::cache::{CacheConfig, SemanticConfig};
+use ragd_service::models;
+use ragd_service::rag::{RagTemplate, DEFAULT_TEMPLATE};
+
 use crate::auth::keys::KeyRing;
 use crate::auth::{AdminKey, Auth};
-use crate::cli::ServeArgs;
+use crate::config::{AuthConfig, ServeConfig};
 use crate::http_server::{self, ConnectionLimits, ConnectionMetrics};
-use crate::models;
 use crate::rate_limit::RateLimits;
-use crate::response_cache::CacheConfig;
-use crate::semantic_cache::SemanticConfig;
-use crate::state::{AppState, CollectionLimits, Limits, ServerState, Services};
+use crate::state::{AppState, ServerState, StateConfig};
 
 /// Shortest admin key accepted.
 const MIN_ADMIN_KEY_CHARS: usize = 16;
@@ -37,13 +38,13 @@ pub struct RunningServer {
 
 /// Binds and starts serving at once (`/health` answers); models load on the
 /// blocking pool and `/ready` turns 200 when they are in.
-pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
-    check_auth_flags(&args)?;
-    let data_dir = data_dir(&args);
+pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    check_auth_flags(&config)?;
+    let data_dir = data_dir(&config);
     let dir = data_dir.clone();
     let options = StoreOptions {
-        max_collections_per_tenant: args.max_collections_per_tenant,
-        max_documents_per_collection: args.max_documents_per_collection,
+        max_collections_per_tenant: config.max_collections_per_tenant,
+        max_documents_per_collection: config.max_documents_per_collection,
         ..StoreOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || Store::open(&dir, options))
@@ -66,75 +67,56 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         documents = stats.documents,
         "knowledge base open"
     );
-    let services = Services {
-        auth: auth(&args, &data_dir)?,
+    let expected = models::models_configured(&config.models)?;
+    let caches = &config.caches;
+    if !expected.contains(&"embedder") && caches.semantic_threshold.is_some() {
+        bail!("--semantic-cache-threshold needs the embedder (--embedder is `none`)");
+    }
+    if let Some(t) = caches.semantic_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+        bail!("--semantic-cache-threshold must be a cosine similarity between 0 and 1 (got {t})");
+    }
+    if !expected.contains(&"guard") && config.guard.screen_chat {
+        bail!("--guard-chat needs a guard model (--guard is `{}`)", config.models.guard);
+    }
+    let state_config = StateConfig {
+        expected,
+        request_limits: config.request_limits,
+        guard: config.guard,
+        auth: auth(&config.auth, &data_dir)?,
         store: Some(Arc::new(store)),
-        collection_limits: CollectionLimits {
-            max_documents: args.max_documents,
-            max_document_bytes: args.max_document_bytes,
-            max_top_k: args.max_top_k,
-        },
-        rag_template: Arc::new(rag_template(args.rag_template.as_deref())?),
-        rate_limits: args
-            .rate_limit_rpm
-            .map(|rpm| RateLimits::new(rpm, args.rate_limit_burst)),
-        auth_failures_per_minute: std::num::NonZeroU32::new(args.auth_failures_per_minute),
-        response_cache: (args.response_cache_mb > 0).then(|| CacheConfig {
-            max_bytes: args.response_cache_mb << 20,
-            ttl: Duration::from_secs(args.response_cache_ttl_seconds),
+        collection_limits: config.collection_limits,
+        rag_template: rag_template(config.rag_template.as_deref())?,
+        rate_limits: (config.auth.rate_limit_rpm).map(|rpm| RateLimits::new(rpm, config.auth.rate_limit_burst)),
+        auth_failures_per_minute: std::num::NonZeroU32::new(config.auth.auth_failures_per_minute),
+        response_cache: (caches.response_cache_mb > 0).then_some(CacheConfig {
+            max_bytes: caches.response_cache_mb << 20,
+            ttl: caches.ttl,
         }),
-        semantic_cache: args.semantic_cache_threshold.map(|threshold| SemanticConfig {
+        semantic_cache: caches.semantic_threshold.map(|threshold| SemanticConfig {
             threshold,
-            max_entries: args.semantic_cache_entries,
-            max_bytes: args.semantic_cache_mb << 20,
-            ttl: Duration::from_secs(args.response_cache_ttl_seconds),
+            max_entries: caches.semantic_entries,
+            max_bytes: caches.semantic_mb << 20,
+            ttl: caches.ttl,
         }),
     };
     let registry = prometheus::Registry::new();
-    let mut expected = Vec::new();
-    let models_dir = &args.models.dir.models_dir;
-    if models::resolve(&args.models.embedder, models_dir)?.is_some() {
-        expected.push("embedder");
-    } else if args.semantic_cache_threshold.is_some() {
-        bail!("--semantic-cache-threshold needs the embedder (--embedder is `none`)");
-    }
-    if let Some(t) = args.semantic_cache_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
-        bail!("--semantic-cache-threshold must be a cosine similarity between 0 and 1 (got {t})");
-    }
-    if models::resolve(&args.guard, models_dir)?.is_some() {
-        expected.push("guard");
-    } else if args.guard_chat {
-        bail!("--guard-chat needs a guard model (--guard is `{}`)", args.guard);
-    }
-    if models::resolve(&args.generator, models_dir)?.is_some() {
-        expected.push("generator");
-    }
-    let limits = Limits {
-        max_inputs: args.max_inputs,
-        max_input_bytes: args.max_input_bytes,
-        max_chat_bytes: args.max_chat_bytes,
-        guard_threshold: args.guard_threshold,
-        max_guard_windows: args.max_guard_windows,
-        guard_chat: args.guard_chat,
-    };
-    let state = ServerState::with(expected, limits, registry.clone(), services)?;
-    let app = crate::app::router(state.clone(), args.max_body_bytes).layer(
-        tower_http::timeout::RequestBodyTimeoutLayer::new(Duration::from_secs(args.body_timeout_seconds)),
-    );
+    let state = ServerState::build(state_config, registry.clone())?;
+    let app = crate::app::router(state.clone(), config.max_body_bytes)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(config.connections.body_timeout));
     let limits = ConnectionLimits {
-        max_connections: http_server::connection_cap(args.max_connections),
-        header_timeout: Duration::from_secs(args.header_timeout_seconds),
+        max_connections: http_server::connection_cap(config.connections.max_connections),
+        header_timeout: config.connections.header_timeout,
     };
     let connection_metrics = ConnectionMetrics::register(&registry)?;
-    let listener = TcpListener::bind((args.host, args.port))
+    let listener = TcpListener::bind((config.host, config.port))
         .await
-        .with_context(|| format!("cannot bind {}:{}", args.host, args.port))?;
+        .with_context(|| format!("cannot bind {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
     // Scripts read this line to find a port-0 server.
     tracing::info!(%addr, "listening on http://{addr}");
     tracing::info!(
         max_connections = limits.max_connections,
-        header_timeout_s = args.header_timeout_seconds,
+        header_timeout_s = limits.header_timeout.as_secs(),
         "connection limits"
     );
 
@@ -146,10 +128,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         connection_metrics,
         stopped(stop_rx),
     ));
-    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let grace = config.shutdown_grace;
     let loader_state = state.clone();
+    let models_config = config.models;
     let loader = tokio::task::spawn_blocking(move || {
-        let loaded = models::load(&args, &registry)?;
+        let loaded = models::load(&models_config, &registry)?;
         loader_state.set_models(loaded);
         tracing::info!("all models loaded; ready");
         Ok(())
@@ -165,16 +148,17 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
 }
 
 /// `--no-auth` only on a loopback address, and never with keys.
-fn check_auth_flags(args: &ServeArgs) -> anyhow::Result<()> {
+fn check_auth_flags(config: &ServeConfig) -> anyhow::Result<()> {
+    let args = &config.auth;
     if !args.no_auth {
         return Ok(());
     }
-    if !args.host.is_loopback() {
+    if !config.host.is_loopback() {
         bail!(
             "--no-auth refuses to bind {host}: without API keys every request is the same tenant, so \
              single-user mode only listens on a loopback address (--host 127.0.0.1 or ::1). To serve \
              on {host}, drop --no-auth and use API keys (--admin-key-file, then POST /admin/keys).",
-            host = args.host
+            host = config.host
         );
     }
     if args.keys_file.is_some() || args.admin_key_file.is_some() || args.admin_key.is_some() {
@@ -185,8 +169,8 @@ fn check_auth_flags(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// The knowledge base folder: `--data-dir`, else `$XDG_DATA_HOME/ragd`,
 /// else `~/.local/share/ragd`, else `./ragd-data`.
-pub fn data_dir(args: &ServeArgs) -> PathBuf {
-    if let Some(dir) = &args.data_dir {
+pub fn data_dir(config: &ServeConfig) -> PathBuf {
+    if let Some(dir) = &config.data_dir {
         return dir.clone();
     }
     let nonempty = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -199,7 +183,7 @@ pub fn data_dir(args: &ServeArgs) -> PathBuf {
     PathBuf::from("ragd-data")
 }
 
-fn auth(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Auth> {
+fn auth(args: &AuthConfig, data_dir: &Path) -> anyhow::Result<Auth> {
     if args.no_auth {
         tracing::warn!(
             "authentication is off (--no-auth): every request is the tenant `{}`",
@@ -328,7 +312,7 @@ impl RunningServer {
                 self.server.abort();
             }
         }
-        if let Some(store) = self.state.store.clone() {
+        if let Some(store) = self.state.collections.as_ref().map(|c| c.store().clone()) {
             match tokio::task::spawn_blocking(move || store.checkpoint_all()).await {
                 Ok(Ok(())) => tracing::info!("knowledge base checkpointed"),
                 // Every acknowledged write is in the logs already.
@@ -340,8 +324,8 @@ impl RunningServer {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    start(args).await?.run_until_signal().await
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    start(config).await?.run_until_signal().await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -368,14 +352,14 @@ async fn shutdown_signal() {
 }
 
 /// The RAG prompt template: the file given, else the default.
-fn rag_template(path: Option<&std::path::Path>) -> anyhow::Result<crate::rag::RagTemplate> {
+fn rag_template(path: Option<&std::path::Path>) -> anyhow::Result<RagTemplate> {
     let source = match path {
         Some(p) => {
             std::fs::read_to_string(p).with_context(|| format!("reading the RAG template {}", p.display()))?
         }
-        None => crate::rag::DEFAULT_TEMPLATE.to_string(),
+        None => DEFAULT_TEMPLATE.to_string(),
     };
-    crate::rag::RagTemplate::new(&source).context("the RAG template does not compile")
+    RagTemplate::new(&source).context("the RAG template does not compile")
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use futures::{Stream, StreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{Choice, Piece, UsageJson};
+use ragd_service::generation::{Choice, Piece};
+use ragd_service::Usage;
 
 /// How an endpoint shapes its chunks.
 pub trait ChunkFormat: Send + 'static {
@@ -18,7 +19,7 @@ pub trait ChunkFormat: Send + 'static {
     fn opening(&self, index: usize) -> Option<Value>;
     fn piece(&self, index: usize, piece: &Piece) -> Value;
     /// The final chunk with `usage` (when the client asked for it).
-    fn usage(&self, usage: UsageJson) -> Value;
+    fn usage(&self, usage: Usage) -> Value;
 }
 
 /// Starts the choices and returns the SSE response that streams them.
@@ -77,7 +78,7 @@ async fn run<F: ChunkFormat>(
         }
     }
     if include_usage {
-        let usage = UsageJson::new(prompt_tokens, tokens.iter().sum());
+        let usage = Usage::completion(prompt_tokens, tokens.iter().sum());
         if tx.send(data(&format.usage(usage))).await.is_err() {
             return;
         }

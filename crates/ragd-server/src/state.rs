@@ -1,58 +1,23 @@
-//! Shared server state.
+//! What the handlers share: the models (once loaded), the services built
+//! on them, and the HTTP-side state (authentication, limits, metrics).
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 
 use prometheus::Registry;
 use ragd_index::Store;
+use ragd_service::cache::{CacheConfig, ResponseCache, SemanticCache, SemanticConfig};
+use ragd_service::chat::ChatPipeline;
+use ragd_service::collections::Collections;
+use ragd_service::guard::Guard;
+use ragd_service::metrics::{GuardMetrics, IndexMetrics};
+use ragd_service::rag::{RagTemplate, DEFAULT_TEMPLATE};
+use ragd_service::{CollectionLimits, GeneratorHandle, GuardConfig, ModelHandle, Models, RequestLimits, Tenant};
 
-use crate::auth::throttle::AuthThrottle;
-use crate::auth::Auth;
+use crate::auth::{Auth, AuthState};
 use crate::error::ApiError;
-use crate::generate::GeneratorHandle;
-use crate::metrics::{GuardMetrics, HttpMetrics, IndexMetrics};
-use crate::models::{ModelHandle, Models};
-use crate::rag::{RagTemplate, DEFAULT_TEMPLATE};
+use crate::metrics::HttpMetrics;
 use crate::rate_limit::RateLimits;
-use crate::response_cache::{CacheConfig, ResponseCache};
-use crate::semantic_cache::{SemanticCache, SemanticConfig};
-
-/// Limits and settings the routes apply. (`Default` is all zeros, for
-/// code that sets the fields it uses: the fuzz harness, `fuzz/`.)
-#[derive(Debug, Clone, Default)]
-pub struct Limits {
-    pub max_inputs: usize,
-    pub max_input_bytes: usize,
-    /// Longest chat conversation (all message contents together), in bytes;
-    /// each message is also held to `max_input_bytes`.
-    pub max_chat_bytes: usize,
-    pub guard_threshold: f32,
-    /// Most guard windows (full forward passes) one request may cost.
-    pub max_guard_windows: usize,
-    /// Screen chat requests (last user message, retrieved chunks) with the guard.
-    pub guard_chat: bool,
-}
-
-/// Bounds of the collections API.
-#[derive(Debug, Clone)]
-pub struct CollectionLimits {
-    /// Most documents in one upsert request.
-    pub max_documents: usize,
-    /// Longest document text, in bytes.
-    pub max_document_bytes: usize,
-    /// Largest `top_k` of a search.
-    pub max_top_k: usize,
-}
-
-impl Default for CollectionLimits {
-    fn default() -> Self {
-        Self {
-            max_documents: 256,
-            max_document_bytes: 1 << 20,
-            max_top_k: 100,
-        }
-    }
-}
 
 /// What the routes share.
 pub type AppState = Arc<ServerState>;
@@ -62,32 +27,32 @@ pub struct ServerState {
     models: OnceLock<Models>,
     /// Roles configured at start (`embedder`, `guard`), for `/ready`.
     pub expected: Vec<&'static str>,
-    pub limits: Limits,
+    pub request_limits: RequestLimits,
+    pub guard: GuardConfig,
+    pub guard_metrics: GuardMetrics,
     pub registry: Registry,
     pub http_metrics: HttpMetrics,
-    pub guard_metrics: GuardMetrics,
-    pub auth: Auth,
+    pub auth: Arc<AuthState>,
     /// The knowledge base; `None` in router tests that need none.
-    pub store: Option<Arc<Store>>,
-    pub collection_limits: CollectionLimits,
-    pub index_metrics: IndexMetrics,
-    pub rag_template: Arc<RagTemplate>,
-    /// Per-key request budgets; `None`: unlimited.
-    pub rate_limits: Option<RateLimits>,
-    /// Failed authentications allowed per client address; `None`: unlimited.
-    pub auth_throttle: Option<AuthThrottle>,
+    pub collections: Option<Collections>,
+    pub rag_template: RagTemplate,
     /// Answers of deterministic requests; `None`: off.
     pub response_cache: Option<ResponseCache>,
     /// Answers of close questions; `None`: off.
     pub semantic_cache: Option<SemanticCache>,
 }
 
-/// The parts of a server beyond its models (see [`ServerState::with`]).
-pub struct Services {
+/// Everything a server state is built from besides its models. `default()`
+/// is a server without knowledge base, authentication or caches (every
+/// request is the tenant `default`): what router tests start from.
+pub struct StateConfig {
+    pub expected: Vec<&'static str>,
+    pub request_limits: RequestLimits,
+    pub guard: GuardConfig,
     pub auth: Auth,
     pub store: Option<Arc<Store>>,
     pub collection_limits: CollectionLimits,
-    pub rag_template: Arc<RagTemplate>,
+    pub rag_template: RagTemplate,
     pub rate_limits: Option<RateLimits>,
     /// Failed authentications allowed per minute and client address;
     /// `None`: unlimited.
@@ -98,94 +63,59 @@ pub struct Services {
     pub semantic_cache: Option<SemanticConfig>,
 }
 
-impl Limits {
-    /// The bounds of an `input` field; `allow_tokens` for endpoints that take token ids.
-    pub fn input(&self, allow_tokens: bool) -> crate::input::InputLimits {
-        crate::input::InputLimits {
-            max_inputs: self.max_inputs,
-            max_input_bytes: self.max_input_bytes,
-            allow_tokens,
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            expected: Vec::new(),
+            request_limits: RequestLimits::default(),
+            guard: GuardConfig::default(),
+            auth: Auth::Disabled,
+            store: None,
+            collection_limits: CollectionLimits::default(),
+            rag_template: RagTemplate::new(DEFAULT_TEMPLATE).expect("the default RAG template compiles"),
+            rate_limits: None,
+            auth_failures_per_minute: None,
+            response_cache: None,
+            semantic_cache: None,
         }
     }
 }
 
 impl ServerState {
-    /// A state without knowledge base and without authentication (every
-    /// request is the tenant `default`): for tests of the router.
-    pub fn new(
-        expected: Vec<&'static str>,
-        limits: Limits,
-        registry: Registry,
-    ) -> prometheus::Result<AppState> {
-        let services = Services {
-            auth: Auth::Disabled,
-            store: None,
-            collection_limits: CollectionLimits::default(),
-            rag_template: Arc::new(
-                RagTemplate::new(DEFAULT_TEMPLATE).expect("the default RAG template compiles"),
-            ),
-            rate_limits: None,
-            auth_failures_per_minute: None,
-            response_cache: None,
-            semantic_cache: None,
-        };
-        Self::with(expected, limits, registry, services)
-    }
-
-    pub fn with(
-        expected: Vec<&'static str>,
-        limits: Limits,
-        registry: Registry,
-        services: Services,
-    ) -> prometheus::Result<AppState> {
+    /// Builds the state and registers its metrics in `registry`.
+    pub fn build(config: StateConfig, registry: Registry) -> prometheus::Result<AppState> {
         let http_metrics = HttpMetrics::register(&registry)?;
         let index_metrics = IndexMetrics::register(&registry)?;
         let guard_metrics = GuardMetrics::register(&registry)?;
-        let response_cache = services
-            .response_cache
+        let response_cache = (config.response_cache)
             .map(|c| ResponseCache::new(c.max_bytes, c.ttl, &registry))
             .transpose()?;
-        let semantic_cache = services
-            .semantic_cache
+        let semantic_cache = (config.semantic_cache)
             .map(|c| SemanticCache::new(c, &registry))
             .transpose()?;
+        let max_query_bytes = config.request_limits.max_input_bytes;
+        let collections = (config.store)
+            .map(|store| Collections::new(store, config.collection_limits, max_query_bytes, index_metrics));
+        let auth = AuthState::new(
+            config.auth,
+            config.auth_failures_per_minute,
+            config.rate_limits,
+            http_metrics.rate_limited.clone(),
+        );
         Ok(Arc::new(Self {
             models: OnceLock::new(),
-            expected,
-            limits,
+            expected: config.expected,
+            request_limits: config.request_limits,
+            guard: config.guard,
+            guard_metrics,
             registry,
             http_metrics,
-            guard_metrics,
-            auth: services.auth,
-            store: services.store,
-            collection_limits: services.collection_limits,
-            index_metrics,
-            rag_template: services.rag_template,
-            rate_limits: services.rate_limits,
-            auth_throttle: services.auth_failures_per_minute.map(AuthThrottle::new),
+            auth: Arc::new(auth),
+            collections,
+            rag_template: config.rag_template,
             response_cache,
             semantic_cache,
         }))
-    }
-
-    /// The guard, when chat requests are screened (`--guard-chat`).
-    pub fn chat_guard(&self) -> Option<ModelHandle> {
-        if !self.limits.guard_chat {
-            return None;
-        }
-        self.models.get().and_then(|m| m.guard.clone())
-    }
-
-    /// The knowledge base.
-    pub fn store(&self) -> Result<Arc<Store>, ApiError> {
-        self.store
-            .clone()
-            .ok_or_else(|| ApiError::Unavailable("this server has no knowledge base".into()))
-    }
-
-    /// The embedding model, for the collections API.
-    pub fn embedder(&self) -> Result<ModelHandle, ApiError> {
-        self.model_for("embedding", |m| m.embedder.as_ref(), None)
     }
 
     /// Publishes the loaded models; the server is ready from then on.
@@ -201,13 +131,28 @@ impl ServerState {
         self.models.get().is_some()
     }
 
+    fn loaded(&self) -> Result<&Models, ApiError> {
+        self.models
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("models are still loading; retry shortly".into()))
+    }
+
+    /// The knowledge base.
+    pub fn collections(&self) -> Result<&Collections, ApiError> {
+        self.collections
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable("this server has no knowledge base".into()))
+    }
+
+    /// The embedding model, for the collections API, queued as `tenant`.
+    pub fn embedder(&self, tenant: &Tenant) -> Result<ModelHandle, ApiError> {
+        self.model_for("embedding", |m| m.embedder.as_ref(), None)
+            .map(|h| h.for_tenant(tenant))
+    }
+
     /// The generator, when `requested` names it (or names nothing).
     pub fn generator(&self, requested: Option<&str>) -> Result<GeneratorHandle, ApiError> {
-        let Some(models) = self.models.get() else {
-            return Err(ApiError::Unavailable(
-                "models are still loading; retry shortly".into(),
-            ));
-        };
+        let models = self.loaded()?;
         match (&models.generator, requested) {
             (Some(g), Some(name)) if name != g.info.id => Err(ApiError::ModelNotFound(name.to_string())),
             (Some(g), _) => Ok(g.clone()),
@@ -224,11 +169,7 @@ impl ServerState {
         pick: impl Fn(&Models) -> Option<&ModelHandle>,
         requested: Option<&str>,
     ) -> Result<ModelHandle, ApiError> {
-        let Some(models) = self.models.get() else {
-            return Err(ApiError::Unavailable(
-                "models are still loading; retry shortly".into(),
-            ));
-        };
+        let models = self.loaded()?;
         let Some(handle) = pick(models) else {
             return Err(match requested {
                 Some(name) => ApiError::ModelNotFound(name.to_string()),
@@ -238,6 +179,27 @@ impl ServerState {
         match requested {
             Some(name) if name != handle.info.id => Err(ApiError::ModelNotFound(name.to_string())),
             _ => Ok(handle.clone()),
+        }
+    }
+
+    /// The chat pipeline for one request of `tenant`: its models queue as
+    /// the tenant's; the guard is in when chat is screened.
+    pub fn chat_pipeline(&self, tenant: &Tenant) -> ChatPipeline<'_> {
+        let models = self.models.get();
+        let guard = (models.and_then(|m| m.guard.clone()))
+            .filter(|_| self.guard.screen_chat)
+            .map(|handle| Guard {
+                handle: handle.for_tenant(tenant),
+                config: self.guard,
+                metrics: self.guard_metrics.clone(),
+            });
+        ChatPipeline {
+            embedder: models.and_then(|m| m.embedder.clone()).map(|h| h.for_tenant(tenant)),
+            guard,
+            collections: self.collections.as_ref(),
+            rag_template: &self.rag_template,
+            exact_cache: self.response_cache.as_ref(),
+            semantic_cache: self.semantic_cache.as_ref(),
         }
     }
 }

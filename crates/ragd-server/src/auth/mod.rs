@@ -11,6 +11,7 @@ pub mod keys;
 pub mod throttle;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -18,14 +19,15 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus::IntCounter;
+pub use ragd_service::tenant::DEFAULT_TENANT;
+use ragd_service::Tenant;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::rate_limit::RateLimits;
 use keys::KeyRing;
-
-/// The tenant of single-user mode (`--no-auth`).
-pub const DEFAULT_TENANT: &str = "default";
+use throttle::AuthThrottle;
 
 /// How requests are authenticated.
 pub enum Auth {
@@ -54,22 +56,12 @@ impl AdminKey {
     }
 }
 
-/// The tenant a request belongs to, set by [`require_tenant`]. Handlers
-/// take it as an extractor.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tenant(Arc<str>);
+/// The tenant of an authenticated request, set by [`require_tenant`].
+/// Handlers take it as an extractor: `Authed(tenant): Authed`.
+#[derive(Clone, Debug)]
+pub struct Authed(pub Tenant);
 
-impl Tenant {
-    pub fn new(id: &str) -> Self {
-        Self(Arc::from(id))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Tenant {
+impl<S: Send + Sync> FromRequestParts<S> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -77,7 +69,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
             .extensions
             .get::<Tenant>()
             .cloned()
+            .map(Authed)
             .ok_or_else(|| ApiError::Internal("route has no authentication layer".into()))
+    }
+}
+
+/// What the authentication middleware needs: how keys are checked, the
+/// per-address throttle of failures and the per-key rate limits.
+pub struct AuthState {
+    pub auth: Auth,
+    /// Failed authentications allowed per client address; `None`: unlimited.
+    pub throttle: Option<AuthThrottle>,
+    /// Per-key request budgets; `None`: unlimited.
+    pub rate_limits: Option<RateLimits>,
+    /// Counts requests refused by a key's rate limit.
+    rate_limited: IntCounter,
+}
+
+impl AuthState {
+    pub fn new(
+        auth: Auth,
+        failures_per_minute: Option<NonZeroU32>,
+        rate_limits: Option<RateLimits>,
+        rate_limited: IntCounter,
+    ) -> Self {
+        Self {
+            auth,
+            throttle: failures_per_minute.map(AuthThrottle::new),
+            rate_limits,
+            rate_limited,
+        }
     }
 }
 
@@ -116,11 +137,11 @@ fn client_addr(req: &Request) -> IpAddr {
 /// against its client address: an address that fails too often is shut
 /// out (429) before any key is compared.
 fn authenticate<T>(
-    state: &AppState,
+    state: &AuthState,
     req: &Request,
     verify: impl FnOnce(&HeaderMap) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let Some(throttle) = &state.auth_throttle else {
+    let Some(throttle) = &state.throttle else {
         return verify(req.headers());
     };
     let addr = client_addr(req);
@@ -138,7 +159,7 @@ fn authenticate<T>(
 /// within its rate limit; its tenant goes into the request (and onto its
 /// log lines).
 pub async fn require_tenant(
-    State(state): State<AppState>,
+    State(state): State<Arc<AuthState>>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -155,7 +176,7 @@ pub async fn require_tenant(
     tracing::Span::current().record("tenant", tenant.as_str());
     let allowed = match &state.rate_limits {
         Some(limits) => Some(limits.check(&key_id).map_err(|limited| {
-            state.http_metrics.rate_limited.inc();
+            state.rate_limited.inc();
             ApiError::RateLimited(limited)
         })?),
         None => None,
@@ -170,7 +191,7 @@ pub async fn require_tenant(
 
 /// Middleware of the `/admin/*` routes: the request must carry the admin key.
 pub async fn require_admin(
-    State(state): State<AppState>,
+    State(state): State<Arc<AuthState>>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {

@@ -59,7 +59,7 @@ pub struct CreatedKey {
 }
 
 fn key_ring(state: &AppState) -> Result<Arc<KeyRing>, ApiError> {
-    match &state.auth {
+    match &state.auth.auth {
         Auth::Keys { keys, .. } => Ok(keys.clone()),
         // `require_admin` lets no request through in this mode.
         Auth::Disabled => Err(ApiError::NotFound("key management is off".into())),

@@ -6,22 +6,20 @@ use axum::response::{IntoResponse, Response};
 use ragd_models::llama::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tracing::Instrument;
 
-use crate::auth::Tenant;
+use ragd_service::chat::{self as pipeline, Prepared};
+use ragd_service::collections::RetrievedChunk;
+use ragd_service::generation::{self, now_unix, Piece, SamplingFields, TokenInfo};
+use ragd_service::rag::RagRequest;
+use ragd_service::{RequestLimits, Usage};
+
+use crate::auth::Authed;
+use crate::cache_http;
 use crate::error::ApiError;
-use crate::generate::stream::{sse, ChunkFormat};
-use crate::generate::{
-    self, now_unix, GenSettings, GeneratorHandle, Piece, SamplingFields, TokenInfo, UsageJson,
-};
-use crate::guard;
 use crate::json::Json;
-use crate::models::ModelHandle;
-use crate::rag::{self, RagRequest, Source};
-use crate::response_cache::{self, CacheKeyParts};
-use crate::routes::collections;
-use crate::semantic_cache::{BucketParts, SemanticCache, SemanticQuery};
-use crate::state::{AppState, Limits};
+use crate::routes::collections::SearchHit;
+use crate::sse::{sse, ChunkFormat};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
@@ -65,7 +63,7 @@ const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 /// Validates the messages and takes their text: roles known, contents
 /// text, each within `max_input_bytes` and all within `max_chat_bytes`
 /// (checked before any tokenizer or guard spends time on them).
-pub fn messages(input: &[MessageIn], limits: &Limits) -> Result<Vec<ChatMessage>, ApiError> {
+pub fn messages(input: &[MessageIn], limits: &RequestLimits) -> Result<Vec<ChatMessage>, ApiError> {
     if input.is_empty() {
         return Err(ApiError::invalid("`messages` must not be empty", "messages"));
     }
@@ -131,176 +129,9 @@ pub fn messages(input: &[MessageIn], limits: &Limits) -> Result<Vec<ChatMessage>
         .collect()
 }
 
-/// Renders and tokenizes the conversation off the async runtime.
-async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Result<Vec<u32>, ApiError> {
-    let template = handle.template.clone().ok_or_else(|| {
-        ApiError::invalid(
-            format!(
-                "model `{}` has no chat template; use /v1/completions",
-                handle.info.id
-            ),
-            "model",
-        )
-    })?;
-    let tokenizer = handle.tokenizer.clone();
-    tokio::task::spawn_blocking(move || {
-        // Special tokens come only from the template's own text.
-        template
-            .encode(tokenizer.as_ref(), &messages, true)
-            .map_err(|e| match e {
-                ragd_core::ModelError::InvalidInput(m) => {
-                    ApiError::invalid(format!("cannot apply the chat template: {m}"), "messages")
-                }
-                other => other.into(),
-            })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-}
-
-/// A chat request once the caches and retrieval had their say.
-enum Prepared {
-    /// An earlier answer to a close enough question.
-    SemanticHit(Value),
-    /// The conversation to generate from (with retrieved chunks for RAG).
-    Prompt {
-        messages: Vec<ChatMessage>,
-        sources: Option<Value>,
-        blocked: Option<Value>,
-        semantic_query: Option<SemanticQuery>,
-    },
-}
-
-/// What preparing a chat request needs besides its messages.
-struct PreparedRequest<'a> {
-    state: &'a AppState,
-    tenant: &'a Tenant,
-    model: &'a str,
-    settings: &'a GenSettings,
-    guard: Option<&'a ModelHandle>,
-    /// The semantic cache and the question's index, when it is to be asked.
-    semantic: Option<(&'a SemanticCache, usize)>,
-}
-
-impl PreparedRequest<'_> {
-    /// Asks the semantic cache, then (for RAG) retrieves and builds the
-    /// prompt.
-    async fn prepare(
-        &self,
-        conversation: Vec<ChatMessage>,
-        rag: Option<RagRequest>,
-    ) -> Result<Prepared, ApiError> {
-        let mut semantic_query = None;
-        // The embedder is only fetched when the semantic cache is asked.
-        let embedder = self.semantic.and_then(|_| self.state.embedder().ok());
-        if let (Some((cache, question)), Some(embedder)) = (self.semantic, embedder) {
-            let embedder = embedder.for_tenant(self.tenant);
-            // Read before retrieval: an answer built from newer data than
-            // this version lands in a bucket no later request asks.
-            let collection_version = match &rag {
-                Some(r) => Some(
-                    self.state
-                        .store()?
-                        .collection(self.tenant.as_str(), &r.collection)?
-                        .version(),
-                ),
-                None => None,
-            };
-            let parts = BucketParts {
-                collection_version,
-                tenant: self.tenant,
-                model: self.model,
-                settings: self.settings,
-                messages: &conversation,
-                question,
-                rag: rag.as_ref(),
-            };
-            if let Some(query) = cache.query(&embedder, parts).await? {
-                if let Some(body) = cache.get(&query) {
-                    return Ok(Prepared::SemanticHit(body));
-                }
-                semantic_query = Some(query);
-            }
-        }
-        let (messages, sources, blocked) = match rag {
-            Some(rag) => {
-                let a = retrieve_and_augment(self.state, self.tenant, rag, conversation, self.guard).await?;
-                (a.messages, Some(a.sources), a.blocked)
-            }
-            None => (conversation, None, None),
-        };
-        Ok(Prepared::Prompt {
-            messages,
-            sources,
-            blocked,
-            semantic_query,
-        })
-    }
-}
-
-/// A RAG prompt and what the client is shown of its retrieval.
-struct Augmented {
-    messages: Vec<ChatMessage>,
-    /// The chunks in the prompt.
-    sources: Value,
-    /// Chunks the guard left out (`None`: not screened).
-    blocked: Option<Value>,
-}
-
-/// Retrieves the chunks for the question (the last user message), leaves
-/// out those the guard flags (when given one), and puts the rest into the
-/// question through the RAG template.
-async fn retrieve_and_augment(
-    state: &AppState,
-    tenant: &Tenant,
-    rag_req: RagRequest,
-    messages: Vec<ChatMessage>,
-    guard: Option<&ModelHandle>,
-) -> Result<Augmented, ApiError> {
-    let q = rag::question_index(&messages)?;
-    let top_k = rag_req.top_k.unwrap_or(rag::DEFAULT_TOP_K);
-    let question = messages[q].content.clone();
-    let (mut hits, _, _) =
-        collections::retrieve(state, tenant, rag_req.collection, question, top_k, rag_req.filter)
-            .instrument(tracing::info_span!("retrieve"))
-            .await?;
-    let mut blocked = None;
-    if let Some(guard) = guard {
-        let texts = hits.iter().map(|h| h.text.clone()).collect();
-        let verdicts = guard::screen_context(state, guard, texts).await?;
-        let (kept, flagged): (Vec<_>, Vec<_>) =
-            hits.into_iter().zip(verdicts).partition(|(_, v)| v.is_none());
-        blocked = Some(Value::Array(
-            flagged
-                .iter()
-                .map(|(h, score)| {
-                    json!({"document_id": h.document_id, "chunk_id": h.chunk_id,
-                           "chunk_index": h.chunk_index, "injection_score": score})
-                })
-                .collect(),
-        ));
-        hits = kept.into_iter().map(|(h, _)| h).collect();
-    }
-    let sources: Vec<Source<'_>> = hits
-        .iter()
-        .map(|h| Source {
-            document_id: &h.document_id,
-            text: &h.text,
-            score: h.score,
-            metadata: &h.metadata,
-        })
-        .collect();
-    let messages = rag::augment(&state.rag_template, messages, q, &sources)?;
-    Ok(Augmented {
-        messages,
-        sources: json!(hits),
-        blocked,
-    })
-}
-
 pub async fn chat_completions(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     headers: HeaderMap,
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
@@ -316,66 +147,34 @@ pub async fn chat_completions(
         (true, k) => Some(k.unwrap_or(0)),
     };
     let settings = req.sampling.validate(req.max_completion_tokens, top)?;
-    let conversation = messages(&req.messages, &state.limits)?;
+    let conversation = messages(&req.messages, &state.request_limits)?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now_unix();
-    // The guard scores the question while the semantic cache is asked and
-    // retrieval runs.
-    let guard = state.chat_guard().map(|g| g.for_tenant(&tenant));
-    let question = rag::question_index(&conversation).ok();
-    let question_text = question.map(|q| conversation[q].content.clone());
-    let input_check = guard::check_input(&state, guard.as_ref(), question_text);
-    let request = PreparedRequest {
-        state: &state,
-        tenant: &tenant,
-        model: &handle.info.id,
-        settings: &settings,
-        guard: guard.as_ref(),
-        // Asked only for cacheable requests with a question.
-        semantic: (state.semantic_cache.as_ref())
-            .filter(|_| response_cache::cacheable(&settings, &headers))
-            .zip(question),
+    let pipeline = state.chat_pipeline(&tenant);
+    let request = pipeline::ChatRequest {
+        tenant: tenant.clone(),
+        messages: conversation,
+        rag: req.rag,
+        settings: settings.clone(),
+        client_bypass: cache_http::client_bypass(&headers),
     };
-    let ((), prepared) = tokio::try_join!(input_check, request.prepare(conversation, req.rag))?;
-    let semantic = request.semantic;
-    let (conversation, sources, blocked_sources, semantic_query) = match prepared {
-        Prepared::SemanticHit(body) => {
-            return Ok(response_cache::reissue(body, &id, created, "semantic-hit"))
-        }
-        Prepared::Prompt {
-            messages,
-            sources,
-            blocked,
-            semantic_query,
-        } => (messages, sources, blocked, semantic_query),
+    let job = match pipeline.prepare(&handle, request).await? {
+        Prepared::Cached { body, hit } => return Ok(cache_http::reissue(body, &id, created, hit)),
+        Prepared::Generate(job) => job,
     };
-    let prompt = prompt_ids(&handle, conversation).await?;
     let format = ChatFormat {
         id,
         created,
         model: handle.info.id.clone(),
-        sources,
-        blocked_sources,
+        sources: job.sources.as_ref().map(|s| sources_json(s)),
+        blocked_sources: job.blocked.as_ref().map(|b| json!(b)),
     };
-    let shown = json!([format.sources, format.blocked_sources]);
-    let cache = state.response_cache.as_ref();
-    let parts = CacheKeyParts {
-        tenant: &tenant,
-        endpoint: "chat",
-        model: &format.model,
-        prompt: &prompt,
-        settings: &settings,
-        extra: Some(&shown),
-    };
-    let key = match response_cache::lookup(cache, parts, &headers, &format.id, format.created) {
-        Ok(key) => key,
-        Err(hit) => return Ok(*hit),
-    };
-    let choices = generate::submit(&handle, &tenant, &prompt, &settings, "messages")?;
+    let prompt = job.prompt;
+    let choices = generation::submit(&handle, &tenant, &prompt, &settings, "messages")?;
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }
-    let (pieces, completion_tokens) = generate::collect_all(choices).await?;
+    let (pieces, completion_tokens) = generation::collect_all(choices).await?;
     let choices: Vec<Value> = pieces
         .iter()
         .enumerate()
@@ -394,13 +193,17 @@ pub async fn chat_completions(
         "created": format.created,
         "model": format.model,
         "choices": choices,
-        "usage": UsageJson::new(prompt.len(), completion_tokens),
+        "usage": Usage::completion(prompt.len(), completion_tokens),
     });
     format.add_retrieval(&mut body);
-    if let (Some((semantic, _)), Some(query)) = (semantic, semantic_query) {
-        semantic.put(query, &body);
-    }
-    Ok(response_cache::store_and_respond(cache, key, body))
+    let cache_missed = job.keys.exact_missed();
+    pipeline.remember(job.keys, &body);
+    Ok(cache_http::fresh(body, cache_missed))
+}
+
+/// Retrieved chunks as the response shows them: search hits.
+fn sources_json(chunks: &[RetrievedChunk]) -> Value {
+    json!(chunks.iter().map(SearchHit::from).collect::<Vec<_>>())
 }
 
 fn token_json(token: &str, logprob: f32) -> Value {
@@ -444,7 +247,7 @@ impl ChatFormat {
         }
     }
 
-    fn chunk(&self, choices: Value, usage: Option<UsageJson>) -> Value {
+    fn chunk(&self, choices: Value, usage: Option<Usage>) -> Value {
         let mut v = json!({
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -484,7 +287,7 @@ impl ChunkFormat for ChatFormat {
         )
     }
 
-    fn usage(&self, usage: UsageJson) -> Value {
+    fn usage(&self, usage: Usage) -> Value {
         self.chunk(json!([]), Some(usage))
     }
 }
@@ -493,14 +296,11 @@ impl ChunkFormat for ChatFormat {
 mod tests {
     use super::*;
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> RequestLimits {
+        RequestLimits {
             max_inputs: 4,
             max_input_bytes: 100,
             max_chat_bytes: 250,
-            guard_threshold: 0.5,
-            max_guard_windows: 8,
-            guard_chat: false,
         }
     }
 

@@ -6,24 +6,22 @@
 //!   `DELETE /v1/collections/{name}/documents/{id}`
 //! - `POST /v1/collections/{name}/search`
 //!
-//! Every call is keyed by the request's [`Tenant`]: another tenant's
-//! collection is a 404 exactly like a missing one. The work itself (chunking,
-//! embedding, upsert, search) is in [`crate::knowledge`], which the offline
-//! `ragd ingest --data-dir` shares; index calls run on the blocking pool.
+//! Every call is keyed by the request's tenant: another tenant's
+//! collection is a 404 exactly like a missing one. The work itself
+//! (chunking, embedding, upsert, search) is `ragd_service::collections`,
+//! which the offline `ragd ingest --data-dir` shares.
 
-use std::sync::Arc;
-
-use crate::path::Path;
 use axum::extract::State;
 use axum::Json as AxumJson;
-use ragd_index::{Collection, DocumentInput, Hit, IndexError, Metadata, MetadataFilter, Store};
+use ragd_index::{DocumentInput, Metadata};
+use ragd_service::collections::{CollectionSummary, RetrievedChunk, SearchQuery, Upserted};
+use ragd_service::Usage;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Tenant;
+use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::json::Json;
-use crate::knowledge::{self, blocking, check_embedder};
-use crate::models::ModelHandle;
+use crate::path::Path;
 use crate::state::AppState;
 
 /// Most `top_k` when the request gives none.
@@ -119,21 +117,6 @@ pub struct UpsertResponse {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Usage {
-    pub prompt_tokens: usize,
-    pub total_tokens: usize,
-}
-
-impl Usage {
-    fn new(tokens: usize) -> Self {
-        Self {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
 pub struct SearchHit {
     pub object: &'static str,
     pub document_id: String,
@@ -152,117 +135,81 @@ pub struct SearchResponse {
     pub usage: Usage,
 }
 
-impl From<Hit> for SearchHit {
-    fn from(h: Hit) -> Self {
+impl From<&RetrievedChunk> for SearchHit {
+    fn from(c: &RetrievedChunk) -> Self {
         Self {
             object: "search.hit",
-            document_id: h.doc_id,
-            chunk_id: h.chunk_id,
-            chunk_index: h.chunk_index,
-            score: h.score,
-            text: h.text,
-            metadata: h.metadata,
+            document_id: c.document_id.clone(),
+            chunk_id: c.chunk_id,
+            chunk_index: c.chunk_index,
+            score: c.score,
+            text: c.text.clone(),
+            metadata: c.metadata.clone(),
         }
     }
 }
 
-fn describe(c: &Collection) -> Result<CollectionObject, IndexError> {
-    let stats = c.stats()?;
-    let config = c.config();
-    Ok(CollectionObject {
-        object: "collection",
-        name: c.name().to_string(),
-        dim: config.dim,
-        chunk_tokens: config.chunk_tokens,
-        chunk_overlap: config.chunk_overlap,
-        embedding_model: config.embedding_model.clone(),
-        metadata: config.metadata.clone(),
-        documents: stats.documents,
-        chunks: stats.chunks,
-    })
-}
-
-/// `tenant`'s collection `name`, and the embedder, which must be the one
-/// its vectors came from.
-async fn open(
-    state: &AppState,
-    tenant: &Tenant,
-    name: String,
-) -> Result<(Arc<Collection>, ModelHandle), ApiError> {
-    let store = state.store()?;
-    let owner = tenant.clone();
-    let collection = blocking(move || store.collection(owner.as_str(), &name)).await?;
-    let handle = state.embedder()?.for_tenant(tenant);
-    check_embedder(&collection, &handle)?;
-    Ok((collection, handle))
+impl From<CollectionSummary> for CollectionObject {
+    fn from(c: CollectionSummary) -> Self {
+        Self {
+            object: "collection",
+            name: c.name,
+            dim: c.config.dim,
+            chunk_tokens: c.config.chunk_tokens,
+            chunk_overlap: c.config.chunk_overlap,
+            embedding_model: c.config.embedding_model,
+            metadata: c.config.metadata,
+            documents: c.documents,
+            chunks: c.chunks,
+        }
+    }
 }
 
 /// `POST /v1/collections`.
 pub async fn create(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     Json(req): Json<CreateCollection>,
 ) -> Result<AxumJson<CollectionObject>, ApiError> {
-    let store = state.store()?;
-    let handle = state.embedder()?;
-    let config = knowledge::collection_config(&handle, req.chunk_tokens, req.chunk_overlap, req.metadata)?;
-    let object = blocking(move || {
-        let c = store.create_collection(tenant.as_str(), &req.name, config)?;
-        describe(&c)
-    })
-    .await?;
-    tracing::info!(collection = %object.name, "collection created");
-    Ok(AxumJson(object))
+    let collections = state.collections()?;
+    let embedder = state.embedder(&tenant)?;
+    let created = (collections)
+        .create(&tenant, req.name, &embedder, req.chunk_tokens, req.chunk_overlap, req.metadata)
+        .await?;
+    Ok(AxumJson(created.into()))
 }
 
 /// `GET /v1/collections`: this tenant's collections, by name.
 pub async fn list(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
 ) -> Result<AxumJson<List<CollectionObject>>, ApiError> {
-    let store = state.store()?;
-    let data = blocking(move || {
-        let mut out = Vec::new();
-        for name in store.list_collections(tenant.as_str())? {
-            // Deleted meanwhile: leave it out.
-            match store
-                .collection(tenant.as_str(), &name)
-                .and_then(|c| describe(&c))
-            {
-                Ok(object) => out.push(object),
-                Err(IndexError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
-    })
-    .await?;
-    Ok(AxumJson(List { object: "list", data }))
+    let data = state.collections()?.list(&tenant).await?;
+    Ok(AxumJson(List {
+        object: "list",
+        data: data.into_iter().map(CollectionObject::from).collect(),
+    }))
 }
 
 /// `GET /v1/collections/{name}`.
 pub async fn get(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     Path(name): Path<String>,
 ) -> Result<AxumJson<CollectionObject>, ApiError> {
-    let store = state.store()?;
-    let object = blocking(move || describe(&*store.collection(tenant.as_str(), &name)?)).await?;
-    Ok(AxumJson(object))
+    let summary = state.collections()?.describe(&tenant, name).await?;
+    Ok(AxumJson(summary.into()))
 }
 
 /// `DELETE /v1/collections/{name}`.
 pub async fn delete(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     Path(name): Path<String>,
 ) -> Result<AxumJson<Deleted>, ApiError> {
-    let store: Arc<Store> = state.store()?;
-    let id = name.clone();
-    blocking(move || store.delete_collection(tenant.as_str(), &name)).await?;
-    tracing::info!(collection = %id, "collection deleted");
+    state.collections()?.delete(&tenant, name.clone()).await?;
     Ok(AxumJson(Deleted {
-        id,
+        id: name,
         object: "collection.deleted",
         deleted: true,
     }))
@@ -272,25 +219,21 @@ pub async fn delete(
 /// all or none; durable (fsynced) when it answers 200.
 pub async fn upsert(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     Path(name): Path<String>,
     Json(req): Json<UpsertDocuments>,
 ) -> Result<AxumJson<UpsertResponse>, ApiError> {
     let docs = req.into_inputs();
-    let (collection, handle) = open(&state, &tenant, name).await?;
-    let knowledge::Upserted { outcome, tokens } =
-        knowledge::upsert_documents(&collection, &handle, docs, &state.collection_limits).await?;
-    state
-        .index_metrics
-        .ingested_documents
-        .inc_by(outcome.documents as u64);
+    let collections = state.collections()?;
+    let embedder = state.embedder(&tenant)?;
+    let (collection, Upserted { outcome, tokens }) = collections.upsert(&tenant, name, &embedder, docs).await?;
     Ok(AxumJson(UpsertResponse {
         object: "collection.upsert",
         collection: collection.name().to_string(),
         documents: outcome.documents,
         chunks: outcome.chunks,
         replaced: outcome.replaced,
-        usage: Usage::new(tokens),
+        usage: Usage::input(tokens),
     }))
 }
 
@@ -306,12 +249,10 @@ pub struct DocumentObject {
 /// `GET /v1/collections/{name}/documents/{id}`.
 pub async fn get_document(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<AxumJson<DocumentObject>, ApiError> {
-    let store = state.store()?;
-    let doc = id.clone();
-    let found = blocking(move || store.collection(tenant.as_str(), &name)?.document(&doc)).await?;
+    let found = state.collections()?.document(&tenant, name, id.clone()).await?;
     let doc = found.ok_or_else(|| ApiError::NotFound(format!("document `{id}` not found")))?;
     Ok(AxumJson(DocumentObject {
         object: "document",
@@ -324,13 +265,11 @@ pub async fn get_document(
 /// `DELETE /v1/collections/{name}/documents/{id}`.
 pub async fn delete_document(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<AxumJson<Deleted>, ApiError> {
-    let store = state.store()?;
-    let doc = id.clone();
-    let removed = blocking(move || store.collection(tenant.as_str(), &name)?.delete(&[doc])).await?;
-    if removed == 0 {
+    let removed = state.collections()?.delete_document(&tenant, name, id.clone()).await?;
+    if !removed {
         return Err(ApiError::NotFound(format!("document `{id}` not found")));
     }
     Ok(AxumJson(Deleted {
@@ -344,73 +283,23 @@ pub async fn delete_document(
 /// `query`, best first.
 pub async fn search(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     Path(name): Path<String>,
     Json(req): Json<SearchRequest>,
 ) -> Result<AxumJson<SearchResponse>, ApiError> {
-    let top_k = req.top_k.unwrap_or(DEFAULT_TOP_K);
-    let (hits, model, tokens) = retrieve(&state, &tenant, name, req.query, top_k, req.filter).await?;
+    let collections = state.collections()?;
+    let embedder = state.embedder(&tenant)?;
+    let query = SearchQuery {
+        collection: name,
+        query: req.query,
+        top_k: req.top_k.unwrap_or(DEFAULT_TOP_K),
+        filter: req.filter,
+    };
+    let found = collections.retrieve(&tenant, &embedder, query).await?;
     Ok(AxumJson(SearchResponse {
         object: "list",
-        data: hits,
-        model,
-        usage: Usage::new(tokens),
+        data: found.chunks.iter().map(SearchHit::from).collect(),
+        model: found.model,
+        usage: Usage::input(found.tokens),
     }))
-}
-
-/// Embeds `query` and searches `tenant`'s collection `name` (the search
-/// endpoint and retrieval-augmented chat). Returns the hits, the embedding
-/// model and the query's tokens.
-pub async fn retrieve(
-    state: &AppState,
-    tenant: &Tenant,
-    name: String,
-    query: String,
-    top_k: usize,
-    filter: Metadata,
-) -> Result<(Vec<SearchHit>, String, usize), ApiError> {
-    let max_top_k = state.collection_limits.max_top_k;
-    if top_k == 0 || top_k > max_top_k {
-        return Err(ApiError::invalid(
-            format!("`top_k` must be 1 to {max_top_k}, got {top_k}"),
-            "top_k",
-        ));
-    }
-    if query.trim().is_empty() {
-        return Err(ApiError::invalid("`query` must not be empty", "query"));
-    }
-    let max_bytes = state.limits.max_input_bytes;
-    if query.len() > max_bytes {
-        return Err(ApiError::invalid(
-            format!(
-                "`query` is {} bytes long; at most {max_bytes} are allowed",
-                query.len()
-            ),
-            "query",
-        ));
-    }
-    let (collection, handle) = open(state, tenant, name).await?;
-    let filter = if filter.is_empty() {
-        None
-    } else {
-        Some(MetadataFilter {
-            equals: filter,
-            doc_ids: None,
-        })
-    };
-    let knowledge::Found {
-        hits,
-        tokens,
-        seconds,
-    } = knowledge::search(collection, &handle, query, top_k, filter).await?;
-    let m = &state.index_metrics;
-    m.search_seconds.observe(seconds);
-    if let Some(best) = hits.first() {
-        m.top_score.observe(f64::from(best.score));
-    }
-    Ok((
-        hits.into_iter().map(SearchHit::from).collect(),
-        handle.info.id,
-        tokens,
-    ))
 }

@@ -6,13 +6,17 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::Tenant;
+use ragd_service::cache::{self, CacheKeyParts, Lookup};
+use ragd_service::chat::CacheHit;
+use ragd_service::generation::{self, now_unix, Piece, SamplingFields, TokenInfo};
+use ragd_service::Usage;
+
+use crate::auth::Authed;
+use crate::cache_http;
 use crate::error::ApiError;
-use crate::generate::stream::{sse, ChunkFormat};
-use crate::generate::{self, now_unix, Piece, SamplingFields, TokenInfo, UsageJson};
 use crate::input::{self, Input};
 use crate::json::Json;
-use crate::response_cache::{self, CacheKeyParts};
+use crate::sse::{sse, ChunkFormat};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -32,7 +36,7 @@ pub struct CompletionRequest {
 
 pub async fn completions(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     headers: HeaderMap,
     Json(req): Json<CompletionRequest>,
 ) -> Result<Response, ApiError> {
@@ -44,7 +48,7 @@ pub async fn completions(
         return Err(ApiError::invalid("`suffix` is not supported", "suffix"));
     }
     let settings = req.sampling.validate(None, req.logprobs)?;
-    let mut prompts = input::parse(&req.prompt, state.limits.input(true))?;
+    let mut prompts = input::parse(&req.prompt, input::limits(&state.request_limits, true))?;
     if prompts.len() != 1 {
         return Err(ApiError::invalid(
             "`prompt` must be one string or one array of token ids",
@@ -58,7 +62,8 @@ pub async fn completions(
             let tokenizer = handle.tokenizer.clone();
             tokio::task::spawn_blocking(move || tokenizer.encode(&text))
                 .await
-                .map_err(|e| ApiError::Internal(e.to_string()))??
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .map_err(ragd_service::ServiceError::from)?
         }
     };
     let format = CompletionFormat {
@@ -67,7 +72,8 @@ pub async fn completions(
         model: handle.info.id.clone(),
         logprobs: req.logprobs.is_some(),
     };
-    let cache = state.response_cache.as_ref();
+    let cache = (state.response_cache.as_ref())
+        .filter(|_| cache::cacheable(&settings, cache_http::client_bypass(&headers)));
     let parts = CacheKeyParts {
         tenant: &tenant,
         endpoint: "completions",
@@ -76,15 +82,16 @@ pub async fn completions(
         settings: &settings,
         extra: None,
     };
-    let key = match response_cache::lookup(cache, parts, &headers, &format.id, format.created) {
-        Ok(key) => key,
-        Err(hit) => return Ok(*hit),
+    let key = match cache.map(|c| c.lookup(parts)) {
+        Some(Lookup::Hit(body)) => return Ok(cache_http::reissue(body, &format.id, format.created, CacheHit::Exact)),
+        Some(Lookup::Miss(key)) => Some(key),
+        None => None,
     };
-    let choices = generate::submit(&handle, &tenant, &prompt, &settings, "prompt")?;
+    let choices = generation::submit(&handle, &tenant, &prompt, &settings, "prompt")?;
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }
-    let (pieces, completion_tokens) = generate::collect_all(choices).await?;
+    let (pieces, completion_tokens) = generation::collect_all(choices).await?;
     let choices: Vec<Value> = pieces
         .iter()
         .enumerate()
@@ -96,9 +103,13 @@ pub async fn completions(
         "created": format.created,
         "model": format.model,
         "choices": choices,
-        "usage": UsageJson::new(prompt.len(), completion_tokens),
+        "usage": Usage::completion(prompt.len(), completion_tokens),
     });
-    Ok(response_cache::store_and_respond(cache, key, body))
+    let cache_missed = key.is_some();
+    if let (Some(cache), Some(key)) = (cache, key) {
+        cache.put(key, &body);
+    }
+    Ok(cache_http::fresh(body, cache_missed))
 }
 
 /// The legacy logprobs shape: parallel lists, top alternatives as maps.
@@ -157,7 +168,7 @@ impl ChunkFormat for CompletionFormat {
         self.chunk(json!([self.choice(index, piece)]))
     }
 
-    fn usage(&self, usage: UsageJson) -> Value {
+    fn usage(&self, usage: Usage) -> Value {
         let mut v = self.chunk(json!([]));
         v["usage"] = json!(usage);
         v

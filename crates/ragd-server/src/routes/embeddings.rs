@@ -6,13 +6,13 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use ragd_engine::BatchLimits;
+use ragd_service::embedding::embed;
+use ragd_service::Usage;
 
-use crate::auth::Tenant;
+use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::input::{self, tokenize_and_frame, Input};
+use crate::input;
 use crate::json::Json;
-use crate::models::ModelHandle;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -60,15 +60,9 @@ pub enum EmbeddingValue {
     Base64(String),
 }
 
-#[derive(Debug, Serialize)]
-pub struct Usage {
-    pub prompt_tokens: usize,
-    pub total_tokens: usize,
-}
-
 pub async fn embeddings(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     Json(req): Json<EmbeddingsRequest>,
 ) -> Result<AxumJson<EmbeddingsResponse>, ApiError> {
     let handle = state
@@ -85,7 +79,7 @@ pub async fn embeddings(
             ));
         }
     }
-    let inputs = input::parse(&req.input, state.limits.input(true))?;
+    let inputs = input::parse(&req.input, input::limits(&state.request_limits, true))?;
     let (vectors, tokens) = embed(&handle, inputs).await?;
     let data = vectors
         .into_iter()
@@ -103,10 +97,7 @@ pub async fn embeddings(
         object: "list",
         data,
         model: handle.info.id,
-        usage: Usage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-        },
+        usage: Usage::input(tokens),
     }))
 }
 

@@ -6,5 +6,6 @@ pub mod collections;
 pub mod completions;
 pub mod embeddings;
 pub mod health;
+pub mod metrics;
 pub mod models;
 pub mod moderations;

@@ -13,9 +13,10 @@ use axum::Json as AxumJson;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::Tenant;
+use ragd_service::guard;
+
+use crate::auth::Authed;
 use crate::error::ApiError;
-use crate::guard;
 use crate::input;
 use crate::json::Json;
 use crate::state::AppState;
@@ -46,15 +47,15 @@ pub struct ModerationResult {
 
 pub async fn moderations(
     State(state): State<AppState>,
-    tenant: Tenant,
+    Authed(tenant): Authed,
     Json(req): Json<ModerationRequest>,
 ) -> Result<AxumJson<ModerationResponse>, ApiError> {
     let handle = state
         .model_for("guard", |m| m.guard.as_ref(), req.model.as_deref())?
         .for_tenant(&tenant);
-    let inputs = input::parse(&req.input, state.limits.input(false))?;
-    let threshold = state.limits.guard_threshold;
-    let results = guard::window_probs(&handle, inputs, state.limits.max_guard_windows)
+    let inputs = input::parse(&req.input, input::limits(&state.request_limits, false))?;
+    let threshold = state.guard.threshold;
+    let results = guard::window_probs(&handle, inputs, state.guard.max_windows)
         .await?
         .iter()
         .map(|windows| score_text(windows, &handle.labels, threshold))
