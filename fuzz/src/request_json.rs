@@ -19,26 +19,24 @@ use ragd_models::llama::{ChatMessage, ChatTemplate, PromptPiece};
 use ragd_server::auth::keys::check_tenant;
 use ragd_server::error::ApiError;
 use ragd_server::input;
-use ragd_server::rag::{self, RagTemplate, Source};
 use ragd_server::routes::admin::CreateKey;
 use ragd_server::routes::chat::{self, ChatRequest};
 use ragd_server::routes::collections::{CreateCollection, SearchRequest, UpsertDocuments};
 use ragd_server::routes::completions::CompletionRequest;
 use ragd_server::routes::embeddings::EmbeddingsRequest;
 use ragd_server::routes::moderations::ModerationRequest;
-use ragd_server::state::Limits;
+use ragd_service::rag::{self, RagTemplate, Source};
+use ragd_service::RequestLimits;
 
 /// SmolLM2-135M-Instruct's `tokenizer.chat_template` (ChatML), from its GGUF.
 pub const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 /// Small limits, so that short inputs reach every limit check.
-fn limits() -> Limits {
-    Limits {
+fn limits() -> RequestLimits {
+    RequestLimits {
         max_inputs: 8,
         max_input_bytes: 256,
         max_chat_bytes: 1024,
-        guard_threshold: 0.5,
-        ..Limits::default()
     }
 }
 
@@ -92,11 +90,11 @@ impl TextTokenizer for Words {
 }
 
 /// What a handler does with an error: build the response.
-fn check<T>(result: Result<T, ApiError>) -> Option<T> {
+fn check<T, E: Into<ApiError>>(result: Result<T, E>) -> Option<T> {
     match result {
         Ok(v) => Some(v),
         Err(e) => {
-            let _ = e.into_response();
+            let _ = e.into().into_response();
             None
         }
     }
@@ -111,10 +109,10 @@ pub fn run(data: &[u8]) {
         completion_request(req);
     }
     if let Ok(req) = serde_json::from_slice::<EmbeddingsRequest>(data) {
-        check(input::parse(&req.input, limits().input(true)));
+        check(input::parse(&req.input, input::limits(&limits(), true)));
     }
     if let Ok(req) = serde_json::from_slice::<ModerationRequest>(data) {
-        check(input::parse(&req.input, limits().input(false)));
+        check(input::parse(&req.input, input::limits(&limits(), false)));
     }
     if let Ok(req) = serde_json::from_slice::<CreateCollection>(data) {
         name(f, &req.name);
@@ -205,7 +203,7 @@ fn prompt(template: &ChatTemplate, messages: &[ChatMessage]) {
 fn completion_request(req: CompletionRequest) {
     let _ = req.echo || req.suffix.as_deref().is_some_and(|s| !s.is_empty());
     check(req.sampling.validate(None, req.logprobs));
-    check(input::parse(&req.prompt, limits().input(true)));
+    check(input::parse(&req.prompt, input::limits(&limits(), true)));
 }
 
 /// Seed bodies, one or more per endpoint.

@@ -5,20 +5,26 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use ragd_server::rate_limit::RateLimits;
-use ragd_server::state::{Limits, ServerState};
+use ragd_server::state::{ServerState, StateConfig};
+use ragd_service::RequestLimits;
 use tower::ServiceExt;
 
 fn loading_app() -> axum::Router {
-    let limits = Limits {
+    let config = StateConfig {
+        expected: vec!["embedder"],
+        request_limits: limits(),
+        ..StateConfig::default()
+    };
+    let state = ServerState::build(config, prometheus::Registry::new()).unwrap();
+    ragd_server::app::router(state, 1024)
+}
+
+fn limits() -> RequestLimits {
+    RequestLimits {
         max_inputs: 16,
         max_input_bytes: 1024,
         max_chat_bytes: 4096,
-        guard_threshold: 0.5,
-        max_guard_windows: 8,
-        guard_chat: false,
-    };
-    let state = ServerState::new(vec!["embedder"], limits, prometheus::Registry::new()).unwrap();
-    ragd_server::app::router(state, 1024)
+    }
 }
 
 async fn call(app: axum::Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -88,35 +94,21 @@ fn keyed_app_with(
 ) -> (axum::Router, [String; 2]) {
     use ragd_server::auth::keys::KeyRing;
     use ragd_server::auth::{AdminKey, Auth};
-    use ragd_server::state::{CollectionLimits, Services};
 
     let keys = KeyRing::load(&dir.join("keys.toml")).unwrap();
     let (_, acme) = keys.create("acme", None).unwrap();
     let (_, globex) = keys.create("globex", None).unwrap();
-    let services = Services {
+    let config = StateConfig {
         auth: Auth::Keys {
             keys: std::sync::Arc::new(keys),
             admin: Some(AdminKey::new("router-admin-key-0123")),
         },
-        store: None,
-        collection_limits: CollectionLimits::default(),
-        rag_template: std::sync::Arc::new(
-            ragd_server::rag::RagTemplate::new(ragd_server::rag::DEFAULT_TEMPLATE).unwrap(),
-        ),
         rate_limits,
         auth_failures_per_minute,
-        response_cache: None,
-        semantic_cache: None,
+        request_limits: limits(),
+        ..StateConfig::default()
     };
-    let limits = Limits {
-        max_inputs: 16,
-        max_input_bytes: 1024,
-        max_chat_bytes: 4096,
-        guard_threshold: 0.5,
-        max_guard_windows: 8,
-        guard_chat: false,
-    };
-    let state = ServerState::with(vec![], limits, prometheus::Registry::new(), services).unwrap();
+    let state = ServerState::build(config, prometheus::Registry::new()).unwrap();
     (ragd_server::app::router(state, 1024), [acme, globex])
 }
 

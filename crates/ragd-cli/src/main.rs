@@ -1,11 +1,22 @@
-//! The `ragd` binary.
+//! The `ragd` binary: its command line and each command's entry point.
+//!
+//! A new command: its flags in `cli.rs` (`Command`), its code in a
+//! `*_cmd.rs` module here (or in `ragd-bench` for a benchmark or an
+//! evaluation), and its arm in `main` below.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ragd_server::cli::{BenchCommand, Cli, Command, EvalCommand};
-use ragd_server::{config_file, ingest_cmd, models_cmd, serve, telemetry};
+use cli::{BenchCommand, Cli, Command, EvalCommand};
+use ragd_server::serve;
+
+mod cli;
+mod config_file;
+mod ingest_cmd;
+mod models_cmd;
+mod serve_config;
+mod telemetry;
 
 /// mimalloc keeps freed pages for reuse: candle allocates large activation
 /// tensors on every forward pass, and with the system allocator each one is a
@@ -40,7 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(serve::run(*args))),
+            .and_then(|rt| rt.block_on(serve::run(args.into_config()))),
         Command::Models(cmd) => models_cmd::run(cmd),
         Command::Bench(BenchCommand::Embed(args)) => ragd_bench::embed::run(args),
         Command::Bench(BenchCommand::Generate(args)) => ragd_bench::generate::run(args),

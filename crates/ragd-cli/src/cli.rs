@@ -222,7 +222,7 @@ pub struct ServeArgs {
     /// The admin key itself. Prefer the variable or `--admin-key-file`:
     /// command lines are visible to every user of the machine.
     #[arg(long, env = "RAGD_ADMIN_KEY", hide_env_values = true)]
-    pub admin_key: Option<Secret>,
+    pub admin_key: Option<ragd_server::config::Secret>,
     /// Requests per minute each API key may make (in single-user mode: the
     /// one user); past it, 429 with `Retry-After`. Unset: no limit.
     #[arg(long, env = "RAGD_RATE_LIMIT_RPM")]
@@ -291,22 +291,4 @@ pub struct ServeArgs {
     /// default: the concise question-answering prompt in the README.
     #[arg(long, env = "RAGD_RAG_TEMPLATE")]
     pub rag_template: Option<PathBuf>,
-}
-
-/// A secret given on the command line or in the environment: never printed.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_string()))
-    }
 }

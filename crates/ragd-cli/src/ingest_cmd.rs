@@ -1,6 +1,6 @@
 //! `ragd ingest` and `ragd query`: load files into a collection and ask it
 //! questions, through a running server's HTTP API or, with `--data-dir`,
-//! offline on its data folder ([`crate::local_kb`]).
+//! offline on its data folder (`ragd_service::local`).
 //!
 //! Files: `.txt` and `.md` are one document each (id: the path as given,
 //! metadata `source`); `.jsonl` holds one document per line, `{"id",
@@ -17,11 +17,41 @@ use ragd_index::{Collection, DocumentInput, Metadata};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::knowledge;
-use crate::local_kb::{LocalCollection, LocalFlags};
-use crate::models::ModelHandle;
-use crate::routes::collections::SearchHit;
-use crate::state::CollectionLimits;
+use ragd_service::collections::{self, upsert_documents};
+use ragd_service::local::LocalCollection;
+use ragd_service::tenant::DEFAULT_TENANT;
+use ragd_service::{CollectionLimits, ModelHandle};
+
+use crate::cli::EmbedderFlags;
+
+/// Working directly on a data folder instead of through a server.
+#[derive(Debug, Clone, Args)]
+pub struct LocalFlags {
+    /// Work offline on this knowledge-base folder (what `ragd serve
+    /// --data-dir` serves) instead of through a server; no server may be
+    /// running on it.
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    pub data_dir: Option<PathBuf>,
+    /// Tenant whose collection to use, with `--data-dir`. Default: `default`,
+    /// the tenant of `ragd serve --no-auth`.
+    #[arg(long, value_name = "NAME", requires = "data_dir")]
+    pub tenant: Option<String>,
+    #[command(flatten)]
+    pub embedder: EmbedderFlags,
+}
+
+impl LocalFlags {
+    /// The collection `name` in the data folder of `--data-dir` (`None`
+    /// without one), created when `create` says so.
+    fn open(&self, name: &str, create: bool) -> anyhow::Result<Option<LocalCollection>> {
+        let Some(dir) = &self.data_dir else {
+            return Ok(None);
+        };
+        let tenant = self.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+        let models = self.embedder.models_config();
+        LocalCollection::open(dir, tenant, name, create, &models).map(Some)
+    }
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct IngestArgs {
@@ -160,7 +190,7 @@ impl Target {
             }
             Self::Local(collection, handle) => {
                 let limits = CollectionLimits::default();
-                let done = knowledge::upsert_documents(collection, handle, batch.to_vec(), &limits).await?;
+                let done = upsert_documents(collection, handle, batch.to_vec(), &limits).await?;
                 Ok(done.outcome.chunks)
             }
         }
@@ -205,16 +235,15 @@ pub fn run_query(args: QueryArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.top_k > 0, "--top-k must be at least 1");
     if let Some(local) = args.local.open(&args.collection, false)? {
         return runtime()?.block_on(async {
-            let found = knowledge::search(
+            let found = collections::search(
                 local.collection.clone(),
                 &local.handle,
                 args.question,
                 args.top_k,
-                None,
+                Metadata::new(),
             )
             .await?;
-            let hits: Vec<SearchHit> = found.hits.into_iter().map(SearchHit::from).collect();
-            print_sources(&serde_json::to_value(hits)?);
+            print_sources(&serde_json::to_value(found.chunks)?);
             Ok(())
         });
     }

@@ -1,0 +1,130 @@
+//! From parsed flags to the plain configs the server and the service layer
+//! take: the one place that knows both.
+
+use std::time::Duration;
+
+use ragd_server::config::{AuthConfig, CacheSettings, ConnectionConfig, ServeConfig};
+use ragd_service::{CollectionLimits, GuardConfig, ModelsConfig, RequestLimits};
+
+use crate::cli::{EmbedderFlags, ServeArgs};
+
+impl EmbedderFlags {
+    /// The models config of these flags: the embedder, the folder, device
+    /// and budgets; the other models as `ragd serve`'s defaults.
+    pub fn models_config(&self) -> ModelsConfig {
+        ModelsConfig {
+            models_dir: self.dir.models_dir.clone(),
+            embedder: self.embedder.clone(),
+            device: self.device.clone(),
+            queue_capacity: self.queue_capacity,
+            per_tenant_queue_capacity: self.per_tenant_queue_capacity,
+            max_batch_tokens: self.max_batch_tokens,
+            max_batch_seqs: self.max_batch_seqs,
+            ..ModelsConfig::default()
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> ServeConfig {
+        let models = ModelsConfig {
+            guard: self.guard,
+            generator: self.generator,
+            exact_weights: self.exact_weights,
+            kv_cache_mb: self.kv_cache_mb,
+            kv_cache_dtype: self.kv_cache_dtype,
+            kv_block_size: self.kv_block_size,
+            max_context: self.max_context,
+            max_step_tokens: self.max_step_tokens,
+            max_running: self.max_running,
+            ..self.models.models_config()
+        };
+        ServeConfig {
+            host: self.host,
+            port: self.port,
+            models,
+            request_limits: RequestLimits {
+                max_inputs: self.max_inputs,
+                max_input_bytes: self.max_input_bytes,
+                max_chat_bytes: self.max_chat_bytes,
+            },
+            guard: GuardConfig {
+                threshold: self.guard_threshold,
+                max_windows: self.max_guard_windows,
+                screen_chat: self.guard_chat,
+            },
+            collection_limits: CollectionLimits {
+                max_documents: self.max_documents,
+                max_document_bytes: self.max_document_bytes,
+                max_top_k: self.max_top_k,
+            },
+            max_body_bytes: self.max_body_bytes,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            data_dir: self.data_dir,
+            max_collections_per_tenant: self.max_collections_per_tenant,
+            max_documents_per_collection: self.max_documents_per_collection,
+            rag_template: self.rag_template,
+            auth: AuthConfig {
+                no_auth: self.no_auth,
+                keys_file: self.keys_file,
+                admin_key_file: self.admin_key_file,
+                admin_key: self.admin_key,
+                rate_limit_rpm: self.rate_limit_rpm,
+                rate_limit_burst: self.rate_limit_burst,
+                auth_failures_per_minute: self.auth_failures_per_minute,
+            },
+            connections: ConnectionConfig {
+                max_connections: self.max_connections,
+                header_timeout: Duration::from_secs(self.header_timeout_seconds),
+                body_timeout: Duration::from_secs(self.body_timeout_seconds),
+            },
+            caches: CacheSettings {
+                response_cache_mb: self.response_cache_mb,
+                semantic_threshold: self.semantic_cache_threshold,
+                semantic_entries: self.semantic_cache_entries,
+                semantic_mb: self.semantic_cache_mb,
+                ttl: Duration::from_secs(self.response_cache_ttl_seconds),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    use super::*;
+
+    fn parse(argv: &[&str]) -> ServeConfig {
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args.into_config(),
+            _ => unreachable!("a serve command"),
+        }
+    }
+
+    /// The flags' defaults and the configs' `Default` are written twice
+    /// (clap shows its own in `--help`); they must agree.
+    #[test]
+    fn no_flags_give_the_default_config() {
+        let mut parsed = parse(&["ragd", "serve"]);
+        // The tests' environment names the models folder.
+        parsed.models.models_dir = ModelsConfig::default().models_dir;
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", ServeConfig::default()));
+    }
+
+    #[test]
+    fn flags_land_in_their_config_fields() {
+        let c = parse(&[
+            "ragd", "serve", "--port", "0", "--guard", "none", "--guard-chat", "--max-chat-bytes", "7",
+            "--semantic-cache-threshold", "0.9", "--body-timeout-seconds", "3", "--max-top-k", "5",
+        ]);
+        assert_eq!((c.port, c.models.guard.as_str()), (0, "none"));
+        assert!(c.guard.screen_chat);
+        assert_eq!(c.request_limits.max_chat_bytes, 7);
+        assert_eq!(c.caches.semantic_threshold, Some(0.9));
+        assert_eq!(c.connections.body_timeout, Duration::from_secs(3));
+        assert_eq!(c.collection_limits.max_top_k, 5);
+    }
+}
