@@ -1,0 +1,310 @@
+//! `ragd eval rag`: retrieval and answer accuracy of a running ragd on a
+//! SQuAD-format file, through the HTTP API (so it measures exactly what
+//! clients get).
+//!
+//! 1. Loads every paragraph into a collection (`POST .../documents`),
+//!    unless `--reuse` finds it already loaded.
+//! 2. Retrieval: for evenly spaced questions, `POST .../search` with
+//!    `top_k` 5: recall@1 and recall@5 = the question's own paragraph is the
+//!    first / among the first five distinct documents retrieved.
+//! 3. Answers: for a smaller evenly spaced set, a chat completion with the
+//!    retrieval extension (`"rag": {"collection", "top_k"}`), greedy:
+//!    SQuAD exact match and F1 against the gold answers, the "don't know"
+//!    rate and how often the gold paragraph was among the sources.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use futures::stream::{self, StreamExt};
+use ragd_client::{first_model, progress, runtime, ApiClient as Client, ServerFlags};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::squad::{self, Paragraph, Question};
+use crate::stats::percentile;
+
+#[derive(Debug, Clone, Args)]
+pub struct RagEvalArgs {
+    #[command(flatten)]
+    pub server: ServerFlags,
+    /// SQuAD v1.1-format JSON file.
+    #[arg(long)]
+    pub squad: PathBuf,
+    /// Collection the paragraphs go into.
+    #[arg(long, default_value = "squad-eval")]
+    pub collection: String,
+    /// Keep the collection if it already holds every paragraph.
+    #[arg(long)]
+    pub reuse: bool,
+    /// Chunk size and overlap (tokens) of the collection.
+    #[arg(long, default_value_t = 200)]
+    pub chunk_tokens: usize,
+    #[arg(long, default_value_t = 32)]
+    pub chunk_overlap: usize,
+    /// Questions for the retrieval metrics (evenly spaced; 0 = all).
+    #[arg(long, default_value_t = 2000)]
+    pub retrieval_questions: usize,
+    /// Questions answered by the generator (evenly spaced).
+    #[arg(long, default_value_t = 100)]
+    pub answer_questions: usize,
+    /// Chunks the answers are built from.
+    #[arg(long, default_value_t = 4)]
+    pub rag_top_k: usize,
+    /// Tokens per answer.
+    #[arg(long, default_value_t = 48)]
+    pub max_tokens: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Write the report as JSON to this file (`-` for standard output).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Every `n`-th item so that `want` items spread over the whole list.
+fn spread<T: Clone>(items: &[T], want: usize) -> Vec<T> {
+    if want == 0 || want >= items.len() {
+        return items.to_vec();
+    }
+    (0..want).map(|i| items[i * items.len() / want].clone()).collect()
+}
+
+async fn load(client: &Client, args: &RagEvalArgs, paragraphs: &[Paragraph]) -> anyhow::Result<Option<f64>> {
+    let path = format!("/v1/collections/{}", args.collection);
+    let (status, existing) = client.call(Method::GET, &path, None).await?;
+    if status == 200 {
+        if args.reuse && existing["documents"].as_u64() == Some(paragraphs.len() as u64) {
+            eprintln!("eval rag: reusing collection `{}`", args.collection);
+            return Ok(None);
+        }
+        client.ok(Method::DELETE, &path, None).await?;
+    }
+    let body = json!({"name": args.collection, "chunk_tokens": args.chunk_tokens, "chunk_overlap": args.chunk_overlap});
+    client.ok(Method::POST, "/v1/collections", Some(&body)).await?;
+    let bar = progress(paragraphs.len() as u64, "paragraphs");
+    let t0 = Instant::now();
+    let docs_path = format!("{path}/documents");
+    let batches: Vec<&[Paragraph]> = paragraphs.chunks(32).collect();
+    let mut results = stream::iter(batches)
+        .map(|batch| {
+            let docs: Vec<Value> = batch
+                .iter()
+                .map(|p| json!({"id": p.id, "text": p.text, "metadata": {"title": p.title}}))
+                .collect();
+            let n = batch.len() as u64;
+            let body = json!({"documents": docs});
+            let docs_path = &docs_path;
+            async move { client.ok(Method::POST, docs_path, Some(&body)).await.map(|_| n) }
+        })
+        .buffer_unordered(2);
+    while let Some(r) = results.next().await {
+        bar.inc(r?);
+    }
+    bar.finish();
+    Ok(Some(paragraphs.len() as f64 / t0.elapsed().as_secs_f64()))
+}
+
+#[derive(Default)]
+struct Retrieval {
+    at1: usize,
+    at5: usize,
+    n: usize,
+    latency: Vec<f64>,
+}
+
+async fn retrieval(client: &Client, args: &RagEvalArgs, questions: &[Question]) -> anyhow::Result<Retrieval> {
+    let path = format!("/v1/collections/{}/search", args.collection);
+    let mut out = Retrieval::default();
+    let mut results = stream::iter(questions)
+        .map(|q| {
+            let body = json!({"query": q.text, "top_k": 5});
+            let path = &path;
+            async move {
+                let t0 = Instant::now();
+                let v = client.ok(Method::POST, path, Some(&body)).await?;
+                let mut docs: Vec<String> = Vec::new();
+                for hit in v["data"].as_array().into_iter().flatten() {
+                    let d = hit["document_id"].as_str().unwrap_or_default().to_string();
+                    if !docs.contains(&d) {
+                        docs.push(d);
+                    }
+                }
+                anyhow::Ok((q.paragraph.clone(), docs, t0.elapsed().as_secs_f64()))
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1));
+    while let Some(r) = results.next().await {
+        let (gold, docs, secs) = r?;
+        out.n += 1;
+        out.at1 += usize::from(docs.first() == Some(&gold));
+        out.at5 += usize::from(docs.iter().take(5).any(|d| *d == gold));
+        out.latency.push(secs);
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Answers {
+    n: usize,
+    em: usize,
+    f1: f64,
+    dont_know: usize,
+    gold_in_sources: usize,
+    latency: Vec<f64>,
+    examples: Vec<Value>,
+}
+
+async fn answers(
+    client: &Client,
+    args: &RagEvalArgs,
+    model: &str,
+    questions: &[Question],
+) -> anyhow::Result<Answers> {
+    let mut out = Answers::default();
+    let mut results = stream::iter(questions)
+        .map(|q| {
+            let body = json!({
+                "model": model,
+                "messages": [{"role": "user", "content": q.text}],
+                "rag": {"collection": args.collection, "top_k": args.rag_top_k},
+                "temperature": 0,
+                "max_tokens": args.max_tokens,
+            });
+            async move {
+                let t0 = Instant::now();
+                let v = client
+                    .ok(Method::POST, "/v1/chat/completions", Some(&body))
+                    .await?;
+                anyhow::Ok((q, v, t0.elapsed().as_secs_f64()))
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1));
+    while let Some(r) = results.next().await {
+        let (q, v, secs) = r?;
+        let answer = v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let (em, f1) = squad::best(&answer, &q.answers);
+        let in_sources = v["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["document_id"].as_str() == Some(q.paragraph.as_str()));
+        out.n += 1;
+        out.em += usize::from(em);
+        out.f1 += f1;
+        out.dont_know += usize::from(squad::is_dont_know(&answer));
+        out.gold_in_sources += usize::from(in_sources);
+        out.latency.push(secs);
+        if out.examples.len() < 5 {
+            out.examples
+                .push(json!({"question": q.text, "answer": answer, "gold": q.answers, "f1": f1}));
+        }
+    }
+    Ok(out)
+}
+
+fn ratio(a: usize, n: usize) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        a as f64 / n as f64
+    }
+}
+
+fn ms(xs: &[f64], p: f64) -> Option<f64> {
+    percentile(xs, p).map(|s| (s * 1e4).round() / 10.0)
+}
+
+pub fn run(args: RagEvalArgs) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&args.squad).with_context(|| format!("reading {}", args.squad.display()))?;
+    let json: Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", args.squad.display()))?;
+    let (paragraphs, questions) = squad::parse(&json)?;
+    anyhow::ensure!(!questions.is_empty(), "{}: no questions", args.squad.display());
+    runtime()?.block_on(async move {
+        let client = Client::from_flags(&args.server)?;
+        let url = client.url.clone();
+        eprintln!(
+            "eval rag: {} paragraphs, {} questions from {}",
+            paragraphs.len(),
+            questions.len(),
+            args.squad.display()
+        );
+        let ingest_rate = load(&client, &args, &paragraphs).await?;
+        let r = retrieval(&client, &args, &spread(&questions, args.retrieval_questions)).await?;
+        let a = if args.answer_questions > 0 {
+            let model = first_model(&client.http, &url, client.api_key.as_deref()).await?;
+            answers(&client, &args, &model, &spread(&questions, args.answer_questions)).await?
+        } else {
+            Answers::default()
+        };
+        let report = json!({
+            "squad": args.squad.display().to_string(),
+            "paragraphs": paragraphs.len(),
+            "ingest_paragraphs_per_second": ingest_rate,
+            "retrieval": {
+                "questions": r.n,
+                "recall_at_1": ratio(r.at1, r.n),
+                "recall_at_5": ratio(r.at5, r.n),
+                "latency_ms_p50": ms(&r.latency, 50.0),
+                "latency_ms_p99": ms(&r.latency, 99.0),
+            },
+            "answers": {
+                "questions": a.n,
+                "rag_top_k": args.rag_top_k,
+                "exact_match": ratio(a.em, a.n),
+                "f1": if a.n == 0 { 0.0 } else { a.f1 / a.n as f64 },
+                "dont_know_rate": ratio(a.dont_know, a.n),
+                "gold_paragraph_in_sources": ratio(a.gold_in_sources, a.n),
+                "latency_ms_p50": ms(&a.latency, 50.0),
+                "latency_ms_p99": ms(&a.latency, 99.0),
+                "examples": a.examples,
+            },
+        });
+        print_table(&report);
+        if let Some(path) = &args.json {
+            let text = serde_json::to_string_pretty(&report)?;
+            if path.as_os_str() == "-" {
+                println!("{text}");
+            } else {
+                std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn print_table(r: &Value) {
+    let f = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"));
+    let (ret, ans) = (&r["retrieval"], &r["answers"]);
+    println!("{:<34} {:>10}", "metric", "value");
+    let rows = [
+        ("paragraphs", r["paragraphs"].to_string()),
+        ("ingest paragraphs/s", f(&r["ingest_paragraphs_per_second"])),
+        ("retrieval questions", ret["questions"].to_string()),
+        ("recall@1", f(&ret["recall_at_1"])),
+        ("recall@5", f(&ret["recall_at_5"])),
+        (
+            "search latency p50 / p99 ms",
+            format!("{} / {}", ret["latency_ms_p50"], ret["latency_ms_p99"]),
+        ),
+        ("answered questions", ans["questions"].to_string()),
+        ("exact match", f(&ans["exact_match"])),
+        ("F1", f(&ans["f1"])),
+        ("don't know rate", f(&ans["dont_know_rate"])),
+        ("gold paragraph in sources", f(&ans["gold_paragraph_in_sources"])),
+        (
+            "answer latency p50 / p99 ms",
+            format!("{} / {}", ans["latency_ms_p50"], ans["latency_ms_p99"]),
+        ),
+    ];
+    for (name, value) in rows {
+        println!("{name:<34} {value:>10}");
+    }
+}

@@ -1,0 +1,45 @@
+//! The prompts of `ragd bench generate`: a request number, then about the
+//! requested number of tokens of fixed English text.
+
+const WORDS: &str = "Retrieval augmented generation answers a question in two steps. First a search \
+    engine finds the passages of a document collection that are closest in meaning to the question, \
+    using dense vectors from an embedding model and an approximate nearest neighbour index. Then a \
+    language model reads those passages together with the question and writes an answer that cites \
+    them. The quality of the answer depends on both steps: a passage that is never retrieved cannot \
+    be used, and a model that ignores its context will invent facts. Engineers therefore measure \
+    recall of the retriever, faithfulness of the generator and the latency of the whole pipeline, \
+    because users notice a slow first word more than a slow last one. Batching many requests \
+    together keeps the hardware busy, while streaming tokens as they are produced keeps each user \
+    informed that work is progressing.";
+
+/// Words per token of [`WORDS`]: SmolLM2's tokenizer (Llama-style BPE)
+/// counts 110 tokens for a 96-word prompt, so 0.87 words per token lands
+/// near the requested length; other tokenizers differ by some percent.
+const WORDS_PER_TOKEN: f64 = 0.87;
+
+/// The prompt of request `id`: its number, then about `tokens` tokens of
+/// English, the same text for every request after the number. `id` includes
+/// a per-run prefix so a server's prompt cache does not serve a rerun either.
+pub fn prompt(id: &str, tokens: usize) -> String {
+    let n_words = ((tokens as f64) * WORDS_PER_TOKEN).round().max(1.0) as usize;
+    let mut out = format!("Request {id}.");
+    for w in WORDS.split_whitespace().cycle().take(n_words.saturating_sub(2)) {
+        out.push(' ');
+        out.push_str(w);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_differ_and_have_the_requested_length() {
+        let (a, b) = (prompt("7-0", 128), prompt("7-1", 128));
+        assert_ne!(a, b);
+        assert_eq!(a.split_whitespace().count(), 111);
+        assert!(a.starts_with("Request 7-0. Retrieval"));
+        assert_eq!(prompt("3", 1), "Request 3.");
+    }
+}

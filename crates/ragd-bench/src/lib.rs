@@ -1,0 +1,23 @@
+//! ragd-bench: ragd's benchmarks and evaluations, the code behind `ragd
+//! bench embed` ([`embed`]: in-process embedding throughput), `ragd bench
+//! generate` ([`generate`]: a streaming load generator for any
+//! OpenAI-compatible server) and `ragd eval rag` ([`eval`]: retrieval and
+//! answer accuracy through the HTTP API). Each takes its clap arguments
+//! and prints a table or JSON; the `ragd` binary only dispatches to them.
+//! Scripts under `benches/` parse the JSON, so its fields stay as they are.
+//!
+//! A new benchmark goes in a module of its own here (`src/<name>.rs`, or
+//! `src/<name>/` when it grows past ~300 lines) with its `...Args` and a
+//! `run(args)`; a new evaluation goes in `src/eval/<name>.rs`. Its
+//! subcommand goes in `BenchCommand` / `EvalCommand` of the `ragd`
+//! binary's `cli.rs`, its dispatch in that binary's `main.rs`. Shared
+//! statistics are in [`stats`]; talking to a server is ragd-client's job.
+
+pub mod embed;
+pub mod eval;
+pub mod generate;
+pub mod stats;
+
+pub use embed::EmbedBenchArgs;
+pub use eval::rag::RagEvalArgs;
+pub use generate::GenerateBenchArgs;
