@@ -3,32 +3,25 @@
 
 use std::path::Path;
 
+use ragd_server::config::ServeConfig;
 use ragd_server::serve;
-use ragd_suite::{models_dir, serve_args, start_on_own_thread};
+use ragd_suite::{models_dir, no_models, start_on_own_thread, test_config};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
 const ADMIN_KEY: &str = "test-admin-key-0123456789";
-const NO_MODELS: [&str; 6] = ["--embedder", "none", "--guard", "none", "--generator", "none"];
-
-/// Flags of a keyed server whose keys file and admin key live in `dir`.
-fn keyed_flags(dir: &Path) -> Vec<String> {
+/// A keyed server (no models) whose keys file and admin key live in `dir`.
+fn keyed(dir: &Path) -> impl Fn(&mut ServeConfig) + Clone {
     let admin = dir.join("admin.key");
     std::fs::write(&admin, format!("{ADMIN_KEY}\n")).unwrap();
-    let mut flags: Vec<String> = NO_MODELS.iter().map(|s| s.to_string()).collect();
-    for (flag, value) in [
-        ("--admin-key-file", admin),
-        ("--keys-file", dir.join("keys.toml")),
-        ("--data-dir", dir.join("data")),
-    ] {
-        flags.push(flag.into());
-        flags.push(value.display().to_string());
+    let dir = dir.to_path_buf();
+    move |c: &mut ServeConfig| {
+        no_models(c);
+        c.auth.no_auth = false;
+        c.auth.admin_key_file = Some(admin.clone());
+        c.auth.keys_file = Some(dir.join("keys.toml"));
+        c.data_dir = Some(dir.join("data"));
     }
-    flags
-}
-
-fn as_strs(flags: &[String]) -> Vec<&str> {
-    flags.iter().map(String::as_str).collect()
 }
 
 /// Sends `req`, returns status and JSON body.
@@ -67,8 +60,8 @@ async fn create_key(c: &Client, base: &str, tenant: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_map_to_tenants_and_only_the_admin_manages_them() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = keyed_flags(dir.path());
-    let (addr, server) = start_on_own_thread(&as_strs(&flags));
+    let flags = keyed(dir.path());
+    let (addr, server) = start_on_own_thread(flags.clone());
     let base = format!("http://{addr}");
     let c = Client::new();
 
@@ -193,7 +186,7 @@ async fn keys_map_to_tenants_and_only_the_admin_manages_them() {
 
     // Keys survive a restart; the revoked one stays revoked.
     server.stop();
-    let (addr, _server) = start_on_own_thread(&as_strs(&flags));
+    let (addr, _server) = start_on_own_thread(flags);
     let base = format!("http://{addr}");
     let (status, _) = send(c.get(format!("{base}/v1/models")).bearer_auth(&globex)).await;
     assert_eq!(status, 200);
@@ -204,10 +197,15 @@ async fn keys_map_to_tenants_and_only_the_admin_manages_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_auth_is_single_user_and_loopback_only() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().display().to_string();
-    let mut flags = NO_MODELS.to_vec();
-    flags.extend(["--data-dir", &data, "--no-auth", "--host", "0.0.0.0"]);
-    let err = match serve::start(serve_args(models_dir(), &flags)).await {
+    let config = |configure: &dyn Fn(&mut ServeConfig)| {
+        let mut c = test_config(models_dir());
+        no_models(&mut c);
+        c.data_dir = Some(dir.path().to_path_buf());
+        configure(&mut c);
+        c
+    };
+    let public = config(&|c| c.host = "0.0.0.0".parse().unwrap());
+    let err = match serve::start(public).await {
         Ok(_) => panic!("--no-auth must refuse 0.0.0.0"),
         Err(e) => format!("{e:#}"),
     };
@@ -218,17 +216,15 @@ async fn no_auth_is_single_user_and_loopback_only() {
 
     let admin = dir.path().join("admin.key");
     std::fs::write(&admin, ADMIN_KEY).unwrap();
-    let admin = admin.display().to_string();
-    let mut flags = NO_MODELS.to_vec();
-    flags.extend(["--data-dir", &data, "--no-auth", "--admin-key-file", &admin]);
+    let with_keys = config(&|c| c.auth.admin_key_file = Some(admin.clone()));
     assert!(
-        serve::start(serve_args(models_dir(), &flags)).await.is_err(),
+        serve::start(with_keys).await.is_err(),
         "--no-auth with keys is a contradiction"
     );
 
     // On loopback, no key is needed (any is ignored), and there is no key
     // management.
-    let (addr, _server) = start_on_own_thread(&NO_MODELS);
+    let (addr, _server) = start_on_own_thread(no_models);
     let base = format!("http://{addr}");
     let c = Client::new();
     let (status, body) = send(c.get(format!("{base}/v1/collections"))).await;

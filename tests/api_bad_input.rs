@@ -38,14 +38,11 @@ fn post_raw(name: &'static str, path: &'static str, body: &[u8], status: u16) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_openai_errors() {
-    let (addr, _stop) = start_on_own_thread(&[
-        "--max-body-bytes",
-        "65536",
-        "--max-inputs",
-        "16",
-        "--max-input-bytes",
-        "20000",
-    ]);
+    let (addr, _stop) = start_on_own_thread(|c| {
+        c.max_body_bytes = 65536;
+        c.request_limits.max_inputs = 16;
+        c.request_limits.max_input_bytes = 20000;
+    });
     let base = format!("http://{addr}");
     let emb = "/v1/embeddings";
     let m = "all-minilm-l6-v2";
@@ -225,7 +222,10 @@ async fn malformed_requests_get_openai_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_echoed_or_generated() {
-    let (addr, _stop) = start_on_own_thread(&["--embedder", "none", "--guard", "none"]);
+    let (addr, _stop) = start_on_own_thread(|c| {
+        c.models.embedder = "none".into();
+        c.models.guard = "none".into();
+    });
     let client = reqwest::Client::new();
     let given = client
         .get(format!("http://{addr}/health"))

@@ -1,13 +1,17 @@
 //! The collections API end to end, on the real all-MiniLM-L6-v2: ingest,
 //! search, delete, tenant isolation, validation, metrics and restarts.
 
+use ragd_server::config::ServeConfig;
 use ragd_suite::{get_text, metric_value, start_on_own_thread};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
 const ADMIN_KEY: &str = "collections-admin-key-0123456789";
 /// Only the embedder: collections need no guard or generator.
-const EMBEDDER_ONLY: [&str; 4] = ["--guard", "none", "--generator", "none"];
+fn embedder_only(c: &mut ServeConfig) {
+    c.models.guard = "none".into();
+    c.models.generator = "none".into();
+}
 
 /// A client bound to one server and, optionally, one tenant's key.
 struct Api {
@@ -103,11 +107,13 @@ async fn tenants_ingest_search_and_never_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let admin_file = dir.path().join("admin.key");
     std::fs::write(&admin_file, ADMIN_KEY).unwrap();
-    let admin_file = admin_file.display().to_string();
-    let keys_file = dir.path().join("keys.json").display().to_string();
-    let mut flags = EMBEDDER_ONLY.to_vec();
-    flags.extend(["--admin-key-file", &admin_file, "--keys-file", &keys_file]);
-    let (addr, _server) = start_on_own_thread(&flags);
+    let keys_file = dir.path().join("keys.json");
+    let (addr, _server) = start_on_own_thread(|c| {
+        embedder_only(c);
+        c.auth.no_auth = false;
+        c.auth.admin_key_file = Some(admin_file);
+        c.auth.keys_file = Some(keys_file);
+    });
     let base = format!("http://{addr}");
 
     let admin = Api::new(&base, Some(ADMIN_KEY));
@@ -325,16 +331,12 @@ async fn tenants_ingest_search_and_never_see_each_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bodies_get_4xx_openai_errors() {
-    let mut flags = EMBEDDER_ONLY.to_vec();
-    flags.extend([
-        "--max-documents",
-        "3",
-        "--max-document-bytes",
-        "1000",
-        "--max-top-k",
-        "50",
-    ]);
-    let (addr, _server) = start_on_own_thread(&flags);
+    let (addr, _server) = start_on_own_thread(|c| {
+        embedder_only(c);
+        c.collection_limits.max_documents = 3;
+        c.collection_limits.max_document_bytes = 1000;
+        c.collection_limits.max_top_k = 50;
+    });
     let api = Api::new(&format!("http://{addr}"), None);
     api.ok("/v1/collections", json!({"name": "docs"})).await;
     let one = |id: &str, text: &str| json!({"documents": [{"id": id, "text": text}]});
@@ -510,11 +512,12 @@ async fn bad_bodies_get_4xx_openai_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().display().to_string();
-    let mut flags = EMBEDDER_ONLY.to_vec();
-    flags.extend(["--data-dir", &data]);
+    let flags = |c: &mut ServeConfig| {
+        embedder_only(c);
+        c.data_dir = Some(dir.path().to_path_buf());
+    };
 
-    let (addr, server) = start_on_own_thread(&flags);
+    let (addr, server) = start_on_own_thread(flags);
     let api = Api::new(&format!("http://{addr}"), None);
     api.ok(
         "/v1/collections",
@@ -529,7 +532,7 @@ async fn documents_survive_a_restart() {
     );
     server.stop();
 
-    let (addr, _server) = start_on_own_thread(&flags);
+    let (addr, _server) = start_on_own_thread(flags);
     let api = Api::new(&format!("http://{addr}"), None);
     let (status, got) = api.get("/v1/collections/kb").await;
     assert_eq!(status, 200, "{got}");

@@ -8,14 +8,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use ragd_suite::{get_text, metric_value, start_on_own_thread};
+use ragd_server::config::ConnectionConfig;
+use ragd_suite::{get_text, metric_value, no_models, start_on_own_thread};
 
-const NO_MODELS: [&str; 6] = ["--embedder", "none", "--guard", "none", "--generator", "none"];
-
-fn server(extra: &[&str]) -> (SocketAddr, ragd_suite::StopOnDrop) {
-    let mut flags = NO_MODELS.to_vec();
-    flags.extend_from_slice(extra);
-    start_on_own_thread(&flags)
+fn server(connections: ConnectionConfig) -> (SocketAddr, ragd_suite::StopOnDrop) {
+    start_on_own_thread(|c| {
+        no_models(c);
+        c.connections = connections;
+    })
 }
 
 /// Whether the server closes `conn` within `limit` (EOF or reset on read).
@@ -51,7 +51,10 @@ fn health(addr: SocketAddr) -> Option<String> {
 
 #[tokio::test]
 async fn partial_headers_and_idle_connections_are_closed_after_the_timeout() {
-    let (addr, _server) = server(&["--header-timeout-seconds", "1"]);
+    let (addr, _server) = server(ConnectionConfig {
+        header_timeout: Duration::from_secs(1),
+        ..ConnectionConfig::default()
+    });
     let t0 = Instant::now();
     let mut slow: Vec<TcpStream> = (0..20)
         .map(|_| {
@@ -84,7 +87,11 @@ async fn partial_headers_and_idle_connections_are_closed_after_the_timeout() {
 
 #[tokio::test]
 async fn connections_past_the_cap_are_refused_and_health_recovers() {
-    let (addr, _server) = server(&["--max-connections", "16", "--header-timeout-seconds", "2"]);
+    let (addr, _server) = server(ConnectionConfig {
+        max_connections: 16,
+        header_timeout: Duration::from_secs(2),
+        ..ConnectionConfig::default()
+    });
     // 40 silent connections: 16 take the slots, the rest are closed at once.
     let mut held: Vec<TcpStream> = (0..40).map(|_| TcpStream::connect(addr).unwrap()).collect();
     let refused = held

@@ -21,8 +21,11 @@ fn child_server() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let (addr, _stop) =
-        ragd_suite::start_on_own_thread(&["--data-dir", &dir, "--guard", "none", "--generator", "none"]);
+    let (addr, _stop) = ragd_suite::start_on_own_thread(|c| {
+        c.data_dir = Some(dir.into());
+        c.models.guard = "none".into();
+        c.models.generator = "none".into();
+    });
     // Straight to the pipe: libtest may capture `println!`.
     let mut out = std::io::stdout();
     writeln!(out, "LISTENING {addr}").unwrap();

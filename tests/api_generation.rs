@@ -208,7 +208,10 @@ async fn stop_strings_end_the_answer_and_are_not_sent() {
 #[tokio::test]
 async fn a_cancelled_stream_frees_its_kv_blocks_and_the_others_go_on() {
     // Its own server, so no other test's requests hold blocks.
-    let (addr, _stop) = start_on_own_thread(&["--embedder", "none", "--guard", "none"]);
+    let (addr, _stop) = start_on_own_thread(|c| {
+        c.models.embedder = "none".into();
+        c.models.guard = "none".into();
+    });
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();
     let body = |i: usize| {

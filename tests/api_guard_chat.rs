@@ -29,7 +29,7 @@ fn ids(list: &Value) -> Vec<&str> {
 
 #[tokio::test]
 async fn flagged_input_is_refused_and_poisoned_chunks_are_left_out() {
-    let (addr, _server) = start_on_own_thread(&["--guard-chat"]);
+    let (addr, _server) = start_on_own_thread(|c| c.guard.screen_chat = true);
     let base = format!("http://{addr}");
 
     let (status, body) = post(

@@ -45,7 +45,8 @@ async fn ready_lists_models_and_metrics_have_units() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_model_fails_the_start_loudly() {
-    let args = ["--embedder", "/nonexistent/model/folder"];
-    let result = std::panic::catch_unwind(|| start_on_own_thread(&args));
+    let missing =
+        |c: &mut ragd_server::config::ServeConfig| c.models.embedder = "/nonexistent/model/folder".into();
+    let result = std::panic::catch_unwind(|| start_on_own_thread(missing));
     assert!(result.is_err(), "a server with a missing model must not start");
 }

@@ -20,7 +20,7 @@ async fn chat(base: &str, system: &str, question: &str) -> (String, Value) {
 
 #[tokio::test]
 async fn a_paraphrase_in_the_same_context_gets_the_earlier_answer() {
-    let (addr, _server) = start_on_own_thread(&["--semantic-cache-threshold", "0.85"]);
+    let (addr, _server) = start_on_own_thread(|c| c.caches.semantic_threshold = Some(0.85));
     let base = format!("http://{addr}");
     let brief = "Answer briefly.";
     let (label, first) = chat(&base, brief, "What is the capital of France?").await;
@@ -69,7 +69,7 @@ async fn rag_chat(base: &str, question: &str) -> (u16, String, Value) {
 /// other's answers.
 #[tokio::test]
 async fn the_semantic_cache_never_serves_changed_data_or_truncated_questions() {
-    let (addr, _server) = start_on_own_thread(&["--semantic-cache-threshold", "0.85"]);
+    let (addr, _server) = start_on_own_thread(|c| c.caches.semantic_threshold = Some(0.85));
     let base = format!("http://{addr}");
     let create = |name: &str| json!({"name": name});
     assert_eq!(

@@ -5,13 +5,21 @@
 use std::path::Path;
 
 use clap::Parser;
-use ragd_server::cli::{Cli, Command};
-use ragd_server::ingest_cmd::{run_ingest, IngestArgs};
+use ragd_cli::cli::{Cli, Command};
+use ragd_cli::ingest_cmd::{run_ingest, IngestArgs};
+use ragd_server::config::ServeConfig;
 use ragd_suite::{models_dir, start_on_own_thread};
 use serde_json::{json, Value};
 
-/// Only the embedder: collections need no guard or generator.
-const EMBEDDER_ONLY: [&str; 4] = ["--guard", "none", "--generator", "none"];
+/// Only the embedder (collections need no guard or generator), on `data`.
+fn embedder_only(data: &Path) -> impl FnOnce(&mut ServeConfig) {
+    let data = data.to_path_buf();
+    move |c: &mut ServeConfig| {
+        c.models.guard = "none".into();
+        c.models.generator = "none".into();
+        c.data_dir = Some(data);
+    }
+}
 
 /// `ragd ingest --data-dir DATA --models-dir ... EXTRA...` as parsed by the binary.
 fn ingest_args(data: &Path, extra: &[&str]) -> IngestArgs {
@@ -83,10 +91,7 @@ fn offline_ingest_is_served_by_a_no_auth_server() {
     );
     run_ingest(args).expect("offline ingest into tenant acme");
 
-    let data_arg = data.path().display().to_string();
-    let mut flags = EMBEDDER_ONLY.to_vec();
-    flags.extend(["--no-auth", "--data-dir", &data_arg]);
-    let (addr, _server) = start_on_own_thread(&flags);
+    let (addr, _server) = start_on_own_thread(embedder_only(data.path()));
     let base = format!("http://{addr}");
 
     let (status, got) = get(&base, "/v1/collections/notes");
@@ -137,9 +142,7 @@ fn offline_ingest_refuses_a_folder_a_running_server_holds() {
     let note = files.path().join("note.txt");
     std::fs::write(&note, "A note that must not be written.").unwrap();
     let data_arg = data.path().display().to_string();
-    let mut flags = EMBEDDER_ONLY.to_vec();
-    flags.extend(["--data-dir", &data_arg]);
-    let (addr, _server) = start_on_own_thread(&flags);
+    let (addr, _server) = start_on_own_thread(embedder_only(data.path()));
 
     let note_arg = note.display().to_string();
     let err = run_ingest(ingest_args(data.path(), &["--collection", "notes", &note_arg]))

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use ragd_server::config::ServeConfig;
 use ragd_server::serve::{self, RunningServer};
 
 /// The repository root.
@@ -27,60 +28,52 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
-mod serve_args_from_flags {
-    use std::path::PathBuf;
-
-    use clap::Parser;
-    use ragd_server::cli::{Cli, Command, ServeArgs};
-
-    /// `ServeArgs` as `ragd serve` would parse them from `extra` flags, with
-    /// port 0 and the test models folder. Unless `extra` configures keys
-    /// (`--keys-file`, `--admin-key-file`, `--admin-key`) or says
-    /// `--no-auth` itself, the server runs in single-user mode (`--no-auth`,
-    /// on 127.0.0.1). Give `--data-dir` too: without one, the parsed args
-    /// name the user's default data folder.
-    pub fn serve_args(models_dir: PathBuf, extra: &[&str]) -> ServeArgs {
-        let dir = models_dir.display().to_string();
-        let mut argv = vec!["ragd", "serve", "--port", "0", "--models-dir", &dir];
-        let keyed = ["--keys-file", "--admin-key-file", "--admin-key", "--no-auth"];
-        if !extra.iter().any(|a| keyed.contains(a)) {
-            argv.push("--no-auth");
-        }
-        argv.extend_from_slice(extra);
-        match Cli::parse_from(argv).command {
-            Command::Serve(a) => *a,
-            _ => unreachable!("parsed a serve command"),
-        }
-    }
+/// The configuration of a test server: port 0, the test models folder,
+/// single-user mode (`no_auth`) on 127.0.0.1, otherwise `ragd serve`'s
+/// defaults. Set `data_dir` too: without one, the server uses the user's
+/// default data folder.
+pub fn test_config(models_dir: PathBuf) -> ServeConfig {
+    let mut config = ServeConfig {
+        port: 0,
+        ..ServeConfig::default()
+    };
+    config.models.models_dir = models_dir;
+    config.auth.no_auth = true;
+    config
 }
 
-pub use serve_args_from_flags::serve_args;
+/// Turns the default models off where a test needs none of them.
+pub fn no_models(config: &mut ServeConfig) {
+    config.models.embedder = "none".into();
+    config.models.guard = "none".into();
+    config.models.generator = "none".into();
+}
 
 /// A server with the default real models, started once per test binary on
 /// its own runtime thread (each `#[tokio::test]` has a runtime that dies with
 /// the test, so the shared server cannot live on one of them).
 pub fn shared_server() -> SocketAddr {
     static SERVER: OnceLock<(SocketAddr, StopOnDrop)> = OnceLock::new();
-    SERVER.get_or_init(|| start_on_own_thread(&[])).0
+    SERVER.get_or_init(|| start_on_own_thread(|_| {})).0
 }
 
-/// Starts a server with extra `ragd serve` flags on its own runtime thread
-/// and waits until its models are loaded. Returns its address and a handle
-/// that stops it when dropped. Without `--data-dir` in `extra`, the server
-/// gets a fresh temporary data folder, removed when the handle drops.
-pub fn start_on_own_thread(extra: &[&str]) -> (SocketAddr, StopOnDrop) {
-    let temp_data = (!extra.contains(&"--data-dir")).then(|| {
+/// Starts a server configured by `configure` (on top of [`test_config`])
+/// on its own runtime thread and waits until its models are loaded.
+/// Returns its address and a handle that stops it when dropped. Without a
+/// `data_dir`, the server gets a fresh temporary data folder, removed when
+/// the handle drops.
+pub fn start_on_own_thread(configure: impl FnOnce(&mut ServeConfig)) -> (SocketAddr, StopOnDrop) {
+    let mut args = test_config(models_dir());
+    configure(&mut args);
+    let temp_data = args.data_dir.is_none().then(|| {
         tempfile::Builder::new()
             .prefix("ragd-test-data")
             .tempdir()
             .expect("temp dir")
     });
-    let data_dir = temp_data.as_ref().map(|d| d.path().display().to_string());
-    let mut flags = extra.to_vec();
-    if let Some(dir) = &data_dir {
-        flags.extend(["--data-dir", dir]);
+    if let Some(dir) = &temp_data {
+        args.data_dir = Some(dir.path().to_path_buf());
     }
-    let args = serve_args(models_dir(), &flags);
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {

@@ -1,22 +1,12 @@
-//! The `ragd` binary: its command line and each command's entry point.
-//!
-//! A new command: its flags in `cli.rs` (`Command`), its code in a
-//! `*_cmd.rs` module here (or in `ragd-bench` for a benchmark or an
-//! evaluation), and its arm in `main` below.
+//! The `ragd` binary (see the `ragd_cli` library for its commands).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cli::{BenchCommand, Cli, Command, EvalCommand};
+use ragd_cli::cli::{BenchCommand, Cli, Command, EvalCommand};
+use ragd_cli::{config_file, ingest_cmd, models_cmd, telemetry};
 use ragd_server::serve;
-
-mod cli;
-mod config_file;
-mod ingest_cmd;
-mod models_cmd;
-mod serve_config;
-mod telemetry;
 
 /// mimalloc keeps freed pages for reuse: candle allocates large activation
 /// tensors on every forward pass, and with the system allocator each one is a

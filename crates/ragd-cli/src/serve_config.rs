@@ -117,8 +117,21 @@ mod tests {
     #[test]
     fn flags_land_in_their_config_fields() {
         let c = parse(&[
-            "ragd", "serve", "--port", "0", "--guard", "none", "--guard-chat", "--max-chat-bytes", "7",
-            "--semantic-cache-threshold", "0.9", "--body-timeout-seconds", "3", "--max-top-k", "5",
+            "ragd",
+            "serve",
+            "--port",
+            "0",
+            "--guard",
+            "none",
+            "--guard-chat",
+            "--max-chat-bytes",
+            "7",
+            "--semantic-cache-threshold",
+            "0.9",
+            "--body-timeout-seconds",
+            "3",
+            "--max-top-k",
+            "5",
         ]);
         assert_eq!((c.port, c.models.guard.as_str()), (0, "none"));
         assert!(c.guard.screen_chat);

@@ -39,9 +39,15 @@ mod tests {
         std::fs::create_dir_all(dir.join("org--m")).unwrap();
         assert_eq!(resolve_model_dir("none", &dir).unwrap(), None);
         assert_eq!(resolve_model_dir("", &dir).unwrap(), None);
-        assert_eq!(resolve_model_dir("org/m", &dir).unwrap(), Some(dir.join("org--m")));
+        assert_eq!(
+            resolve_model_dir("org/m", &dir).unwrap(),
+            Some(dir.join("org--m"))
+        );
         let direct = dir.join("org--m").display().to_string();
-        assert_eq!(resolve_model_dir(&direct, &dir).unwrap(), Some(dir.join("org--m")));
+        assert_eq!(
+            resolve_model_dir(&direct, &dir).unwrap(),
+            Some(dir.join("org--m"))
+        );
         let err = resolve_model_dir("missing", &dir).unwrap_err().to_string();
         assert!(err.contains("missing") && err.contains("models/fetch"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -13,7 +13,9 @@ use tower_http::trace::TraceLayer;
 use crate::auth;
 use crate::body_budget::{BodyBudget, DEFAULT_BUDGET_BYTES};
 use crate::error::ApiError;
-use crate::routes::{admin, chat, collections, completions, embeddings, health, metrics, models, moderations};
+use crate::routes::{
+    admin, chat, collections, completions, embeddings, health, metrics, models, moderations,
+};
 use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -57,7 +59,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let admin = Router::new()
         .route("/admin/keys", post(admin::create).get(admin::list))
         .route("/admin/keys/{id}", delete(admin::delete))
-        .route_layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_admin));
+        .route_layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require_admin,
+        ));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

@@ -41,7 +41,9 @@ pub fn fresh(body: Value, cache_missed: bool) -> Response {
 fn respond(body: Value, label: Option<&'static str>) -> Response {
     let mut response = axum::Json(body).into_response();
     if let Some(label) = label {
-        response.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(label));
+        response
+            .headers_mut()
+            .insert(CACHE_HEADER, HeaderValue::from_static(label));
     }
     response
 }

@@ -76,7 +76,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         bail!("--semantic-cache-threshold must be a cosine similarity between 0 and 1 (got {t})");
     }
     if !expected.contains(&"guard") && config.guard.screen_chat {
-        bail!("--guard-chat needs a guard model (--guard is `{}`)", config.models.guard);
+        bail!(
+            "--guard-chat needs a guard model (--guard is `{}`)",
+            config.models.guard
+        );
     }
     let state_config = StateConfig {
         expected,
@@ -86,7 +89,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         store: Some(Arc::new(store)),
         collection_limits: config.collection_limits,
         rag_template: rag_template(config.rag_template.as_deref())?,
-        rate_limits: (config.auth.rate_limit_rpm).map(|rpm| RateLimits::new(rpm, config.auth.rate_limit_burst)),
+        rate_limits: (config.auth.rate_limit_rpm)
+            .map(|rpm| RateLimits::new(rpm, config.auth.rate_limit_burst)),
         auth_failures_per_minute: std::num::NonZeroU32::new(config.auth.auth_failures_per_minute),
         response_cache: (caches.response_cache_mb > 0).then_some(CacheConfig {
             max_bytes: caches.response_cache_mb << 20,
@@ -101,8 +105,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     };
     let registry = prometheus::Registry::new();
     let state = ServerState::build(state_config, registry.clone())?;
-    let app = crate::app::router(state.clone(), config.max_body_bytes)
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(config.connections.body_timeout));
+    let app = crate::app::router(state.clone(), config.max_body_bytes).layer(
+        tower_http::timeout::RequestBodyTimeoutLayer::new(config.connections.body_timeout),
+    );
     let limits = ConnectionLimits {
         max_connections: http_server::connection_cap(config.connections.max_connections),
         header_timeout: config.connections.header_timeout,

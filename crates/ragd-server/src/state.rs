@@ -12,7 +12,9 @@ use ragd_service::collections::Collections;
 use ragd_service::guard::Guard;
 use ragd_service::metrics::{GuardMetrics, IndexMetrics};
 use ragd_service::rag::{RagTemplate, DEFAULT_TEMPLATE};
-use ragd_service::{CollectionLimits, GeneratorHandle, GuardConfig, ModelHandle, Models, RequestLimits, Tenant};
+use ragd_service::{
+    CollectionLimits, GeneratorHandle, GuardConfig, ModelHandle, Models, RequestLimits, Tenant,
+};
 
 use crate::auth::{Auth, AuthState};
 use crate::error::ApiError;
@@ -194,7 +196,9 @@ impl ServerState {
                 metrics: self.guard_metrics.clone(),
             });
         ChatPipeline {
-            embedder: models.and_then(|m| m.embedder.clone()).map(|h| h.for_tenant(tenant)),
+            embedder: models
+                .and_then(|m| m.embedder.clone())
+                .map(|h| h.for_tenant(tenant)),
             guard,
             collections: self.collections.as_ref(),
             rag_template: &self.rag_template,

@@ -108,7 +108,11 @@ struct Augmented {
 
 impl ChatPipeline<'_> {
     /// Runs the request through guard, caches, retrieval and templates.
-    pub async fn prepare(&self, generator: &GeneratorHandle, req: ChatRequest) -> Result<Prepared, ServiceError> {
+    pub async fn prepare(
+        &self,
+        generator: &GeneratorHandle,
+        req: ChatRequest,
+    ) -> Result<Prepared, ServiceError> {
         let cacheable = cache::cacheable(&req.settings, req.client_bypass);
         let question = rag::question_index(&req.messages).ok();
         let input_check = async {
@@ -193,9 +197,12 @@ impl ChatPipeline<'_> {
         // Read before retrieval: an answer built from newer data than this
         // version lands in a bucket no later request asks.
         let collection_version = match (&req.rag, self.collections) {
-            (Some(r), Some(collections)) => {
-                Some(collections.collection(&req.tenant, r.collection.clone()).await?.version())
-            }
+            (Some(r), Some(collections)) => Some(
+                collections
+                    .collection(&req.tenant, r.collection.clone())
+                    .await?
+                    .version(),
+            ),
             _ => None,
         };
         let parts = cache::BucketParts {
@@ -247,8 +254,11 @@ impl ChatPipeline<'_> {
             .chunks;
         let mut blocked = None;
         if let Some(guard) = &self.guard {
-            let verdicts = guard.screen(chunks.iter().map(|c| c.text.clone()).collect()).await?;
-            let (kept, flagged): (Vec<_>, Vec<_>) = chunks.into_iter().zip(verdicts).partition(|(_, v)| v.is_none());
+            let verdicts = guard
+                .screen(chunks.iter().map(|c| c.text.clone()).collect())
+                .await?;
+            let (kept, flagged): (Vec<_>, Vec<_>) =
+                chunks.into_iter().zip(verdicts).partition(|(_, v)| v.is_none());
             blocked = Some(
                 flagged
                     .into_iter()
@@ -291,7 +301,10 @@ enum SemanticLookup {
 async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Result<Vec<u32>, ServiceError> {
     let template = handle.template.clone().ok_or_else(|| {
         ServiceError::invalid(
-            format!("model `{}` has no chat template; use /v1/completions", handle.info.id),
+            format!(
+                "model `{}` has no chat template; use /v1/completions",
+                handle.info.id
+            ),
             "model",
         )
     })?;

@@ -100,7 +100,10 @@ impl Guard {
             .instrument(tracing::info_span!("guard", stage = "context"))
             .await?;
         let threshold = self.config.threshold;
-        let verdicts: Vec<Option<f32>> = scores.into_iter().map(|s| (s >= threshold).then_some(s)).collect();
+        let verdicts: Vec<Option<f32>> = scores
+            .into_iter()
+            .map(|s| (s >= threshold).then_some(s))
+            .collect();
         let flagged = verdicts.iter().flatten().count();
         (self.metrics.blocks.with_label_values(&["context"])).inc_by(flagged as u64);
         Ok(verdicts)

@@ -39,7 +39,9 @@ impl LocalCollection {
                  or drop --data-dir and go through it with --url",
                 dir.display()
             ),
-            e => anyhow::Error::new(e).context(format!("cannot open the knowledge base in {}", dir.display())),
+            e => {
+                anyhow::Error::new(e).context(format!("cannot open the knowledge base in {}", dir.display()))
+            }
         })?;
         let device = models.device.open()?;
         let handle = models::load_embedder(models, &device, &prometheus::Registry::new())?
@@ -52,7 +54,10 @@ impl LocalCollection {
                 c
             }
             Err(IndexError::NotFound(_)) => {
-                anyhow::bail!("tenant `{tenant}` has no collection `{name}` in {}", dir.display())
+                anyhow::bail!(
+                    "tenant `{tenant}` has no collection `{name}` in {}",
+                    dir.display()
+                )
             }
             other => other?,
         };
@@ -67,6 +72,8 @@ impl LocalCollection {
     /// Checkpoints the data folder (as a server does when it stops, so the
     /// next start loads snapshots instead of replaying logs) and unlocks it.
     pub fn close(self) -> anyhow::Result<()> {
-        self.store.checkpoint_all().context("checkpointing the knowledge base")
+        self.store
+            .checkpoint_all()
+            .context("checkpointing the knowledge base")
     }
 }

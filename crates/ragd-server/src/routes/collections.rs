@@ -174,7 +174,14 @@ pub async fn create(
     let collections = state.collections()?;
     let embedder = state.embedder(&tenant)?;
     let created = (collections)
-        .create(&tenant, req.name, &embedder, req.chunk_tokens, req.chunk_overlap, req.metadata)
+        .create(
+            &tenant,
+            req.name,
+            &embedder,
+            req.chunk_tokens,
+            req.chunk_overlap,
+            req.metadata,
+        )
         .await?;
     Ok(AxumJson(created.into()))
 }
@@ -226,7 +233,8 @@ pub async fn upsert(
     let docs = req.into_inputs();
     let collections = state.collections()?;
     let embedder = state.embedder(&tenant)?;
-    let (collection, Upserted { outcome, tokens }) = collections.upsert(&tenant, name, &embedder, docs).await?;
+    let (collection, Upserted { outcome, tokens }) =
+        collections.upsert(&tenant, name, &embedder, docs).await?;
     Ok(AxumJson(UpsertResponse {
         object: "collection.upsert",
         collection: collection.name().to_string(),
@@ -268,7 +276,10 @@ pub async fn delete_document(
     Authed(tenant): Authed,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<AxumJson<Deleted>, ApiError> {
-    let removed = state.collections()?.delete_document(&tenant, name, id.clone()).await?;
+    let removed = state
+        .collections()?
+        .delete_document(&tenant, name, id.clone())
+        .await?;
     if !removed {
         return Err(ApiError::NotFound(format!("document `{id}` not found")));
     }

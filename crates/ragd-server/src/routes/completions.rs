@@ -83,7 +83,14 @@ pub async fn completions(
         extra: None,
     };
     let key = match cache.map(|c| c.lookup(parts)) {
-        Some(Lookup::Hit(body)) => return Ok(cache_http::reissue(body, &format.id, format.created, CacheHit::Exact)),
+        Some(Lookup::Hit(body)) => {
+            return Ok(cache_http::reissue(
+                body,
+                &format.id,
+                format.created,
+                CacheHit::Exact,
+            ))
+        }
         Some(Lookup::Miss(key)) => Some(key),
         None => None,
     };

@@ -8,7 +8,7 @@ mod upsert;
 
 use std::sync::Arc;
 
-use ragd_index::{Collection, CollectionConfig, IndexError, Metadata, Store, DocumentInfo};
+use ragd_index::{Collection, CollectionConfig, DocumentInfo, IndexError, Metadata, Store};
 
 pub use retrieve::{search, Found, RetrievedChunk, SearchQuery};
 pub use upsert::{check_embedder, collection_config, upsert_documents, Upserted};
@@ -63,7 +63,12 @@ pub struct Collections {
 }
 
 impl Collections {
-    pub fn new(store: Arc<Store>, limits: CollectionLimits, max_query_bytes: usize, metrics: IndexMetrics) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        limits: CollectionLimits,
+        max_query_bytes: usize,
+        metrics: IndexMetrics,
+    ) -> Self {
         Self {
             store,
             limits,
@@ -111,7 +116,8 @@ impl Collections {
     ) -> Result<CollectionSummary, ServiceError> {
         let config = collection_config(embedder, chunk_tokens, chunk_overlap, metadata)?;
         let (store, owner) = (self.store.clone(), tenant.clone());
-        let created = blocking(move || summary(&*store.create_collection(owner.as_str(), &name, config)?)).await?;
+        let created =
+            blocking(move || summary(&*store.create_collection(owner.as_str(), &name, config)?)).await?;
         tracing::info!(collection = %created.name, "collection created");
         Ok(created)
     }
@@ -172,7 +178,12 @@ impl Collections {
     }
 
     /// Deletes a document; whether it was there.
-    pub async fn delete_document(&self, tenant: &Tenant, name: String, id: String) -> Result<bool, ServiceError> {
+    pub async fn delete_document(
+        &self,
+        tenant: &Tenant,
+        name: String,
+        id: String,
+    ) -> Result<bool, ServiceError> {
         let (store, owner) = (self.store.clone(), tenant.clone());
         blocking(move || Ok(store.collection(owner.as_str(), &name)?.delete(&[id])? > 0)).await
     }

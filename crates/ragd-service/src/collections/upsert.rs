@@ -87,7 +87,10 @@ fn check_metadata(metadata: &Metadata, param: &'static str) -> Result<(), Servic
 
 fn check_documents(docs: &[DocumentInput], limits: &CollectionLimits) -> Result<(), ServiceError> {
     if docs.is_empty() {
-        return Err(ServiceError::invalid("`documents` must not be empty", "documents"));
+        return Err(ServiceError::invalid(
+            "`documents` must not be empty",
+            "documents",
+        ));
     }
     if docs.len() > limits.max_documents {
         return Err(ServiceError::invalid(
@@ -161,4 +164,3 @@ pub async fn upsert_documents(
     );
     Ok(Upserted { outcome, tokens })
 }
-
