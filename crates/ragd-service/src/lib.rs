@@ -31,6 +31,8 @@ pub mod metrics;
 pub mod models;
 pub mod rag;
 pub mod tenant;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod usage;
 
 pub use config::{CollectionLimits, GuardConfig, ModelsConfig, RequestLimits};
