@@ -22,7 +22,7 @@ use ragd_service::local::LocalCollection;
 use ragd_service::tenant::DEFAULT_TENANT;
 use ragd_service::{CollectionLimits, ModelHandle};
 
-use crate::cli::EmbedderFlags;
+use crate::flags::EmbedderFlags;
 
 /// Working directly on a data folder instead of through a server.
 #[derive(Debug, Clone, Args)]

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config_file;
+pub mod flags;
 pub mod ingest_cmd;
 pub mod models_cmd;
 pub mod serve_config;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use ragd_server::config::{AuthConfig, CacheSettings, ConnectionConfig, ServeConfig};
 use ragd_service::{CollectionLimits, GuardConfig, ModelsConfig, RequestLimits};
 
-use crate::cli::{EmbedderFlags, ServeArgs};
+use crate::cli::ServeArgs;
+use crate::flags::EmbedderFlags;
 
 impl EmbedderFlags {
     /// The models config of these flags: the embedder, the folder, device

@@ -22,10 +22,12 @@ use tracing::Instrument;
 
 use crate::cache::{self, CacheKey, CacheKeyParts, Lookup, ResponseCache, SemanticCache, SemanticQuery};
 use crate::collections::{Collections, RetrievedChunk, SearchQuery};
+use crate::error::ServiceError;
 use crate::generation::GenSettings;
 use crate::guard::Guard;
+use crate::models::{GeneratorHandle, ModelHandle};
 use crate::rag::{self, RagRequest, RagTemplate, Source};
-use crate::{GeneratorHandle, ModelHandle, ServiceError, Tenant};
+use crate::tenant::Tenant;
 
 /// What the pipeline may use; `None` parts are off on this server. The
 /// embedder and guard queue as the request's tenant.

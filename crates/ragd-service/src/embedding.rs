@@ -8,7 +8,8 @@ use ragd_core::{Framing, TextTokenizer};
 use ragd_engine::BatchLimits;
 use tracing::Instrument;
 
-use crate::{ModelHandle, ServiceError};
+use crate::error::ServiceError;
+use crate::models::ModelHandle;
 
 /// One input item.
 #[derive(Debug, Clone, PartialEq)]

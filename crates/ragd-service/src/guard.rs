@@ -9,9 +9,11 @@
 
 use tracing::Instrument;
 
+use crate::config::GuardConfig;
 use crate::embedding::{tokenize_and_frame, Input};
+use crate::error::ServiceError;
 use crate::metrics::GuardMetrics;
-use crate::{GuardConfig, ModelHandle, ServiceError};
+use crate::models::ModelHandle;
 
 /// Class probabilities of every window of every input (texts longer than
 /// the guard's length are split into windows). At most `max_windows` are

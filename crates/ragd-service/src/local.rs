@@ -12,7 +12,9 @@ use anyhow::Context;
 use ragd_index::{Collection, IndexError, Metadata, Store, StoreOptions};
 
 use crate::collections::{check_embedder, collection_config};
-use crate::{models, ModelHandle, ModelsConfig};
+use crate::config::ModelsConfig;
+use crate::models;
+use crate::models::ModelHandle;
 
 /// One tenant's collection in a data folder opened by this process, with
 /// the embedder its vectors come from.

@@ -11,7 +11,7 @@ use ragd_index::Metadata;
 use ragd_models::llama::ChatMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::ServiceError;
+use crate::error::ServiceError;
 
 /// `"rag": {"collection": "docs", "top_k": 4, "filter": {...}}` in a chat
 /// completion request.

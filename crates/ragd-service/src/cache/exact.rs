@@ -10,7 +10,7 @@
 //!
 //! Because the engine is batch-invariant, a hit is exactly what a fresh run
 //! would give; it only skips the generation. Only cacheable requests
-//! ([`super::cacheable`]) are asked. Entries are bounded by their JSON size
+//! ([`super::key::cacheable`]) are asked. Entries are bounded by their JSON size
 //! and expire after a time to live.
 
 use std::sync::Arc;
@@ -19,9 +19,9 @@ use std::time::Duration;
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde_json::Value;
 
-use super::{deserialize, digest, serialize_capped, settings_bytes, ENTRY_SHARE};
+use super::key::{deserialize, digest, serialize_capped, settings_bytes, ENTRY_SHARE};
 use crate::generation::GenSettings;
-use crate::Tenant;
+use crate::tenant::Tenant;
 
 /// How much the cache holds, and how long.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +85,7 @@ impl ResponseCache {
     }
 
     /// The key of a request; only for requests that may be cached (see
-    /// [`super::cacheable`]).
+    /// [`super::key::cacheable`]).
     pub fn key(&self, parts: CacheKeyParts<'_>) -> CacheKey {
         let prompt: Vec<u8> = parts.prompt.iter().flat_map(|id| id.to_le_bytes()).collect();
         let extra = parts.extra.map(Value::to_string).unwrap_or_default();
@@ -127,7 +127,7 @@ impl ResponseCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::cacheable;
+    use crate::cache::key::cacheable;
     use crate::generation::SamplingFields;
 
     fn settings(json: Value) -> GenSettings {

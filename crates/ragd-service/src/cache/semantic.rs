@@ -1,7 +1,7 @@
 //! Semantic response cache for chat completions (opt-in:
 //! `--semantic-cache-threshold`).
 //!
-//! A cacheable chat request (see [`super::cacheable`]) whose
+//! A cacheable chat request (see [`super::key::cacheable`]) whose
 //! question (the last user message) embeds within the threshold's cosine
 //! similarity of an earlier one gets that earlier answer, skipping
 //! retrieval and generation. Only questions asked in the same context
@@ -28,11 +28,13 @@ use ragd_index::CollectionVersion;
 use ragd_models::llama::ChatMessage;
 use serde_json::Value;
 
-use super::{deserialize, digest, settings_bytes, ENTRY_SHARE};
+use super::key::{deserialize, digest, settings_bytes, ENTRY_SHARE};
 use crate::embedding::{embed, Input};
+use crate::error::ServiceError;
 use crate::generation::GenSettings;
+use crate::models::ModelHandle;
 use crate::rag::RagRequest;
-use crate::{ModelHandle, ServiceError, Tenant};
+use crate::tenant::Tenant;
 
 /// How close and how many.
 #[derive(Debug, Clone, Copy)]

@@ -3,6 +3,7 @@
 //! another tenant's collection is "not found", exactly like a missing one.
 //! Index calls run on the blocking pool.
 
+mod blocking;
 mod retrieve;
 mod upsert;
 
@@ -10,21 +11,15 @@ use std::sync::Arc;
 
 use ragd_index::{Collection, CollectionConfig, DocumentInfo, IndexError, Metadata, Store};
 
+pub use blocking::blocking;
 pub use retrieve::{search, Found, RetrievedChunk, SearchQuery};
 pub use upsert::{check_embedder, collection_config, upsert_documents, Upserted};
 
+use crate::config::CollectionLimits;
+use crate::error::ServiceError;
 use crate::metrics::IndexMetrics;
-use crate::{CollectionLimits, ModelHandle, ServiceError, Tenant};
-
-/// Runs an index call on the blocking pool.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ServiceError::task("knowledge base", e))?
-        .map_err(ServiceError::from)
-}
+use crate::models::ModelHandle;
+use crate::tenant::Tenant;
 
 /// A collection as listed: its settings and what it holds.
 #[derive(Debug, Clone)]

@@ -7,9 +7,10 @@ use std::time::Instant;
 use ragd_index::{Collection, Hit, Metadata, MetadataFilter};
 use serde::Serialize;
 
-use super::blocking;
+use super::blocking::blocking;
 use crate::embedding::{embed, Input};
-use crate::{ModelHandle, ServiceError};
+use crate::error::ServiceError;
+use crate::models::ModelHandle;
 
 /// A retrieved chunk: its place in the collection, its text and score.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -9,9 +9,11 @@ use ragd_index::{
     attach_vectors, chunk_texts, Cancel, Collection, CollectionConfig, DocumentInput, Metadata, UpsertOutcome,
 };
 
-use super::blocking;
+use super::blocking::blocking;
+use crate::config::CollectionLimits;
 use crate::embedding::{embed, Input};
-use crate::{CollectionLimits, ModelHandle, ServiceError};
+use crate::error::ServiceError;
+use crate::models::ModelHandle;
 
 /// Chunk length when none is given (capped by the embedder's window).
 const DEFAULT_CHUNK_TOKENS: usize = 200;

@@ -8,7 +8,7 @@ use ragd_engine::sampling::TokenLogprob;
 use ragd_engine::text_stream::{IncrementalDecoder, StopMatcher};
 use ragd_engine::{FinishReason, GenerationEvent, GenerationStream};
 
-use crate::ServiceError;
+use crate::error::ServiceError;
 
 /// A token's logprob with its text, for the response's `logprobs`.
 #[derive(Debug, Clone)]

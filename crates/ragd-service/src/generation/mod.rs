@@ -9,7 +9,9 @@ use ragd_engine::{GenerationRequest, TenantKey};
 pub use choice::{Choice, Piece, TokenInfo};
 pub use params::{GenSettings, SamplingFields};
 
-use crate::{GeneratorHandle, ServiceError, Tenant};
+use crate::error::ServiceError;
+use crate::models::GeneratorHandle;
+use crate::tenant::Tenant;
 
 /// Submits the `n` choices of one request, queued as `tenant`'s (its share
 /// of the engine's queue; 429 beyond it). The engine checks the prompt and

@@ -5,7 +5,7 @@ use ragd_engine::sampling::SamplingParams;
 use ragd_engine::InvalidRequest;
 use serde::Deserialize;
 
-use crate::ServiceError;
+use crate::error::ServiceError;
 
 /// Most choices one request may ask for (`n`).
 pub const MAX_N: u32 = 16;
@@ -64,7 +64,13 @@ pub struct GenSettings {
     pub include_usage: bool,
 }
 
-fn range(value: Option<f32>, name: &'static str, lo: f32, hi: f32, default: f32) -> Result<f32, ServiceError> {
+fn range(
+    value: Option<f32>,
+    name: &'static str,
+    lo: f32,
+    hi: f32,
+    default: f32,
+) -> Result<f32, ServiceError> {
     match value {
         None => Ok(default),
         Some(v) if v.is_finite() && (lo..=hi).contains(&v) => Ok(v),
@@ -78,10 +84,15 @@ fn range(value: Option<f32>, name: &'static str, lo: f32, hi: f32, default: f32)
 impl SamplingFields {
     /// Checks every field. `logprobs` is the number of alternatives per
     /// token the endpoint asked for (its fields differ between the two).
-    pub fn validate(&self, max_tokens: Option<u32>, logprobs: Option<u32>) -> Result<GenSettings, ServiceError> {
+    pub fn validate(
+        &self,
+        max_tokens: Option<u32>,
+        logprobs: Option<u32>,
+    ) -> Result<GenSettings, ServiceError> {
         let max_tokens = max_tokens.or(self.max_tokens).map(|m| m as usize);
         // The engine's own check, early: before the prompt is built.
-        InvalidRequest::check_max_tokens(max_tokens).map_err(|e| ServiceError::invalid_request(&e, "prompt"))?;
+        InvalidRequest::check_max_tokens(max_tokens)
+            .map_err(|e| ServiceError::invalid_request(&e, "prompt"))?;
         let n = self.n.unwrap_or(1);
         if !(1..=MAX_N).contains(&n) {
             return Err(ServiceError::invalid(

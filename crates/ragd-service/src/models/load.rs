@@ -12,8 +12,8 @@ use ragd_engine::{
 };
 use ragd_models::{resolve_model_dir, Device};
 
-use super::{GeneratorHandle, ModelHandle, Models};
-use crate::ModelsConfig;
+use super::handles::{GeneratorHandle, ModelHandle, Models};
+use crate::config::ModelsConfig;
 
 /// The roles `config` configures (`embedder`, `guard`, `generator`), in
 /// that order: what `/ready` waits for. Fails on a name that is not found.

@@ -1,66 +1,8 @@
-//! The models a server runs: the handles the rest of the service uses,
-//! and loading them ([`load`]).
+//! The models a server runs: the handles the rest of the service uses
+//! ([`handles`]), and loading them ([`load`]).
 
+mod handles;
 mod load;
 
-use std::sync::Arc;
-
-use ragd_core::{ModelInfo, TextTokenizer};
-use ragd_engine::{BatchLimits, BatchWorker, GenerationEngine, TenantKey};
-use ragd_models::llama::ChatTemplate;
-
+pub use handles::{GeneratorHandle, ModelHandle, Models};
 pub use load::{load, load_embedder, models_configured};
-
-use crate::Tenant;
-
-/// A loaded embedder or classifier: its facts, its tokenizer, its queue.
-#[derive(Clone)]
-pub struct ModelHandle {
-    pub info: ModelInfo,
-    pub tokenizer: Arc<dyn TextTokenizer>,
-    pub worker: BatchWorker,
-    /// Label names, for classifiers.
-    pub labels: Vec<String>,
-    /// Length of each output vector: the embedding dimension, or the number of labels.
-    pub output_dim: usize,
-    /// The worker's batch budget: callers with many inputs send them in
-    /// pieces of this size.
-    pub batch: BatchLimits,
-}
-
-impl ModelHandle {
-    /// This handle with its worker queueing for `tenant` (held to the
-    /// tenant's share of the queue, served round-robin across tenants).
-    pub fn for_tenant(mut self, tenant: &Tenant) -> Self {
-        self.worker = self.worker.with_tenant(TenantKey::new(tenant.as_str()));
-        self
-    }
-}
-
-/// The loaded generator.
-#[derive(Clone)]
-pub struct GeneratorHandle {
-    pub info: ModelInfo,
-    pub tokenizer: Arc<dyn TextTokenizer>,
-    /// The model's own chat template, when it has one.
-    pub template: Option<Arc<ChatTemplate>>,
-    pub engine: GenerationEngine,
-    /// End-of-turn tokens: generation stops there (finish_reason `stop`).
-    pub stop_tokens: Vec<u32>,
-}
-
-/// Every model the server runs, once loaded.
-#[derive(Clone, Default)]
-pub struct Models {
-    pub embedder: Option<ModelHandle>,
-    pub guard: Option<ModelHandle>,
-    pub generator: Option<GeneratorHandle>,
-}
-
-impl Models {
-    /// Facts of every loaded model, for `/v1/models` and `/ready`.
-    pub fn all(&self) -> impl Iterator<Item = &ModelInfo> {
-        let batch = self.embedder.iter().chain(self.guard.iter()).map(|h| &h.info);
-        batch.chain(self.generator.iter().map(|g| &g.info))
-    }
-}
