@@ -5,7 +5,15 @@
 //! batching). It depends on `ragd-core`'s traits only, so it is tested with
 //! fake models.
 //!
-//! [`kv_blocks`] hands out the paged KV cache's blocks to sequences (RAII).
+//! [`GenerationEngine`] runs the generator on its own thread with
+//! continuous batching: each step mixes decodes and prefill chunks within a
+//! token budget, preempting sequences when KV blocks run out; the scheduler
+//! (`generation/scheduler`) is pure and tested with a fake generator.
+//! Requests are validated once, in [`GenerationEngine::submit`]
+//! ([`InvalidRequest`] says which parameter is wrong).
+//!
+//! [`kv_blocks`] hands out the paged KV cache's blocks to sequences (RAII);
+//! [`sampling`] turns logits into tokens (seeded, penalties, logprobs).
 //!
 //! Every queue is fair across tenants ([`TenantKey`]): one tenant may hold
 //! at most its share of the waiting slots, and waiting requests are served

@@ -1,4 +1,11 @@
-//! ragd-models: candle implementations of ragd's models.
+//! ragd-models: ragd's models. The BERT embedder ([`embed`]) and the guard
+//! classifiers ([`guard`]: NanoGuard, DeBERTa-v2) run on candle; the Llama
+//! generator ([`llama`], GGUF or safetensors) runs on ragd's own kernels
+//! (`ragd-kernels`) over a paged KV cache. Also: tokenizers, chat
+//! templates, finding a model's folder ([`resolve_model_dir`]).
+//!
+//! A new model family goes in a folder of its own here, and is loaded in
+//! `ragd-service/src/models/load.rs`.
 //!
 //! Everything here is synchronous; the engine runs each model on its own
 //! thread and batches requests for it.
