@@ -26,6 +26,14 @@ pub trait TextTokenizer: Send + Sync {
         ))
     }
 
+    /// Every token's bytes, by id, for constrained decoding: what the token
+    /// adds to the output text. Special tokens are `0xFF` followed by their
+    /// name (`\xFF<|im_end|>`), the convention of llguidance's token trie.
+    /// `None`: this tokenizer cannot say (no structured outputs then).
+    fn token_bytes(&self) -> Option<Vec<Vec<u8>>> {
+        None
+    }
+
     /// [`Self::encode`] with, for each id, the byte range of `text` it came
     /// from, in text order: the ids are those `encode(text)` returns, the
     /// ranges lie within `text`, start on `char` boundaries and never go

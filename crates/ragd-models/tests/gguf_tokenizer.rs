@@ -114,3 +114,31 @@ fn message_text_never_becomes_a_control_token() {
     let old = tok.encode(&template.render(&messages, true).unwrap()).unwrap();
     assert_eq!(count(&old, im_start), 5, "the attack as it worked before");
 }
+
+/// Constrained decoding reads each token's bytes: joined over a text's
+/// tokens, they must be the text's bytes, on every corpus string; control
+/// tokens carry the 0xFF marker.
+#[test]
+fn token_bytes_spell_out_every_corpus_text() {
+    let vocab = GgufVocab::read(&gguf_path()).unwrap();
+    let tok = GgufTokenizer::new(&vocab).unwrap();
+    let bytes = tok.token_bytes().expect("a GGUF tokenizer knows its token bytes");
+    assert_eq!(bytes.len(), vocab.tokens.len());
+    let fixture: Value = common::fixture_json("gguf_tokenizer.json");
+    for c in fixture["cases"].as_array().unwrap() {
+        let text = c["text"].as_str().unwrap();
+        // Control tokens in the text (chat markup) carry the marker.
+        let joined: Vec<u8> = (tok.encode(text).unwrap().iter())
+            .flat_map(|&id| {
+                bytes[id as usize]
+                    .strip_prefix(b"\xFF")
+                    .unwrap_or(&bytes[id as usize])
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(joined, text.as_bytes(), "{text:?}");
+    }
+    let im_end = tok.encode("<|im_end|>").unwrap();
+    assert_eq!(im_end.len(), 1);
+    assert_eq!(bytes[im_end[0] as usize], b"\xFF<|im_end|>");
+}

@@ -110,6 +110,9 @@ pub struct GgufTokenizer {
     /// The same tokenizer with special-token strings read as plain text.
     literal: Tokenizer,
     vocab_size: usize,
+    /// The vocabulary as stored (byte-level strings) and which are control tokens.
+    tokens: Vec<String>,
+    control: Vec<bool>,
 }
 
 impl GgufTokenizer {
@@ -151,6 +154,8 @@ impl GgufTokenizer {
             inner,
             literal,
             vocab_size: vocab.tokens.len(),
+            tokens: vocab.tokens.clone(),
+            control: vocab.token_types.iter().map(|&t| t == CONTROL).collect(),
         })
     }
 
@@ -186,4 +191,50 @@ impl TextTokenizer for GgufTokenizer {
     fn decode_text(&self, ids: &[u32]) -> Result<String> {
         self.decode(ids, false)
     }
+
+    fn token_bytes(&self) -> Option<Vec<Vec<u8>>> {
+        let table = byte_level_inverse();
+        let bytes = self
+            .tokens
+            .iter()
+            .zip(&self.control)
+            .map(|(token, &control)| {
+                if control {
+                    let mut b = vec![0xFF];
+                    b.extend_from_slice(token.as_bytes());
+                    return b;
+                }
+                // Byte-level BPE writes each byte as one char; a char
+                // outside the table stands for itself.
+                let mut out = Vec::with_capacity(token.len());
+                for c in token.chars() {
+                    match table.get(&c) {
+                        Some(&b) => out.push(b),
+                        None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                    }
+                }
+                out
+            })
+            .collect();
+        Some(bytes)
+    }
+}
+
+/// GPT-2's byte-level alphabet backwards: the char each byte is written
+/// as, to that byte. Printable Latin-1 bytes stand for themselves; the
+/// others are shifted to U+0100 and up, in byte order.
+fn byte_level_inverse() -> std::collections::HashMap<char, u8> {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut shifted = 0u32;
+    (0..=255u8)
+        .map(|b| {
+            let c = if printable(b) {
+                char::from(b)
+            } else {
+                shifted += 1;
+                char::from_u32(255 + shifted).unwrap_or('\u{FFFD}')
+            };
+            (c, b)
+        })
+        .collect()
 }
