@@ -14,7 +14,7 @@ use crate::auth;
 use crate::body_budget::{BodyBudget, DEFAULT_BUDGET_BYTES};
 use crate::error::ApiError;
 use crate::routes::{
-    admin, chat, collections, completions, embeddings, health, metrics, models, moderations,
+    admin, chat, collections, completions, embeddings, health, metrics, models, moderations, tokenize,
 };
 use crate::state::AppState;
 
@@ -47,6 +47,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(collections::get_document).delete(collections::delete_document),
         )
         .route("/v1/collections/{name}/search", post(collections::search))
+        // vLLM's paths, without `/v1`, and with it.
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
+        .route("/v1/tokenize", post(tokenize::tokenize))
+        .route("/v1/detokenize", post(tokenize::detokenize))
         // Inside authentication: a client without a key cannot take the
         // budget from those with one.
         .route_layer(middleware::from_fn(move |req, next| {

@@ -145,7 +145,7 @@ impl ChatPipeline<'_> {
             }
             Ok(found) => found,
         };
-        let prompt = prompt_ids(generator, augmented.messages).await?;
+        let prompt = prompt_ids(generator, augmented.messages, true).await?;
         let mut keys = CacheKeys {
             exact: None,
             semantic: semantic_query,
@@ -299,8 +299,14 @@ enum SemanticLookup {
     Miss(Option<SemanticQuery>),
 }
 
-/// Renders and tokenizes the conversation off the async runtime.
-async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Result<Vec<u32>, ServiceError> {
+/// Renders and tokenizes the conversation off the async runtime: the ids a
+/// chat completion feeds the model (`add_generation_prompt` true), and what
+/// `/tokenize` reports for the same messages.
+pub async fn prompt_ids(
+    handle: &GeneratorHandle,
+    messages: Vec<ChatMessage>,
+    add_generation_prompt: bool,
+) -> Result<Vec<u32>, ServiceError> {
     let template = handle.template.clone().ok_or_else(|| {
         ServiceError::invalid(
             format!(
@@ -314,7 +320,7 @@ async fn prompt_ids(handle: &GeneratorHandle, messages: Vec<ChatMessage>) -> Res
     tokio::task::spawn_blocking(move || {
         // Special tokens come only from the template's own text.
         template
-            .encode(tokenizer.as_ref(), &messages, true)
+            .encode(tokenizer.as_ref(), &messages, add_generation_prompt)
             .map_err(|e| match e {
                 ragd_core::ModelError::InvalidInput(m) => {
                     ServiceError::invalid(format!("cannot apply the chat template: {m}"), "messages")

@@ -33,6 +33,7 @@ pub mod rag;
 pub mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tokenize;
 pub mod usage;
 
 pub use config::{CollectionLimits, GuardConfig, ModelsConfig, RequestLimits};

@@ -9,3 +9,4 @@ pub mod health;
 pub mod metrics;
 pub mod models;
 pub mod moderations;
+pub mod tokenize;
