@@ -20,6 +20,7 @@
 //! round-robin across tenants.
 
 mod batch_worker;
+mod constraint;
 mod error;
 mod fair;
 pub mod generation;
@@ -29,6 +30,7 @@ pub mod sampling;
 pub mod text_stream;
 
 pub use batch_worker::{BatchLimits, BatchModel, BatchWorker};
+pub use constraint::{Constraint, TokenConstraint};
 pub use error::{EngineError, InvalidRequest, Param};
 pub use fair::TenantKey;
 pub use generation::{

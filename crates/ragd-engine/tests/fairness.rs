@@ -32,6 +32,7 @@ fn req(seed: u32, max_tokens: usize) -> GenerationRequest {
         sampling: SamplingParams::default(),
         stop_tokens: vec![],
         ignore_eos: false,
+        constraint: None,
     }
 }
 

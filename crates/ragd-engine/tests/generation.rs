@@ -38,6 +38,7 @@ fn req(prompt: Vec<u32>, max_tokens: usize) -> GenerationRequest {
         sampling: SamplingParams::default(),
         stop_tokens: vec![],
         ignore_eos: false,
+        constraint: None,
     }
 }
 
@@ -453,4 +454,63 @@ async fn with_room_for_one_sequence_requests_complete_in_submission_order() {
             "blocks {blocks}, max_running {max_running}"
         );
     }
+}
+
+/// A constraint that allows one token at a time from a fixed script and
+/// says the output is complete after the script.
+struct Script {
+    tokens: Vec<u32>,
+    at: usize,
+}
+
+impl ragd_engine::TokenConstraint for Script {
+    fn mask(&mut self, logits: &mut [f32]) -> Result<(), String> {
+        let allowed = *self.tokens.get(self.at).ok_or("past the script")? as usize;
+        for (i, l) in logits.iter_mut().enumerate() {
+            if i != allowed {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, token: u32) -> Result<bool, String> {
+        if self.tokens.get(self.at) != Some(&token) {
+            return Err(format!("token {token} was not allowed"));
+        }
+        self.at += 1;
+        Ok(self.at == self.tokens.len())
+    }
+}
+
+#[tokio::test]
+async fn a_constraint_decides_the_tokens_and_ends_the_output() {
+    let (engine, _) = spawn(FakeGenerator::new(VOCAB, 256, 4, 64), limits(64, 8));
+    let script = vec![7, 900, 7, 42];
+    let mut constrained = req(prompt(1, 5), 50);
+    constrained.sampling.temperature = 1.0;
+    constrained.sampling.seed = Some(3);
+    constrained.constraint = Some(ragd_engine::Constraint::new(Script {
+        tokens: script.clone(),
+        at: 0,
+    }));
+    let free = req(prompt(1, 5), 6);
+    let (a, b) = (engine.submit(constrained).unwrap(), engine.submit(free).unwrap());
+    let ((tokens, end), (free_tokens, _)) = tokio::join!(collect(a), collect(b));
+    assert_eq!(tokens, script);
+    assert!(
+        matches!(
+            end,
+            GenerationEvent::Finished {
+                reason: FinishReason::Stop,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+    assert_eq!(
+        free_tokens,
+        FakeGenerator::reference(VOCAB, &prompt(1, 5), 6, &[]),
+        "its neighbour is unconstrained"
+    );
 }

@@ -97,6 +97,13 @@ impl TextTokenizer for AsciiTokenizer {
             .filter_map(|&id| char::from_u32(id).filter(char::is_ascii))
             .collect())
     }
+
+    fn token_bytes(&self) -> Option<Vec<Vec<u8>>> {
+        let mut bytes: Vec<Vec<u8>> = (0..128u8).map(|b| vec![b]).collect();
+        bytes.push(b"\xFF<|im_start|>".to_vec());
+        bytes.push(b"\xFF<|im_end|>".to_vec());
+        Some(bytes)
+    }
 }
 
 fn batch_handle<M: ragd_engine::BatchModel>(
@@ -145,7 +152,10 @@ pub fn fake_generator(context: usize) -> GeneratorHandle {
     let metrics = GenerationMetrics::new(&info.id);
     let template =
         ChatTemplate::new(TINY_CHAT_TEMPLATE, "<|im_start|>", "<|im_end|>").expect("template compiles");
+    let grammars = crate::generation::structured::Grammars::new(&AsciiTokenizer, IM_END)
+        .map(|g| Arc::new(g.expect("the ASCII vocabulary makes a token trie")));
     GeneratorHandle {
+        grammars,
         info,
         tokenizer: Arc::new(AsciiTokenizer),
         template: Some(Arc::new(template)),

@@ -381,3 +381,79 @@ async fn streaming_and_collecting_give_the_same_text_and_finish() {
     let (text, finish, _) = streamed(&f, &job, &settings).await;
     assert_eq!((text.as_str(), finish), (cut, "stop"));
 }
+
+/// `response_format` with a schema: every choice, whatever its seed, is
+/// JSON of that shape; a bad schema is a 400 naming `response_format`.
+#[tokio::test]
+async fn a_json_schema_shapes_every_choice() {
+    let f = Fixture::new(Caches::default(), &[]).await;
+    let job = prepared_job(&f, chat(TENANT, QUESTION, None, greedy(8))).await;
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "color": {"enum": ["red", "green", "blue"]},
+            "size": {"type": "integer", "minimum": 1, "maximum": 9},
+            "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 2}
+        },
+        "required": ["color", "size", "tags"],
+        "additionalProperties": false
+    });
+    let fields = SamplingFields {
+        temperature: Some(1.0),
+        seed: Some(11),
+        n: Some(4),
+        response_format: Some(json!({"type": "json_schema", "json_schema": {"name": "t", "schema": schema}})),
+        ..SamplingFields::default()
+    };
+    let settings = fields.validate(Some(120), None).expect("valid settings");
+    let choices = generation::submit(
+        &f.generator,
+        &Tenant::new(TENANT),
+        &job.prompt,
+        &settings,
+        "messages",
+    )
+    .unwrap_or_else(|e| panic!("submit: {e}"));
+    let (pieces, _) = generation::collect_all(choices).await.expect("generate");
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &pieces {
+        let v: Value =
+            serde_json::from_str(&p.text).unwrap_or_else(|e| panic!("{:?} is not JSON: {e}", p.text));
+        assert!(
+            ["red", "green", "blue"].contains(&v["color"].as_str().unwrap()),
+            "{v}"
+        );
+        assert!((1..=9).contains(&v["size"].as_i64().unwrap()), "{v}");
+        assert!(v["tags"].as_array().unwrap().len() <= 2, "{v}");
+        assert_eq!(v.as_object().unwrap().len(), 3, "{v}");
+        assert_eq!(p.finish_reason, Some("stop"), "{v}");
+        seen.insert(p.text.clone());
+    }
+    assert!(seen.len() > 1, "the seeds give different objects: {seen:?}");
+
+    let bad = SamplingFields {
+        response_format: Some(
+            json!({"type": "json_schema", "json_schema": {"schema": {"type": "no-such-type"}}}),
+        ),
+        ..SamplingFields::default()
+    };
+    let settings = bad.validate(Some(8), None).expect("the shape is fine");
+    let err = generation::submit(
+        &f.generator,
+        &Tenant::new(TENANT),
+        &job.prompt,
+        &settings,
+        "messages",
+    )
+    .err()
+    .expect("an unusable schema is refused");
+    match err {
+        ServiceError::Invalid { param, .. } => assert_eq!(param.as_deref(), Some("response_format")),
+        other => panic!("{other}"),
+    }
+    let wrong = SamplingFields {
+        response_format: Some(json!({"type": "xml"})),
+        ..SamplingFields::default()
+    };
+    assert!(wrong.validate(Some(8), None).is_err());
+}

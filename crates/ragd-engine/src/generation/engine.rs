@@ -38,6 +38,7 @@ struct Live {
     /// admission, or with the request).
     permit: Option<Permit>,
     sampler: Sampler,
+    constraint: Option<crate::Constraint>,
     max_tokens: usize,
     stop_tokens: Vec<u32>,
     submitted: Instant,
@@ -244,6 +245,7 @@ impl Worker {
             tx: sub.tx,
             permit: Some(sub.permit),
             sampler: Sampler::new(req.sampling),
+            constraint: req.constraint,
             max_tokens: sub.max_tokens,
             stop_tokens: if req.ignore_eos {
                 Vec::new()
@@ -361,6 +363,13 @@ impl Worker {
             };
             let (prompt, generated, live) = seq.parts_mut();
             let prompt_len = prompt.len();
+            if let Some(Err(e)) = live.constraint.as_ref().map(|c| c.mask(&mut row)) {
+                ended.push((
+                    c.id,
+                    GenerationEvent::Failed(format!("constrained decoding failed: {e}")),
+                ));
+                continue;
+            }
             let sampler = &mut live.sampler;
             let Ok(sampled) = catch_unwind(AssertUnwindSafe(|| sampler.sample(&mut row, prompt, generated)))
             else {
@@ -383,6 +392,19 @@ impl Worker {
             live.last_token = Some(now);
             let token = sampled.token;
             let stop = live.stop_tokens.contains(&token);
+            let complete = match (&live.constraint, stop) {
+                (Some(constraint), false) => match constraint.accept(token) {
+                    Ok(done) => done,
+                    Err(e) => {
+                        ended.push((
+                            c.id,
+                            GenerationEvent::Failed(format!("constrained decoding failed: {e}")),
+                        ));
+                        continue;
+                    }
+                },
+                _ => false,
+            };
             let max_tokens = live.max_tokens;
             if !stop {
                 let sent = live.tx.send(GenerationEvent::Token {
@@ -406,7 +428,7 @@ impl Worker {
                 prompt_tokens: seq.prompt().len(),
                 completion_tokens: seq.generated().len(),
             };
-            let reason = if stop {
+            let reason = if stop || complete {
                 Some(FinishReason::Stop)
             } else if usage.completion_tokens >= max_tokens || seq.tokens().len() >= self.context_len {
                 Some(FinishReason::Length)

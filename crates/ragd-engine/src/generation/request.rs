@@ -59,6 +59,8 @@ pub struct GenerationRequest {
     /// Ignore `stop_tokens` and always generate `max_tokens` tokens
     /// (benchmarks).
     pub ignore_eos: bool,
+    /// Structured output: which tokens may come next (`None`: any).
+    pub constraint: Option<crate::Constraint>,
 }
 
 /// Why a completion ended.

@@ -3,11 +3,13 @@
 
 pub mod choice;
 pub mod params;
+pub mod structured;
 
 use ragd_engine::{GenerationRequest, TenantKey};
 
 pub use choice::{Choice, Piece, TokenInfo};
 pub use params::{GenSettings, SamplingFields};
+pub use structured::ResponseFormat;
 
 use crate::error::ServiceError;
 use crate::models::GeneratorHandle;
@@ -28,12 +30,23 @@ pub fn submit(
     let tenant = TenantKey::new(tenant.as_str());
     (0..settings.n)
         .map(|i| {
+            let constraint = match &handle.grammars {
+                Some(grammars) => grammars.constraint(&settings.response_format)?,
+                None if settings.response_format != ResponseFormat::Text => {
+                    return Err(ServiceError::invalid(
+                        format!("model `{}` does not support `response_format`", handle.info.id),
+                        "response_format",
+                    ))
+                }
+                None => None,
+            };
             let request = GenerationRequest {
                 prompt: prompt.to_vec(),
                 max_tokens: settings.max_tokens,
                 sampling: settings.sampling_for(i),
                 stop_tokens: handle.stop_tokens.clone(),
                 ignore_eos: settings.ignore_eos,
+                constraint,
             };
             let stream = (handle.engine.submit_as(&tenant, request))
                 .map_err(|e| ServiceError::from_engine(e, prompt_field))?;

@@ -5,6 +5,7 @@ use ragd_engine::sampling::SamplingParams;
 use ragd_engine::InvalidRequest;
 use serde::Deserialize;
 
+use super::structured::ResponseFormat;
 use crate::error::ServiceError;
 
 /// Most choices one request may ask for (`n`).
@@ -49,6 +50,9 @@ pub struct SamplingFields {
     pub repetition_penalty: Option<f32>,
     #[serde(default)]
     pub ignore_eos: bool,
+    /// Structured outputs: `{"type": "json_object"}` or `{"type":
+    /// "json_schema", "json_schema": {"schema": ...}}`.
+    pub response_format: Option<serde_json::Value>,
 }
 
 /// What the endpoints need once the fields are checked.
@@ -62,6 +66,7 @@ pub struct GenSettings {
     pub ignore_eos: bool,
     pub stream: bool,
     pub include_usage: bool,
+    pub response_format: ResponseFormat,
 }
 
 fn range(
@@ -159,6 +164,10 @@ impl SamplingFields {
             ignore_eos: self.ignore_eos,
             stream: self.stream,
             include_usage: self.stream_options.as_ref().is_some_and(|o| o.include_usage),
+            response_format: match &self.response_format {
+                None | Some(serde_json::Value::Null) => ResponseFormat::Text,
+                Some(v) => ResponseFormat::parse(v)?,
+            },
         })
     }
 }

@@ -6,6 +6,7 @@ use ragd_core::{ModelInfo, TextTokenizer};
 use ragd_engine::{BatchLimits, BatchWorker, GenerationEngine, TenantKey};
 use ragd_models::llama::ChatTemplate;
 
+use crate::generation::structured::Grammars;
 use crate::tenant::Tenant;
 
 /// A loaded embedder or classifier: its facts, its tokenizer, its queue.
@@ -42,6 +43,9 @@ pub struct GeneratorHandle {
     pub engine: GenerationEngine,
     /// End-of-turn tokens: generation stops there (finish_reason `stop`).
     pub stop_tokens: Vec<u32>,
+    /// Structured outputs' grammar compiler (`None`: the tokenizer cannot
+    /// list its token bytes, and `response_format` is refused).
+    pub grammars: Option<Arc<Grammars>>,
 }
 
 /// Every model the server runs, once loaded.

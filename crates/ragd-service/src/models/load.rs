@@ -14,6 +14,7 @@ use ragd_models::{resolve_model_dir, Device};
 
 use super::handles::{GeneratorHandle, ModelHandle, Models};
 use crate::config::ModelsConfig;
+use crate::generation::structured::Grammars;
 
 /// The roles `config` configures (`embedder`, `guard`, `generator`), in
 /// that order: what `/ready` waits for. Fails on a name that is not found.
@@ -167,7 +168,15 @@ fn load_generator(
         max_running: config.max_running,
     };
     let engine = GenerationEngine::spawn(Box::new(loaded.model), limits, metrics);
+    let grammars = match loaded.stop_tokens.first() {
+        Some(&end) => Grammars::new(loaded.tokenizer.as_ref(), end)
+            .transpose()
+            .context("building the structured-output grammar compiler")?
+            .map(Arc::new),
+        None => None,
+    };
     Ok(GeneratorHandle {
+        grammars,
         info,
         tokenizer: loaded.tokenizer,
         template: loaded.chat_template.map(Arc::new),
