@@ -32,6 +32,8 @@ pub(super) struct Target {
     model: String,
     prompt_tokens: usize,
     max_tokens: usize,
+    /// Added to every request when set (structured outputs).
+    response_format: Option<serde_json::Value>,
     /// Differs per run (milliseconds of the clock): part of every request number.
     run: u64,
     next_id: AtomicU64,
@@ -45,6 +47,7 @@ impl Target {
         model: String,
         prompt_tokens: usize,
         max_tokens: usize,
+        response_format: Option<serde_json::Value>,
     ) -> Self {
         Self {
             client,
@@ -53,6 +56,7 @@ impl Target {
             model,
             prompt_tokens,
             max_tokens,
+            response_format,
             run: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64 % 1_000_000),
@@ -70,7 +74,7 @@ impl Target {
 
     async fn one_request(&self) -> anyhow::Result<RequestStats> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = json!({
+        let mut body = json!({
             "model": self.model,
             "prompt": prompt(&format!("{}-{id}", self.run), self.prompt_tokens),
             "max_tokens": self.max_tokens,
@@ -79,6 +83,9 @@ impl Target {
             "stream_options": {"include_usage": true},
             "ignore_eos": true,
         });
+        if let Some(format) = &self.response_format {
+            body["response_format"] = format.clone();
+        }
         let t0 = Instant::now();
         let mut resp = self.post("/v1/completions").json(&body).send().await?;
         if !resp.status().is_success() {

@@ -70,6 +70,10 @@ pub struct GenerateBenchArgs {
     /// Seconds one request may take before it counts as an error.
     #[arg(long, env = "RAGD_BENCH_TIMEOUT_SECONDS", default_value_t = 600)]
     pub timeout_seconds: u64,
+    /// A JSON file holding a `response_format` object sent with every
+    /// request (structured outputs), e.g. `{"type": "json_object"}`.
+    #[arg(long, env = "RAGD_BENCH_RESPONSE_FORMAT")]
+    pub response_format: Option<PathBuf>,
 }
 
 pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
@@ -89,6 +93,12 @@ pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
             None => first_model(&client, &url, args.api_key.as_deref()).await?,
         };
         let label = args.label.unwrap_or_else(|| url.clone());
+        let response_format = match &args.response_format {
+            Some(path) => Some(serde_json::from_str::<serde_json::Value>(
+                &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            )?),
+            None => None,
+        };
         eprintln!(
             "bench generate: {url} model `{model}`, {} prompt tokens, {} new tokens, {} requests per client",
             args.prompt_tokens, args.max_tokens, args.requests_per_client
@@ -100,6 +110,7 @@ pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
             model.clone(),
             args.prompt_tokens,
             args.max_tokens,
+            response_format,
         ));
         let mut levels = Vec::new();
         for &c in &args.concurrency {
