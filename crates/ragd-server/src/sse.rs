@@ -35,6 +35,15 @@ pub fn sse<F: ChunkFormat>(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
+/// A stream of chunks known in advance (an answer generated whole), then
+/// `data: [DONE]`.
+pub fn replay(chunks: Vec<Value>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let events: Vec<Result<Event, Infallible>> = (chunks.iter().map(|c| Ok(data(c))))
+        .chain(std::iter::once(Ok(Event::default().data("[DONE]"))))
+        .collect();
+    Sse::new(futures::stream::iter(events))
+}
+
 fn data(v: &Value) -> Event {
     Event::default().data(v.to_string())
 }

@@ -28,6 +28,7 @@ use crate::guard::Guard;
 use crate::models::{GeneratorHandle, ModelHandle};
 use crate::rag::{self, RagRequest, RagTemplate, Source};
 use crate::tenant::Tenant;
+use crate::tools::Tools;
 
 /// What the pipeline may use; `None` parts are off on this server. The
 /// embedder and guard queue as the request's tenant.
@@ -49,6 +50,8 @@ pub struct ChatRequest {
     pub settings: GenSettings,
     /// The client asked not to be answered from a cache.
     pub client_bypass: bool,
+    /// Functions the model may call (described in the system message).
+    pub tools: Option<Tools>,
 }
 
 /// Which cache answered.
@@ -123,7 +126,10 @@ impl ChatPipeline<'_> {
                 _ => Ok(()),
             }
         };
-        let semantic = self.semantic_cache.filter(|_| cacheable).zip(question);
+        // Tools are not part of a semantic bucket: such requests skip it.
+        let semantic = (self.semantic_cache)
+            .filter(|_| cacheable && req.tools.is_none())
+            .zip(question);
         let retrieval = async {
             let mut semantic_query = None;
             if let (Some((cache, q)), Some(embedder)) = (semantic, &self.embedder) {
@@ -145,7 +151,11 @@ impl ChatPipeline<'_> {
             }
             Ok(found) => found,
         };
-        let prompt = prompt_ids(generator, augmented.messages, true).await?;
+        let messages = match &req.tools {
+            Some(tools) => tools.describe_in(augmented.messages),
+            None => augmented.messages,
+        };
+        let prompt = prompt_ids(generator, messages, true).await?;
         let mut keys = CacheKeys {
             exact: None,
             semantic: semantic_query,

@@ -34,6 +34,7 @@ pub mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tokenize;
+pub mod tools;
 pub mod usage;
 
 pub use config::{CollectionLimits, GuardConfig, ModelsConfig, RequestLimits};

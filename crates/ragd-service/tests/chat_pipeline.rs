@@ -40,6 +40,7 @@ fn chat(tenant: &str, question: &str, rag: Option<usize>, settings: GenSettings)
         }),
         settings,
         client_bypass: false,
+        tools: None,
     }
 }
 

@@ -11,6 +11,7 @@ use ragd_service::chat::{self as pipeline, Prepared};
 use ragd_service::collections::RetrievedChunk;
 use ragd_service::generation::{self, now_unix, Piece, SamplingFields, TokenInfo};
 use ragd_service::rag::RagRequest;
+use ragd_service::tools::{render_calls, Tools};
 use ragd_service::{RequestLimits, Usage};
 
 use crate::auth::Authed;
@@ -18,7 +19,8 @@ use crate::cache_http;
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::routes::collections::SearchHit;
-use crate::sse::{sse, ChunkFormat};
+use crate::routes::tool_calls::{self, ToolCallIn};
+use crate::sse::{self, sse, ChunkFormat};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +34,11 @@ pub struct ChatRequest {
     pub top_logprobs: Option<u32>,
     /// ragd's retrieval extension: answer from a collection's chunks.
     pub rag: Option<RagRequest>,
+    /// Functions the model may call, and whether it must.
+    pub tools: Option<Value>,
+    pub tool_choice: Option<Value>,
+    /// Accepted; several calls in one answer are always allowed.
+    pub parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
 }
@@ -41,6 +48,11 @@ pub struct MessageIn {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
+    /// Calls an assistant message made (rendered back into its text).
+    pub tool_calls: Option<Vec<ToolCallIn>>,
+    /// On a `tool` message: the call it answers (accepted).
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
 }
 
 /// A message's content: a string or a list of parts (text parts only).
@@ -69,11 +81,17 @@ pub fn messages(input: &[MessageIn], limits: &RequestLimits) -> Result<Vec<ChatM
     }
     let mut total = 0usize;
     for (i, m) in input.iter().enumerate() {
-        let bytes = match &m.content {
-            None => 0,
-            Some(Content::Text(t)) => t.len(),
-            Some(Content::Parts(parts)) => parts.iter().map(|p| p.text.as_ref().map_or(0, String::len)).sum(),
-        };
+        let calls: usize = (m.tool_calls.iter().flatten())
+            .map(|c| c.function.name.len() + c.function.arguments.len())
+            .sum();
+        let bytes = calls
+            + match &m.content {
+                None => 0,
+                Some(Content::Text(t)) => t.len(),
+                Some(Content::Parts(parts)) => {
+                    parts.iter().map(|p| p.text.as_ref().map_or(0, String::len)).sum()
+                }
+            };
         if bytes > limits.max_input_bytes {
             return Err(ApiError::invalid(
                 format!(
@@ -122,6 +140,12 @@ pub fn messages(input: &[MessageIn], limits: &RequestLimits) -> Result<Vec<ChatM
                     .collect::<Result<Vec<_>, _>>()?
                     .concat(),
             };
+            let content = match &m.tool_calls {
+                Some(calls) => {
+                    render_calls(&content, &calls.iter().map(ToolCallIn::call).collect::<Vec<_>>())
+                }
+                None => content,
+            };
             // Templates know `system`; `developer` is OpenAI's new name for it.
             let role = if m.role == "developer" { "system" } else { &m.role };
             Ok(ChatMessage::new(role, content))
@@ -146,7 +170,11 @@ pub async fn chat_completions(
         (false, None) => None,
         (true, k) => Some(k.unwrap_or(0)),
     };
-    let settings = req.sampling.validate(req.max_completion_tokens, top)?;
+    let mut settings = req.sampling.validate(req.max_completion_tokens, top)?;
+    let tools = Tools::parse(req.tools.as_ref(), req.tool_choice.as_ref())?;
+    if let Some(tools) = &tools {
+        tools.constrain(&mut settings)?;
+    }
     let conversation = messages(&req.messages, &state.request_limits)?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now_unix();
@@ -157,6 +185,7 @@ pub async fn chat_completions(
         rag: req.rag,
         settings: settings.clone(),
         client_bypass: cache_http::client_bypass(&headers),
+        tools: tools.clone(),
     };
     let job = match pipeline.prepare(&handle, request).await? {
         Prepared::Cached { body, hit } => return Ok(cache_http::reissue(body, &id, created, hit)),
@@ -171,19 +200,35 @@ pub async fn chat_completions(
     };
     let prompt = job.prompt;
     let choices = generation::submit(&handle, &tenant, &prompt, &settings, "messages")?;
-    if settings.stream {
+    let tools = tools.filter(Tools::offered);
+    if settings.stream && tools.is_none() {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }
     let (pieces, completion_tokens) = generation::collect_all(choices).await?;
+    let usage = Usage::completion(prompt.len(), completion_tokens);
+    if let (true, Some(tools)) = (settings.stream, &tools) {
+        let mut chunks = tool_calls::replay(tools, &pieces, |choices| format.chunk(choices, None));
+        if let Some(first) = chunks.first_mut() {
+            format.add_retrieval(first);
+        }
+        if settings.include_usage {
+            chunks.push(format.chunk(json!([]), Some(usage)));
+        }
+        return Ok(sse::replay(chunks).into_response());
+    }
     let choices: Vec<Value> = pieces
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            let (message, finish_reason) = match &tools {
+                Some(tools) => tool_calls::message(tools, p),
+                None => (json!({"role": "assistant", "content": p.text}), p.finish_reason),
+            };
             json!({
                 "index": i,
-                "message": {"role": "assistant", "content": p.text},
+                "message": message,
                 "logprobs": logprobs_json(top.is_some(), &p.logprobs),
-                "finish_reason": p.finish_reason,
+                "finish_reason": finish_reason,
             })
         })
         .collect();
@@ -193,7 +238,7 @@ pub async fn chat_completions(
         "created": format.created,
         "model": format.model,
         "choices": choices,
-        "usage": Usage::completion(prompt.len(), completion_tokens),
+        "usage": usage,
     });
     format.add_retrieval(&mut body);
     let cache_missed = job.keys.exact_missed();
@@ -308,6 +353,9 @@ mod tests {
         MessageIn {
             role: "user".into(),
             content: Some(Content::Text(text)),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
 
@@ -330,6 +378,9 @@ mod tests {
                     text: Some("b".repeat(60)),
                 },
             ])),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         };
         assert!(messages(&[parts], &limits()).is_err(), "parts count together");
         let three = [user("c".repeat(90)), user("c".repeat(90)), user("c".repeat(90))];

@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod models;
 pub mod moderations;
 pub mod tokenize;
+pub mod tool_calls;

@@ -1,0 +1,396 @@
+//! Tool calling for chat completions: OpenAI's `tools` and `tool_choice`.
+//!
+//! The tools are described to the model in a system message in the Hermes
+//! format most open models are trained on (`<tools>` with the function
+//! signatures; calls answered as `<tool_call>{"name", "arguments"}
+//! </tool_call>`), for templates that have no `tools` variable of their
+//! own. `tool_choice: "required"` or a named function forces the call:
+//! the answer is constrained (llguidance) to one JSON call whose arguments
+//! satisfy the tool's schema. `auto` lets the model choose; `<tool_call>`
+//! blocks in its answer become `tool_calls`. `none` leaves the tools out.
+
+use ragd_models::llama::ChatMessage;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ServiceError;
+use crate::generation::{GenSettings, ResponseFormat};
+
+/// Most tools one request may define.
+pub const MAX_TOOLS: usize = 64;
+
+/// One function the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments object.
+    pub parameters: Value,
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    Named(String),
+}
+
+/// A request's tools and choice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tools {
+    pub specs: Vec<ToolSpec>,
+    pub choice: ToolChoice,
+}
+
+/// A call the model made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub name: String,
+    /// The arguments as JSON text (OpenAI's shape).
+    pub arguments: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolIn {
+    #[serde(rename = "type")]
+    kind: String,
+    function: FunctionIn,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FunctionIn {
+    name: String,
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+fn bad(param: &'static str, message: String) -> ServiceError {
+    ServiceError::invalid(message, param)
+}
+
+impl Tools {
+    /// `tools` and `tool_choice` of a request; `None` without tools (a
+    /// `tool_choice` other than `none`/`auto` then is a 400).
+    pub fn parse(tools: Option<&Value>, choice: Option<&Value>) -> Result<Option<Self>, ServiceError> {
+        let specs: Vec<ToolSpec> = match tools {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => {
+                let list: Vec<ToolIn> = serde_json::from_value(v.clone())
+                    .map_err(|e| bad("tools", format!("`tools` must be a list of function tools: {e}")))?;
+                if list.len() > MAX_TOOLS {
+                    return Err(bad("tools", format!("at most {MAX_TOOLS} tools per request")));
+                }
+                let mut specs = Vec::with_capacity(list.len());
+                for t in list {
+                    if t.kind != "function" {
+                        return Err(bad(
+                            "tools",
+                            format!("tool type must be `function` (got {:?})", t.kind),
+                        ));
+                    }
+                    let f = t.function;
+                    let valid_name = !f.name.is_empty()
+                        && f.name.len() <= 64
+                        && f.name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    if !valid_name {
+                        return Err(bad(
+                            "tools",
+                            format!("tool name {:?} must be 1-64 of [A-Za-z0-9_-]", f.name),
+                        ));
+                    }
+                    if specs.iter().any(|s: &ToolSpec| s.name == f.name) {
+                        return Err(bad("tools", format!("tool `{}` is defined twice", f.name)));
+                    }
+                    let _ = f.strict;
+                    let parameters = f
+                        .parameters
+                        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+                    if !parameters.is_object() {
+                        return Err(bad(
+                            "tools",
+                            format!("`parameters` of `{}` must be a JSON Schema object", f.name),
+                        ));
+                    }
+                    specs.push(ToolSpec {
+                        name: f.name,
+                        description: f.description,
+                        parameters,
+                    });
+                }
+                specs
+            }
+        };
+        let choice = match choice {
+            None | Some(Value::Null) => ToolChoice::Auto,
+            Some(Value::String(s)) => match s.as_str() {
+                "none" => ToolChoice::None,
+                "auto" => ToolChoice::Auto,
+                "required" => ToolChoice::Required,
+                other => return Err(bad("tool_choice", format!("`tool_choice` {other:?} is not none, auto or required"))),
+            },
+            Some(v) => match v.pointer("/function/name").and_then(Value::as_str) {
+                Some(name) if v.get("type").and_then(Value::as_str) == Some("function") => {
+                    ToolChoice::Named(name.to_string())
+                }
+                _ => {
+                    return Err(bad(
+                        "tool_choice",
+                        "`tool_choice` must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}".into(),
+                    ))
+                }
+            },
+        };
+        if specs.is_empty() {
+            return match choice {
+                ToolChoice::None | ToolChoice::Auto => Ok(None),
+                _ => Err(bad("tool_choice", "`tool_choice` needs `tools`".into())),
+            };
+        }
+        if let ToolChoice::Named(name) = &choice {
+            if !specs.iter().any(|s| &s.name == name) {
+                return Err(bad(
+                    "tool_choice",
+                    format!("`tool_choice` names `{name}`, which is not in `tools`"),
+                ));
+            }
+        }
+        Ok(Some(Self { specs, choice }))
+    }
+
+    /// Whether the model sees the tools at all.
+    pub fn offered(&self) -> bool {
+        self.choice != ToolChoice::None
+    }
+
+    /// The system text that describes the tools (Hermes format).
+    pub fn system_prompt(&self) -> String {
+        let signatures: Vec<String> = (self.specs.iter())
+            .map(|s| {
+                json!({"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}})
+                    .to_string()
+            })
+            .collect();
+        format!(
+            "You may call one or more functions to answer the user. The functions are listed in <tools></tools>:\n\
+             <tools>\n{}\n</tools>\n\
+             To call a function, answer with a JSON object of its name and arguments inside <tool_call></tool_call>:\n\
+             <tool_call>\n{{\"name\": <function-name>, \"arguments\": <arguments-object>}}\n</tool_call>",
+            signatures.join("\n")
+        )
+    }
+
+    /// The conversation with the tool descriptions in its system message
+    /// (the first one, or a new one in front).
+    pub fn describe_in(&self, mut messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
+        if !self.offered() {
+            return messages;
+        }
+        let text = self.system_prompt();
+        match messages.first_mut() {
+            Some(m) if m.role == "system" => m.content = format!("{}\n\n{text}", m.content),
+            _ => messages.insert(0, ChatMessage::new("system", text)),
+        }
+        messages
+    }
+
+    /// For a forced call: the JSON Schema the whole answer must satisfy
+    /// (`{"name": ..., "arguments": {...}}` of one of the allowed tools).
+    pub fn forced_schema(&self) -> Option<Value> {
+        let allowed: Vec<&ToolSpec> = match &self.choice {
+            ToolChoice::Required => self.specs.iter().collect(),
+            ToolChoice::Named(name) => self.specs.iter().filter(|s| &s.name == name).collect(),
+            ToolChoice::None | ToolChoice::Auto => return None,
+        };
+        let call = |s: &ToolSpec| {
+            json!({"type": "object", "additionalProperties": false, "required": ["name", "arguments"],
+                   "properties": {"name": {"const": s.name}, "arguments": s.parameters}})
+        };
+        Some(match allowed.as_slice() {
+            [one] => call(one),
+            many => json!({"anyOf": many.iter().map(|s| call(s)).collect::<Vec<_>>()}),
+        })
+    }
+
+    /// Makes a forced call's answer one JSON call of an allowed tool
+    /// (constrained decoding); a `response_format` besides is a 400.
+    pub fn constrain(&self, settings: &mut GenSettings) -> Result<(), ServiceError> {
+        let Some(schema) = self.forced_schema() else {
+            return Ok(());
+        };
+        if settings.response_format != ResponseFormat::Text {
+            return Err(bad(
+                "response_format",
+                "`response_format` cannot be combined with a forced `tool_choice`".into(),
+            ));
+        }
+        settings.response_format = ResponseFormat::JsonSchema(schema);
+        Ok(())
+    }
+
+    /// The calls in an answer, and the text around them. A forced answer
+    /// is one JSON call; otherwise `<tool_call>` blocks are taken out.
+    /// Blocks that do not parse, or name an unknown tool, stay text.
+    pub fn parse_answer(&self, text: &str) -> (String, Vec<ToolCall>) {
+        if self.forced_schema().is_some() {
+            if let Some(call) = self.call_of(text) {
+                return (String::new(), vec![call]);
+            }
+        }
+        if self.choice != ToolChoice::Auto {
+            return (text.to_string(), Vec::new());
+        }
+        let (mut rest, mut calls, mut tail) = (String::new(), Vec::new(), text);
+        while let Some(start) = tail.find("<tool_call>") {
+            let after = &tail[start + "<tool_call>".len()..];
+            let Some(end) = after.find("</tool_call>") else {
+                break;
+            };
+            match self.call_of(&after[..end]) {
+                Some(call) => {
+                    rest.push_str(&tail[..start]);
+                    calls.push(call);
+                }
+                None => rest.push_str(&tail[..start + "<tool_call>".len() + end + "</tool_call>".len()]),
+            }
+            tail = &after[end + "</tool_call>".len()..];
+        }
+        rest.push_str(tail);
+        (rest.trim().to_string(), calls)
+    }
+
+    fn call_of(&self, json_text: &str) -> Option<ToolCall> {
+        let v: Value = serde_json::from_str(json_text.trim()).ok()?;
+        let name = v.get("name")?.as_str()?;
+        self.specs.iter().find(|s| s.name == name)?;
+        let arguments = match v.get("arguments") {
+            Some(Value::String(s)) => s.clone(),
+            Some(a) => a.to_string(),
+            None => "{}".into(),
+        };
+        Some(ToolCall {
+            name: name.to_string(),
+            arguments,
+        })
+    }
+}
+
+/// An assistant message that made calls, as the model would have written
+/// it (for the next turn's prompt).
+pub fn render_calls(content: &str, calls: &[ToolCall]) -> String {
+    let mut text = content.to_string();
+    for c in calls {
+        let arguments: Value =
+            serde_json::from_str(&c.arguments).unwrap_or_else(|_| Value::String(c.arguments.clone()));
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "<tool_call>\n{}\n</tool_call>",
+            json!({"name": c.name, "arguments": arguments})
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weather() -> Value {
+        json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+               {"type": "function", "function": {"name": "get_time"}}])
+    }
+
+    #[test]
+    fn choices_parse_and_bad_ones_name_their_field() {
+        let t = Tools::parse(Some(&weather()), None).unwrap().unwrap();
+        assert_eq!((t.specs.len(), &t.choice), (2, &ToolChoice::Auto));
+        let named = json!({"type": "function", "function": {"name": "get_time"}});
+        let t = Tools::parse(Some(&weather()), Some(&named)).unwrap().unwrap();
+        assert_eq!(t.choice, ToolChoice::Named("get_time".into()));
+        assert!(Tools::parse(None, Some(&json!("none"))).unwrap().is_none());
+        for (tools, choice, param) in [
+            (Some(json!([{"type": "retrieval"}])), None, "tools"),
+            (
+                Some(json!([{"type": "function", "function": {"name": "a b"}}])),
+                None,
+                "tools",
+            ),
+            (Some(json!("x")), None, "tools"),
+            (Some(weather()), Some(json!("sometimes")), "tool_choice"),
+            (
+                Some(weather()),
+                Some(json!({"type": "function", "function": {"name": "nope"}})),
+                "tool_choice",
+            ),
+            (None, Some(json!("required")), "tool_choice"),
+        ] {
+            match Tools::parse(tools.as_ref(), choice.as_ref()) {
+                Err(ServiceError::Invalid { param: Some(p), .. }) => assert_eq!(p, param),
+                other => panic!("{tools:?} {choice:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn answers_become_calls_forced_or_in_tags() {
+        let auto = Tools::parse(Some(&weather()), None).unwrap().unwrap();
+        let text = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+        let (rest, calls) = auto.parse_answer(text);
+        assert_eq!(rest, "Let me check.");
+        assert_eq!(
+            calls,
+            vec![ToolCall {
+                name: "get_weather".into(),
+                arguments: r#"{"city":"Paris"}"#.into()
+            }]
+        );
+        let (rest, calls) = auto.parse_answer("<tool_call>{\"name\": \"unknown\"}</tool_call> hi");
+        assert!(calls.is_empty() && rest.contains("unknown"), "{rest}");
+        let required = Tools::parse(Some(&weather()), Some(&json!("required")))
+            .unwrap()
+            .unwrap();
+        let (rest, calls) = required.parse_answer(r#"{"name": "get_time", "arguments": {}}"#);
+        assert_eq!((rest.as_str(), calls[0].name.as_str()), ("", "get_time"));
+        assert!(
+            required.forced_schema().unwrap()["anyOf"]
+                .as_array()
+                .unwrap()
+                .len()
+                == 2
+        );
+        let want = format!(
+            "<tool_call>\n{}\n</tool_call>",
+            json!({"name": "get_time", "arguments": {}})
+        );
+        assert_eq!(render_calls("", &calls), want);
+    }
+
+    #[test]
+    fn the_tools_go_into_the_system_message() {
+        let t = Tools::parse(Some(&weather()), None).unwrap().unwrap();
+        let out = t.describe_in(vec![ChatMessage::new("user", "hi")]);
+        assert_eq!(out[0].role, "system");
+        assert!(out[0].content.contains("<tools>") && out[0].content.contains("get_weather"));
+        let out = t.describe_in(vec![
+            ChatMessage::new("system", "Be brief."),
+            ChatMessage::new("user", "hi"),
+        ]);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].content.starts_with("Be brief.\n\n"));
+        let none = Tools::parse(Some(&weather()), Some(&json!("none")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(none.describe_in(vec![ChatMessage::new("user", "hi")]).len(), 1);
+    }
+}
