@@ -5,9 +5,7 @@
 //! Needs a Python with `openai`: `RAGD_TEST_PYTHON` names it (`scripts/test`
 //! sets it up), else `python3`.
 
-use std::process::Command;
-
-use ragd_suite::{repo_root, start_on_own_thread};
+use ragd_suite::{run_python_check, start_on_own_thread};
 
 #[test]
 fn the_openai_client_gets_tool_calls_and_sends_results_back() {
@@ -15,19 +13,5 @@ fn the_openai_client_gets_tool_calls_and_sends_results_back() {
         c.models.embedder = "none".into();
         c.models.guard = "none".into();
     });
-    let python = std::env::var("RAGD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = repo_root().join("tests/python/tool_calls_check.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(format!("http://{addr}"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{python} {} failed (is `openai` installed? run scripts/test):\n{stdout}\n{stderr}",
-        script.display()
-    );
-    assert!(stdout.contains("tool calls ok: get_weather("), "{stdout}");
+    run_python_check(addr, "tool_calls_check.py", "tool calls ok: get_weather(");
 }

@@ -177,3 +177,25 @@ pub async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> reqw
         .await
         .unwrap()
 }
+
+/// Runs `tests/python/{script}` against the server at `addr` with the test
+/// Python (`RAGD_TEST_PYTHON`, which `scripts/test` sets up with `openai`
+/// and `jsonschema`; else `python3`) and checks it succeeds and prints
+/// `needle`.
+pub fn run_python_check(addr: SocketAddr, script: &str, needle: &str) {
+    let python = std::env::var("RAGD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = repo_root().join("tests/python").join(script);
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(format!("http://{addr}"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{python} {} failed (are `openai` and `jsonschema` installed? run scripts/test):\n{stdout}\n{stderr}",
+        script.display()
+    );
+    assert!(stdout.contains(needle), "{stdout}");
+}
