@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The cost of structured outputs: 16 clients streaming completions with a
-# JSON schema each (benches/data/notes_schema.json: an open-ended array of
+# JSON schema each (benches/data/notes_schema.json: at least 40 short
 # strings, so every request runs to max_tokens like the unconstrained
-# ones) against 16 unconstrained clients, same prompts, same server,
-# alternating, in one run. Prints aggregate tok/s and the ratio.
+# ones; the script checks the token counts match) against 16 unconstrained
+# clients, same prompts, same server, alternating, in one run. Prints
+# aggregate tok/s and the ratio.
 #
 #   benches/structured_outputs.sh [ROUNDS] [THREADS]
 set -euo pipefail
@@ -34,6 +35,9 @@ import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 tps = {k: [json.load(open(f"{out}/{k}_{r}.json"))["levels"][0]["output_tokens_per_s"] for r in range(1, rounds + 1)]
        for k in ("plain", "schema")}
+tokens = {k: [json.load(open(f"{out}/{k}_{r}.json"))["levels"][0]["output_tokens"] for r in range(1, rounds + 1)]
+          for k in ("plain", "schema")}
+assert tokens["plain"] == tokens["schema"], f"not the same work: output tokens {tokens}"
 errors = sum(json.load(open(f"{out}/{k}_{r}.json"))["levels"][0]["errors"] for k in tps for r in range(1, rounds + 1))
 ratio = statistics.median(tps["schema"]) / statistics.median(tps["plain"])
 print(f"16 clients, tok/s: plain {tps['plain']}, json_schema {tps['schema']}, ratio {ratio:.3f}, errors {errors}")
