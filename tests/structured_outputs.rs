@@ -5,14 +5,11 @@
 //! Needs a Python with `openai` and `jsonschema`: `RAGD_TEST_PYTHON` names
 //! it (`scripts/test` sets it up), else `python3`.
 
-use ragd_suite::{run_python_check, start_on_own_thread};
+use ragd_suite::{generator_only, run_python_check, start_on_own_thread};
 
 #[test]
 fn every_output_validates_against_its_json_schema() {
-    let (addr, _server) = start_on_own_thread(|c| {
-        c.models.embedder = "none".into();
-        c.models.guard = "none".into();
-    });
+    let (addr, _server) = start_on_own_thread(generator_only);
     run_python_check(
         addr,
         "structured_outputs_check.py",

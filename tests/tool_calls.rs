@@ -5,13 +5,10 @@
 //! Needs a Python with `openai`: `RAGD_TEST_PYTHON` names it (`scripts/test`
 //! sets it up), else `python3`.
 
-use ragd_suite::{run_python_check, start_on_own_thread};
+use ragd_suite::{generator_only, run_python_check, start_on_own_thread};
 
 #[test]
 fn the_openai_client_gets_tool_calls_and_sends_results_back() {
-    let (addr, _server) = start_on_own_thread(|c| {
-        c.models.embedder = "none".into();
-        c.models.guard = "none".into();
-    });
+    let (addr, _server) = start_on_own_thread(generator_only);
     run_python_check(addr, "tool_calls_check.py", "tool calls ok: get_weather(");
 }

@@ -14,7 +14,8 @@ use crate::auth;
 use crate::body_budget::{BodyBudget, DEFAULT_BUDGET_BYTES};
 use crate::error::ApiError;
 use crate::routes::{
-    admin, chat, collections, completions, embeddings, health, metrics, models, moderations, tokenize,
+    admin, chat, collections, completions, embeddings, health, metrics, models, moderations, responses,
+    tokenize,
 };
 use crate::state::AppState;
 
@@ -33,6 +34,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/moderations", post(moderations::moderations))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
+        .route("/v1/responses", post(responses::responses))
         .route(
             "/v1/collections",
             post(collections::create).get(collections::list),

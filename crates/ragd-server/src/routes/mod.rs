@@ -9,5 +9,6 @@ pub mod health;
 pub mod metrics;
 pub mod models;
 pub mod moderations;
+pub mod responses;
 pub mod tokenize;
 pub mod tool_calls;
