@@ -151,11 +151,18 @@ impl ChatPipeline<'_> {
             }
             Ok(found) => found,
         };
-        let messages = match &req.tools {
-            Some(tools) => tools.describe_in(augmented.messages),
-            None => augmented.messages,
+        // Tools go to a template that renders them, else into the system
+        // message.
+        let knows_tools = generator.template.as_ref().is_some_and(|t| t.knows_tools());
+        let (messages, template_tools) = match &req.tools {
+            Some(tools) if tools.offered() && knows_tools => {
+                tools.check_literal(generator.tokenizer.as_ref())?;
+                (augmented.messages, Some(tools.template_json()))
+            }
+            Some(tools) => (tools.describe_in(augmented.messages), None),
+            None => (augmented.messages, None),
         };
-        let prompt = prompt_ids(generator, messages, true).await?;
+        let prompt = prompt_ids(generator, messages, template_tools, true).await?;
         let mut keys = CacheKeys {
             exact: None,
             semantic: semantic_query,
@@ -315,6 +322,7 @@ enum SemanticLookup {
 pub async fn prompt_ids(
     handle: &GeneratorHandle,
     messages: Vec<ChatMessage>,
+    tools: Option<Value>,
     add_generation_prompt: bool,
 ) -> Result<Vec<u32>, ServiceError> {
     let template = handle.template.clone().ok_or_else(|| {
@@ -330,7 +338,12 @@ pub async fn prompt_ids(
     tokio::task::spawn_blocking(move || {
         // Special tokens come only from the template's own text.
         template
-            .encode(tokenizer.as_ref(), &messages, add_generation_prompt)
+            .encode_with(
+                tokenizer.as_ref(),
+                &messages,
+                tools.as_ref(),
+                add_generation_prompt,
+            )
             .map_err(|e| match e {
                 ragd_core::ModelError::InvalidInput(m) => {
                     ServiceError::invalid(format!("cannot apply the chat template: {m}"), "messages")

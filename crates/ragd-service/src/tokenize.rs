@@ -51,7 +51,7 @@ pub async fn tokenize_messages(
     add_generation_prompt: bool,
     add_special_tokens: bool,
 ) -> Result<Vec<u32>, ServiceError> {
-    let ids = chat::prompt_ids(handle, messages, add_generation_prompt).await?;
+    let ids = chat::prompt_ids(handle, messages, None, add_generation_prompt).await?;
     Ok(frame(handle, ids, add_special_tokens))
 }
 

@@ -9,6 +9,7 @@
 //! satisfy the tool's schema. `auto` lets the model choose; `<tool_call>`
 //! blocks in its answer become `tool_calls`. `none` leaves the tools out.
 
+use ragd_core::TextTokenizer;
 use ragd_models::llama::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -173,11 +174,8 @@ impl Tools {
 
     /// The system text that describes the tools (Hermes format).
     pub fn system_prompt(&self) -> String {
-        let signatures: Vec<String> = (self.specs.iter())
-            .map(|s| {
-                json!({"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}})
-                    .to_string()
-            })
+        let signatures: Vec<String> = (self.template_json().as_array().into_iter().flatten())
+            .map(Value::to_string)
             .collect();
         format!(
             "You may call one or more functions to answer the user. The functions are listed in <tools></tools>:\n\
@@ -186,6 +184,27 @@ impl Tools {
              <tool_call>\n{{\"name\": <function-name>, \"arguments\": <arguments-object>}}\n</tool_call>",
             signatures.join("\n")
         )
+    }
+
+    /// The tools as OpenAI lists them, for chat templates that render a
+    /// `tools` variable themselves.
+    pub fn template_json(&self) -> Value {
+        Value::Array(
+            (self.specs.iter())
+                .map(|s| json!({"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.parameters}}))
+                .collect(),
+        )
+    }
+
+    /// Refuses tool definitions that spell a special token of `tokenizer`
+    /// (`<|im_end|>` in a description): a template renders them as its
+    /// own text, where such a string would become the token.
+    pub fn check_literal(&self, tokenizer: &dyn TextTokenizer) -> Result<(), ServiceError> {
+        let text = self.template_json().to_string();
+        if tokenizer.encode(&text)? != tokenizer.encode_literal(&text)? {
+            return Err(bad("tools", "`tools` must not contain special-token text".into()));
+        }
+        Ok(())
     }
 
     /// The conversation with the tool descriptions in its system message

@@ -30,6 +30,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// The template reads a `tools` variable (function definitions).
+    knows_tools: bool,
 }
 
 #[derive(Serialize)]
@@ -38,6 +40,8 @@ struct Context<'a> {
     add_generation_prompt: bool,
     bos_token: &'a str,
     eos_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<&'a serde_json::Value>,
 }
 
 const NAME: &str = "chat";
@@ -56,21 +60,44 @@ impl ChatTemplate {
         );
         env.add_template_owned(NAME, source.to_string())
             .map_err(|e| ModelError::load("chat template", e))?;
+        let knows_tools = env
+            .get_template(NAME)
+            .map(|t| t.undeclared_variables(false).contains("tools"))
+            .unwrap_or(false);
         Ok(Self {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            knows_tools,
         })
+    }
+
+    /// Whether the template renders function definitions itself (reads a
+    /// `tools` variable, as Qwen2.5's and Llama 3.1's templates do).
+    pub fn knows_tools(&self) -> bool {
+        self.knows_tools
     }
 
     /// The prompt text for `messages`; with `add_generation_prompt` it ends
     /// where the assistant's reply starts.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        self.render_with(messages, None, add_generation_prompt)
+    }
+
+    /// [`Self::render`] with `tools` (OpenAI's list of function tools) for
+    /// templates that read them.
+    pub fn render_with(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let ctx = Context {
             messages,
             add_generation_prompt,
             bos_token: &self.bos_token,
             eos_token: &self.eos_token,
+            tools,
         };
         self.env
             .get_template(NAME)
@@ -104,6 +131,18 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<Vec<PromptPiece>> {
+        self.render_pieces_with(messages, None, add_generation_prompt)
+    }
+
+    /// [`Self::render_pieces`] with `tools` for templates that read them.
+    /// The tools are template text: the caller must have checked that
+    /// they spell no special token.
+    pub fn render_pieces_with(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<Vec<PromptPiece>> {
         use std::hash::{BuildHasher, Hasher};
         let nonce = std::collections::hash_map::RandomState::new()
             .build_hasher()
@@ -114,7 +153,7 @@ impl ChatTemplate {
             .enumerate()
             .map(|(i, m)| ChatMessage::new(m.role.clone(), format!("{open}{i}\u{E001}")))
             .collect();
-        let text = self.render(&masked, add_generation_prompt)?;
+        let text = self.render_with(&masked, tools, add_generation_prompt)?;
         let mut pieces = Vec::new();
         let push_template = |pieces: &mut Vec<PromptPiece>, text: &str| match pieces.last_mut() {
             _ if text.is_empty() => {}
@@ -148,8 +187,19 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>> {
+        self.encode_with(tokenizer, messages, None, add_generation_prompt)
+    }
+
+    /// [`Self::encode`] with `tools` for templates that read them.
+    pub fn encode_with(
+        &self,
+        tokenizer: &dyn TextTokenizer,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>> {
         let mut ids = Vec::new();
-        for piece in self.render_pieces(messages, add_generation_prompt)? {
+        for piece in self.render_pieces_with(messages, tools, add_generation_prompt)? {
             ids.extend(match piece {
                 PromptPiece::Template(text) => tokenizer.encode(&text)?,
                 PromptPiece::Content(text) => tokenizer.encode_literal(&text)?,
@@ -162,6 +212,28 @@ impl ChatTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_that_read_tools_get_them() {
+        let src = "{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}\
+                   {% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}";
+        let t = ChatTemplate::new(src, "<s>", "</s>").unwrap();
+        assert!(t.knows_tools());
+        let tools = serde_json::json!([{"type": "function", "function": {"name": "f"}}]);
+        let text = t
+            .render_with(&[ChatMessage::new("user", "hi")], Some(&tools), false)
+            .unwrap();
+        assert!(
+            text.starts_with("<tools>[{") && text.contains("\"name\":\"f\"") && text.ends_with("[user]hi"),
+            "{text}"
+        );
+        assert_eq!(
+            t.render(&[ChatMessage::new("user", "hi")], false).unwrap(),
+            "[user]hi"
+        );
+        let plain = ChatTemplate::new("{% for m in messages %}{{ m.content }}{% endfor %}", "", "").unwrap();
+        assert!(!plain.knows_tools());
+    }
 
     #[test]
     fn python_methods_and_raise_exception_work() {
