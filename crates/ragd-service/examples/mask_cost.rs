@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
     let vocab = GgufVocab::read(std::path::Path::new(&path))?;
     let tok = GgufTokenizer::new(&vocab)?;
     let t0 = Instant::now();
-    let grammars = Grammars::new(&tok, 2).expect("token bytes")?;
+    let grammars = Grammars::new(&tok.token_bytes().expect("token bytes"), 2)?;
     eprintln!(
         "grammar compiler built in {:.1} ms",
         t0.elapsed().as_secs_f64() * 1e3

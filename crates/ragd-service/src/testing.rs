@@ -152,10 +152,11 @@ pub fn fake_generator(context: usize) -> GeneratorHandle {
     let metrics = GenerationMetrics::new(&info.id);
     let template =
         ChatTemplate::new(TINY_CHAT_TEMPLATE, "<|im_start|>", "<|im_end|>").expect("template compiles");
-    let grammars = crate::generation::structured::Grammars::new(&AsciiTokenizer, IM_END)
-        .map(|g| Arc::new(g.expect("the ASCII vocabulary makes a token trie")));
+    let (token_bytes, grammars) = crate::generation::structured::vocabulary(&AsciiTokenizer, Some(IM_END))
+        .expect("the ASCII vocabulary makes a token trie");
     GeneratorHandle {
         grammars,
+        token_bytes,
         info,
         tokenizer: Arc::new(AsciiTokenizer),
         template: Some(Arc::new(template)),

@@ -7,9 +7,7 @@
 //!
 //! Tokenizing and decoding are CPU work: they run on the blocking pool.
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-
-use ragd_core::{ModelError, TextTokenizer};
+use ragd_core::ModelError;
 use ragd_models::llama::ChatMessage;
 
 use crate::chat;
@@ -66,8 +64,8 @@ pub async fn detokenize(handle: &GeneratorHandle, ids: Vec<u32>) -> Result<Strin
             "tokens",
         ));
     }
-    let tokenizer = handle.tokenizer.clone();
-    tokio::task::spawn_blocking(move || match token_table(&tokenizer) {
+    let (tokenizer, table) = (handle.tokenizer.clone(), handle.token_bytes.clone());
+    tokio::task::spawn_blocking(move || match table {
         Some(table) => Ok(spell(&table, &ids)),
         None => tokenizer.decode_text(&ids).map_err(|e| prompt_error(e, "tokens")),
     })
@@ -95,30 +93,6 @@ fn prompt_error(e: ModelError, param: &'static str) -> ServiceError {
         }
         other => other.into(),
     }
-}
-
-/// Each token's bytes, by id ([`TextTokenizer::token_bytes`]; special
-/// tokens are `0xFF` and their name).
-type TokenTable = Arc<Vec<Vec<u8>>>;
-
-/// The token table of `tokenizer`, built once per tokenizer (it spans the
-/// whole vocabulary) and kept while the tokenizer lives. `None`: this
-/// tokenizer cannot spell its tokens.
-fn token_table(tokenizer: &Arc<dyn TextTokenizer>) -> Option<TokenTable> {
-    type Tables = Vec<(Weak<dyn TextTokenizer>, Option<TokenTable>)>;
-    static TABLES: Mutex<Tables> = Mutex::new(Vec::new());
-    let mut tables = TABLES.lock().unwrap_or_else(PoisonError::into_inner);
-    tables.retain(|(t, _)| t.strong_count() > 0);
-    let this = Arc::as_ptr(tokenizer);
-    if let Some((_, table)) = tables.iter().find(|(t, _)| std::ptr::addr_eq(t.as_ptr(), this)) {
-        return table.clone();
-    }
-    let table = tokenizer
-        .token_bytes()
-        .filter(|t| t.len() >= tokenizer.vocab_size())
-        .map(Arc::new);
-    tables.push((Arc::downgrade(tokenizer), table.clone()));
-    table
 }
 
 /// The text of `ids` from their bytes; bytes that are not UTF-8 (a

@@ -76,16 +76,14 @@ pub struct Grammars {
 }
 
 impl Grammars {
-    /// `None` when the tokenizer cannot list its token bytes.
-    pub fn new(tokenizer: &dyn TextTokenizer, end_token: u32) -> Option<anyhow::Result<Self>> {
-        let words = tokenizer.token_bytes()?;
-        Some((|| {
-            let info = TokRxInfo::new(u32::try_from(words.len())?, end_token);
-            let env = Arc::new(ApproximateTokEnv::new(TokTrie::from(&info, &words)));
-            let mut factory = ParserFactory::new_simple(&(env as toktrie::TokEnv))?;
-            factory.quiet();
-            Ok(Self { factory })
-        })())
+    /// The compiler over `words`, each token's bytes by id (see
+    /// [`TextTokenizer::token_bytes`]); `end_token` ends an answer.
+    pub fn new(words: &[Vec<u8>], end_token: u32) -> anyhow::Result<Self> {
+        let info = TokRxInfo::new(u32::try_from(words.len())?, end_token);
+        let env = Arc::new(ApproximateTokEnv::new(TokTrie::from(&info, words)));
+        let mut factory = ParserFactory::new_simple(&(env as toktrie::TokEnv))?;
+        factory.quiet();
+        Ok(Self { factory })
     }
 
     /// A fresh constraint for one choice (`None` for plain text). An
@@ -110,6 +108,27 @@ impl Grammars {
         }
         Ok(Some(Constraint::new(Llg { matcher })))
     }
+}
+
+/// Each token's bytes, by id.
+pub type TokenBytes = Arc<Vec<Vec<u8>>>;
+
+/// What a generator's vocabulary gives, read once when it loads: each
+/// token's bytes (when the tokenizer can list them for its whole
+/// vocabulary; `/detokenize` spells special tokens with them) and, given
+/// an end token, the structured-output grammar compiler over them.
+pub fn vocabulary(
+    tokenizer: &dyn TextTokenizer,
+    end_token: Option<u32>,
+) -> anyhow::Result<(Option<TokenBytes>, Option<Arc<Grammars>>)> {
+    let Some(words) = tokenizer
+        .token_bytes()
+        .filter(|w| w.len() >= tokenizer.vocab_size())
+    else {
+        return Ok((None, None));
+    };
+    let grammars = end_token.map(|end| Grammars::new(&words, end)).transpose()?;
+    Ok((Some(Arc::new(words)), grammars.map(Arc::new)))
 }
 
 /// One choice's matcher.

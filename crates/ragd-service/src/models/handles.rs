@@ -6,7 +6,7 @@ use ragd_core::{ModelInfo, TextTokenizer};
 use ragd_engine::{BatchLimits, BatchWorker, GenerationEngine, TenantKey};
 use ragd_models::llama::ChatTemplate;
 
-use crate::generation::structured::Grammars;
+use crate::generation::structured::{Grammars, TokenBytes};
 use crate::tenant::Tenant;
 
 /// A loaded embedder or classifier: its facts, its tokenizer, its queue.
@@ -46,6 +46,8 @@ pub struct GeneratorHandle {
     /// Structured outputs' grammar compiler (`None`: the tokenizer cannot
     /// list its token bytes, and `response_format` is refused).
     pub grammars: Option<Arc<Grammars>>,
+    /// Each token's bytes (`None`: the tokenizer cannot list them).
+    pub token_bytes: Option<TokenBytes>,
 }
 
 /// Every model the server runs, once loaded.

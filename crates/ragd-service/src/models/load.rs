@@ -14,7 +14,7 @@ use ragd_models::{resolve_model_dir, Device};
 
 use super::handles::{GeneratorHandle, ModelHandle, Models};
 use crate::config::ModelsConfig;
-use crate::generation::structured::Grammars;
+use crate::generation::structured;
 
 /// The roles `config` configures (`embedder`, `guard`, `generator`), in
 /// that order: what `/ready` waits for. Fails on a name that is not found.
@@ -168,15 +168,12 @@ fn load_generator(
         max_running: config.max_running,
     };
     let engine = GenerationEngine::spawn(Box::new(loaded.model), limits, metrics);
-    let grammars = match loaded.stop_tokens.first() {
-        Some(&end) => Grammars::new(loaded.tokenizer.as_ref(), end)
-            .transpose()
-            .context("building the structured-output grammar compiler")?
-            .map(Arc::new),
-        None => None,
-    };
+    let (token_bytes, grammars) =
+        structured::vocabulary(loaded.tokenizer.as_ref(), loaded.stop_tokens.first().copied())
+            .context("building the structured-output grammar compiler")?;
     Ok(GeneratorHandle {
         grammars,
+        token_bytes,
         info,
         tokenizer: loaded.tokenizer,
         template: loaded.chat_template.map(Arc::new),
