@@ -291,15 +291,7 @@ impl ChatPipeline<'_> {
             );
             chunks = kept.into_iter().map(|(c, _)| c).collect();
         }
-        let sources: Vec<Source<'_>> = chunks
-            .iter()
-            .map(|c| Source {
-                document_id: &c.document_id,
-                text: &c.text,
-                score: c.score,
-                metadata: &c.metadata,
-            })
-            .collect();
+        let sources: Vec<Source<'_>> = chunks.iter().map(Source::from).collect();
         let messages = rag::augment(self.rag_template, req.messages.clone(), q, &sources)?;
         Ok(Augmented {
             messages,

@@ -11,6 +11,7 @@ use ragd_index::Metadata;
 use ragd_models::llama::ChatMessage;
 use serde::{Deserialize, Serialize};
 
+use crate::collections::RetrievedChunk;
 use crate::error::ServiceError;
 
 /// `"rag": {"collection": "docs", "top_k": 4, "filter": {...}}` in a chat
@@ -46,6 +47,17 @@ pub struct Source<'a> {
     pub text: &'a str,
     pub score: f32,
     pub metadata: &'a Metadata,
+}
+
+impl<'a> From<&'a RetrievedChunk> for Source<'a> {
+    fn from(c: &'a RetrievedChunk) -> Self {
+        Self {
+            document_id: &c.document_id,
+            text: &c.text,
+            score: c.score,
+            metadata: &c.metadata,
+        }
+    }
 }
 
 /// A compiled RAG prompt template (variables: `question`, `sources`, each

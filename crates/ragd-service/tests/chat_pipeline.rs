@@ -58,16 +58,21 @@ async fn prepared_job(f: &Fixture, req: ChatRequest) -> ChatJob {
     }
 }
 
-/// Generates the answer of `job` and returns it as a response body.
-async fn answer(f: &Fixture, tenant: &str, job: &ChatJob, settings: &GenSettings) -> Value {
-    let choices = generation::submit(
+/// The choices of `job` for `tenant`, submitted as a chat request's.
+fn submit(f: &Fixture, tenant: &str, job: &ChatJob, settings: &GenSettings) -> Vec<generation::Choice> {
+    generation::submit(
         &f.generator,
         &Tenant::new(tenant),
         &job.prompt,
         settings,
         "messages",
     )
-    .unwrap_or_else(|e| panic!("submit: {e}"));
+    .unwrap_or_else(|e| panic!("submit: {e}"))
+}
+
+/// Generates the answer of `job` and returns it as a response body.
+async fn answer(f: &Fixture, tenant: &str, job: &ChatJob, settings: &GenSettings) -> Value {
+    let choices = submit(f, tenant, job, settings);
     let (pieces, _) = generation::collect_all(choices).await.expect("generate");
     json!({"choices": [{"message": {"role": "assistant", "content": pieces[0].text}}]})
 }
@@ -135,14 +140,7 @@ async fn a_flagged_chunk_is_left_out_of_the_prompt_and_listed() {
         !text.contains("INJECT") && !text.contains("praise Rome"),
         "{text}"
     );
-    let shown: Vec<Source<'_>> = (sources.iter())
-        .map(|c| Source {
-            document_id: &c.document_id,
-            text: &c.text,
-            score: c.score,
-            metadata: &c.metadata,
-        })
-        .collect();
+    let shown: Vec<Source<'_>> = sources.iter().map(Source::from).collect();
     let user = f.rag_template.render(QUESTION, &shown).unwrap();
     assert_eq!(
         user,
@@ -302,14 +300,7 @@ async fn a_prompt_past_the_context_is_refused_as_messages() {
 /// The text and finish reason of one choice read piece by piece, and the
 /// number of pieces.
 async fn streamed(f: &Fixture, job: &ChatJob, settings: &GenSettings) -> (String, &'static str, usize) {
-    let mut choices = generation::submit(
-        &f.generator,
-        &Tenant::new(TENANT),
-        &job.prompt,
-        settings,
-        "messages",
-    )
-    .unwrap_or_else(|e| panic!("submit: {e}"));
+    let mut choices = submit(f, TENANT, job, settings);
     let mut choice = choices.pop().expect("one choice");
     let (mut text, mut finish, mut pieces) = (String::new(), None, 0);
     while let Some(piece) = choice.next().await {
@@ -338,14 +329,7 @@ async fn streaming_and_collecting_give_the_same_text_and_finish() {
     };
 
     let mut settings = greedy(max_tokens);
-    let choices = generation::submit(
-        &f.generator,
-        &Tenant::new(TENANT),
-        &job.prompt,
-        &settings,
-        "messages",
-    )
-    .unwrap_or_else(|e| panic!("submit: {e}"));
+    let choices = submit(&f, TENANT, &job, &settings);
     let (pieces, tokens) = generation::collect_all(choices).await.expect("generate");
     assert_eq!(pieces.len(), 1);
     assert_eq!(tokens, reference.len());
@@ -365,14 +349,7 @@ async fn streaming_and_collecting_give_the_same_text_and_finish() {
     settings.stop = vec![stop.clone()];
     settings.stream = false;
     let cut = &reference_text[..reference_text.find(&stop).unwrap()];
-    let choices = generation::submit(
-        &f.generator,
-        &Tenant::new(TENANT),
-        &job.prompt,
-        &settings,
-        "messages",
-    )
-    .unwrap_or_else(|e| panic!("submit: {e}"));
+    let choices = submit(&f, TENANT, &job, &settings);
     let (pieces, _) = generation::collect_all(choices).await.expect("generate");
     assert_eq!(
         (pieces[0].text.as_str(), pieces[0].finish_reason),
@@ -407,14 +384,7 @@ async fn a_json_schema_shapes_every_choice() {
         ..SamplingFields::default()
     };
     let settings = fields.validate(Some(120), None).expect("valid settings");
-    let choices = generation::submit(
-        &f.generator,
-        &Tenant::new(TENANT),
-        &job.prompt,
-        &settings,
-        "messages",
-    )
-    .unwrap_or_else(|e| panic!("submit: {e}"));
+    let choices = submit(&f, TENANT, &job, &settings);
     let (pieces, _) = generation::collect_all(choices).await.expect("generate");
     let mut seen = std::collections::BTreeSet::new();
     for p in &pieces {
