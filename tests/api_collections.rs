@@ -2,7 +2,7 @@
 //! search, delete, tenant isolation, validation, metrics and restarts.
 
 use ragd_server::config::ServeConfig;
-use ragd_suite::{get_text, metric_value, start_on_own_thread};
+use ragd_suite::{assert_openai_error, get_text, metric_value, start_on_own_thread};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -87,19 +87,10 @@ fn docs() -> Value {
     ]})
 }
 
-/// Asserts a 4xx in OpenAI's error shape.
+/// Asserts status `want` and OpenAI's error shape.
 fn assert_error(status: StatusCode, body: &Value, want: u16, what: &str) {
     assert_eq!(status.as_u16(), want, "{what}: {body}");
-    let err = &body["error"];
-    assert!(
-        err["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}: {body}"
-    );
-    assert!(err["type"].is_string(), "{what}: {body}");
-    assert!(
-        err.get("param").is_some() && err.get("code").is_some(),
-        "{what}: {body}"
-    );
+    assert_openai_error(what, status, body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use ragd_suite::{no_models, repo_root, start_on_own_thread, StopOnDrop};
+use ragd_suite::{assert_openai_error, no_models, repo_root, start_on_own_thread, StopOnDrop};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -64,22 +64,6 @@ async fn detokenize(tokens: &[u64]) -> String {
 fn fixture() -> Value {
     let path = repo_root().join("tests/fixtures/gguf_tokenizer.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// An OpenAI error body with a 4xx status; returns the error object.
-fn assert_client_error(what: &str, status: StatusCode, body: &Value) -> Value {
-    assert!(status.is_client_error(), "{what}: {status} {body}");
-    let err = &body["error"];
-    assert!(
-        err["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}: {body}"
-    );
-    assert!(err["type"].is_string(), "{what}: {body}");
-    assert!(
-        err.get("param").is_some() && err.get("code").is_some(),
-        "{what}: {body}"
-    );
-    err.clone()
 }
 
 /// The fixture's ids were made without special tokens added
@@ -322,7 +306,7 @@ async fn bad_inputs_get_openai_errors() {
     ];
     for (what, path, body, param) in json_cases {
         let (status, out) = post(path, &body).await;
-        let err = assert_client_error(what, status, &out);
+        let err = assert_openai_error(what, status, &out);
         if let Some(param) = param {
             assert_eq!(status, 400, "{what}: {out}");
             assert_eq!(err["param"], param, "{what}: {out}");
@@ -330,7 +314,7 @@ async fn bad_inputs_get_openai_errors() {
     }
     for path in ["/tokenize", "/detokenize", "/v1/tokenize", "/v1/detokenize"] {
         let (status, out) = post(path, &json!({"model": "gpt-4", "prompt": "hi", "tokens": [1]})).await;
-        let err = assert_client_error("unknown model", status, &out);
+        let err = assert_openai_error("unknown model", status, &out);
         assert_eq!(status, 404, "{out}");
         assert_eq!(err["code"], "model_not_found", "{out}");
         for (what, raw, json_type) in [
@@ -340,7 +324,7 @@ async fn bad_inputs_get_openai_errors() {
             ("no content type", "{\"model\": \"x\"}", false),
         ] {
             let (status, out) = post_raw(path, raw.into(), json_type).await;
-            assert_client_error(what, status, &out);
+            assert_openai_error(what, status, &out);
         }
     }
     // Still serving.

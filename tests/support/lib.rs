@@ -205,3 +205,24 @@ pub fn run_python_check(addr: SocketAddr, script: &str, needle: &str) {
     );
     assert!(stdout.contains(needle), "{stdout}");
 }
+
+/// Asserts a 4xx answer in OpenAI's error shape: a non-empty `message`, a
+/// `type`, and `param` and `code` present. Returns the error object.
+pub fn assert_openai_error<'a>(
+    what: &str,
+    status: reqwest::StatusCode,
+    body: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    assert!(status.is_client_error(), "{what}: {status} {body}");
+    let err = &body["error"];
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: {body}"
+    );
+    assert!(err["type"].is_string(), "{what}: {body}");
+    assert!(
+        err.get("param").is_some() && err.get("code").is_some(),
+        "{what}: {body}"
+    );
+    err
+}
