@@ -35,16 +35,24 @@ pub fn sse<F: ChunkFormat>(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// A stream of chunks known in advance (an answer generated whole), then
-/// `data: [DONE]`.
-pub fn replay(chunks: Vec<Value>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let events: Vec<Result<Event, Infallible>> = (chunks.iter().map(|c| Ok(data(c))))
-        .chain(std::iter::once(Ok(Event::default().data("[DONE]"))))
-        .collect();
-    Sse::new(futures::stream::iter(events))
+/// A stream of events known in advance (an answer generated whole).
+pub fn replay(events: Vec<Event>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Sse::new(futures::stream::iter(events.into_iter().map(Ok)))
 }
 
-fn data(v: &Value) -> Event {
+/// Chat chunks known in advance, then `data: [DONE]`.
+pub fn replay_chunks(chunks: &[Value]) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    replay(
+        chunks
+            .iter()
+            .map(data)
+            .chain([Event::default().data("[DONE]")])
+            .collect(),
+    )
+}
+
+/// One JSON chunk as an event.
+pub fn data(v: &Value) -> Event {
     Event::default().data(v.to_string())
 }
 

@@ -214,7 +214,7 @@ pub async fn chat_completions(
         if settings.include_usage {
             chunks.push(format.chunk(json!([]), Some(usage)));
         }
-        return Ok(sse::replay(chunks).into_response());
+        return Ok(sse::replay_chunks(&chunks).into_response());
     }
     let choices: Vec<Value> = pieces
         .iter()

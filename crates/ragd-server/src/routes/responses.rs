@@ -23,6 +23,7 @@ use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::routes::chat::{messages, MessageIn};
+use crate::sse;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -303,14 +304,12 @@ fn stream(response: Value) -> Sse<impl futures::Stream<Item = Result<Event, std:
         "response.completed"
     };
     events.push(json!({"type": done, "response": response}));
-    let events: Vec<Result<Event, std::convert::Infallible>> = events
-        .into_iter()
-        .enumerate()
+    let events = (events.into_iter().enumerate())
         .map(|(n, mut e)| {
             e["sequence_number"] = json!(n);
             let kind = e["type"].as_str().unwrap_or_default().to_string();
-            Ok(Event::default().event(kind).data(e.to_string()))
+            sse::data(&e).event(kind)
         })
         .collect();
-    Sse::new(futures::stream::iter(events))
+    sse::replay(events)
 }
