@@ -141,9 +141,9 @@ impl Collections {
     }
 
     pub async fn delete(&self, tenant: &Tenant, name: String) -> Result<(), ServiceError> {
-        let (store, owner) = (self.store.clone(), tenant.clone());
-        blocking(move || store.delete_collection(owner.as_str(), &name)).await?;
-        tracing::info!("collection deleted");
+        let (store, owner, id) = (self.store.clone(), tenant.clone(), name.clone());
+        blocking(move || store.delete_collection(owner.as_str(), &id)).await?;
+        tracing::info!(collection = %name, "collection deleted");
         Ok(())
     }
 
