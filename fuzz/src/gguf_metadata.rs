@@ -20,7 +20,7 @@ const MAX_BUILT_TOKENS: usize = 4096;
 pub fn run(data: &[u8]) {
     let path = Path::new("fuzz.gguf");
     // `read_gguf_header` catches candle's panics, as it does in the server.
-    let read = with_caught_panics(|| read_gguf_header(&mut Cursor::new(data), path));
+    let read = crate::panics::with_caught_panics(|| read_gguf_header(&mut Cursor::new(data), path));
     let Ok(content) = read else {
         return;
     };
@@ -52,15 +52,4 @@ pub fn run(data: &[u8]) {
         let _ = tokenizer.decode(&ids, true);
         let _ = tokenizer.decode_text(&ids);
     }
-}
-
-/// Runs `f` with a silent panic hook, so that a `catch_unwind` inside it
-/// works as it does in the server (libFuzzer's hook aborts the process
-/// before any unwinding); the previous hook is put back after.
-fn with_caught_panics<T>(f: impl FnOnce() -> T) -> T {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let out = f();
-    std::panic::set_hook(previous);
-    out
 }

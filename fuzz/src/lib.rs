@@ -1,13 +1,15 @@
 //! The harnesses of ragd's fuzz targets, one module per target (see
 //! `fuzz_targets/`), and the seeds of their corpora.
 //!
-//! Each module is self-contained so that the crate the parser lives in can
-//! include it with `#[path]` in a plain test that replays committed crash
-//! inputs (`tests/fuzz_regressions.rs` of ragd-index, ragd-models and
+//! Each module is self-contained (besides `panics.rs`, included beside it)
+//! so that the crate the parser lives in can include it with `#[path]` in
+//! a plain test that replays committed crash inputs
+//! (`tests/fuzz_regressions.rs` of ragd-index, ragd-models and
 //! ragd-server).
 
 pub mod chunking;
 pub mod gguf_metadata;
+mod panics;
 pub mod request_json;
 pub mod store;
 pub mod tiktoken_pickle;

@@ -25,7 +25,8 @@ pub fn run(data: &[u8]) {
         return;
     };
     // `encode` catches tiktoken's panic on a regex that gives up.
-    let ids = with_caught_panics(|| tokenizer.encode("Hello, world! 123 <|endoftext|>  \n\tx"));
+    let ids =
+        crate::panics::with_caught_panics(|| tokenizer.encode("Hello, world! 123 <|endoftext|>  \n\tx"));
     if let Ok(ids) = ids {
         let vocab = tokenizer.vocab_size();
         assert!(
@@ -73,15 +74,4 @@ pub fn tiny_pickle() -> Vec<u8> {
     p.extend_from_slice(b"<|x|>");
     p.extend_from_slice(&[b'M', 3, 1, b'u', b'u', b'b', b'.']);
     p
-}
-
-/// Runs `f` with a silent panic hook, so that a `catch_unwind` inside it
-/// works as it does in the server (libFuzzer's hook aborts the process
-/// before any unwinding); the previous hook is put back after.
-fn with_caught_panics<T>(f: impl FnOnce() -> T) -> T {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let out = f();
-    std::panic::set_hook(previous);
-    out
 }

@@ -6,6 +6,9 @@
 mod replay;
 use replay::replay;
 
+#[path = "../../../fuzz/src/panics.rs"]
+mod panics;
+
 #[allow(dead_code)]
 #[path = "../../../fuzz/src/gguf_metadata.rs"]
 mod gguf_metadata;
