@@ -36,7 +36,7 @@ async fn ready_lists_models_and_metrics_have_units() {
         "ragd_batch_size_bucket",
         "ragd_queue_depth",
         "ragd_forward_seconds_bucket",
-        "ragd_kv_blocks_total",
+        "ragd_kv_blocks_capacity",
         "ragd_time_to_first_token_seconds_bucket",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");

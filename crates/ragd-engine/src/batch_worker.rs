@@ -109,6 +109,7 @@ impl BatchWorker {
         metrics: WorkerMetrics,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (tx, rx) = channel();
+        metrics.queue.capacity.set(limits.queue_capacity as i64);
         let thread_metrics = metrics.clone();
         let handle = std::thread::Builder::new()
             .name(format!("ragd-{name}"))
@@ -169,7 +170,7 @@ impl BatchWorker {
         let permit = self
             .admission
             .try_acquire(tenant.as_ref())
-            .map_err(|r| r.overloaded(&self.name))?;
+            .map_err(|r| self.metrics.queue.refused(r, &self.name))?;
         let (reply, rx) = oneshot::channel();
         let job = Job {
             tokens: seqs.iter().map(Vec::len).sum(),

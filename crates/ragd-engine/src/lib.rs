@@ -38,4 +38,4 @@ pub use generation::{
     GenerationStream, Usage,
 };
 pub use kv_blocks::{BlockPool, BlockTable, OutOfBlocks};
-pub use metrics::WorkerMetrics;
+pub use metrics::{QueueMetrics, WorkerMetrics};

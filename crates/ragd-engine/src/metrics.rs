@@ -1,6 +1,9 @@
 //! Prometheus handles a worker updates. The server registers them.
 
-use prometheus::{Histogram, HistogramOpts, IntGauge, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
+
+use crate::fair::Refused;
+use crate::EngineError;
 
 /// Per-worker metrics; the `model` label is the model id (bounded, chosen by
 /// the operator).
@@ -16,6 +19,8 @@ pub struct WorkerMetrics {
     pub queue_seconds: Histogram,
     /// Forward time per batch.
     pub forward_seconds: Histogram,
+    /// The queue's bound and its refusals.
+    pub queue: QueueMetrics,
 }
 
 impl WorkerMetrics {
@@ -41,6 +46,7 @@ impl WorkerMetrics {
                 opts("ragd_queue_wait_seconds", "Time a request waited for its batch").buckets(secs.clone()),
             ),
             forward_seconds: hist(opts("ragd_forward_seconds", "Model forward time per batch").buckets(secs)),
+            queue: QueueMetrics::new(model),
         }
     }
 
@@ -52,6 +58,57 @@ impl WorkerMetrics {
             Box::new(self.queue_depth.clone()),
             Box::new(self.queue_seconds.clone()),
             Box::new(self.forward_seconds.clone()),
+            Box::new(self.queue.capacity.clone()),
+            Box::new(self.queue.rejections.clone()),
         ]
+    }
+}
+
+/// Admission metrics of one model's queue, the same names for batch workers
+/// and generation engines (so one alert covers every model): its capacity,
+/// and the requests it refused, by reason (`full`: the whole queue;
+/// `tenant_share`: the tenant's share of it).
+#[derive(Clone)]
+pub struct QueueMetrics {
+    /// Most requests that may wait (`queue_capacity`).
+    pub capacity: IntGauge,
+    pub rejections: IntCounterVec,
+}
+
+impl QueueMetrics {
+    /// Unregistered metrics labelled with the model id; both reasons start
+    /// at 0, so a rate over them exists before the first refusal.
+    pub fn new(model: &str) -> Self {
+        let capacity = IntGauge::with_opts(
+            Opts::new(
+                "ragd_queue_capacity",
+                "Most requests that may wait for a model; past it they are refused (429)",
+            )
+            .const_label("model", model),
+        )
+        .expect("static metric");
+        let rejections = IntCounterVec::new(
+            Opts::new(
+                "ragd_queue_rejections_total",
+                "Requests refused (429) because the model's queue (reason full) or the tenant's share of it (reason tenant_share) was full",
+            )
+            .const_label("model", model),
+            &["reason"],
+        )
+        .expect("static metric");
+        for reason in ["full", "tenant_share"] {
+            rejections.with_label_values(&[reason]);
+        }
+        Self { capacity, rejections }
+    }
+
+    /// Counts a refusal and returns the engine's error for it.
+    pub(crate) fn refused(&self, why: Refused, model: &str) -> EngineError {
+        let reason = match why {
+            Refused::Full { .. } => "full",
+            Refused::TenantShare { .. } => "tenant_share",
+        };
+        self.rejections.with_label_values(&[reason]).inc();
+        why.overloaded(model)
     }
 }

@@ -64,13 +64,10 @@ async fn a_full_queue_refuses_with_overloaded() {
         max_batch_tokens: 1,
         max_batch_seqs: 1,
     };
-    let (worker, _) = BatchWorker::spawn(
-        "slow",
-        Slow(Duration::from_millis(200)),
-        limits,
-        WorkerMetrics::new("slow"),
-    )
-    .unwrap();
+    let metrics = WorkerMetrics::new("slow");
+    let (worker, _) =
+        BatchWorker::spawn("slow", Slow(Duration::from_millis(200)), limits, metrics.clone()).unwrap();
+    assert_eq!(metrics.queue.capacity.get(), 2);
     let mut handles = Vec::new();
     for _ in 0..3 {
         let w = worker.clone();
@@ -83,6 +80,7 @@ async fn a_full_queue_refuses_with_overloaded() {
         matches!(err, EngineError::Overloaded { capacity: 2, .. }),
         "{err:?}"
     );
+    assert_eq!(metrics.queue.rejections.with_label_values(&["full"]).get(), 1);
     for h in handles {
         h.await.unwrap().unwrap();
     }

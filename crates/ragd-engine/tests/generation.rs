@@ -111,7 +111,7 @@ async fn single_request_gets_the_reference_tokens_and_length_usage() {
     assert_eq!(metrics.time_to_first_token.get_sample_count(), 1);
     assert_eq!(metrics.inter_token_latency.get_sample_count(), 19);
     assert_eq!(metrics.e2e_request_latency.get_sample_count(), 1);
-    assert_eq!(metrics.kv_blocks_total.get(), 64);
+    assert_eq!(metrics.kv_blocks_capacity.get(), 64);
     eventually("kv_blocks_used", || metrics.kv_blocks_used.get(), 0).await;
 }
 
@@ -268,7 +268,7 @@ async fn dropping_a_stream_cancels_it_and_frees_its_blocks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_is_overloaded_and_drains() {
     let model = FakeGenerator::new(VOCAB, 256, 4, 256).with_delay(Duration::from_millis(1));
-    let (engine, _) = spawn(
+    let (engine, metrics) = spawn(
         model,
         GenerationLimits {
             queue_capacity: 2,
@@ -277,6 +277,7 @@ async fn a_full_queue_is_overloaded_and_drains() {
             max_running: 1,
         },
     );
+    assert_eq!(metrics.queue.capacity.get(), 2);
     let mut running = engine.submit(req(prompt(1, 4), 200)).unwrap();
     next_token(&mut running).await; // started: no longer queued
     let b = engine.submit(req(prompt(2, 4), 3)).unwrap();
@@ -285,6 +286,8 @@ async fn a_full_queue_is_overloaded_and_drains() {
         Err(EngineError::Overloaded { capacity, .. }) => assert_eq!(capacity, 2),
         other => panic!("expected Overloaded, got {:?}", other.err()),
     }
+    let rejections = |reason| metrics.queue.rejections.with_label_values(&[reason]).get();
+    assert_eq!((rejections("full"), rejections("tenant_share")), (1, 0));
     drop(running);
     for (s, seed) in [(b, 2), (c, 3)] {
         let (tokens, _) = collect(s).await;

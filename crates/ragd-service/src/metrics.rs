@@ -19,6 +19,11 @@ impl GuardMetrics {
             ),
             &["stage"],
         )?;
+        // Both stages exist from the start, at 0: a rate over them needs no
+        // first block.
+        for stage in ["input", "context"] {
+            blocks.with_label_values(&[stage]);
+        }
         registry.register(Box::new(blocks.clone()))?;
         Ok(Self { blocks })
     }

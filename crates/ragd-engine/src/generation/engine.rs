@@ -15,6 +15,7 @@ use super::scheduler::{Scheduler, SeqId, StepPlan};
 use super::GenerationMetrics;
 use crate::fair::{Admission, Permit, TenantKey};
 use crate::kv_blocks::BlockPool;
+use crate::metrics::QueueMetrics;
 use crate::sampling::Sampler;
 use crate::{EngineError, InvalidRequest};
 
@@ -59,6 +60,7 @@ struct Shared {
     limits: GenerationLimits,
     /// Waiting slots of fresh requests submitted and not yet started.
     admission: Arc<Admission>,
+    queue_metrics: QueueMetrics,
 }
 
 /// Handle to a generation model thread. Cloning is cheap; the thread stops
@@ -95,9 +97,11 @@ impl GenerationEngine {
             kv_layout,
             limits,
             admission: Admission::new(limits.queue_capacity, limits.per_tenant_capacity()),
+            queue_metrics: metrics.queue.clone(),
         };
         let pool = BlockPool::new(kv_layout.num_blocks, kv_layout.block_size.max(1));
-        metrics.kv_blocks_total.set(kv_layout.num_blocks as i64);
+        metrics.kv_blocks_capacity.set(kv_layout.num_blocks as i64);
+        metrics.queue.capacity.set(limits.queue_capacity as i64);
         let worker = Worker {
             sched: Scheduler::new(pool, limits.max_batch_tokens, limits.max_running),
             context_len: shared.context_len,
@@ -142,7 +146,7 @@ impl GenerationEngine {
         let permit = s
             .admission
             .try_acquire(tenant)
-            .map_err(|r| r.overloaded(&s.model_id))?;
+            .map_err(|r| s.queue_metrics.refused(r, &s.model_id))?;
         let (tx, rx) = unbounded_channel();
         let sub = Submission {
             req,

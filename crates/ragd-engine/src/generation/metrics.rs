@@ -2,6 +2,8 @@
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts};
 
+use crate::metrics::QueueMetrics;
+
 /// Metrics of one generation engine; the only label is the const `model`
 /// label (the model id, chosen by the operator). Never a per-request or
 /// per-tenant label.
@@ -22,13 +24,16 @@ pub struct GenerationMetrics {
     /// Sequences waiting to start (or restart, after a preemption).
     pub waiting: IntGauge,
     pub kv_blocks_used: IntGauge,
-    pub kv_blocks_total: IntGauge,
+    /// KV cache blocks in all (what `kv_blocks_used` can reach).
+    pub kv_blocks_capacity: IntGauge,
     /// Sequences evicted from the KV cache to make room (recomputed later).
     pub preemptions: IntCounter,
     /// Sequences per model step.
     pub batch_size: Histogram,
     /// Tokens per model step.
     pub step_tokens: Histogram,
+    /// The waiting queue's bound and its refusals.
+    pub queue: QueueMetrics,
 }
 
 impl GenerationMetrics {
@@ -72,7 +77,7 @@ impl GenerationMetrics {
             running: gauge("ragd_running_sequences", "Sequences running (holding KV blocks)"),
             waiting: gauge("ragd_waiting_sequences", "Sequences waiting to start or restart"),
             kv_blocks_used: gauge("ragd_kv_blocks_used", "KV cache blocks in use"),
-            kv_blocks_total: gauge("ragd_kv_blocks_total", "KV cache blocks in all"),
+            kv_blocks_capacity: gauge("ragd_kv_blocks_capacity", "KV cache blocks in all"),
             preemptions: counter(
                 "ragd_preemptions_total",
                 "Sequences evicted from the KV cache to make room (recomputed later)",
@@ -87,6 +92,7 @@ impl GenerationMetrics {
                 "Tokens per generation step",
                 pow2(14),
             ),
+            queue: QueueMetrics::new(model),
         }
     }
 
@@ -101,10 +107,12 @@ impl GenerationMetrics {
             Box::new(self.running.clone()),
             Box::new(self.waiting.clone()),
             Box::new(self.kv_blocks_used.clone()),
-            Box::new(self.kv_blocks_total.clone()),
+            Box::new(self.kv_blocks_capacity.clone()),
             Box::new(self.preemptions.clone()),
             Box::new(self.batch_size.clone()),
             Box::new(self.step_tokens.clone()),
+            Box::new(self.queue.capacity.clone()),
+            Box::new(self.queue.rejections.clone()),
         ]
     }
 }

@@ -16,10 +16,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, Registry};
 use serde_json::Value;
 
 use super::key::{deserialize, digest, serialize_capped, settings_bytes, ENTRY_SHARE};
+use super::lookups::register_lookups;
 use crate::generation::GenSettings;
 use crate::tenant::Tenant;
 
@@ -64,14 +65,11 @@ pub enum Lookup {
 impl ResponseCache {
     /// Holds up to `max_bytes` of response JSON, each entry for `ttl`.
     pub fn new(max_bytes: u64, ttl: Duration, registry: &Registry) -> prometheus::Result<Self> {
-        let lookups = IntCounterVec::new(
-            Opts::new(
-                "ragd_response_cache_lookups_total",
-                "Response cache lookups of cacheable requests, by result (hit, miss)",
-            ),
-            &["result"],
+        let lookups = register_lookups(
+            "ragd_response_cache_lookups_total",
+            "Response cache lookups of cacheable requests, by result (hit, miss)",
+            registry,
         )?;
-        registry.register(Box::new(lookups.clone()))?;
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_, body: &Arc<str>| body.len().try_into().unwrap_or(u32::MAX))

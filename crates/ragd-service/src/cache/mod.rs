@@ -5,6 +5,7 @@
 
 pub mod exact;
 mod key;
+mod lookups;
 pub mod semantic;
 
 pub use exact::{CacheConfig, CacheKey, CacheKeyParts, Lookup, ResponseCache};

@@ -23,12 +23,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, Registry};
 use ragd_index::CollectionVersion;
 use ragd_models::llama::ChatMessage;
 use serde_json::Value;
 
 use super::key::{deserialize, digest, settings_bytes, ENTRY_SHARE};
+use super::lookups::register_lookups;
 use crate::embedding::{embed, Input};
 use crate::error::ServiceError;
 use crate::generation::GenSettings;
@@ -97,14 +98,11 @@ pub struct BucketParts<'a> {
 
 impl SemanticCache {
     pub fn new(config: SemanticConfig, registry: &Registry) -> prometheus::Result<Self> {
-        let lookups = IntCounterVec::new(
-            Opts::new(
-                "ragd_semantic_cache_lookups_total",
-                "Semantic cache lookups of cacheable chat requests, by result (hit, miss)",
-            ),
-            &["result"],
+        let lookups = register_lookups(
+            "ragd_semantic_cache_lookups_total",
+            "Semantic cache lookups of cacheable chat requests, by result (hit, miss)",
+            registry,
         )?;
-        registry.register(Box::new(lookups.clone()))?;
         Ok(Self {
             config,
             entries: Mutex::new(Entries::default()),
