@@ -147,6 +147,12 @@ pub struct ServeArgs {
     /// Most sequences generating at once; more wait in the queue.
     #[arg(long, env = "RAGD_MAX_RUNNING", default_value_t = 64)]
     pub max_running: usize,
+    /// How the generator writes tool calls: hermes (`<tool_call>{...}`
+    /// blocks), smollm2 (`<tool_call>[...]`), llama3 (bare JSON with
+    /// `parameters`) or mistral (`[TOOL_CALLS][...]`). Default: judged
+    /// from the model's chat template and name.
+    #[arg(long, env = "RAGD_TOOL_CALL_FORMAT")]
+    pub tool_call_format: Option<ragd_service::tools::ToolCallFormat>,
     /// Most inputs in one embeddings or moderations request.
     #[arg(long, env = "RAGD_MAX_INPUTS", default_value_t = 2048)]
     pub max_inputs: usize,

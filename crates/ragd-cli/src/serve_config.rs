@@ -38,6 +38,7 @@ impl ServeArgs {
             max_context: self.max_context,
             max_step_tokens: self.max_step_tokens,
             max_running: self.max_running,
+            tool_call_format: self.tool_call_format,
             ..self.models.models_config()
         };
         ServeConfig {

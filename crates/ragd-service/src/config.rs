@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use ragd_models::llama::KvDtype;
 use ragd_models::DeviceChoice;
 
+use crate::tools::ToolCallFormat;
+
 /// Which models run, from where, on what, and their queue and batch budgets.
 #[derive(Debug, Clone)]
 pub struct ModelsConfig {
@@ -37,6 +39,9 @@ pub struct ModelsConfig {
     pub max_step_tokens: usize,
     /// Most sequences generating at once.
     pub max_running: usize,
+    /// The generator's tool-call syntax (`None`: judged from its chat
+    /// template and name).
+    pub tool_call_format: Option<ToolCallFormat>,
 }
 
 impl Default for ModelsConfig {
@@ -58,6 +63,7 @@ impl Default for ModelsConfig {
             max_context: 4096,
             max_step_tokens: 256,
             max_running: 64,
+            tool_call_format: None,
         }
     }
 }

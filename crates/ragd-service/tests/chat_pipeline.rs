@@ -444,7 +444,7 @@ async fn tools_go_to_a_template_that_reads_them_else_to_the_system_message() {
     };
     let with_tools = |description: &str| {
         let mut req = chat(TENANT, QUESTION, None, greedy(8));
-        req.tools = Tools::parse(Some(&tools_json(description)), None).unwrap();
+        req.tools = Tools::parse(Some(&tools_json(description)), None, f.generator.tool_format).unwrap();
         req
     };
     // The fixture's template has no `tools`: the Hermes system message.

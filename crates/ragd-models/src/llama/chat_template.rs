@@ -32,6 +32,7 @@ pub struct ChatTemplate {
     eos_token: String,
     /// The template reads a `tools` variable (function definitions).
     knows_tools: bool,
+    source: String,
 }
 
 #[derive(Serialize)]
@@ -69,6 +70,7 @@ impl ChatTemplate {
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
             knows_tools,
+            source: source.to_string(),
         })
     }
 
@@ -76,6 +78,11 @@ impl ChatTemplate {
     /// `tools` variable, as Qwen2.5's and Llama 3.1's templates do).
     pub fn knows_tools(&self) -> bool {
         self.knows_tools
+    }
+
+    /// The Jinja source the template was compiled from.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The prompt text for `messages`; with `add_generation_prompt` it ends

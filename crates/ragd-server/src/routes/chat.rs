@@ -11,7 +11,7 @@ use ragd_service::chat::{self as pipeline, Prepared};
 use ragd_service::collections::RetrievedChunk;
 use ragd_service::generation::{self, now_unix, Piece, SamplingFields, TokenInfo};
 use ragd_service::rag::RagRequest;
-use ragd_service::tools::{render_calls, Tools};
+use ragd_service::tools::{render_calls, ToolCallFormat, Tools};
 use ragd_service::{RequestLimits, Usage};
 
 use crate::auth::Authed;
@@ -75,7 +75,11 @@ const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 /// Validates the messages and takes their text: roles known, contents
 /// text, each within `max_input_bytes` and all within `max_chat_bytes`
 /// (checked before any tokenizer or guard spends time on them).
-pub fn messages(input: &[MessageIn], limits: &RequestLimits) -> Result<Vec<ChatMessage>, ApiError> {
+pub fn messages(
+    input: &[MessageIn],
+    limits: &RequestLimits,
+    tool_format: ToolCallFormat,
+) -> Result<Vec<ChatMessage>, ApiError> {
     if input.is_empty() {
         return Err(ApiError::invalid("`messages` must not be empty", "messages"));
     }
@@ -141,9 +145,11 @@ pub fn messages(input: &[MessageIn], limits: &RequestLimits) -> Result<Vec<ChatM
                     .concat(),
             };
             let content = match &m.tool_calls {
-                Some(calls) => {
-                    render_calls(&content, &calls.iter().map(ToolCallIn::call).collect::<Vec<_>>())
-                }
+                Some(calls) => render_calls(
+                    tool_format,
+                    &content,
+                    &calls.iter().map(ToolCallIn::call).collect::<Vec<_>>(),
+                ),
                 None => content,
             };
             // Templates know `system`; `developer` is OpenAI's new name for it.
@@ -171,11 +177,11 @@ pub async fn chat_completions(
         (true, k) => Some(k.unwrap_or(0)),
     };
     let mut settings = req.sampling.validate(req.max_completion_tokens, top)?;
-    let tools = Tools::parse(req.tools.as_ref(), req.tool_choice.as_ref())?;
+    let tools = Tools::parse(req.tools.as_ref(), req.tool_choice.as_ref(), handle.tool_format)?;
     if let Some(tools) = &tools {
         tools.constrain(&mut settings)?;
     }
-    let conversation = messages(&req.messages, &state.request_limits)?;
+    let conversation = messages(&req.messages, &state.request_limits, handle.tool_format)?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now_unix();
     let pipeline = state.chat_pipeline(&tenant);

@@ -5,6 +5,8 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
+use ragd_service::Models;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -18,6 +20,9 @@ pub struct ModelCard {
     pub kind: ragd_core::ModelKind,
     /// ragd extension: longest input one forward pass takes, in tokens.
     pub max_input_tokens: usize,
+    /// ragd extension, generators only: the tool-call syntax it writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_format: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -26,8 +31,12 @@ pub struct ModelList {
     pub data: Vec<ModelCard>,
 }
 
-fn card(h: &ragd_core::ModelInfo) -> ModelCard {
+fn card(models: &Models, h: &ragd_core::ModelInfo) -> ModelCard {
+    let tool_call_format = (models.generator.as_ref())
+        .filter(|g| g.info.id == h.id)
+        .map(|g| g.tool_format.to_string());
     ModelCard {
+        tool_call_format,
         id: h.id.clone(),
         object: "model",
         created: 0,
@@ -40,7 +49,7 @@ fn card(h: &ragd_core::ModelInfo) -> ModelCard {
 pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
     let data = state
         .models()
-        .map(|m| m.all().map(card).collect())
+        .map(|m| m.all().map(|h| card(m, h)).collect())
         .unwrap_or_default();
     Json(ModelList { object: "list", data })
 }
@@ -48,7 +57,6 @@ pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ModelCard>, ApiError> {
     state
         .models()
-        .and_then(|m| m.all().find(|h| h.id == id))
-        .map(|h| Json(card(h)))
+        .and_then(|m| m.all().find(|h| h.id == id).map(|h| Json(card(m, h))))
         .ok_or(ApiError::ModelNotFound(id))
 }

@@ -169,11 +169,12 @@ pub async fn responses(
     let tools = Tools::parse(
         req.tools.as_deref().map(chat_tools).as_ref(),
         tool_choice.as_ref(),
+        handle.tool_format,
     )?;
     if let Some(tools) = &tools {
         tools.constrain(&mut settings)?;
     }
-    let conversation = messages(&input_messages(&req)?, &state.request_limits)?;
+    let conversation = messages(&input_messages(&req)?, &state.request_limits, handle.tool_format)?;
     let pipeline = state.chat_pipeline(&tenant);
     let request = PipelineRequest {
         tenant: tenant.clone(),

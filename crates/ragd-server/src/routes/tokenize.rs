@@ -87,7 +87,7 @@ pub async fn tokenize(
         }
         (None, Some(messages)) => {
             // The same checks and limits as chat completions.
-            let messages = chat::messages(&messages, &state.request_limits)?;
+            let messages = chat::messages(&messages, &state.request_limits, handle.tool_format)?;
             let generation_prompt = req.add_generation_prompt.unwrap_or(true);
             let special = req.add_special_tokens.unwrap_or(false);
             tokenize::tokenize_messages(&handle, messages, generation_prompt, special).await?

@@ -8,6 +8,7 @@ use ragd_models::llama::ChatTemplate;
 
 use crate::generation::structured::{Grammars, TokenBytes};
 use crate::tenant::Tenant;
+use crate::tools::ToolCallFormat;
 
 /// A loaded embedder or classifier: its facts, its tokenizer, its queue.
 #[derive(Clone)]
@@ -48,6 +49,8 @@ pub struct GeneratorHandle {
     pub grammars: Option<Arc<Grammars>>,
     /// Each token's bytes (`None`: the tokenizer cannot list them).
     pub token_bytes: Option<TokenBytes>,
+    /// How the model writes tool calls.
+    pub tool_format: ToolCallFormat,
 }
 
 /// Every model the server runs, once loaded.

@@ -15,6 +15,7 @@ use ragd_models::{resolve_model_dir, Device};
 use super::handles::{GeneratorHandle, ModelHandle, Models};
 use crate::config::ModelsConfig;
 use crate::generation::structured;
+use crate::tools::ToolCallFormat;
 
 /// The roles `config` configures (`embedder`, `guard`, `generator`), in
 /// that order: what `/ready` waits for. Fails on a name that is not found.
@@ -171,7 +172,12 @@ fn load_generator(
     let (token_bytes, grammars) =
         structured::vocabulary(loaded.tokenizer.as_ref(), loaded.stop_tokens.first().copied())
             .context("building the structured-output grammar compiler")?;
+    let tool_format = config
+        .tool_call_format
+        .unwrap_or_else(|| ToolCallFormat::detect(loaded.chat_template.as_ref().map(|t| t.source()), &id));
+    tracing::info!(model = %id, %tool_format, "tool-call format");
     Ok(GeneratorHandle {
+        tool_format,
         grammars,
         token_bytes,
         info,

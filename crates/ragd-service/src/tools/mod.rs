@@ -1,13 +1,16 @@
 //! Tool calling for chat completions: OpenAI's `tools` and `tool_choice`.
 //!
-//! The tools are described to the model in a system message in the Hermes
-//! format most open models are trained on (`<tools>` with the function
-//! signatures; calls answered as `<tool_call>{"name", "arguments"}
-//! </tool_call>`), for templates that have no `tools` variable of their
-//! own. `tool_choice: "required"` or a named function forces the call:
-//! the answer is constrained (llguidance) to one JSON call whose arguments
-//! satisfy the tool's schema. `auto` lets the model choose; `<tool_call>`
-//! blocks in its answer become `tool_calls`. `none` leaves the tools out.
+//! Templates with a `tools` variable render the tools themselves; for the
+//! others the tools are described in a system message, in the syntax of the
+//! generator's [`ToolCallFormat`] (Hermes `<tool_call>` blocks by default).
+//! `tool_choice: "required"` or a named function forces the call: the
+//! answer is constrained (llguidance) to one call whose arguments satisfy
+//! the tool's schema. `auto` lets the model choose; calls in its answer
+//! become `tool_calls`. `none` leaves the tools out.
+
+mod format;
+
+pub use format::ToolCallFormat;
 
 use ragd_core::TextTokenizer;
 use ragd_models::llama::ChatMessage;
@@ -43,6 +46,8 @@ pub enum ToolChoice {
 pub struct Tools {
     pub specs: Vec<ToolSpec>,
     pub choice: ToolChoice,
+    /// How the generator writes calls.
+    pub format: ToolCallFormat,
 }
 
 /// A call the model made.
@@ -77,9 +82,14 @@ fn bad(param: &'static str, message: String) -> ServiceError {
 }
 
 impl Tools {
-    /// `tools` and `tool_choice` of a request; `None` without tools (a
-    /// `tool_choice` other than `none`/`auto` then is a 400).
-    pub fn parse(tools: Option<&Value>, choice: Option<&Value>) -> Result<Option<Self>, ServiceError> {
+    /// `tools` and `tool_choice` of a request for a generator that writes
+    /// calls in `format`; `None` without tools (a `tool_choice` other than
+    /// `none`/`auto` then is a 400).
+    pub fn parse(
+        tools: Option<&Value>,
+        choice: Option<&Value>,
+        format: ToolCallFormat,
+    ) -> Result<Option<Self>, ServiceError> {
         let specs: Vec<ToolSpec> = match tools {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => {
@@ -164,7 +174,11 @@ impl Tools {
                 ));
             }
         }
-        Ok(Some(Self { specs, choice }))
+        Ok(Some(Self {
+            specs,
+            choice,
+            format,
+        }))
     }
 
     /// Whether the model sees the tools at all.
@@ -172,18 +186,12 @@ impl Tools {
         self.choice != ToolChoice::None
     }
 
-    /// The system text that describes the tools (Hermes format).
+    /// The system text that describes the tools and how to call them.
     pub fn system_prompt(&self) -> String {
         let signatures: Vec<String> = (self.template_json().as_array().into_iter().flatten())
             .map(Value::to_string)
             .collect();
-        format!(
-            "You may call one or more functions to answer the user. The functions are listed in <tools></tools>:\n\
-             <tools>\n{}\n</tools>\n\
-             To call a function, answer with a JSON object of its name and arguments inside <tool_call></tool_call>:\n\
-             <tool_call>\n{{\"name\": <function-name>, \"arguments\": <arguments-object>}}\n</tool_call>",
-            signatures.join("\n")
-        )
+        self.format.instructions(&signatures.join("\n"))
     }
 
     /// The tools as OpenAI lists them, for chat templates that render a
@@ -207,9 +215,20 @@ impl Tools {
         Ok(())
     }
 
-    /// The conversation with the tool descriptions in its system message
+    /// The conversation as a template without a `tools` variable needs
+    /// it: tool results in the turn the format reads them from, and (when
+    /// the tools are offered) their description in the system message
     /// (the first one, or a new one in front).
-    pub fn describe_in(&self, mut messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    pub fn describe_in(&self, messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
+        let mut messages: Vec<ChatMessage> = (messages.into_iter())
+            .map(|m| match m.role.as_str() {
+                "tool" => {
+                    let (role, content) = self.format.tool_result(&m.content);
+                    ChatMessage::new(role, content)
+                }
+                _ => m,
+            })
+            .collect();
         if !self.offered() {
             return messages;
         }
@@ -229,14 +248,10 @@ impl Tools {
             ToolChoice::Named(name) => self.specs.iter().filter(|s| &s.name == name).collect(),
             ToolChoice::None | ToolChoice::Auto => return None,
         };
-        let call = |s: &ToolSpec| {
-            json!({"type": "object", "additionalProperties": false, "required": ["name", "arguments"],
-                   "properties": {"name": {"const": s.name}, "arguments": s.parameters}})
-        };
-        Some(match allowed.as_slice() {
-            [one] => call(one),
-            many => json!({"anyOf": many.iter().map(|s| call(s)).collect::<Vec<_>>()}),
-        })
+        let calls = (allowed.iter())
+            .map(|s| self.format.call_schema(&s.name, &s.parameters))
+            .collect();
+        Some(self.format.forced_schema(calls))
     }
 
     /// Makes a forced call's answer one JSON call of an allowed tool
@@ -256,73 +271,59 @@ impl Tools {
     }
 
     /// The calls in an answer, and the text around them. A forced answer
-    /// is one JSON call; otherwise `<tool_call>` blocks are taken out.
-    /// Blocks that do not parse, or name an unknown tool, stay text.
+    /// is the JSON of one call; otherwise the format's call syntax is taken
+    /// out. Calls that do not parse, or name an unknown tool, stay text.
     pub fn parse_answer(&self, text: &str) -> (String, Vec<ToolCall>) {
         if self.forced_schema().is_some() {
-            if let Some(call) = self.call_of(text) {
-                return (String::new(), vec![call]);
+            if let Some(calls) = self.format.forced_calls(text).and_then(|c| self.known(c)) {
+                return (String::new(), calls);
             }
         }
         if self.choice != ToolChoice::Auto {
             return (text.to_string(), Vec::new());
         }
-        let (mut rest, mut calls, mut tail) = (String::new(), Vec::new(), text);
-        while let Some(start) = tail.find("<tool_call>") {
-            let after = &tail[start + "<tool_call>".len()..];
-            let Some(end) = after.find("</tool_call>") else {
-                break;
-            };
-            match self.call_of(&after[..end]) {
-                Some(call) => {
-                    rest.push_str(&tail[..start]);
-                    calls.push(call);
-                }
-                None => rest.push_str(&tail[..start + "<tool_call>".len() + end + "</tool_call>".len()]),
-            }
-            tail = &after[end + "</tool_call>".len()..];
+        let (rest, calls) = self.format.free_calls(text);
+        match self.known(calls) {
+            Some(calls) if !calls.is_empty() => (rest, calls),
+            _ => (text.trim().to_string(), Vec::new()),
         }
-        rest.push_str(tail);
-        (rest.trim().to_string(), calls)
     }
 
-    fn call_of(&self, json_text: &str) -> Option<ToolCall> {
-        let v: Value = serde_json::from_str(json_text.trim()).ok()?;
-        let name = v.get("name")?.as_str()?;
-        self.specs.iter().find(|s| s.name == name)?;
-        let arguments = match v.get("arguments") {
-            Some(Value::String(s)) => s.clone(),
-            Some(a) => a.to_string(),
-            None => "{}".into(),
-        };
-        Some(ToolCall {
-            name: name.to_string(),
-            arguments,
-        })
+    /// The calls as OpenAI shows them, if each names one of the tools.
+    fn known(&self, calls: Vec<(String, Value)>) -> Option<Vec<ToolCall>> {
+        (calls.into_iter())
+            .map(|(name, arguments)| {
+                self.specs.iter().find(|s| s.name == name)?;
+                let arguments = match arguments {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                Some(ToolCall { name, arguments })
+            })
+            .collect()
     }
 }
 
-/// An assistant message that made calls, as the model would have written
-/// it (for the next turn's prompt).
-pub fn render_calls(content: &str, calls: &[ToolCall]) -> String {
-    let mut text = content.to_string();
-    for c in calls {
-        let arguments: Value =
-            serde_json::from_str(&c.arguments).unwrap_or_else(|_| Value::String(c.arguments.clone()));
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        text.push_str(&format!(
-            "<tool_call>\n{}\n</tool_call>",
-            json!({"name": c.name, "arguments": arguments})
-        ));
-    }
-    text
+/// An assistant message that made calls, as a model writing `format`
+/// would have written it (for the next turn's prompt).
+pub fn render_calls(format: ToolCallFormat, content: &str, calls: &[ToolCall]) -> String {
+    let calls: Vec<(String, Value)> = (calls.iter())
+        .map(|c| {
+            let arguments =
+                serde_json::from_str(&c.arguments).unwrap_or_else(|_| Value::String(c.arguments.clone()));
+            (c.name.clone(), arguments)
+        })
+        .collect();
+    format.render(content, &calls)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hermes(tools: Option<&Value>, choice: Option<&Value>) -> Result<Option<Tools>, ServiceError> {
+        Tools::parse(tools, choice, ToolCallFormat::Hermes)
+    }
 
     fn weather() -> Value {
         json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
@@ -332,12 +333,12 @@ mod tests {
 
     #[test]
     fn choices_parse_and_bad_ones_name_their_field() {
-        let t = Tools::parse(Some(&weather()), None).unwrap().unwrap();
+        let t = hermes(Some(&weather()), None).unwrap().unwrap();
         assert_eq!((t.specs.len(), &t.choice), (2, &ToolChoice::Auto));
         let named = json!({"type": "function", "function": {"name": "get_time"}});
-        let t = Tools::parse(Some(&weather()), Some(&named)).unwrap().unwrap();
+        let t = hermes(Some(&weather()), Some(&named)).unwrap().unwrap();
         assert_eq!(t.choice, ToolChoice::Named("get_time".into()));
-        assert!(Tools::parse(None, Some(&json!("none"))).unwrap().is_none());
+        assert!(hermes(None, Some(&json!("none"))).unwrap().is_none());
         for (tools, choice, param) in [
             (Some(json!([{"type": "retrieval"}])), None, "tools"),
             (
@@ -354,7 +355,7 @@ mod tests {
             ),
             (None, Some(json!("required")), "tool_choice"),
         ] {
-            match Tools::parse(tools.as_ref(), choice.as_ref()) {
+            match hermes(tools.as_ref(), choice.as_ref()) {
                 Err(ServiceError::Invalid { param: Some(p), .. }) => assert_eq!(p, param),
                 other => panic!("{tools:?} {choice:?}: {other:?}"),
             }
@@ -363,7 +364,7 @@ mod tests {
 
     #[test]
     fn answers_become_calls_forced_or_in_tags() {
-        let auto = Tools::parse(Some(&weather()), None).unwrap().unwrap();
+        let auto = hermes(Some(&weather()), None).unwrap().unwrap();
         let text = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
         let (rest, calls) = auto.parse_answer(text);
         assert_eq!(rest, "Let me check.");
@@ -376,7 +377,7 @@ mod tests {
         );
         let (rest, calls) = auto.parse_answer("<tool_call>{\"name\": \"unknown\"}</tool_call> hi");
         assert!(calls.is_empty() && rest.contains("unknown"), "{rest}");
-        let required = Tools::parse(Some(&weather()), Some(&json!("required")))
+        let required = hermes(Some(&weather()), Some(&json!("required")))
             .unwrap()
             .unwrap();
         let (rest, calls) = required.parse_answer(r#"{"name": "get_time", "arguments": {}}"#);
@@ -392,12 +393,12 @@ mod tests {
             "<tool_call>\n{}\n</tool_call>",
             json!({"name": "get_time", "arguments": {}})
         );
-        assert_eq!(render_calls("", &calls), want);
+        assert_eq!(render_calls(ToolCallFormat::Hermes, "", &calls), want);
     }
 
     #[test]
     fn the_tools_go_into_the_system_message() {
-        let t = Tools::parse(Some(&weather()), None).unwrap().unwrap();
+        let t = hermes(Some(&weather()), None).unwrap().unwrap();
         let out = t.describe_in(vec![ChatMessage::new("user", "hi")]);
         assert_eq!(out[0].role, "system");
         assert!(out[0].content.contains("<tools>") && out[0].content.contains("get_weather"));
@@ -407,9 +408,7 @@ mod tests {
         ]);
         assert_eq!(out.len(), 2);
         assert!(out[0].content.starts_with("Be brief.\n\n"));
-        let none = Tools::parse(Some(&weather()), Some(&json!("none")))
-            .unwrap()
-            .unwrap();
+        let none = hermes(Some(&weather()), Some(&json!("none"))).unwrap().unwrap();
         assert_eq!(none.describe_in(vec![ChatMessage::new("user", "hi")]).len(), 1);
     }
 }
