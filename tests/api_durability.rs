@@ -5,8 +5,7 @@
 //! The server runs in a child process: this test binary started again with
 //! only the ignored `child_server` test, which serves until it is killed.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,10 +25,7 @@ fn child_server() {
         c.models.guard = "none".into();
         c.models.generator = "none".into();
     });
-    // Straight to the pipe: libtest may capture `println!`.
-    let mut out = std::io::stdout();
-    writeln!(out, "LISTENING {addr}").unwrap();
-    out.flush().unwrap();
+    ragd_suite::announce_listening(addr);
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
@@ -37,30 +33,7 @@ fn child_server() {
 
 /// Starts a child server on `dir`; returns it and its base URL.
 fn spawn_server(dir: &str) -> (Child, String) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_server",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_ENV, dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the child server");
-    let stdout = child.stdout.take().unwrap();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        // libtest writes "test child_server ... " on the same line first.
-        if let Some((_, addr)) = line.split_once("LISTENING ") {
-            return (child, format!("http://{}", addr.trim()));
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the child server exited before listening");
+    ragd_suite::spawn_child_server("child_server", &[(CHILD_ENV, dir)])
 }
 
 fn text_of(i: usize) -> String {

@@ -26,6 +26,7 @@ use ragd_server::routes::completions::CompletionRequest;
 use ragd_server::routes::embeddings::EmbeddingsRequest;
 use ragd_server::routes::moderations::ModerationRequest;
 use ragd_service::rag::{self, RagTemplate, Source};
+use ragd_service::tools::ToolCallFormat;
 use ragd_service::RequestLimits;
 
 /// SmolLM2-135M-Instruct's `tokenizer.chat_template` (ChatML), from its GGUF.
@@ -156,7 +157,11 @@ fn chat_request(f: &Fixture, req: ChatRequest) {
     if let Some(settings) = check(req.sampling.validate(req.max_completion_tokens, top)) {
         let _ = settings.sampling_for(settings.n.saturating_sub(1));
     }
-    let Some(conversation) = check(chat::messages(&req.messages, &limits())) else {
+    let Some(conversation) = check(chat::messages(
+        &req.messages,
+        &limits(),
+        ToolCallFormat::default(),
+    )) else {
         return;
     };
     prompt(&f.chat_template, &conversation);

@@ -1,7 +1,9 @@
 //! Helpers shared by ragd's end-to-end tests and benchmarks.
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use ragd_server::config::ServeConfig;
@@ -140,6 +142,55 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Starts a server in a child process: this test binary again, running
+/// only the ignored test `child_test` (which does nothing in a normal test
+/// run), with `envs` set; that test starts a server and calls
+/// [`announce_listening`]. Returns the child and the server's base URL.
+/// The child's later output is copied to stderr, so it never writes into
+/// a closed pipe.
+pub fn spawn_child_server(child_test: &str, envs: &[(&str, &str)]) -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            child_test,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the child server");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("the child's stdout");
+        // libtest writes "test child_server ... " on the same line first.
+        if let Some((_, addr)) = line.split_once(LISTENING) {
+            let base = format!("http://{}", addr.trim());
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    eprintln!("[child server] {line}");
+                }
+            });
+            return (child, base);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the child server exited before listening");
+}
+
+const LISTENING: &str = "LISTENING ";
+
+/// In a child server of [`spawn_child_server`]: tells the parent where it
+/// listens (straight to the pipe: libtest may capture `println!`).
+pub fn announce_listening(addr: SocketAddr) {
+    let mut out = std::io::stdout();
+    writeln!(out, "{LISTENING}{addr}").expect("write to the parent");
+    out.flush().expect("flush to the parent");
+}
+
 /// Reads one sample value from Prometheus text, e.g.
 /// `metric_value(text, "ragd_batch_size_count", "model=\"x\"")`.
 pub fn metric_value(text: &str, name: &str, label_fragment: &str) -> Option<f64> {
@@ -225,4 +276,23 @@ pub fn assert_openai_error<'a>(
         "{what}: {body}"
     );
     err
+}
+
+/// Serves `app` on a free loopback port from its own runtime thread (a
+/// test's stand-in for another service: an upstream, an OTLP receiver);
+/// returns the address. The thread lives as long as the test binary.
+pub fn serve_on_own_thread(app: axum::Router) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("address")).expect("send");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    rx.recv().expect("the service thread")
 }

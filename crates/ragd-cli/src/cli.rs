@@ -178,6 +178,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RAGD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
 
+    #[command(flatten)]
+    pub upstreams: crate::upstream_flags::UpstreamFlags,
+
     /// Folder of the knowledge base (every tenant's collections). Default:
     /// `$XDG_DATA_HOME/ragd`, else `~/.local/share/ragd`, else `./ragd-data`.
     #[arg(long, env = "RAGD_DATA_DIR")]
@@ -262,4 +265,7 @@ pub struct ServeArgs {
     /// default: the concise question-answering prompt in the README.
     #[arg(long, env = "RAGD_RAG_TEMPLATE")]
     pub rag_template: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub otlp: crate::telemetry::OtlpFlags,
 }

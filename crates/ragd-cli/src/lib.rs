@@ -13,3 +13,4 @@ pub mod ingest_cmd;
 pub mod models_cmd;
 pub mod serve_config;
 pub mod telemetry;
+pub mod upstream_flags;

@@ -37,7 +37,18 @@ fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let otlp = match &cli.command {
+        Command::Serve(args) => args.otlp.config(),
+        _ => None,
+    };
+    // Dropped last: it exports the spans still buffered.
+    let _telemetry = match telemetry::init_with_traces(cli.log_format, otlp) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)

@@ -87,6 +87,7 @@ impl ServeArgs {
                 semantic_mb: self.semantic_cache_mb,
                 ttl: Duration::from_secs(self.response_cache_ttl_seconds),
             },
+            upstreams: self.upstreams.config(),
         }
     }
 }

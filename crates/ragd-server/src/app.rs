@@ -12,6 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth;
 use crate::body_budget::{BodyBudget, DEFAULT_BUDGET_BYTES};
+use crate::drain;
 use crate::error::ApiError;
 use crate::routes::{
     admin, chat, collections, completions, embeddings, health, metrics, models, moderations, responses,
@@ -24,7 +25,9 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Builds the application. `max_body_bytes` bounds every request body (413 past it).
 ///
 /// `/health`, `/ready` and `/metrics` are open; `/v1/*` needs a tenant's
-/// API key and `/admin/*` the admin key (see [`crate::auth`]).
+/// API key and `/admin/*` the admin key (see [`crate::auth`]). Once the
+/// server drains, `/v1/*` and `/admin/*` answer 503 before anything else
+/// runs (see [`crate::drain`]).
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let budget = BodyBudget::new(DEFAULT_BUDGET_BYTES, max_body_bytes);
     let v1 = Router::new()
@@ -70,12 +73,19 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             state.auth.clone(),
             auth::require_admin,
         ));
+    // Outside authentication: a draining server refuses before any work.
+    let api = v1
+        .merge(admin)
+        .route_layer(middleware::from_fn_with_state(
+            state.drain.clone(),
+            drain::refuse_when_draining,
+        ))
+        .route_layer(middleware::map_response(crate::upstream::mark_served_by));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
-        .merge(v1)
-        .merge(admin)
+        .merge(api)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(
@@ -86,6 +96,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::Internal("handler panicked".into()))
         }))
+        .layer(middleware::map_response(crate::trace_context::traceparent_header))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
@@ -94,13 +105,16 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                         .get(&REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "request",
                         request_id = %id,
                         method = %req.method(),
                         path = %req.uri().path(),
                         tenant = tracing::field::Empty,
-                    )
+                        trace_id = tracing::field::Empty,
+                    );
+                    crate::trace_context::continue_trace(&span, req.headers());
+                    span
                 })
                 .on_response(
                     |res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {

@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     pub connections: ConnectionConfig,
     pub caches: CacheSettings,
+    /// Other servers to fall back to; empty: none.
+    pub upstreams: UpstreamsConfig,
 }
 
 /// API keys, the admin key and request budgets.
@@ -97,6 +99,7 @@ impl Default for ServeConfig {
             auth: AuthConfig::default(),
             connections: ConnectionConfig::default(),
             caches: CacheSettings::default(),
+            upstreams: UpstreamsConfig::default(),
         }
     }
 }
@@ -133,6 +136,47 @@ impl Default for CacheSettings {
             semantic_entries: 10_000,
             semantic_mb: 64,
             ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// An OpenAI-compatible server ragd may send chat requests to.
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    pub name: String,
+    /// Its base URL (`http://host:port` or `.../v1`).
+    pub url: String,
+    /// The key ragd sends it (never the caller's), given or in a file.
+    pub key: Option<Secret>,
+    pub key_file: Option<PathBuf>,
+    /// The models it serves; `None`: asked from its `/v1/models`.
+    pub models: Option<Vec<String>>,
+}
+
+/// Upstreams, routes, and how hard each target is tried.
+#[derive(Debug, Clone)]
+pub struct UpstreamsConfig {
+    pub upstreams: Vec<UpstreamSpec>,
+    /// Per model: its targets in order (`local` or upstream names).
+    pub routes: Vec<(String, Vec<String>)>,
+    /// Deadline of one upstream attempt (a stream's start, then each chunk).
+    pub timeout: Duration,
+    /// Deadline of a local generation that has a fallback (not streamed);
+    /// `None`: none.
+    pub local_timeout: Option<Duration>,
+    pub retry: ragd_service::resilience::RetryPolicy,
+    pub breaker: ragd_service::resilience::BreakerConfig,
+}
+
+impl Default for UpstreamsConfig {
+    fn default() -> Self {
+        Self {
+            upstreams: Vec::new(),
+            routes: Vec::new(),
+            timeout: Duration::from_secs(60),
+            local_timeout: None,
+            retry: Default::default(),
+            breaker: Default::default(),
         }
     }
 }

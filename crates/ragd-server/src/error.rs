@@ -6,6 +6,10 @@ use axum::response::{IntoResponse, Response};
 use ragd_service::ServiceError;
 use serde::Serialize;
 
+/// `Retry-After` of a request refused while the server drains: enough for
+/// a load balancer to see `/ready` fail, or for a restart.
+pub const SHUTTING_DOWN_RETRY_AFTER_SECS: u64 = 5;
+
 /// Every error a handler can return.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -53,6 +57,9 @@ pub enum ApiError {
     /// A model is configured but not loaded yet, or its worker stopped.
     #[error("{0}")]
     Unavailable(String),
+    /// The server is draining before it exits: retry elsewhere or later.
+    #[error("the server is shutting down; retry the request (on another replica, or once this one restarts)")]
+    ShuttingDown,
     /// The client went away and its work was stopped.
     #[error("the request was cancelled")]
     Cancelled,
@@ -81,7 +88,7 @@ impl ApiError {
             Self::Overloaded(_) | Self::RateLimited(_) | Self::AuthThrottled(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             // nginx's "client closed request": nobody reads it.
             Self::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,6 +113,7 @@ impl ApiError {
             Self::RateLimited(_) => ("requests", Some("rate_limit_exceeded")),
             Self::AuthThrottled(_) => ("requests", Some("too_many_failed_authentications")),
             Self::Unavailable(_) => ("server_error", Some("unavailable")),
+            Self::ShuttingDown => ("server_error", Some("shutting_down")),
             Self::Cancelled => ("invalid_request_error", Some("cancelled")),
             Self::Internal(_) => ("server_error", None),
         }
@@ -129,7 +137,8 @@ struct ErrorDetail<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // A refusal while draining is the plan, not a failure.
+        if status.is_server_error() && !matches!(self, Self::ShuttingDown) {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::debug!(error = %self, "request rejected");
@@ -154,6 +163,7 @@ impl IntoResponse for ApiError {
                 Some(limited.retry_after_secs())
             }
             Self::AuthThrottled(shut) => Some(shut.retry_after_secs()),
+            Self::ShuttingDown => Some(SHUTTING_DOWN_RETRY_AFTER_SECS),
             _ => (status == StatusCode::TOO_MANY_REQUESTS).then_some(1),
         };
         if let Some(secs) = retry_after {

@@ -15,7 +15,6 @@
 //! Only HTTP/1.1 is served: hyper's automatic HTTP/2 detection runs without
 //! a timer, and OpenAI clients speak HTTP/1.1.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,10 @@ use hyper_util::service::TowerToHyperService;
 use prometheus::{IntCounter, IntGauge, Opts, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tower::ServiceExt;
+
+use crate::drain::Drain;
 
 /// Open files kept free for everything but client connections.
 const RESERVED_FILES: u64 = 128;
@@ -72,23 +74,36 @@ pub fn connection_cap(wanted: usize) -> usize {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops
-/// accepting and waits for open connections to finish their requests.
+/// Serves `app` on `listener` until `drain` has started and finished.
+///
+/// When the drain starts, connections open so far are asked to close:
+/// idle ones at once, busy ones after the response in flight (hyper turns
+/// keep-alive off, so that response says `Connection: close`). The loop
+/// keeps accepting, without keep-alive, so a new request gets the drain's
+/// 503 rather than a refused connection. Once no admitted request is left
+/// in flight it stops accepting and waits for the open connections to
+/// finish writing. Dropping the future (at the end of the grace period)
+/// cuts every connection still open.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
     metrics: ConnectionMetrics,
-    shutdown: impl Future<Output = ()>,
+    drain: Drain,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .keep_alive(true);
-    tokio::pin!(shutdown);
+    // Connections accepted before the drain, then those accepted during it.
+    let mut before = Some(GracefulShutdown::new());
+    let during = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let builder = |keep_alive: bool| {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .keep_alive(keep_alive);
+        b
+    };
+    let (serving, closing) = (builder(true), builder(false));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -101,7 +116,20 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = drain.started(), if before.is_some() => {
+                if let Some(open) = before.take() {
+                    tracing::info!(
+                        connections = open.count(),
+                        in_flight = drain.in_flight(),
+                        "draining: closing idle connections, refusing new requests"
+                    );
+                    // Signals them now; done once they all closed.
+                    tokio::spawn(open.shutdown());
+                }
+                continue;
+            }
+            () = drain.finished(), if before.is_none() => break,
+            Some(_) = connections.join_next() => continue,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics.refused.inc();
@@ -115,11 +143,15 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             });
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let io = TokioIo::new(stream);
+        let service = TowerToHyperService::new(service);
+        let conn = match &before {
+            Some(open) => open.watch(serving.serve_connection(io, service)),
+            None => during.watch(closing.serve_connection(io, service)),
+        };
         let open = metrics.open.clone();
         open.inc();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(client = %peer, error = %e, "connection ended with an error");
             }
@@ -128,6 +160,12 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    tracing::info!(
+        connections = connections.len(),
+        "drained: no request in flight; closing the remaining connections"
+    );
+    tokio::join!(during.shutdown(), async {
+        while connections.join_next().await.is_some() {}
+    });
     Ok(())
 }

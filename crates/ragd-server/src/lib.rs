@@ -8,13 +8,15 @@
 //!
 //! - a new endpoint: a handler in `routes/`, its route in [`app`];
 //! - a new error kind: [`error`] (the one table);
-//! - a new setting of `ragd serve`: [`config`], then the flag in `ragd-cli`.
+//! - a new setting of `ragd serve`: [`config`], then the flag in `ragd-cli`;
+//! - what happens between a stop signal and the exit: [`drain`], [`serve`].
 
 pub mod app;
 pub mod auth;
 pub mod body_budget;
 pub mod cache_http;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod http_server;
 pub mod input;
@@ -26,3 +28,5 @@ pub mod routes;
 pub mod serve;
 pub mod sse;
 pub mod state;
+pub mod trace_context;
+pub mod upstream;

@@ -1,4 +1,13 @@
 //! `ragd serve`: bind, load models in the background, serve until a signal.
+//!
+//! A first SIGTERM or Ctrl-C starts the drain ([`crate::drain`]): `/ready`
+//! turns 503, new requests are refused with 503, requests and streams in
+//! flight get the grace period to finish, what is left after it is cut,
+//! the knowledge base is checkpointed, and the process exits 0. A second
+//! signal during the drain exits at once (status 130 for Ctrl-C, 143 for
+//! SIGTERM): the store stays intact, as every acknowledged write is in its
+//! fsynced write-ahead log and a checkpoint replaces its snapshot only by
+//! renaming a complete, fsynced file over it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,7 +17,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ragd_index::{Store, StoreOptions};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use ragd_service::cache::{CacheConfig, SemanticConfig};
@@ -18,6 +26,7 @@ use ragd_service::rag::{RagTemplate, DEFAULT_TEMPLATE};
 use crate::auth::keys::KeyRing;
 use crate::auth::{AdminKey, Auth};
 use crate::config::{AuthConfig, ServeConfig};
+use crate::drain::Drain;
 use crate::http_server::{self, ConnectionLimits, ConnectionMetrics};
 use crate::rate_limit::RateLimits;
 use crate::state::{AppState, ServerState, StateConfig};
@@ -29,7 +38,8 @@ const MIN_ADMIN_KEY_CHARS: usize = 16;
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub state: AppState,
-    stop: watch::Sender<bool>,
+    /// The server's drain (also `state.drain`): starting it is the stop.
+    drain: Drain,
     server: JoinHandle<std::io::Result<()>>,
     /// Taken by the first `wait_ready`.
     loader: Option<JoinHandle<anyhow::Result<()>>>,
@@ -102,9 +112,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             max_bytes: caches.semantic_mb << 20,
             ttl: caches.ttl,
         }),
+        upstreams: config.upstreams.clone(),
     };
     let registry = prometheus::Registry::new();
     let state = ServerState::build(state_config, registry.clone())?;
+    if let Some(upstreams) = &state.upstreams {
+        upstreams.spawn_discovery(Duration::from_secs(30));
+    }
     let app = crate::app::router(state.clone(), config.max_body_bytes).layer(
         tower_http::timeout::RequestBodyTimeoutLayer::new(config.connections.body_timeout),
     );
@@ -125,13 +139,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         "connection limits"
     );
 
-    let (stop, stop_rx) = watch::channel(false);
+    let drain = state.drain.clone();
     let server = tokio::spawn(http_server::serve(
         listener,
         app,
         limits,
         connection_metrics,
-        stopped(stop_rx),
+        drain.clone(),
     ));
     let grace = config.shutdown_grace;
     let loader_state = state.clone();
@@ -145,7 +159,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         addr,
         state,
-        stop,
+        drain,
         server,
         loader: Some(loader),
         grace,
@@ -265,58 +279,98 @@ async fn await_loader(
     }
 }
 
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
 impl RunningServer {
     /// Waits until the models are loaded. A load failure is returned.
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
         await_loader(self.loader.take(), &self.state).await
     }
 
-    /// Asks the server to stop accepting and finish in-flight requests.
+    /// Starts the drain: `/ready` turns 503, new requests are refused,
+    /// requests in flight go on.
     pub fn stop(&self) {
-        let _ = self.stop.send(true);
+        self.drain.start();
     }
 
-    /// Serves until stopped (by [`Self::stop`] or a signal), then gives
-    /// in-flight requests the grace period. A model that fails to load stops
+    /// Serves until stopped (by [`Self::stop`] or a signal), then drains:
+    /// in-flight requests get the grace period. A second signal during the
+    /// drain exits the process at once. A model that fails to load stops
     /// the server with its error: fail fast, loudly.
     pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
-        let stop = self.stop.clone();
+        let mut signals = Signals::new().context("cannot listen for SIGTERM and Ctrl-C")?;
+        let drain = self.drain.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = stop.send(true);
+            let first = signals.next().await;
+            tracing::info!(
+                signal = first.name,
+                in_flight = drain.in_flight(),
+                "shutdown signal received; draining (a second signal exits at once)"
+            );
+            drain.start();
+            let second = signals.next().await;
+            // Nothing to flush: acknowledged writes are in the fsynced
+            // logs, and a checkpoint in progress only ever renames a
+            // complete snapshot into place.
+            tracing::warn!(
+                signal = second.name,
+                in_flight = drain.in_flight(),
+                "second signal during the drain; exiting now"
+            );
+            std::process::exit(second.exit_code);
         });
         tokio::select! {
-            r = &mut self.server => return r.context("server task failed")?.context("server failed"),
+            // The loop only ends once drained (a stop while the models
+            // load, with nothing in flight), or by failing.
+            r = &mut self.server => {
+                joined(r)?;
+                self.checkpoint().await;
+                return Ok(());
+            }
             r = await_loader(self.loader.take(), &self.state) => if let Err(e) = r {
                 self.server.abort();
                 return Err(e);
             },
+            () = self.drain.started() => {}
         }
         self.finish().await
     }
 
-    /// Stops the server gracefully: no new connections, in-flight requests
-    /// get the grace period, then the knowledge base is checkpointed (so
-    /// the next start loads snapshots instead of replaying logs).
+    /// Stops the server gracefully: drains (in-flight requests get the
+    /// grace period), then checkpoints the knowledge base (so the next
+    /// start loads snapshots instead of replaying logs).
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop();
         self.finish().await
     }
 
-    /// After the stop signal: waits for the server, then checkpoints.
+    /// Once stopped: waits for the drain (at most the grace period, then
+    /// cuts what is left), then checkpoints.
     async fn finish(&mut self) -> anyhow::Result<()> {
         let grace = self.grace;
+        let drain = self.drain.clone();
+        drain.started().await;
+        let t0 = std::time::Instant::now();
         tokio::select! {
-            r = &mut self.server => r.context("server task failed")?.context("server failed")?,
-            _ = async { stopped(self.stop.subscribe()).await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(seconds = grace.as_secs(), "grace period over; dropping remaining requests");
+            r = &mut self.server => {
+                joined(r)?;
+                tracing::info!(ms = t0.elapsed().as_millis() as u64, "drained");
+            }
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!(
+                    seconds = grace.as_secs(),
+                    in_flight = drain.in_flight(),
+                    "grace period over; cutting the remaining requests"
+                );
+                // Dropping the connection loop drops every connection.
                 self.server.abort();
+                let _ = (&mut self.server).await;
             }
         }
+        self.checkpoint().await;
+        Ok(())
+    }
+
+    /// Checkpoints the knowledge base; a failure is only logged.
+    async fn checkpoint(&self) {
         if let Some(store) = self.state.collections.as_ref().map(|c| c.store().clone()) {
             match tokio::task::spawn_blocking(move || store.checkpoint_all()).await {
                 Ok(Ok(())) => tracing::info!("knowledge base checkpointed"),
@@ -325,35 +379,77 @@ impl RunningServer {
                 Err(e) => tracing::warn!(error = %e, "checkpoint at shutdown panicked"),
             }
         }
-        Ok(())
     }
+}
+
+/// The connection loop's end as a result.
+fn joined(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    r.context("server task failed")?.context("server failed")
 }
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     start(config).await?.run_until_signal().await
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The stop signals, listened for from start to exit (so that no second
+/// signal falls between two listeners and kills the process unhandled).
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+/// A signal received.
+struct Received {
+    name: &'static str,
+    /// The status to exit with when it cuts the drain short: 128 + number.
+    exit_code: i32,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+
+    /// Resolves on the next SIGTERM or Ctrl-C.
+    async fn next(&mut self) -> Received {
+        #[cfg(unix)]
+        {
+            let term = Received {
+                name: "SIGTERM",
+                exit_code: 143,
+            };
+            let int = Received {
+                name: "SIGINT",
+                exit_code: 130,
+            };
+            tokio::select! {
+                Some(()) = self.term.recv() => term,
+                Some(()) = self.int.recv() => int,
+                else => std::future::pending().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            Received {
+                name: "Ctrl-C",
+                exit_code: 130,
+            }
+        }
+    }
 }
 
 /// The RAG prompt template: the file given, else the default.

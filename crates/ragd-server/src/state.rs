@@ -17,9 +17,12 @@ use ragd_service::{
 };
 
 use crate::auth::{Auth, AuthState};
+use crate::config::UpstreamsConfig;
+use crate::drain::Drain;
 use crate::error::ApiError;
 use crate::metrics::HttpMetrics;
 use crate::rate_limit::RateLimits;
+use crate::upstream::Upstreams;
 
 /// What the routes share.
 pub type AppState = Arc<ServerState>;
@@ -42,6 +45,10 @@ pub struct ServerState {
     pub response_cache: Option<ResponseCache>,
     /// Answers of close questions; `None`: off.
     pub semantic_cache: Option<SemanticCache>,
+    /// Started by a stop signal: `/ready` turns 503, new requests are refused.
+    pub drain: Drain,
+    /// Servers to fall back to; `None`: none configured.
+    pub upstreams: Option<Arc<Upstreams>>,
 }
 
 /// Everything a server state is built from besides its models. `default()`
@@ -63,6 +70,8 @@ pub struct StateConfig {
     pub response_cache: Option<CacheConfig>,
     /// The semantic cache's settings; `None`: no semantic cache.
     pub semantic_cache: Option<SemanticConfig>,
+    /// Upstreams and routes for fallback.
+    pub upstreams: UpstreamsConfig,
 }
 
 impl Default for StateConfig {
@@ -79,6 +88,7 @@ impl Default for StateConfig {
             auth_failures_per_minute: None,
             response_cache: None,
             semantic_cache: None,
+            upstreams: UpstreamsConfig::default(),
         }
     }
 }
@@ -87,6 +97,8 @@ impl ServerState {
     /// Builds the state and registers its metrics in `registry`.
     pub fn build(config: StateConfig, registry: Registry) -> prometheus::Result<AppState> {
         let http_metrics = HttpMetrics::register(&registry)?;
+        let upstreams = Upstreams::new(&config.upstreams, &registry)
+            .map_err(|e| prometheus::Error::Msg(e.to_string()))?;
         let index_metrics = IndexMetrics::register(&registry)?;
         let guard_metrics = GuardMetrics::register(&registry)?;
         let response_cache = (config.response_cache)
@@ -117,6 +129,8 @@ impl ServerState {
             rag_template: config.rag_template,
             response_cache,
             semantic_cache,
+            drain: Drain::default(),
+            upstreams,
         }))
     }
 

@@ -61,6 +61,15 @@ pub enum CacheHit {
     Semantic,
 }
 
+impl CacheHit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Semantic => "semantic",
+        }
+    }
+}
+
 /// A retrieved chunk the guard left out of the prompt.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BlockedChunk {
@@ -86,7 +95,19 @@ pub struct ChatJob {
     pub sources: Option<Vec<RetrievedChunk>>,
     /// Chunks the guard left out (RAG with screening only).
     pub blocked: Option<Vec<BlockedChunk>>,
+    /// RAG only: the index of the message the retrieved context went
+    /// into, and its new content (what a forwarded request sends instead).
+    pub rag_question: Option<(usize, String)>,
     pub keys: CacheKeys,
+}
+
+/// A request checked and augmented here for a generator elsewhere (an
+/// upstream server): the guard and retrieval ran locally.
+pub struct ForwardJob {
+    pub sources: Option<Vec<RetrievedChunk>>,
+    pub blocked: Option<Vec<BlockedChunk>>,
+    /// As [`ChatJob::rag_question`].
+    pub rag_question: Option<(usize, String)>,
 }
 
 /// Where a fresh answer goes: the exact cache (`None`: not cacheable or
@@ -111,21 +132,48 @@ struct Augmented {
     blocked: Option<Vec<BlockedChunk>>,
 }
 
+impl Augmented {
+    /// The message retrieval rewrote, and its new content.
+    fn rag_question(&self, rag: bool) -> Option<(usize, String)> {
+        let q = rag.then(|| rag::question_index(&self.messages).ok()).flatten()?;
+        Some((q, self.messages[q].content.clone()))
+    }
+}
+
 impl ChatPipeline<'_> {
-    /// Runs the request through guard, caches, retrieval and templates.
+    /// Runs the request through guard, caches, retrieval and templates, in
+    /// a `chat` span whose children are the stages: `guard` (input),
+    /// `cache` (semantic), `retrieve` (`embed`, `search`), `guard`
+    /// (context), `prompt`, `cache` (exact).
     pub async fn prepare(
         &self,
         generator: &GeneratorHandle,
         req: ChatRequest,
     ) -> Result<Prepared, ServiceError> {
-        let cacheable = cache::cacheable(&req.settings, req.client_bypass);
-        let question = rag::question_index(&req.messages).ok();
-        let input_check = async {
-            match (&self.guard, question) {
-                (Some(guard), Some(q)) => guard.check_input(req.messages[q].content.clone()).await,
-                _ => Ok(()),
+        let span = tracing::info_span!(
+            "chat",
+            tenant = %req.tenant.as_str(),
+            gen_ai.request.model = %generator.info.id,
+            rag.collection = req.rag.as_ref().map(|r| r.collection.as_str()),
+            cache.hit = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+        );
+        let prepared = self.stages(generator, req).instrument(span.clone()).await?;
+        let hit = match &prepared {
+            Prepared::Cached { hit, .. } => hit.as_str(),
+            Prepared::Generate(job) => {
+                span.record("gen_ai.usage.input_tokens", job.prompt.len() as i64);
+                "none"
             }
         };
+        span.record("cache.hit", hit);
+        Ok(prepared)
+    }
+
+    async fn stages(&self, generator: &GeneratorHandle, req: ChatRequest) -> Result<Prepared, ServiceError> {
+        let cacheable = cache::cacheable(&req.settings, req.client_bypass);
+        let question = rag::question_index(&req.messages).ok();
+        let input_check = self.check_input(&req);
         // Tools are not part of a semantic bucket: such requests skip it.
         let semantic = (self.semantic_cache)
             .filter(|_| cacheable && req.tools.is_none())
@@ -133,7 +181,11 @@ impl ChatPipeline<'_> {
         let retrieval = async {
             let mut semantic_query = None;
             if let (Some((cache, q)), Some(embedder)) = (semantic, &self.embedder) {
-                match self.semantic_lookup(cache, embedder, generator, &req, q).await? {
+                let span = tracing::info_span!("cache", cache.kind = "semantic");
+                match (self.semantic_lookup(cache, embedder, generator, &req, q))
+                    .instrument(span)
+                    .await?
+                {
                     SemanticLookup::Hit(body) => return Ok(Err(body)),
                     SemanticLookup::Miss(query) => semantic_query = query,
                 }
@@ -151,6 +203,7 @@ impl ChatPipeline<'_> {
             }
             Ok(found) => found,
         };
+        let rag_question = augmented.rag_question(req.rag.is_some());
         // Tools go to a template that renders them, else into the system
         // message.
         let knows_tools = generator.template.as_ref().is_some_and(|t| t.knows_tools());
@@ -162,12 +215,15 @@ impl ChatPipeline<'_> {
             Some(tools) => (tools.describe_in(augmented.messages), None),
             None => (augmented.messages, None),
         };
-        let prompt = prompt_ids(generator, messages, template_tools, true).await?;
+        let prompt = prompt_ids(generator, messages, template_tools, true)
+            .instrument(tracing::info_span!("prompt"))
+            .await?;
         let mut keys = CacheKeys {
             exact: None,
             semantic: semantic_query,
         };
         if let Some(cache) = self.exact_cache.filter(|_| cacheable) {
+            let _span = tracing::info_span!("cache", cache.kind = "exact").entered();
             let shown = serde_json::json!([augmented.sources, augmented.blocked]);
             let parts = CacheKeyParts {
                 tenant: &req.tenant,
@@ -188,11 +244,32 @@ impl ChatPipeline<'_> {
             }
         }
         Ok(Prepared::Generate(ChatJob {
+            rag_question,
             prompt,
             sources: augmented.sources,
             blocked: augmented.blocked,
             keys,
         }))
+    }
+
+    /// The guard and retrieval of [`Self::prepare`], for a request another
+    /// server will answer (no caches: their keys name local models).
+    pub async fn prepare_forward(&self, req: ChatRequest) -> Result<ForwardJob, ServiceError> {
+        let ((), augmented) = tokio::try_join!(self.check_input(&req), self.augment(&req))?;
+        Ok(ForwardJob {
+            rag_question: augmented.rag_question(req.rag.is_some()),
+            sources: augmented.sources,
+            blocked: augmented.blocked,
+        })
+    }
+
+    /// The guard's verdict on the question (the last user message), when
+    /// chat requests are screened.
+    async fn check_input(&self, req: &ChatRequest) -> Result<(), ServiceError> {
+        match (&self.guard, rag::question_index(&req.messages)) {
+            (Some(guard), Ok(q)) => guard.check_input(req.messages[q].content.clone()).await,
+            _ => Ok(()),
+        }
     }
 
     /// Stores a fresh answer where the request's keys say.
@@ -266,11 +343,18 @@ impl ChatPipeline<'_> {
             top_k: rag.top_k.unwrap_or(rag::DEFAULT_TOP_K),
             filter: rag.filter.clone(),
         };
+        let span = tracing::info_span!(
+            "retrieve",
+            rag.collection = %query.collection,
+            rag.top_k = query.top_k as i64,
+            rag.chunks = tracing::field::Empty,
+        );
         let mut chunks = collections
             .retrieve(&req.tenant, embedder, query)
-            .instrument(tracing::info_span!("retrieve"))
+            .instrument(span.clone())
             .await?
             .chunks;
+        span.record("rag.chunks", chunks.len() as i64);
         let mut blocked = None;
         if let Some(guard) = &self.guard {
             let verdicts = guard

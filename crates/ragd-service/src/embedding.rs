@@ -62,6 +62,18 @@ pub async fn tokenize_and_frame(
 /// search queries all use it. Returns one vector per input and the number
 /// of tokens embedded.
 pub async fn embed(handle: &ModelHandle, inputs: Vec<Input>) -> Result<(Vec<Vec<f32>>, usize), ServiceError> {
+    let span = tracing::info_span!(
+        "embed",
+        gen_ai.request.model = %handle.info.id,
+        inputs = inputs.len() as i64,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+    );
+    let (vectors, tokens) = embed_pieces(handle, inputs).instrument(span.clone()).await?;
+    span.record("gen_ai.usage.input_tokens", tokens as i64);
+    Ok((vectors, tokens))
+}
+
+async fn embed_pieces(handle: &ModelHandle, inputs: Vec<Input>) -> Result<(Vec<Vec<f32>>, usize), ServiceError> {
     let seqs: Vec<Vec<u32>> =
         tokenize_and_frame(inputs, handle.tokenizer.clone(), handle.info.framing.clone())
             .await?

@@ -30,6 +30,7 @@ pub mod local;
 pub mod metrics;
 pub mod models;
 pub mod rag;
+pub mod resilience;
 pub mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

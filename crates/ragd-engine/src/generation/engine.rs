@@ -45,7 +45,11 @@ struct Live {
     submitted: Instant,
     first_token: Option<Instant>,
     last_token: Option<Instant>,
+    /// The request's `generate` span (see [`generate_span`]).
     span: tracing::Span,
+    /// Its current phase, a child of `span`: `queue`, then `prefill` from
+    /// the first admission, then `decode` from the first token.
+    phase: tracing::Span,
 }
 
 struct Shared {
@@ -148,6 +152,7 @@ impl GenerationEngine {
             .try_acquire(tenant)
             .map_err(|r| s.queue_metrics.refused(r, &s.model_id))?;
         let (tx, rx) = unbounded_channel();
+        let req_prompt_len = req.prompt.len();
         let sub = Submission {
             req,
             max_tokens,
@@ -155,7 +160,7 @@ impl GenerationEngine {
             permit,
             tx,
             submitted: Instant::now(),
-            span: tracing::Span::current(),
+            span: generate_span(&s.model_id, req_prompt_len, max_tokens),
         };
         if s.tx.send(sub).is_err() {
             return Err(EngineError::Stopped(s.model_id.clone()));
@@ -259,6 +264,7 @@ impl Worker {
             submitted: sub.submitted,
             first_token: None,
             last_token: None,
+            phase: tracing::info_span!(parent: &sub.span, "queue"),
             span: sub.span,
         };
         self.sched.add_as(sub.tenant, req.prompt, live);
@@ -267,6 +273,15 @@ impl Worker {
     /// Removes the sequences whose stream was dropped, freeing their blocks.
     fn drop_cancelled(&mut self) {
         for seq in self.sched.remove_where(|s| s.payload.tx.is_closed()) {
+            let usage = Usage {
+                prompt_tokens: seq.prompt().len(),
+                completion_tokens: seq.generated().len(),
+            };
+            let ev = GenerationEvent::Finished {
+                reason: FinishReason::Cancelled,
+                usage,
+            };
+            record_end(&seq.payload.span, &ev);
             tracing::debug!(
                 parent: &seq.payload.span,
                 reason = FinishReason::Cancelled.as_str(),
@@ -288,7 +303,9 @@ impl Worker {
         for &id in &plan.admitted {
             // Started: its waiting slot goes to the next request.
             if let Some(seq) = self.sched.get_mut(id) {
-                seq.payload.permit = None;
+                let live = &mut seq.payload;
+                live.permit = None;
+                live.phase = tracing::info_span!(parent: &live.span, "prefill");
             }
         }
         self.metrics.preemptions.inc_by(plan.preempted.len() as u64);
@@ -308,8 +325,9 @@ impl Worker {
             // (the oldest sequence always fits); never spin on a stall.
             tracing::error!("generation scheduler stalled; failing the waiting requests");
             for seq in self.sched.remove_where(|_| true) {
-                let msg = "the scheduler could not place this request".to_string();
-                let _ = seq.payload.tx.send(GenerationEvent::Failed(msg));
+                let ev = GenerationEvent::Failed("the scheduler could not place this request".into());
+                record_end(&seq.payload.span, &ev);
+                let _ = seq.payload.tx.send(ev);
             }
             self.update_gauges();
             return;
@@ -348,7 +366,9 @@ impl Worker {
         tracing::error!(error = %msg, sequences = plan.chunks.len(), "generation step failed");
         for c in &plan.chunks {
             if let Some(seq) = self.sched.remove(c.id) {
-                let _ = seq.payload.tx.send(GenerationEvent::Failed(msg.to_string()));
+                let ev = GenerationEvent::Failed(msg.to_string());
+                record_end(&seq.payload.span, &ev);
+                let _ = seq.payload.tx.send(ev);
                 self.metrics
                     .e2e_request_latency
                     .observe(seq.payload.submitted.elapsed().as_secs_f64());
@@ -385,6 +405,7 @@ impl Worker {
             match live.last_token {
                 None => {
                     live.first_token = Some(now);
+                    live.phase = tracing::info_span!(parent: &live.span, "decode");
                     m.prompt_tokens.inc_by(prompt_len as u64);
                     m.time_to_first_token
                         .observe(now.duration_since(live.submitted).as_secs_f64());
@@ -454,6 +475,7 @@ impl Worker {
             let live = seq.payload;
             let elapsed = live.submitted.elapsed();
             self.metrics.e2e_request_latency.observe(elapsed.as_secs_f64());
+            record_end(&live.span, &ev);
             if let GenerationEvent::Finished { reason, usage } = &ev {
                 tracing::debug!(
                     parent: &live.span,
@@ -467,5 +489,39 @@ impl Worker {
             }
             let _ = live.tx.send(ev);
         }
+    }
+}
+
+/// The span of one submitted request (one choice): from submission to its
+/// end, so queue wait, prefill and decode (its `queue`, `prefill` and
+/// `decode` children). A child of the submitter's current span; attributes
+/// follow OpenTelemetry's GenAI conventions. Counts are recorded as `i64`:
+/// tracing-opentelemetry exports unsigned fields as strings.
+fn generate_span(model: &str, prompt_tokens: usize, max_tokens: usize) -> tracing::Span {
+    tracing::info_span!(
+        "generate",
+        gen_ai.operation.name = "generate",
+        gen_ai.request.model = %model,
+        gen_ai.request.max_tokens = max_tokens as i64,
+        gen_ai.usage.input_tokens = prompt_tokens as i64,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        gen_ai.response.finish_reasons = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    )
+}
+
+/// Records how a request ended on its `generate` span.
+fn record_end(span: &tracing::Span, ev: &GenerationEvent) {
+    match ev {
+        GenerationEvent::Finished { reason, usage } => {
+            span.record("gen_ai.usage.output_tokens", usage.completion_tokens as i64);
+            span.record("gen_ai.response.finish_reasons", reason.as_str());
+        }
+        GenerationEvent::Failed(msg) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", msg.as_str());
+        }
+        GenerationEvent::Token { .. } => {}
     }
 }

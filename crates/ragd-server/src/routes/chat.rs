@@ -6,22 +6,24 @@ use axum::response::{IntoResponse, Response};
 use ragd_models::llama::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 use ragd_service::chat::{self as pipeline, Prepared};
 use ragd_service::collections::RetrievedChunk;
 use ragd_service::generation::{self, now_unix, Piece, SamplingFields, TokenInfo};
 use ragd_service::rag::RagRequest;
 use ragd_service::tools::{render_calls, ToolCallFormat, Tools};
-use ragd_service::{RequestLimits, Usage};
+use ragd_service::{RequestLimits, Tenant, Usage};
 
 use crate::auth::Authed;
 use crate::cache_http;
 use crate::error::ApiError;
-use crate::json::Json;
+use crate::json::JsonWithRaw;
 use crate::routes::collections::SearchHit;
 use crate::routes::tool_calls::{self, ToolCallIn};
 use crate::sse::{self, sse, ChunkFormat};
 use crate::state::AppState;
+use crate::upstream::{Target, Upstream, Upstreams};
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
@@ -163,9 +165,39 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     Authed(tenant): Authed,
     headers: HeaderMap,
-    Json(req): Json<ChatRequest>,
+    JsonWithRaw(req, raw): JsonWithRaw<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let handle = state.generator(Some(&req.model))?;
+    let local = state.generator(Some(&req.model));
+    let mut fallback = None;
+    if let Some(upstreams) = &state.upstreams {
+        let targets = upstreams.targets(&req.model, local.is_ok());
+        let remote: Vec<Arc<Upstream>> = (targets.iter())
+            .filter_map(|t| match t {
+                Target::Upstream(u) => Some(u.clone()),
+                Target::Local => None,
+            })
+            .collect();
+        match targets.first() {
+            None => return Err(local.err().unwrap_or(ApiError::ModelNotFound(req.model))),
+            Some(Target::Upstream(_)) => {
+                let fallback = Fallback {
+                    upstreams: upstreams.clone(),
+                    remote,
+                    raw,
+                };
+                return fallback.forward_only(&state, tenant, req).await;
+            }
+            Some(Target::Local) if remote.is_empty() => {}
+            Some(Target::Local) => {
+                fallback = Some(Fallback {
+                    upstreams: upstreams.clone(),
+                    remote,
+                    raw,
+                })
+            }
+        }
+    }
+    let handle = local?;
     let top = match (req.logprobs, req.top_logprobs) {
         (false, Some(_)) => {
             return Err(ApiError::invalid(
@@ -205,12 +237,28 @@ pub async fn chat_completions(
         blocked_sources: job.blocked.as_ref().map(|b| json!(b)),
     };
     let prompt = job.prompt;
-    let choices = generation::submit(&handle, &tenant, &prompt, &settings, "messages")?;
+    let take_over = |error: ApiError| async {
+        match &fallback {
+            Some(f) => {
+                f.take_over(error, settings.stream, &job.rag_question, &format)
+                    .await
+            }
+            None => Err(error),
+        }
+    };
+    let choices = match generation::submit(&handle, &tenant, &prompt, &settings, "messages") {
+        Ok(choices) => choices,
+        Err(e) => return take_over(e.into()).await,
+    };
     let tools = tools.filter(Tools::offered);
     if settings.stream && tools.is_none() {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }
-    let (pieces, completion_tokens) = generation::collect_all(choices).await?;
+    let deadline = (fallback.as_ref()).and_then(|f| f.upstreams.local_timeout());
+    let (pieces, completion_tokens) = match within(deadline, generation::collect_all(choices)).await {
+        Ok(done) => done,
+        Err(e) => return take_over(e).await,
+    };
     let usage = Usage::completion(prompt.len(), completion_tokens);
     if let (true, Some(tools)) = (settings.stream, &tools) {
         let mut chunks = tool_calls::replay(tools, &pieces, |choices| format.chunk(choices, None));
@@ -250,6 +298,102 @@ pub async fn chat_completions(
     let cache_missed = job.keys.exact_missed();
     pipeline.remember(job.keys, &body);
     Ok(cache_http::fresh(body, cache_missed))
+}
+
+/// Runs `work` within `deadline` (if any); past it the work is dropped
+/// (which stops its generation) and the request may fall back.
+async fn within<T>(
+    deadline: Option<std::time::Duration>,
+    work: impl std::future::Future<Output = Result<T, ragd_service::ServiceError>>,
+) -> Result<T, ApiError> {
+    match deadline {
+        None => Ok(work.await?),
+        Some(limit) => match tokio::time::timeout(limit, work).await {
+            Ok(done) => Ok(done?),
+            Err(_) => Err(ApiError::Unavailable(format!(
+                "local generation passed its deadline of {} s",
+                limit.as_secs_f64()
+            ))),
+        },
+    }
+}
+
+/// The upstreams a chat request may go to when ragd's own generator
+/// cannot answer it, or does not run its model.
+struct Fallback {
+    upstreams: Arc<Upstreams>,
+    remote: Vec<Arc<Upstream>>,
+    /// The request as the client sent it.
+    raw: Value,
+}
+
+impl Fallback {
+    /// After a local failure worth a fallback (overloaded, unavailable,
+    /// failed, too slow): the upstreams answer instead; other errors stand.
+    async fn take_over(
+        &self,
+        error: ApiError,
+        stream: bool,
+        rag_question: &Option<(usize, String)>,
+        format: &ChatFormat,
+    ) -> Result<Response, ApiError> {
+        if !matches!(error.status().as_u16(), 429 | 500 | 503 | 504) {
+            return Err(error);
+        }
+        tracing::warn!(error = %error, "local generation failed; falling back to upstreams");
+        let body = self.upstream_body(rag_question);
+        let forwarded = (self.upstreams)
+            .forward(&self.remote, &body, stream, Some("local"))
+            .await?;
+        Ok(forwarded.into_response(|v| format.add_retrieval(v)))
+    }
+
+    /// A model ragd routes elsewhere first: the guard and retrieval run
+    /// here, then the upstreams answer.
+    async fn forward_only(
+        self,
+        state: &AppState,
+        tenant: Tenant,
+        req: ChatRequest,
+    ) -> Result<Response, ApiError> {
+        let settings = req.sampling.validate(req.max_completion_tokens, None)?;
+        let request = pipeline::ChatRequest {
+            tenant: tenant.clone(),
+            messages: messages(&req.messages, &state.request_limits, ToolCallFormat::default())?,
+            rag: req.rag,
+            settings: settings.clone(),
+            client_bypass: true,
+            tools: None,
+        };
+        let job = state.chat_pipeline(&tenant).prepare_forward(request).await?;
+        let body = self.upstream_body(&job.rag_question);
+        let forwarded = (self.upstreams)
+            .forward(&self.remote, &body, settings.stream, None)
+            .await?;
+        let sources = job.sources.as_ref().map(|s| sources_json(s));
+        let blocked = job.blocked.as_ref().map(|b| json!(b));
+        Ok(forwarded.into_response(|v| {
+            if let Some(s) = sources {
+                v["sources"] = s;
+            }
+            if let Some(b) = blocked {
+                v["blocked_sources"] = b;
+            }
+        }))
+    }
+
+    /// The client's request for an upstream: ragd's `rag` extension taken
+    /// out, the question replaced by the prompt with the retrieved context.
+    fn upstream_body(&self, rag_question: &Option<(usize, String)>) -> Value {
+        let mut body = self.raw.clone();
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("rag");
+        }
+        if let Some((i, content)) = rag_question {
+            body["messages"][*i]["content"] = json!(content);
+        }
+        body
+    }
 }
 
 /// Retrieved chunks as the response shows them: search hits.
@@ -369,8 +513,8 @@ mod tests {
     /// 256 KB message cost 59 CPU-seconds in the guard before its 400.
     #[test]
     fn message_sizes_are_checked_before_any_model_work() {
-        assert!(messages(&[user("a".repeat(100))], &limits()).is_ok());
-        let err = messages(&[user("a".repeat(101))], &limits()).unwrap_err();
+        assert!(messages(&[user("a".repeat(100))], &limits(), ToolCallFormat::Hermes).is_ok());
+        let err = messages(&[user("a".repeat(101))], &limits(), ToolCallFormat::Hermes).unwrap_err();
         assert!(err.to_string().contains("per message"), "{err}");
         let parts = MessageIn {
             role: "user".into(),
@@ -388,10 +532,13 @@ mod tests {
             tool_call_id: None,
             name: None,
         };
-        assert!(messages(&[parts], &limits()).is_err(), "parts count together");
+        assert!(
+            messages(&[parts], &limits(), ToolCallFormat::Hermes).is_err(),
+            "parts count together"
+        );
         let three = [user("c".repeat(90)), user("c".repeat(90)), user("c".repeat(90))];
-        let err = messages(&three, &limits()).unwrap_err();
+        let err = messages(&three, &limits(), ToolCallFormat::Hermes).unwrap_err();
         assert!(err.to_string().contains("in all"), "{err}");
-        assert!(messages(&three[..2], &limits()).is_ok());
+        assert!(messages(&three[..2], &limits(), ToolCallFormat::Hermes).is_ok());
     }
 }

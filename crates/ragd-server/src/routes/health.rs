@@ -7,18 +7,25 @@ use serde_json::{json, Value};
 
 use crate::state::AppState;
 
-/// `GET /health`: the process is up and serving HTTP.
+/// `GET /health`: the process is up and serving HTTP (also while it drains).
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /ready`: 200 once every configured model is loaded, else 503.
+/// `GET /ready`: 200 once every configured model is loaded, else 503;
+/// 503 again from the moment a drain starts (status `draining`).
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let ready = state.is_ready();
+    let draining = state.drain.is_draining();
+    let ready = state.is_ready() && !draining;
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    };
+    let label = match (ready, draining) {
+        (true, _) => "ready",
+        (false, true) => "draining",
+        (false, false) => "loading",
     };
     let models: Vec<String> = state
         .models()
@@ -27,7 +34,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     (
         status,
         Json(json!({
-            "status": if ready { "ready" } else { "loading" },
+            "status": label,
             "expected": state.expected,
             "loaded": models,
         })),

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use ragd_index::{Collection, Hit, Metadata, MetadataFilter};
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::blocking::blocking;
 use crate::embedding::{embed, Input};
@@ -74,12 +75,15 @@ pub async fn search(
     let query = vectors
         .pop()
         .ok_or_else(|| ServiceError::Internal("the embedder returned no vector".into()))?;
+    let span = tracing::info_span!("search", top_k = top_k as i64, hits = tracing::field::Empty);
     let (hits, seconds) = blocking(move || {
         let t0 = Instant::now();
         let hits = collection.search(&query, top_k, filter.as_ref())?;
         Ok((hits, t0.elapsed().as_secs_f64()))
     })
+    .instrument(span.clone())
     .await?;
+    span.record("hits", hits.len() as i64);
     Ok(Found {
         chunks: hits.into_iter().map(RetrievedChunk::from).collect(),
         tokens,
