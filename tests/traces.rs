@@ -17,7 +17,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Router;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
@@ -95,7 +97,11 @@ struct Received {
 
 type Store = Arc<Mutex<Received>>;
 
-async fn export(State(store): State<Store>, headers: HeaderMap, body: Bytes) -> (StatusCode, HeaderMap, Vec<u8>) {
+async fn export(
+    State(store): State<Store>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
     let mut out = HeaderMap::new();
     out.insert(header::CONTENT_TYPE, "application/x-protobuf".parse().unwrap());
     let Ok(req) = ExportTraceServiceRequest::decode(body) else {
@@ -140,7 +146,9 @@ fn start_receiver() -> (SocketAddr, Store) {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = Router::new().route("/v1/traces", axum::routing::post(export)).with_state(state);
+            let app = Router::new()
+                .route("/v1/traces", axum::routing::post(export))
+                .with_state(state);
             axum::serve(listener, app).await.unwrap();
         });
     });
@@ -257,7 +265,9 @@ async fn one_rag_chat_is_one_trace_under_the_callers_span() {
     // flush until the request's and the generation's spans are in.
     let deadline = Instant::now() + Duration::from_secs(20);
     let spans: Vec<Got> = loop {
-        tokio::task::spawn_blocking(|| telemetry().0.flush()).await.unwrap();
+        tokio::task::spawn_blocking(|| telemetry().0.flush())
+            .await
+            .unwrap();
         let ours: Vec<Got> = (store.lock().unwrap().spans.iter())
             .filter(|s| hex(&s.span.trace_id) == TRACE_ID)
             .cloned()
@@ -326,7 +336,10 @@ async fn one_rag_chat_is_one_trace_under_the_callers_span() {
     let guards = named("guard");
     let stages: Vec<&str> = guards.iter().filter_map(|g| g.text("stage")).collect();
     assert_eq!(guards.len(), 2, "{guards:#?}");
-    assert!(stages.contains(&"input") && stages.contains(&"context"), "{stages:?}");
+    assert!(
+        stages.contains(&"input") && stages.contains(&"context"),
+        "{stages:?}"
+    );
     let input_guard = guards.iter().find(|g| g.text("stage") == Some("input")).unwrap();
     assert_eq!(input_guard.parent(), chat.id());
 
@@ -339,7 +352,10 @@ async fn one_rag_chat_is_one_trace_under_the_callers_span() {
     assert_eq!(one("search").int("hits"), Some(2));
     assert_eq!(one("prompt").parent(), chat.id());
     let cache = one("cache");
-    assert_eq!((cache.text("cache.kind"), parent_name(cache).as_str()), (Some("exact"), "chat"));
+    assert_eq!(
+        (cache.text("cache.kind"), parent_name(cache).as_str()),
+        (Some("exact"), "chat")
+    );
 
     let generate = one("generate");
     assert_eq!(parent_name(generate), "request");
@@ -349,7 +365,10 @@ async fn one_rag_chat_is_one_trace_under_the_callers_span() {
     // token that ends the answer too (the answer's usage leaves it out).
     let sampled = generate.int("gen_ai.usage.output_tokens").expect("output tokens");
     assert!(completion_tokens > 0);
-    assert!((completion_tokens..=completion_tokens + 1).contains(&sampled), "{sampled}");
+    assert!(
+        (completion_tokens..=completion_tokens + 1).contains(&sampled),
+        "{sampled}"
+    );
     assert!(generate.text("gen_ai.response.finish_reasons").is_some());
     for phase in ["queue", "prefill", "decode"] {
         assert_eq!(one(phase).parent(), generate.id(), "{phase}");

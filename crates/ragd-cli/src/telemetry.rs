@@ -51,7 +51,11 @@ impl OtlpFlags {
             _ => return None,
         };
         let service_name = (self.otlp_service_name.clone())
-            .or_else(|| std::env::var("OTEL_SERVICE_NAME").ok().filter(|v| !v.trim().is_empty()))
+            .or_else(|| {
+                std::env::var("OTEL_SERVICE_NAME")
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+            })
             .unwrap_or_else(|| "ragd".into());
         Some(OtlpConfig {
             endpoint,
@@ -127,7 +131,8 @@ pub fn init_with_traces(format: LogFormat, otlp: Option<OtlpConfig>) -> anyhow::
             .with_tracer(p.tracer("ragd"))
             .with_threads(false)
     });
-    let text = (format == LogFormat::Text).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let text =
+        (format == LogFormat::Text).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
     let json = (format == LogFormat::Json).then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -159,10 +164,15 @@ fn tracer_provider(config: &OtlpConfig) -> anyhow::Result<SdkTracerProvider> {
     if let Some(url) = &config.endpoint {
         exporter = exporter.with_endpoint(url.clone());
     }
-    let exporter = exporter.build().context("cannot set up the OTLP trace exporter")?;
+    let exporter = exporter
+        .build()
+        .context("cannot set up the OTLP trace exporter")?;
     let resource = Resource::builder()
         .with_service_name(config.service_name.clone())
-        .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
         .build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
@@ -188,7 +198,9 @@ impl HttpClient for BlockingHttp {
         let client = match self.client.get() {
             Some(c) => c,
             None => {
-                let c = reqwest::blocking::Client::builder().timeout(EXPORT_TIMEOUT).build()?;
+                let c = reqwest::blocking::Client::builder()
+                    .timeout(EXPORT_TIMEOUT)
+                    .build()?;
                 self.client.get_or_init(|| c)
             }
         };
@@ -231,7 +243,10 @@ mod tests {
             panic!("not serve");
         };
         let config = args.otlp.config().expect("exporting");
-        assert_eq!(config.endpoint.as_deref(), Some("http://127.0.0.1:4318/v1/traces"));
+        assert_eq!(
+            config.endpoint.as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
         assert_eq!(config.service_name, "rag-eu");
     }
 }

@@ -28,6 +28,7 @@ use crate::guard::Guard;
 use crate::models::{GeneratorHandle, ModelHandle};
 use crate::rag::{self, RagRequest, RagTemplate, Source};
 use crate::tenant::Tenant;
+use crate::timing;
 use crate::tools::Tools;
 
 /// What the pipeline may use; `None` parts are off on this server. The
@@ -150,14 +151,7 @@ impl ChatPipeline<'_> {
         generator: &GeneratorHandle,
         req: ChatRequest,
     ) -> Result<Prepared, ServiceError> {
-        let span = tracing::info_span!(
-            "chat",
-            tenant = %req.tenant.as_str(),
-            gen_ai.request.model = %generator.info.id,
-            rag.collection = req.rag.as_ref().map(|r| r.collection.as_str()),
-            cache.hit = tracing::field::Empty,
-            gen_ai.usage.input_tokens = tracing::field::Empty,
-        );
+        let span = chat_span(&req, Some(&generator.info.id));
         let prepared = self.stages(generator, req).instrument(span.clone()).await?;
         let hit = match &prepared {
             Prepared::Cached { hit, .. } => hit.as_str(),
@@ -182,10 +176,8 @@ impl ChatPipeline<'_> {
             let mut semantic_query = None;
             if let (Some((cache, q)), Some(embedder)) = (semantic, &self.embedder) {
                 let span = tracing::info_span!("cache", cache.kind = "semantic");
-                match (self.semantic_lookup(cache, embedder, generator, &req, q))
-                    .instrument(span)
-                    .await?
-                {
+                let lookup = (self.semantic_lookup(cache, embedder, generator, &req, q)).instrument(span);
+                match timing::timed("cache", lookup).await? {
                     SemanticLookup::Hit(body) => return Ok(Err(body)),
                     SemanticLookup::Miss(query) => semantic_query = query,
                 }
@@ -215,9 +207,9 @@ impl ChatPipeline<'_> {
             Some(tools) => (tools.describe_in(augmented.messages), None),
             None => (augmented.messages, None),
         };
-        let prompt = prompt_ids(generator, messages, template_tools, true)
-            .instrument(tracing::info_span!("prompt"))
-            .await?;
+        let prompt =
+            prompt_ids(generator, messages, template_tools, true).instrument(tracing::info_span!("prompt"));
+        let prompt = timing::timed("prompt", prompt).await?;
         let mut keys = CacheKeys {
             exact: None,
             semantic: semantic_query,
@@ -233,7 +225,10 @@ impl ChatPipeline<'_> {
                 settings: &req.settings,
                 extra: Some(&shown),
             };
-            match cache.lookup(parts) {
+            let started = std::time::Instant::now();
+            let lookup = cache.lookup(parts);
+            timing::record("cache", started.elapsed());
+            match lookup {
                 Lookup::Hit(body) => {
                     return Ok(Prepared::Cached {
                         body,
@@ -255,7 +250,8 @@ impl ChatPipeline<'_> {
     /// The guard and retrieval of [`Self::prepare`], for a request another
     /// server will answer (no caches: their keys name local models).
     pub async fn prepare_forward(&self, req: ChatRequest) -> Result<ForwardJob, ServiceError> {
-        let ((), augmented) = tokio::try_join!(self.check_input(&req), self.augment(&req))?;
+        let stages = async { tokio::try_join!(self.check_input(&req), self.augment(&req)) };
+        let ((), augmented) = stages.instrument(chat_span(&req, None)).await?;
         Ok(ForwardJob {
             rag_question: augmented.rag_question(req.rag.is_some()),
             sources: augmented.sources,
@@ -267,7 +263,9 @@ impl ChatPipeline<'_> {
     /// chat requests are screened.
     async fn check_input(&self, req: &ChatRequest) -> Result<(), ServiceError> {
         match (&self.guard, rag::question_index(&req.messages)) {
-            (Some(guard), Ok(q)) => guard.check_input(req.messages[q].content.clone()).await,
+            (Some(guard), Ok(q)) => {
+                timing::timed("guard", guard.check_input(req.messages[q].content.clone())).await
+            }
             _ => Ok(()),
         }
     }
@@ -349,17 +347,15 @@ impl ChatPipeline<'_> {
             rag.top_k = query.top_k as i64,
             rag.chunks = tracing::field::Empty,
         );
-        let mut chunks = collections
+        let retrieve = collections
             .retrieve(&req.tenant, embedder, query)
-            .instrument(span.clone())
-            .await?
-            .chunks;
+            .instrument(span.clone());
+        let mut chunks = timing::timed("retrieve", retrieve).await?.chunks;
         span.record("rag.chunks", chunks.len() as i64);
         let mut blocked = None;
         if let Some(guard) = &self.guard {
-            let verdicts = guard
-                .screen(chunks.iter().map(|c| c.text.clone()).collect())
-                .await?;
+            let screen = guard.screen(chunks.iter().map(|c| c.text.clone()).collect());
+            let verdicts = timing::timed("guard", screen).await?;
             let (kept, flagged): (Vec<_>, Vec<_>) =
                 chunks.into_iter().zip(verdicts).partition(|(_, v)| v.is_none());
             blocked = Some(
@@ -383,6 +379,18 @@ impl ChatPipeline<'_> {
             blocked,
         })
     }
+}
+
+/// The span of one request's pipeline (`model`: the local generator).
+fn chat_span(req: &ChatRequest, model: Option<&str>) -> tracing::Span {
+    tracing::info_span!(
+        "chat",
+        tenant = %req.tenant.as_str(),
+        gen_ai.request.model = model,
+        rag.collection = req.rag.as_ref().map(|r| r.collection.as_str()),
+        cache.hit = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+    )
 }
 
 enum SemanticLookup {

@@ -73,7 +73,10 @@ pub async fn embed(handle: &ModelHandle, inputs: Vec<Input>) -> Result<(Vec<Vec<
     Ok((vectors, tokens))
 }
 
-async fn embed_pieces(handle: &ModelHandle, inputs: Vec<Input>) -> Result<(Vec<Vec<f32>>, usize), ServiceError> {
+async fn embed_pieces(
+    handle: &ModelHandle,
+    inputs: Vec<Input>,
+) -> Result<(Vec<Vec<f32>>, usize), ServiceError> {
     let seqs: Vec<Vec<u32>> =
         tokenize_and_frame(inputs, handle.tokenizer.clone(), handle.info.framing.clone())
             .await?
