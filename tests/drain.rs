@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 const DATA_ENV: &str = "RAGD_DRAIN_CHILD_DATA_DIR";
 /// `--shutdown-grace-seconds` of the child.
 const GRACE: Duration = Duration::from_secs(60);
+const GEN: &str = "smollm2-135m-instruct-q4_1";
 const STREAMS: usize = 16;
 const MAX_TOKENS: u64 = 48;
 
@@ -48,27 +49,46 @@ fn drain_child_server() {
     });
 }
 
-fn spawn_server(dir: &str) -> (Child, String) {
-    ragd_suite::spawn_child_server("drain_child_server", &[(DATA_ENV, dir)])
+/// A child server; killed when dropped, so a failing test leaves none behind.
+struct Server {
+    child: Child,
+    base: String,
 }
 
-fn sigterm(child: &Child) {
-    kill_process(Pid::from_child(child), Signal::TERM).expect("send SIGTERM");
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
-/// Waits (at most `limit`) for the child to exit.
-async fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            return status;
+impl Server {
+    /// Starts one on `dir` and waits until its models are loaded.
+    fn spawn(dir: &str) -> Self {
+        let (child, base) = tokio::task::block_in_place(|| {
+            ragd_suite::spawn_child_server("drain_child_server", &[(DATA_ENV, dir)])
+        });
+        Self { child, base }
+    }
+
+    fn sigterm(&self) {
+        kill_process(Pid::from_child(&self.child), Signal::TERM).expect("send SIGTERM");
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait for the child").is_none()
+    }
+
+    /// Waits (at most `limit`) for the process to exit.
+    async fn exit_status(&mut self, limit: Duration) -> ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                return status;
+            }
+            assert!(t0.elapsed() < limit, "the server did not exit within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server did not exit within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -111,7 +131,8 @@ async fn write_notes(base: &str, n: usize) {
 
 /// Restarts a server on `dir` and checks the `n` notes are there, intact.
 async fn check_notes_after_restart(dir: &str, n: usize) {
-    let (mut child, base) = tokio::task::block_in_place(|| spawn_server(dir));
+    let mut server = Server::spawn(dir);
+    let base = server.base.clone();
     let client = fresh_client();
     for i in 0..n {
         let resp = client
@@ -135,8 +156,8 @@ async fn check_notes_after_restart(dir: &str, n: usize) {
     assert_eq!(info["documents"], n, "{info}");
     // An idle server drains at once.
     let t0 = Instant::now();
-    sigterm(&child);
-    let status = wait_exit(&mut child, GRACE).await;
+    server.sigterm();
+    let status = server.exit_status(GRACE).await;
     eprintln!("drain: idle restarted server exited {status} {:?} after SIGTERM", t0.elapsed());
     assert_eq!(status.code(), Some(0));
 }
@@ -165,6 +186,7 @@ impl Streamed {
 /// index on `started` once the first token's chunk arrived.
 async fn stream_chat(base: String, i: usize, max_tokens: u64, started: mpsc::UnboundedSender<usize>) -> Streamed {
     let body = json!({
+        "model": GEN,
         "messages": [{"role": "user", "content": format!("Tell me a long story about harbour number {i}.")}],
         "max_tokens": max_tokens,
         "ignore_eos": true,
@@ -211,12 +233,19 @@ async fn open_streams(base: &str, n: usize, max_tokens: u64) -> Vec<tokio::task:
     let streams: Vec<_> = (0..n)
         .map(|i| tokio::spawn(stream_chat(base.to_string(), i, max_tokens, tx.clone())))
         .collect();
+    drop(tx);
     let t0 = Instant::now();
     for _ in 0..n {
-        tokio::time::timeout(Duration::from_secs(300), rx.recv())
+        let started = tokio::time::timeout(Duration::from_secs(120), rx.recv())
             .await
-            .expect("every stream starts")
-            .expect("a stream ended before its first token");
+            .expect("every stream starts within 2 minutes");
+        if started.is_none() {
+            // Every stream task ended: one failed; show why.
+            for s in streams {
+                s.await.unwrap();
+            }
+            panic!("the streams ended before their first tokens");
+        }
     }
     eprintln!("drain: {n} streams have their first token after {:?}", t0.elapsed());
     streams
@@ -243,12 +272,13 @@ async fn wait_not_ready(base: &str) -> Value {
 async fn sigterm_finishes_running_streams_refuses_new_requests_and_exits_zero() {
     let data = tempfile::Builder::new().prefix("ragd-drain").tempdir().unwrap();
     let dir = data.path().display().to_string();
-    let (mut child, base) = tokio::task::block_in_place(|| spawn_server(&dir));
+    let mut server = Server::spawn(&dir);
+    let base = server.base.clone();
     write_notes(&base, 1).await;
 
     let streams = open_streams(&base, STREAMS, MAX_TOKENS).await;
     let signalled = Instant::now();
-    sigterm(&child);
+    server.sigterm();
 
     let ready = wait_not_ready(&base).await;
     assert_eq!(ready["status"], "draining", "{ready}");
@@ -258,7 +288,7 @@ async fn sigterm_finishes_running_streams_refuses_new_requests_and_exits_zero() 
 
     let refused = client
         .post(format!("{base}/v1/chat/completions"))
-        .json(&json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}))
+        .json(&json!({"model": GEN, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}))
         .send()
         .await
         .unwrap();
@@ -299,7 +329,7 @@ async fn sigterm_finishes_running_streams_refuses_new_requests_and_exits_zero() 
         assert_eq!(s.completion_tokens(), Some(MAX_TOKENS), "stream {i}");
         last_done = last_done.max(s.ended_at.duration_since(signalled));
     }
-    let status = wait_exit(&mut child, GRACE + Duration::from_secs(30)).await;
+    let status = server.exit_status(GRACE + Duration::from_secs(30)).await;
     let exited = signalled.elapsed();
     eprintln!(
         "drain: new request refused {refused_after:?}, all {STREAMS} streams done {last_done:?}, \
@@ -318,22 +348,20 @@ async fn sigterm_finishes_running_streams_refuses_new_requests_and_exits_zero() 
 async fn a_second_sigterm_during_the_drain_exits_at_once_and_the_store_reopens_clean() {
     let data = tempfile::Builder::new().prefix("ragd-drain2").tempdir().unwrap();
     let dir = data.path().display().to_string();
-    let (mut child, base) = tokio::task::block_in_place(|| spawn_server(&dir));
+    let mut server = Server::spawn(&dir);
+    let base = server.base.clone();
     const NOTES: usize = 5;
     write_notes(&base, NOTES).await;
 
     // Streams far longer than the test waits: the drain would last.
     let streams = open_streams(&base, 4, 1500).await;
-    sigterm(&child);
+    server.sigterm();
     wait_not_ready(&base).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the drain waits for the streams"
-    );
+    assert!(server.running(), "the drain waits for the streams");
     let second = Instant::now();
-    sigterm(&child);
-    let status = wait_exit(&mut child, GRACE).await;
+    server.sigterm();
+    let status = server.exit_status(GRACE).await;
     let exited = second.elapsed();
     eprintln!("drain: second SIGTERM: exited ({status}) {exited:?} after it");
     assert_eq!(status.code(), Some(143), "cut short by SIGTERM: 128 + 15");

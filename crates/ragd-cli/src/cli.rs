@@ -177,6 +177,13 @@ pub struct ServeArgs {
     /// Seconds to finish in-flight requests after SIGTERM or Ctrl-C.
     #[arg(long, env = "RAGD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// Deadline of a chat, completion or response request in seconds,
+    /// streams included; shortened by a client's `x-stainless-timeout` or
+    /// `x-request-timeout` header. Past it the generation is cancelled
+    /// (504 `timeout`, or an error event ending the stream). 0: only the
+    /// client's.
+    #[arg(long, env = "RAGD_REQUEST_TIMEOUT_SECONDS", default_value_t = 600.0)]
+    pub request_timeout_seconds: f64,
 
     #[command(flatten)]
     pub upstreams: crate::upstream_flags::UpstreamFlags,

@@ -62,6 +62,8 @@ impl ServeArgs {
             },
             max_body_bytes: self.max_body_bytes,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            request_timeout: (self.request_timeout_seconds > 0.0)
+                .then(|| Duration::from_secs_f64(self.request_timeout_seconds)),
             data_dir: self.data_dir,
             max_collections_per_tenant: self.max_collections_per_tenant,
             max_documents_per_collection: self.max_documents_per_collection,

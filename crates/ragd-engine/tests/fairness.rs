@@ -33,6 +33,7 @@ fn req(seed: u32, max_tokens: usize) -> GenerationRequest {
         stop_tokens: vec![],
         ignore_eos: false,
         constraint: None,
+        priority: 0,
     }
 }
 

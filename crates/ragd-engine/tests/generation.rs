@@ -11,7 +11,7 @@ use ragd_core::testing::FakeGenerator;
 use ragd_engine::sampling::SamplingParams;
 use ragd_engine::{
     EngineError, FinishReason, GenerationEngine, GenerationEvent, GenerationLimits, GenerationMetrics,
-    GenerationRequest, GenerationStream, InvalidRequest, Param, Usage,
+    GenerationRequest, GenerationStream, InvalidRequest, Param, TenantKey, Usage,
 };
 
 const VOCAB: usize = 1000;
@@ -39,6 +39,7 @@ fn req(prompt: Vec<u32>, max_tokens: usize) -> GenerationRequest {
         stop_tokens: vec![],
         ignore_eos: false,
         constraint: None,
+        priority: 0,
     }
 }
 
@@ -457,6 +458,45 @@ async fn with_room_for_one_sequence_requests_complete_in_submission_order() {
             "blocks {blocks}, max_running {max_running}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_room_for_one_a_later_better_priority_request_finishes_first() {
+    let model = FakeGenerator::new(VOCAB, 1024, 4, 512).with_delay(Duration::from_micros(500));
+    let (engine, metrics) = spawn(model, limits(64, 1));
+    let (a, b) = (TenantKey::new("a"), TenantKey::new("b"));
+    // Holds the only place (for half a second at most) until dropped.
+    let mut busy = engine.submit_as(&b, req(prompt(60, 4), 1000)).unwrap();
+    next_token(&mut busy).await;
+    // Earlier ones at the default priority (0), then an urgent one (-5)
+    // from the tenant that already waits first.
+    let submitted = [("a0", &a, 0), ("a1", &a, 0), ("b0", &b, 0), ("urgent", &a, -5)];
+    let ps: Vec<_> = (0..4u32).map(|i| prompt(70 + i, 4)).collect();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (submitted.iter().zip(&ps))
+        .map(|(&(name, tenant, priority), p)| {
+            let r = GenerationRequest {
+                priority,
+                ..req(p.clone(), 6)
+            };
+            let s = engine.submit_as(tenant, r).unwrap();
+            let order = order.clone();
+            tokio::spawn(async move {
+                let out = collect(s).await;
+                order.lock().unwrap().push(name);
+                out
+            })
+        })
+        .collect();
+    eventually("waiting", || metrics.waiting.get(), 4).await;
+    drop(busy);
+    for (p, t) in ps.iter().zip(tasks) {
+        let (tokens, end) = t.await.unwrap();
+        assert_eq!(tokens, FakeGenerator::reference(VOCAB, p, 6, &[]));
+        assert_eq!(end, length(4, 6));
+    }
+    // Then the rest as without priorities: round-robin across tenants.
+    assert_eq!(*order.lock().unwrap(), vec!["urgent", "a0", "b0", "a1"]);
 }
 
 /// A constraint that allows one token at a time from a fixed script and

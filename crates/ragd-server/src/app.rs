@@ -12,13 +12,13 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth;
 use crate::body_budget::{BodyBudget, DEFAULT_BUDGET_BYTES};
-use crate::drain;
 use crate::error::ApiError;
 use crate::routes::{
     admin, chat, collections, completions, embeddings, health, metrics, models, moderations, responses,
     tokenize,
 };
 use crate::state::AppState;
+use crate::{deadline, drain};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -30,14 +30,17 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// runs (see [`crate::drain`]).
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let budget = BodyBudget::new(DEFAULT_BUDGET_BYTES, max_body_bytes);
-    let v1 = Router::new()
+    // Generation has a deadline (see [`crate::deadline`]).
+    let generation = Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/completions", post(completions::completions))
+        .route("/v1/responses", post(responses::responses))
+        .route_layer(middleware::from_fn_with_state(state.clone(), deadline::enforce));
+    let v1 = generation
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/moderations", post(moderations::moderations))
-        .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/v1/completions", post(completions::completions))
-        .route("/v1/responses", post(responses::responses))
         .route(
             "/v1/collections",
             post(collections::create).get(collections::list),
@@ -80,7 +83,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             state.drain.clone(),
             drain::refuse_when_draining,
         ))
-        .route_layer(middleware::map_response(crate::upstream::mark_served_by));
+        .route_layer(middleware::map_response(crate::upstream::mark_served_by))
+        .route_layer(middleware::from_fn(crate::server_timing::add));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

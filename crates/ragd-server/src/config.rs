@@ -24,6 +24,9 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Time in-flight requests get after a stop signal.
     pub shutdown_grace: Duration,
+    /// Deadline of a chat, completion or response request, streams
+    /// included (`None`: only the client's own timeout header).
+    pub request_timeout: Option<Duration>,
     /// Folder of the knowledge base; `None`: `$XDG_DATA_HOME/ragd`, else
     /// `~/.local/share/ragd`, else `./ragd-data`.
     pub data_dir: Option<PathBuf>,
@@ -92,6 +95,7 @@ impl Default for ServeConfig {
             collection_limits: CollectionLimits::default(),
             max_body_bytes: 8 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            request_timeout: Some(Duration::from_secs(600)),
             data_dir: None,
             max_collections_per_tenant: 100,
             max_documents_per_collection: 1_000_000,

@@ -58,11 +58,16 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     /// The server is draining before it exits: retry elsewhere or later.
-    #[error("the server is shutting down; retry the request (on another replica, or once this one restarts)")]
+    #[error(
+        "the server is shutting down; retry the request (on another replica, or once this one restarts)"
+    )]
     ShuttingDown,
     /// The client went away and its work was stopped.
     #[error("the request was cancelled")]
     Cancelled,
+    /// The request ran past its deadline and its work was stopped.
+    #[error("the request did not finish within its deadline of {} s", .0.as_secs_f64())]
+    Timeout(std::time::Duration),
     /// A bug or device failure; never the client's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -92,6 +97,7 @@ impl ApiError {
             // nginx's "client closed request": nobody reads it.
             Self::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -116,6 +122,7 @@ impl ApiError {
             Self::ShuttingDown => ("server_error", Some("shutting_down")),
             Self::Cancelled => ("invalid_request_error", Some("cancelled")),
             Self::Internal(_) => ("server_error", None),
+            Self::Timeout(_) => ("timeout_error", Some("timeout")),
         }
     }
 }
@@ -138,7 +145,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         // A refusal while draining is the plan, not a failure.
-        if status.is_server_error() && !matches!(self, Self::ShuttingDown) {
+        if status.is_server_error() && !matches!(self, Self::ShuttingDown | Self::Timeout(_)) {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::debug!(error = %self, "request rejected");

@@ -113,6 +113,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             ttl: caches.ttl,
         }),
         upstreams: config.upstreams.clone(),
+        request_timeout: config.request_timeout,
     };
     let registry = prometheus::Registry::new();
     let state = ServerState::build(state_config, registry.clone())?;

@@ -49,6 +49,8 @@ pub struct ServerState {
     pub drain: Drain,
     /// Servers to fall back to; `None`: none configured.
     pub upstreams: Option<Arc<Upstreams>>,
+    /// Deadline of a generation request (`None`: only the client's).
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// Everything a server state is built from besides its models. `default()`
@@ -72,6 +74,7 @@ pub struct StateConfig {
     pub semantic_cache: Option<SemanticConfig>,
     /// Upstreams and routes for fallback.
     pub upstreams: UpstreamsConfig,
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl Default for StateConfig {
@@ -89,6 +92,7 @@ impl Default for StateConfig {
             response_cache: None,
             semantic_cache: None,
             upstreams: UpstreamsConfig::default(),
+            request_timeout: None,
         }
     }
 }
@@ -131,6 +135,7 @@ impl ServerState {
             semantic_cache,
             drain: Drain::default(),
             upstreams,
+            request_timeout: config.request_timeout,
         }))
     }
 

@@ -32,6 +32,7 @@ pub mod models;
 pub mod rag;
 pub mod resilience;
 pub mod tenant;
+pub mod timing;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tokenize;

@@ -267,7 +267,7 @@ impl Worker {
             phase: tracing::info_span!(parent: &sub.span, "queue"),
             span: sub.span,
         };
-        self.sched.add_as(sub.tenant, req.prompt, live);
+        self.sched.add_with_priority(sub.tenant, req.priority, req.prompt, live);
     }
 
     /// Removes the sequences whose stream was dropped, freeing their blocks.

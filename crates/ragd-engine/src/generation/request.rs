@@ -61,6 +61,13 @@ pub struct GenerationRequest {
     pub ignore_eos: bool,
     /// Structured output: which tokens may come next (`None`: any).
     pub constraint: Option<crate::Constraint>,
+    /// Admission priority, as vLLM's: lower values start earlier; 0 is the
+    /// default. Waiting requests are grouped by priority, the best group
+    /// first (round-robin across tenants within one), and a group passed
+    /// over too often goes next, so worse priorities are slowed, not
+    /// starved. It only orders admission: a running request is never
+    /// preempted for a better one (see the scheduler's docs).
+    pub priority: i32,
 }
 
 /// Why a completion ended.

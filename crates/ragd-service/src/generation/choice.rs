@@ -34,6 +34,8 @@ pub struct Choice {
     decoder: IncrementalDecoder,
     stop: StopMatcher,
     pub completion_tokens: usize,
+    /// When the first token came (for `Server-Timing`'s `ttft`).
+    first_token: Option<std::time::Instant>,
 }
 
 impl Choice {
@@ -44,6 +46,7 @@ impl Choice {
             decoder: IncrementalDecoder::new(),
             stop: StopMatcher::new(stop),
             completion_tokens: 0,
+            first_token: None,
         }
     }
 
@@ -69,6 +72,7 @@ impl Choice {
             match event {
                 Some(GenerationEvent::Token { id, logprobs }) => {
                     self.completion_tokens += 1;
+                    self.first_token.get_or_insert_with(std::time::Instant::now);
                     if let Some(lp) = logprobs {
                         piece.logprobs.push(self.token_info(id, lp));
                     }
@@ -113,8 +117,9 @@ impl Choice {
         }
     }
 
-    /// Every piece to the end, joined (non-streaming responses).
-    pub async fn collect(mut self) -> Result<(Piece, usize), ServiceError> {
+    /// Every piece to the end, joined (non-streaming responses), with the
+    /// token count and when the first token came.
+    pub async fn collect(mut self) -> Result<(Piece, usize, Option<std::time::Instant>), ServiceError> {
         let mut all = Piece::default();
         while let Some(piece) = self.next().await {
             let piece = piece?;
@@ -122,6 +127,6 @@ impl Choice {
             all.logprobs.extend(piece.logprobs);
             all.finish_reason = piece.finish_reason.or(all.finish_reason);
         }
-        Ok((all, self.completion_tokens))
+        Ok((all, self.completion_tokens, self.first_token))
     }
 }

@@ -47,6 +47,7 @@ pub fn submit(
                 stop_tokens: handle.stop_tokens.clone(),
                 ignore_eos: settings.ignore_eos,
                 constraint,
+                priority: settings.priority,
             };
             let stream = (handle.engine.submit_as(&tenant, request))
                 .map_err(|e| ServiceError::from_engine(e, prompt_field))?;
@@ -62,13 +63,22 @@ pub fn submit(
 /// Runs every choice to the end (non-streaming responses): the pieces in
 /// choice order and the total completion tokens.
 pub async fn collect_all(choices: Vec<Choice>) -> Result<(Vec<Piece>, usize), ServiceError> {
+    let start = std::time::Instant::now();
     let results = futures::future::join_all(choices.into_iter().map(Choice::collect)).await;
     let mut pieces = Vec::with_capacity(results.len());
-    let mut tokens = 0;
+    let (mut tokens, mut first) = (0, None::<std::time::Instant>);
     for r in results {
-        let (piece, n) = r?;
+        let (piece, n, first_token) = r?;
         tokens += n;
         pieces.push(piece);
+        first = match (first, first_token) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    if let Some(first) = first {
+        crate::timing::record("ttft", first - start);
+        crate::timing::record("decode", first.elapsed());
     }
     Ok((pieces, tokens))
 }

@@ -14,6 +14,8 @@ pub const MAX_N: u32 = 16;
 pub const MAX_TOP_LOGPROBS: u32 = 20;
 /// Most stop strings, as OpenAI allows.
 pub const MAX_STOPS: usize = 4;
+/// The bounds of `priority` (either sign; lower is served earlier).
+pub const MAX_PRIORITY: i64 = 1000;
 
 /// `stop`: one string or a list.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +55,10 @@ pub struct SamplingFields {
     /// Structured outputs: `{"type": "json_object"}` or `{"type":
     /// "json_schema", "json_schema": {"schema": ...}}`.
     pub response_format: Option<serde_json::Value>,
+    /// Admission priority (vLLM's): an integer in
+    /// `-MAX_PRIORITY..=MAX_PRIORITY`, lower served earlier, 0 by default.
+    /// Taken as any JSON so that a wrong type is a 400 naming `priority`.
+    pub priority: Option<serde_json::Value>,
 }
 
 /// What the endpoints need once the fields are checked.
@@ -67,6 +73,9 @@ pub struct GenSettings {
     pub stream: bool,
     pub include_usage: bool,
     pub response_format: ResponseFormat,
+    /// The engine's admission priority (lower is served earlier); not
+    /// part of the cache keys, as it does not change the answer.
+    pub priority: i32,
 }
 
 fn range(
@@ -84,6 +93,23 @@ fn range(
             name,
         )),
     }
+}
+
+/// `priority`: absent or null is 0; otherwise an integer within
+/// [`MAX_PRIORITY`] either way.
+fn priority(value: Option<&serde_json::Value>) -> Result<i32, ServiceError> {
+    let Some(v) = value.filter(|v| !v.is_null()) else {
+        return Ok(0);
+    };
+    (v.as_i64())
+        .filter(|p| (-MAX_PRIORITY..=MAX_PRIORITY).contains(p))
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or_else(|| {
+            ServiceError::invalid(
+                format!("`priority` must be an integer between -{MAX_PRIORITY} and {MAX_PRIORITY} (got {v})"),
+                "priority",
+            )
+        })
 }
 
 impl SamplingFields {
@@ -168,6 +194,7 @@ impl SamplingFields {
                 None | Some(serde_json::Value::Null) => ResponseFormat::Text,
                 Some(v) => ResponseFormat::parse(v)?,
             },
+            priority: priority(self.priority.as_ref())?,
         })
     }
 }

@@ -25,12 +25,24 @@
 //!    tenant per turn) and first come, first served within a tenant, so one
 //!    tenant's long queue does not hold back another tenant's request. The
 //!    first in line that cannot get a block stops admission: no overtaking.
+//!
+//! Priority (a request's `priority`; lower is served earlier, 0 by default)
+//! orders admission only: waiting requests are grouped into classes by
+//! priority and the best class goes first, with the order above within a
+//! class; a class passed over [`PASS_OVER_LIMIT`] times in a row goes next,
+//! so lower priorities are slowed, never starved. A preempted sequence keeps
+//! its priority: it restarts before fresh requests of the same or a worse
+//! priority, after those of a better one. Running sequences are never
+//! preempted for a better waiting one, and preemption still evicts the most
+//! recently admitted. With every priority equal this is the order above.
 
 use std::collections::VecDeque;
 
 use ragd_core::SeqChunk;
 
-use crate::fair::{drain_where, FairQueue, TenantKey};
+use crate::fair::{drain_where, FairQueue, Priority, TenantKey};
+#[cfg(doc)]
+use crate::fair::PASS_OVER_LIMIT;
 use crate::kv_blocks::{BlockPool, BlockTable};
 
 /// The scheduler's id of a sequence.
@@ -49,6 +61,7 @@ pub struct Sequence<T> {
     /// Whether it was ever admitted (false: a fresh request in the queue).
     started: bool,
     tenant: Option<TenantKey>,
+    priority: Priority,
     pub payload: T,
 }
 
@@ -87,6 +100,11 @@ impl<T> Sequence<T> {
     /// Whose request it is (`None`: submitted without a tenant).
     pub fn tenant(&self) -> Option<&TenantKey> {
         self.tenant.as_ref()
+    }
+
+    /// Its priority (lower is admitted earlier; see the module docs).
+    pub fn priority(&self) -> Priority {
+        self.priority
     }
 
     /// Appends a sampled token; the next step feeds it (a decode).
@@ -155,14 +173,24 @@ impl StepPlan {
     }
 }
 
+/// Where the next sequence to admit waits.
+#[derive(Clone, Copy)]
+enum InLine {
+    /// `restarts[i]`.
+    Restart(usize),
+    /// The front of the fresh queue.
+    Fresh,
+}
+
 /// Waiting and running sequences, and the decisions over them.
 pub struct Scheduler<T> {
     pool: BlockPool,
     max_batch_tokens: usize,
     max_running: usize,
-    /// Preempted sequences, admitted again before any fresh request.
+    /// Preempted sequences, admitted again before any fresh request of
+    /// the same or a worse priority; the oldest evicted first.
     restarts: VecDeque<Sequence<T>>,
-    /// Fresh requests, round-robin across tenants.
+    /// Fresh requests, by priority class, round-robin across tenants.
     fresh: FairQueue<Sequence<T>>,
     /// In admission order: the last one is the next victim.
     running: Vec<Sequence<T>>,
@@ -211,6 +239,18 @@ impl<T> Scheduler<T> {
     /// must fit the whole cache with everything it will generate (the
     /// caller validates), or it can never run.
     pub fn add_as(&mut self, tenant: Option<TenantKey>, prompt: Vec<u32>, payload: T) -> SeqId {
+        self.add_with_priority(tenant, 0, prompt, payload)
+    }
+
+    /// [`add_as`](Self::add_as) with a priority: lower values are admitted
+    /// earlier (see the module docs); 0 is the default.
+    pub fn add_with_priority(
+        &mut self,
+        tenant: Option<TenantKey>,
+        priority: Priority,
+        prompt: Vec<u32>,
+        payload: T,
+    ) -> SeqId {
         assert!(!prompt.is_empty(), "empty prompt");
         let id = self.next_id;
         self.next_id += 1;
@@ -222,9 +262,10 @@ impl<T> Scheduler<T> {
             table: self.pool.table(),
             started: false,
             tenant: tenant.clone(),
+            priority,
             payload,
         };
-        self.fresh.push(tenant, seq);
+        self.fresh.push_at(priority, tenant, seq);
         id
     }
 
@@ -253,7 +294,29 @@ impl<T> Scheduler<T> {
     /// Waiting sequences, first in line first (the order they would be
     /// admitted in if nothing else came).
     pub fn waiting(&self) -> impl Iterator<Item = &Sequence<T>> {
-        self.restarts.iter().chain(self.fresh.iter())
+        let mut restarts: Vec<&Sequence<T>> = self.restarts.iter().collect();
+        // Stable: the oldest evicted first within a priority.
+        restarts.sort_by_key(|s| s.priority);
+        let mut restarts = restarts.into_iter().peekable();
+        let mut fresh = self.fresh.iter().peekable();
+        std::iter::from_fn(move || match (restarts.peek(), fresh.peek()) {
+            (Some(r), Some(f)) if r.priority > f.priority => fresh.next(),
+            (Some(_), _) => restarts.next(),
+            (None, _) => fresh.next(),
+        })
+    }
+
+    /// Where the next sequence to admit waits: the best-priority restart
+    /// (the oldest evicted among equals), unless the fresh queue's next has
+    /// a better priority.
+    fn next_in_line(&self) -> Option<InLine> {
+        let restart = (self.restarts.iter().enumerate()).min_by_key(|&(i, s)| (s.priority, i));
+        match (restart, self.fresh.front_priority()) {
+            (Some((_, r)), Some(f)) if r.priority > f => Some(InLine::Fresh),
+            (Some((i, _)), _) => Some(InLine::Restart(i)),
+            (None, Some(_)) => Some(InLine::Fresh),
+            (None, None) => None,
+        }
     }
 
     /// A running sequence.
@@ -364,16 +427,18 @@ impl<T> Scheduler<T> {
             i += 1;
         }
 
-        // Admission (restarts first, then fresh requests round-robin across
-        // tenants), unless this step had to evict (the cache is tight:
-        // admitting now would only thrash). While others run, a watermark of
-        // blocks stays free for their next decodes.
+        // Admission (by priority; within one, restarts first, then fresh
+        // requests round-robin across tenants), unless this step had to
+        // evict (the cache is tight: admitting now would only thrash). While
+        // others run, a watermark of blocks stays free for their next
+        // decodes.
         while plan.preempted.is_empty() && budget > 0 && self.running.len() < self.max_running {
-            let restart = !self.restarts.is_empty();
-            let next = if restart {
-                self.restarts.front_mut()
-            } else {
-                self.fresh.front_mut()
+            let Some(in_line) = self.next_in_line() else {
+                break;
+            };
+            let next = match in_line {
+                InLine::Restart(i) => self.restarts.get_mut(i),
+                InLine::Fresh => self.fresh.front_mut(),
             };
             let Some(seq) = next else {
                 break;
@@ -389,10 +454,9 @@ impl<T> Scheduler<T> {
             if want == 0 || seq.table.reserve(want).is_err() {
                 break;
             }
-            let popped = if restart {
-                self.restarts.pop_front()
-            } else {
-                self.fresh.pop_front()
+            let popped = match in_line {
+                InLine::Restart(i) => self.restarts.remove(i),
+                InLine::Fresh => self.fresh.pop_front(),
             };
             let mut seq = popped.expect("front exists");
             if !seq.started {

@@ -225,6 +225,89 @@ fn a_preempted_sequence_restarts_before_other_tenants_fresh_requests() {
     assert_eq!(plan.admitted, vec![z]);
 }
 
+/// Runs everything to the end with `max_tokens` 1 each; the ids in the
+/// order they were first admitted.
+fn admission_order(s: &mut Scheduler<()>) -> Vec<SeqId> {
+    let mut order = Vec::new();
+    while s.has_work() {
+        let plan = s.schedule();
+        order.extend(&plan.admitted);
+        run(s, &plan, 7);
+        for c in plan.chunks.iter().filter(|c| c.want_logits) {
+            s.remove(c.id).unwrap();
+        }
+    }
+    order
+}
+
+#[test]
+fn a_better_priority_submitted_last_is_admitted_first_when_one_fits() {
+    let mut s = sched(100, 4, 64, 1);
+    let (a, b) = (Some(TenantKey::new("a")), Some(TenantKey::new("b")));
+    let a0 = s.add_as(a.clone(), vec![1; 4], ());
+    let a1 = s.add_as(a.clone(), vec![1; 4], ());
+    let b0 = s.add_as(b.clone(), vec![2; 4], ());
+    let late = s.add_with_priority(b.clone(), 1, vec![3; 4], ());
+    let urgent = s.add_with_priority(a, -10, vec![4; 4], ());
+    assert_eq!(s.waiting().next().unwrap().priority(), -10);
+    let planned: Vec<_> = s.waiting().map(|q| q.id()).collect();
+    let plan = s.schedule();
+    assert_eq!(plan.admitted, vec![urgent], "room for one: the urgent one");
+    run(&mut s, &plan, 7);
+    s.remove(urgent).unwrap();
+    // Then priority 0, round-robin and in order within a tenant, then 1.
+    let rest = admission_order(&mut s);
+    assert_eq!(rest, vec![a0, b0, a1, late]);
+    assert_eq!(planned, vec![urgent, a0, b0, a1, late]);
+}
+
+#[test]
+fn with_equal_priorities_admission_is_unchanged() {
+    // The same requests, once with no priority and once all at 3: the
+    // same round-robin, first come first served order.
+    let orders: Vec<Vec<SeqId>> = [None, Some(3)]
+        .into_iter()
+        .map(|priority| {
+            let mut s = sched(100, 4, 64, 1);
+            for tenant in ["a", "a", "b", "a", "c", "b"] {
+                let tenant = Some(TenantKey::new(tenant));
+                match priority {
+                    None => s.add_as(tenant, vec![1; 4], ()),
+                    Some(p) => s.add_with_priority(tenant, p, vec![1; 4], ()),
+                };
+            }
+            admission_order(&mut s)
+        })
+        .collect();
+    assert_eq!(orders[0], vec![0, 2, 4, 1, 5, 3]);
+    assert_eq!(orders[1], orders[0]);
+}
+
+#[test]
+fn a_preempted_sequence_keeps_its_priority() {
+    // 4 blocks of 2, as in the preemption test. Y (priority 5) is
+    // preempted; Z, fresh at priority 0, goes before it, and W, fresh at
+    // priority 5 like Y, after it.
+    let mut s = sched(4, 2, 64, 64);
+    let x = s.add(vec![1, 2, 3, 4], ());
+    let y = s.add_with_priority(None, 5, vec![5, 6, 7, 8], ());
+    let plan = s.schedule();
+    run(&mut s, &plan, 42);
+    let w = s.add_with_priority(Some(TenantKey::new("b")), 5, vec![9, 9], ());
+    let z = s.add_as(Some(TenantKey::new("c")), vec![9, 9], ());
+    let plan = s.schedule();
+    assert_eq!(plan.preempted, vec![y]);
+    assert_eq!(s.waiting().find(|q| q.id() == y).unwrap().priority(), 5);
+    let order: Vec<_> = s.waiting().map(|q| q.id()).collect();
+    assert_eq!(order, vec![z, y, w]);
+    run(&mut s, &plan, 43);
+    s.remove(x).unwrap();
+    let plan = s.schedule();
+    let admitted: Vec<_> = plan.chunks.iter().map(|c| c.id).collect();
+    assert_eq!(admitted, vec![z, y], "W waits: Y's restart takes the rest");
+    assert_eq!(plan.admitted, vec![z]);
+}
+
 #[test]
 fn removing_frees_blocks_at_once_and_skips_the_waiting() {
     let mut s = sched(8, 2, 64, 64);
@@ -270,7 +353,9 @@ fn random_workloads_match_the_reference_under_pressure() {
             let max = 1 + rand(cache - plen);
             let prompt: Vec<u32> = (0..plen).map(|_| rand(VOCAB) as u32).collect();
             expected.push(FakeGenerator::reference(VOCAB, &prompt, max, &[]));
-            s.add(prompt, (max, Vec::new()));
+            // Mixed tenants and priorities change the order, never the outputs.
+            let tenant = ["a", "b", "c"].get(rand(4)).map(|&t| TenantKey::new(t));
+            s.add_with_priority(tenant, rand(3) as i32 - 1, prompt, (max, Vec::new()));
         }
         let mut steps = 0;
         while s.has_work() {
