@@ -25,7 +25,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use ragd_cli::cli::LogFormat;
 use ragd_cli::telemetry::{self, OtlpConfig, TelemetryGuard};
-use ragd_suite::{post_json, start_on_own_thread};
+use ragd_server::config::{UpstreamSpec, UpstreamsConfig};
+use ragd_suite::{no_models, post_json, serve_on_own_thread, start_on_own_thread};
 use serde_json::{json, Value};
 
 const GEN: &str = "smollm2-135m-instruct-q4_1";
@@ -136,23 +137,10 @@ async fn export(
 /// Starts the OTLP/HTTP receiver on its own runtime thread.
 fn start_receiver() -> (SocketAddr, Store) {
     let store = Store::default();
-    let state = store.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = Router::new()
-                .route("/v1/traces", axum::routing::post(export))
-                .with_state(state);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), store)
+    let app = Router::new()
+        .route("/v1/traces", axum::routing::post(export))
+        .with_state(store.clone());
+    (serve_on_own_thread(app), store)
 }
 
 /// The process's telemetry, exporting to a receiver started with it (a
@@ -378,4 +366,70 @@ async fn one_rag_chat_is_one_trace_under_the_callers_span() {
     let mut out = String::new();
     tree(&spans, request, 0, &mut out);
     eprintln!("the trace of one RAG chat request:\n{out}");
+}
+
+/// A request ragd forwards to an upstream stays in the caller's trace: an
+/// `upstream` span per attempt, and the upstream gets a `traceparent`
+/// naming that span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_request_takes_its_trace_to_the_upstream() {
+    const TRACE: &str = "5cf92f3577b34da6a3ce929d0e0e4737";
+    std::env::set_var("RUST_LOG", "info,hnsw_rs=warn");
+    let (_, store) = telemetry();
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = sent.clone();
+    let upstream = Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: HeaderMap| async move {
+            let parent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+            seen.lock().unwrap().push(parent.unwrap_or("").to_string());
+            axum::Json(json!({"id": "x", "object": "chat.completion", "created": 0, "model": "remote",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}))
+        }),
+    );
+    let up = serve_on_own_thread(upstream);
+    let (addr, _server) = start_on_own_thread(move |c| {
+        no_models(c);
+        c.upstreams = UpstreamsConfig {
+            upstreams: vec![UpstreamSpec {
+                name: "up".into(),
+                url: format!("http://{up}"),
+                key: None,
+                key_file: None,
+                models: Some(vec!["remote".into()]),
+            }],
+            ..UpstreamsConfig::default()
+        };
+    });
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
+        .json(&json!({"model": "remote", "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-ragd-served-by"], "up");
+    let forwarded = sent.lock().unwrap()[0].clone();
+    let parts: Vec<&str> = forwarded.split('-').collect();
+    assert_eq!((parts.len(), parts[1]), (4, TRACE), "{forwarded}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let attempt = loop {
+        tokio::task::spawn_blocking(|| telemetry().0.flush())
+            .await
+            .unwrap();
+        let found = (store.lock().unwrap().spans.iter())
+            .find(|s| hex(&s.span.trace_id) == TRACE && s.name() == "upstream")
+            .cloned();
+        if let Some(span) = found {
+            break span;
+        }
+        assert!(Instant::now() < deadline, "no `upstream` span after 20 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The upstream's parent is the attempt's span.
+    assert_eq!(attempt.id(), parts[2]);
+    assert_eq!(attempt.text("upstream"), Some("up"));
+    assert_eq!(attempt.text("outcome"), Some("answered"));
 }

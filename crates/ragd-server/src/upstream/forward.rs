@@ -12,6 +12,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{BoxStream, StreamExt};
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::{Upstream, Upstreams, SERVED_BY};
 use crate::error::ApiError;
@@ -131,7 +132,12 @@ impl Upstreams {
             let mut retry = 0;
             loop {
                 self.metrics.attempts.with_label_values(&[&up.name]).inc();
-                let outcome = self.attempt(up, body, stream).await;
+                let span = tracing::info_span!("upstream", upstream = %up.name, attempt = retry + 1, outcome = tracing::field::Empty);
+                let outcome = self.attempt(up, body, stream).instrument(span.clone()).await;
+                span.record(
+                    "outcome",
+                    outcome.as_ref().map_or_else(Failure::reason, |_| "answered"),
+                );
                 match outcome {
                     Ok(answer) => {
                         up.breaker.success();
@@ -181,9 +187,11 @@ impl Upstreams {
 
     async fn attempt(&self, up: &Arc<Upstream>, body: &Value, stream: bool) -> Result<Answer, Failure> {
         let deadline = self.config.timeout;
-        let mut req = self
-            .client
-            .post(format!("{}/chat/completions", up.base))
+        // The upstream joins this request's trace.
+        let mut trace = axum::http::HeaderMap::new();
+        crate::trace_context::inject_current(&mut trace);
+        let mut req = (self.client.post(format!("{}/chat/completions", up.base)))
+            .headers(trace)
             .json(body);
         if let Some(key) = &up.key {
             req = req.bearer_auth(key);
