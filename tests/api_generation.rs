@@ -335,11 +335,45 @@ async fn bad_generation_requests_get_clear_4xx_errors() {
             json!({"model": GEN, "prompt": [1, 99999999]}),
             "prompt",
         ),
+        (
+            "/v1/chat/completions",
+            json!({"model": GEN, "messages": hi, "priority": "high"}),
+            "priority",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": GEN, "messages": hi, "priority": 5000}),
+            "priority",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": GEN, "prompt": "hi", "priority": -1001}),
+            "priority",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": GEN, "prompt": "hi", "priority": 1.5}),
+            "priority",
+        ),
     ];
     for (path, body, param) in params {
         let (got, resp) = post(path, &body).await;
         assert_eq!(got, 400, "{path} -> {resp}");
         assert_eq!(resp["error"]["param"], param, "{path} -> {resp}");
+    }
+    // A priority within bounds is taken by both.
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": GEN, "messages": hi, "max_tokens": 2, "priority": -1000}),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": GEN, "prompt": "hi", "max_tokens": 2, "priority": 7}),
+        ),
+    ] {
+        let (got, resp) = post(path, &body).await;
+        assert_eq!(got, 200, "{path} -> {resp}");
     }
 }
 

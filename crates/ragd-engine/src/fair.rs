@@ -9,14 +9,20 @@
 //! a tenant ([`FairQueue`]), so one tenant's 500 queued requests do not put
 //! another tenant's single request 500 places back.
 //!
+//! A request may carry a priority (lower is served earlier, 0 by default):
+//! the queue then serves the best priority class first, with the order
+//! above within each class, and a class passed over [`PASS_OVER_LIMIT`]
+//! times in a row goes next, so a priority can slow other requests but not
+//! starve them. The per-tenant caps on waiting slots hold at any priority.
+//!
 //! Requests submitted without a tenant share one anonymous lane: it takes
 //! its turn in the round-robin like a tenant, but only the global capacity
 //! bounds it (the behaviour before tenants were known).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::ops::Bound::{Excluded, Unbounded};
 use std::fmt;
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::EngineError;

@@ -17,7 +17,8 @@
 //!
 //! Every queue is fair across tenants ([`TenantKey`]): one tenant may hold
 //! at most its share of the waiting slots, and waiting requests are served
-//! round-robin across tenants.
+//! round-robin across tenants (by priority class first, when requests set
+//! one: [`GenerationRequest::priority`]).
 
 mod batch_worker;
 mod constraint;

@@ -86,6 +86,32 @@ fn length(prompt_tokens: usize, completion_tokens: usize) -> GenerationEvent {
     }
 }
 
+/// Collects each stream on its own task, started now; awaited, the outputs
+/// in the streams' order and the keys in the order the streams finished.
+fn collect_each<K: Send + 'static>(
+    streams: Vec<(K, GenerationStream)>,
+) -> impl std::future::Future<Output = (Vec<(Vec<u32>, GenerationEvent)>, Vec<K>)> {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (streams.into_iter())
+        .map(|(key, s)| {
+            let order = order.clone();
+            tokio::spawn(async move {
+                let out = collect(s).await;
+                order.lock().unwrap().push(key);
+                out
+            })
+        })
+        .collect();
+    async move {
+        let mut outs = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            outs.push(t.await.unwrap());
+        }
+        let order = std::mem::take(&mut *order.lock().unwrap());
+        (outs, order)
+    }
+}
+
 /// Waits for a gauge to reach `want` (the engine thread updates it).
 async fn eventually(what: &str, get: impl Fn() -> i64, want: i64) {
     for _ in 0..400 {
@@ -429,31 +455,17 @@ async fn with_room_for_one_sequence_requests_complete_in_submission_order() {
     for (blocks, max_running) in [(64, 1), (4, 64)] {
         let model = FakeGenerator::new(VOCAB, 64, 4, blocks).with_delay(Duration::from_micros(200));
         let (engine, _) = spawn(model, limits(64, max_running));
-        let order = Arc::new(Mutex::new(Vec::new()));
         let ps: Vec<_> = (0..5u32).map(|i| prompt(40 + i, 4)).collect();
-        let streams: Vec<_> = ps
-            .iter()
-            .map(|p| engine.submit(req(p.clone(), 10)).unwrap())
+        let streams: Vec<_> = (ps.iter().enumerate())
+            .map(|(i, p)| (i, engine.submit(req(p.clone(), 10)).unwrap()))
             .collect();
-        let tasks: Vec<_> = streams
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let order = order.clone();
-                tokio::spawn(async move {
-                    let out = collect(s).await;
-                    order.lock().unwrap().push(i);
-                    out
-                })
-            })
-            .collect();
-        for (p, t) in ps.iter().zip(tasks) {
-            let (tokens, end) = t.await.unwrap();
+        let (outs, order) = collect_each(streams).await;
+        for (p, (tokens, end)) in ps.iter().zip(outs) {
             assert_eq!(tokens, FakeGenerator::reference(VOCAB, p, 10, &[]));
             assert_eq!(end, length(4, 10));
         }
         assert_eq!(
-            *order.lock().unwrap(),
+            order,
             vec![0, 1, 2, 3, 4],
             "blocks {blocks}, max_running {max_running}"
         );
@@ -472,31 +484,25 @@ async fn with_room_for_one_a_later_better_priority_request_finishes_first() {
     // from the tenant that already waits first.
     let submitted = [("a0", &a, 0), ("a1", &a, 0), ("b0", &b, 0), ("urgent", &a, -5)];
     let ps: Vec<_> = (0..4u32).map(|i| prompt(70 + i, 4)).collect();
-    let order = Arc::new(Mutex::new(Vec::new()));
-    let tasks: Vec<_> = (submitted.iter().zip(&ps))
+    let streams: Vec<_> = (submitted.iter().zip(&ps))
         .map(|(&(name, tenant, priority), p)| {
             let r = GenerationRequest {
                 priority,
                 ..req(p.clone(), 6)
             };
-            let s = engine.submit_as(tenant, r).unwrap();
-            let order = order.clone();
-            tokio::spawn(async move {
-                let out = collect(s).await;
-                order.lock().unwrap().push(name);
-                out
-            })
+            (name, engine.submit_as(tenant, r).unwrap())
         })
         .collect();
+    let done = collect_each(streams);
     eventually("waiting", || metrics.waiting.get(), 4).await;
     drop(busy);
-    for (p, t) in ps.iter().zip(tasks) {
-        let (tokens, end) = t.await.unwrap();
+    let (outs, order) = done.await;
+    for (p, (tokens, end)) in ps.iter().zip(outs) {
         assert_eq!(tokens, FakeGenerator::reference(VOCAB, p, 6, &[]));
         assert_eq!(end, length(4, 6));
     }
     // Then the rest as without priorities: round-robin across tenants.
-    assert_eq!(*order.lock().unwrap(), vec!["urgent", "a0", "b0", "a1"]);
+    assert_eq!(order, vec!["urgent", "a0", "b0", "a1"]);
 }
 
 /// A constraint that allows one token at a time from a fixed script and

@@ -155,7 +155,11 @@ mod tests {
         assert_ne!(key(&globex, &[1, 2, 3], &greedy), Some(base));
         assert_ne!(key(&acme, &[1, 2, 4], &greedy), Some(base));
         let urgent = settings(serde_json::json!({"temperature": 0, "priority": -5}));
-        assert_eq!(key(&acme, &[1, 2, 3], &urgent), Some(base), "priority does not change the answer");
+        assert_eq!(
+            key(&acme, &[1, 2, 3], &urgent),
+            Some(base),
+            "priority does not change the answer"
+        );
         let seeded = settings(serde_json::json!({"temperature": 0.8, "seed": 7}));
         assert!(key(&acme, &[1, 2, 3], &seeded).is_some_and(|k| k != base));
         let random = settings(serde_json::json!({"temperature": 0.8}));

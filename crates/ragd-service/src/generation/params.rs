@@ -208,3 +208,39 @@ impl GenSettings {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn priority_of(body: serde_json::Value) -> Result<i32, ServiceError> {
+        let fields: SamplingFields = serde_json::from_value(body).unwrap();
+        fields.validate(None, None).map(|s| s.priority)
+    }
+
+    #[test]
+    fn priority_is_an_integer_within_bounds_and_0_by_default() {
+        use serde_json::json;
+        assert_eq!(priority_of(json!({})).unwrap(), 0);
+        assert_eq!(priority_of(json!({"priority": null})).unwrap(), 0);
+        for p in [-1000, -3, 0, 7, 1000] {
+            assert_eq!(priority_of(json!({"priority": p})).unwrap(), p);
+        }
+        for bad in [
+            json!("high"),
+            json!(5000),
+            json!(-1001),
+            json!(1.5),
+            json!(true),
+            json!(1e12),
+        ] {
+            match priority_of(json!({ "priority": bad })) {
+                Err(ServiceError::Invalid { param, message }) => {
+                    assert_eq!(param.as_deref(), Some("priority"), "{bad}");
+                    assert!(message.contains("-1000 and 1000"), "{message}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}

@@ -29,7 +29,7 @@
 //! Priority (a request's `priority`; lower is served earlier, 0 by default)
 //! orders admission only: waiting requests are grouped into classes by
 //! priority and the best class goes first, with the order above within a
-//! class; a class passed over [`PASS_OVER_LIMIT`] times in a row goes next,
+//! class; a class passed over 8 times in a row (`PASS_OVER_LIMIT`) goes next,
 //! so lower priorities are slowed, never starved. A preempted sequence keeps
 //! its priority: it restarts before fresh requests of the same or a worse
 //! priority, after those of a better one. Running sequences are never
@@ -41,8 +41,6 @@ use std::collections::VecDeque;
 use ragd_core::SeqChunk;
 
 use crate::fair::{drain_where, FairQueue, Priority, TenantKey};
-#[cfg(doc)]
-use crate::fair::PASS_OVER_LIMIT;
 use crate::kv_blocks::{BlockPool, BlockTable};
 
 /// The scheduler's id of a sequence.
