@@ -32,7 +32,8 @@
 //! class; a class passed over 8 times in a row (`PASS_OVER_LIMIT`) goes next,
 //! so lower priorities are slowed, never starved. A preempted sequence keeps
 //! its priority: it restarts before fresh requests of the same or a worse
-//! priority, after those of a better one. Running sequences are never
+//! priority, after those of a better one (and, likewise, once better fresh
+//! ones went first 8 times in a row, it goes next). Running sequences are never
 //! preempted for a better waiting one, and preemption still evicts the most
 //! recently admitted. With every priority equal this is the order above.
 
@@ -40,7 +41,7 @@ use std::collections::VecDeque;
 
 use ragd_core::SeqChunk;
 
-use crate::fair::{drain_where, FairQueue, Priority, TenantKey};
+use crate::fair::{drain_where, FairQueue, Priority, TenantKey, PASS_OVER_LIMIT};
 use crate::kv_blocks::{BlockPool, BlockTable};
 
 /// The scheduler's id of a sequence.
@@ -171,6 +172,14 @@ impl StepPlan {
     }
 }
 
+/// Whether the best waiting restart (of priority `restart`) is admitted
+/// before the fresh queue's next (of priority `fresh`; `None`: no fresh
+/// request waits), fresh ones having gone first `passed_over` times in a
+/// row while restarts waited.
+fn restart_first(restart: Priority, fresh: Option<Priority>, passed_over: u32) -> bool {
+    passed_over >= PASS_OVER_LIMIT || fresh.is_none_or(|f| restart <= f)
+}
+
 /// Where the next sequence to admit waits.
 #[derive(Clone, Copy)]
 enum InLine {
@@ -188,6 +197,9 @@ pub struct Scheduler<T> {
     /// Preempted sequences, admitted again before any fresh request of
     /// the same or a worse priority; the oldest evicted first.
     restarts: VecDeque<Sequence<T>>,
+    /// Fresh requests admitted (with a better priority) while restarts
+    /// waited, since a restart last was.
+    restarts_passed_over: u32,
     /// Fresh requests, by priority class, round-robin across tenants.
     fresh: FairQueue<Sequence<T>>,
     /// In admission order: the last one is the next victim.
@@ -207,6 +219,7 @@ impl<T> Scheduler<T> {
             max_batch_tokens,
             max_running: max_running.clamp(1, max_batch_tokens),
             restarts: VecDeque::new(),
+            restarts_passed_over: 0,
             fresh: FairQueue::default(),
             running: Vec::new(),
             next_id: 0,
@@ -297,23 +310,32 @@ impl<T> Scheduler<T> {
         restarts.sort_by_key(|s| s.priority);
         let mut restarts = restarts.into_iter().peekable();
         let mut fresh = self.fresh.iter().peekable();
-        std::iter::from_fn(move || match (restarts.peek(), fresh.peek()) {
-            (Some(r), Some(f)) if r.priority > f.priority => fresh.next(),
-            (Some(_), _) => restarts.next(),
-            (None, _) => fresh.next(),
+        let mut passed = self.restarts_passed_over;
+        std::iter::from_fn(move || {
+            let Some(r) = restarts.peek() else {
+                return fresh.next();
+            };
+            if restart_first(r.priority, fresh.peek().map(|f| f.priority), passed) {
+                passed = 0;
+                restarts.next()
+            } else {
+                passed += 1;
+                fresh.next()
+            }
         })
     }
 
     /// Where the next sequence to admit waits: the best-priority restart
     /// (the oldest evicted among equals), unless the fresh queue's next has
-    /// a better priority.
+    /// a better priority (see [`restart_first`]).
     fn next_in_line(&self) -> Option<InLine> {
         let restart = (self.restarts.iter().enumerate()).min_by_key(|&(i, s)| (s.priority, i));
-        match (restart, self.fresh.front_priority()) {
-            (Some((_, r)), Some(f)) if r.priority > f => Some(InLine::Fresh),
-            (Some((i, _)), _) => Some(InLine::Restart(i)),
-            (None, Some(_)) => Some(InLine::Fresh),
-            (None, None) => None,
+        let fresh = self.fresh.front_priority();
+        match restart {
+            Some((i, r)) if restart_first(r.priority, fresh, self.restarts_passed_over) => {
+                Some(InLine::Restart(i))
+            }
+            _ => fresh.map(|_| InLine::Fresh),
         }
     }
 
@@ -453,8 +475,16 @@ impl<T> Scheduler<T> {
                 break;
             }
             let popped = match in_line {
-                InLine::Restart(i) => self.restarts.remove(i),
-                InLine::Fresh => self.fresh.pop_front(),
+                InLine::Restart(i) => {
+                    self.restarts_passed_over = 0;
+                    self.restarts.remove(i)
+                }
+                InLine::Fresh => {
+                    if !self.restarts.is_empty() {
+                        self.restarts_passed_over += 1;
+                    }
+                    self.fresh.pop_front()
+                }
             };
             let mut seq = popped.expect("front exists");
             if !seq.started {
@@ -482,6 +512,9 @@ impl<T> Scheduler<T> {
         seq.computed = 0;
         plan.preempted.push(seq.id);
         self.preemptions += 1;
+        if self.restarts.is_empty() {
+            self.restarts_passed_over = 0;
+        }
         self.restarts.push_front(seq);
     }
 

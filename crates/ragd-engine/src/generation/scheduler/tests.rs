@@ -226,12 +226,12 @@ fn a_preempted_sequence_restarts_before_other_tenants_fresh_requests() {
 }
 
 /// Runs everything to the end with `max_tokens` 1 each; the ids in the
-/// order they were first admitted.
+/// order they were admitted (restarts included).
 fn admission_order(s: &mut Scheduler<()>) -> Vec<SeqId> {
     let mut order = Vec::new();
     while s.has_work() {
         let plan = s.schedule();
-        order.extend(&plan.admitted);
+        order.extend(plan.chunks.iter().filter(|c| c.start == 0).map(|c| c.id));
         run(s, &plan, 7);
         for c in plan.chunks.iter().filter(|c| c.want_logits) {
             s.remove(c.id).unwrap();
@@ -283,16 +283,22 @@ fn with_equal_priorities_admission_is_unchanged() {
     assert_eq!(orders[1], orders[0]);
 }
 
-#[test]
-fn a_preempted_sequence_keeps_its_priority() {
-    // 4 blocks of 2, as in the preemption test. Y (priority 5) is
-    // preempted; Z, fresh at priority 0, goes before it, and W, fresh at
-    // priority 5 like Y, after it.
-    let mut s = sched(4, 2, 64, 64);
+/// 4 blocks of 2, as in the preemption test: X (priority 0) and Y
+/// (priority 5) ran a step; X's next decode takes Y's blocks.
+fn x_then_y_at_priority_5(max_running: usize) -> (Scheduler<()>, SeqId, SeqId) {
+    let mut s = sched(4, 2, 64, max_running);
     let x = s.add(vec![1, 2, 3, 4], ());
     let y = s.add_with_priority(None, 5, vec![5, 6, 7, 8], ());
     let plan = s.schedule();
     run(&mut s, &plan, 42);
+    (s, x, y)
+}
+
+#[test]
+fn a_preempted_sequence_keeps_its_priority() {
+    // Y is preempted; Z, fresh at priority 0, goes before it, and W, fresh
+    // at priority 5 like Y, after it.
+    let (mut s, x, y) = x_then_y_at_priority_5(64);
     let w = s.add_with_priority(Some(TenantKey::new("b")), 5, vec![9, 9], ());
     let z = s.add_as(Some(TenantKey::new("c")), vec![9, 9], ());
     let plan = s.schedule();
@@ -306,6 +312,26 @@ fn a_preempted_sequence_keeps_its_priority() {
     let admitted: Vec<_> = plan.chunks.iter().map(|c| c.id).collect();
     assert_eq!(admitted, vec![z, y], "W waits: Y's restart takes the rest");
     assert_eq!(plan.admitted, vec![z]);
+}
+
+#[test]
+fn a_preempted_sequence_is_passed_over_a_bounded_number_of_times() {
+    // With room for two: Y is preempted, then 20 fresh requests at
+    // priority 0 arrive. Y goes after PASS_OVER_LIMIT of them, not after
+    // all.
+    let (mut s, x, y) = x_then_y_at_priority_5(2);
+    let plan = s.schedule();
+    assert_eq!(plan.preempted, vec![y]);
+    run(&mut s, &plan, 43);
+    s.remove(x).unwrap();
+    let fresh: Vec<_> = (0..20).map(|_| s.add(vec![9, 9], ())).collect();
+    let planned: Vec<_> = s.waiting().map(|q| q.id()).collect();
+    let order = admission_order(&mut s);
+    let limit = crate::fair::PASS_OVER_LIMIT as usize;
+    let mut want = fresh.clone();
+    want.insert(limit, y);
+    assert_eq!(order, want);
+    assert_eq!(planned, want);
 }
 
 #[test]
