@@ -4,7 +4,8 @@
 //! full token count and `data: [DONE]`, the process exits 0 well within the
 //! grace period, and the knowledge base reopens with what was written. A
 //! second SIGTERM during a drain exits at once, and the store still reopens
-//! clean.
+//! clean. Streams still running when the grace period ends are cut, and
+//! the process still checkpoints and exits 0.
 //!
 //! The server runs in a child process (this test binary again, with only
 //! the ignored `drain_child_server` test) down the same path as `ragd
@@ -19,7 +20,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 const DATA_ENV: &str = "RAGD_DRAIN_CHILD_DATA_DIR";
-/// `--shutdown-grace-seconds` of the child.
+const GRACE_ENV: &str = "RAGD_DRAIN_CHILD_GRACE_SECONDS";
+/// `--shutdown-grace-seconds` of the child, unless a test sets another.
 const GRACE: Duration = Duration::from_secs(60);
 const GEN: &str = "smollm2-135m-instruct-q4_1";
 const STREAMS: usize = 16;
@@ -36,7 +38,10 @@ fn drain_child_server() {
     let mut config = ragd_suite::test_config(ragd_suite::models_dir());
     config.data_dir = Some(dir.into());
     config.models.guard = "none".into();
-    config.shutdown_grace = GRACE;
+    config.shutdown_grace = std::env::var(GRACE_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(GRACE, Duration::from_secs);
     // As `ragd serve` runs it (main.rs).
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -65,8 +70,19 @@ impl Drop for Server {
 impl Server {
     /// Starts one on `dir` and waits until its models are loaded.
     fn spawn(dir: &str) -> Self {
+        Self::spawn_with_grace(dir, GRACE)
+    }
+
+    fn spawn_with_grace(dir: &str, grace: Duration) -> Self {
+        let grace = grace.as_secs().to_string();
         let (child, base) = tokio::task::block_in_place(|| {
-            ragd_suite::spawn_child_server("drain_child_server", &[(DATA_ENV, dir)])
+            // The drain's own lines, unless RUST_LOG asks for more.
+            let log = std::env::var("RUST_LOG")
+                .unwrap_or_else(|_| "warn,ragd_server::serve=info,ragd_server::http_server=info".into());
+            ragd_suite::spawn_child_server(
+                "drain_child_server",
+                &[(DATA_ENV, dir), (GRACE_ENV, &grace), ("RUST_LOG", &log)],
+            )
         });
         Self { child, base }
     }
@@ -110,14 +126,22 @@ async fn post_ok(client: &reqwest::Client, url: String, body: Value) -> Value {
 }
 
 fn doc_text(i: usize) -> String {
-    format!("Drain note {i}: the lighthouse keeper logged {} ships at dawn.", i * 3 + 1)
+    format!(
+        "Drain note {i}: the lighthouse keeper logged {} ships at dawn.",
+        i * 3 + 1
+    )
 }
 
 /// Creates the collection `notes` and upserts `n` documents, each
 /// acknowledged (200) before the next.
 async fn write_notes(base: &str, n: usize) {
     let client = fresh_client();
-    post_ok(&client, format!("{base}/v1/collections"), json!({"name": "notes"})).await;
+    post_ok(
+        &client,
+        format!("{base}/v1/collections"),
+        json!({"name": "notes"}),
+    )
+    .await;
     for i in 0..n {
         let doc = json!({"id": format!("note-{i}"), "text": doc_text(i)});
         post_ok(
@@ -127,6 +151,18 @@ async fn write_notes(base: &str, n: usize) {
         )
         .await;
     }
+}
+
+/// The shutdown checkpoint ran: the collection has a snapshot and an
+/// empty log.
+fn assert_checkpointed(dir: &str) {
+    let collection = std::path::Path::new(dir).join("tenants/default/notes");
+    assert!(
+        collection.join("snapshot.bin").is_file(),
+        "no snapshot in {collection:?}"
+    );
+    let wal = std::fs::metadata(collection.join("wal.log")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the log was not emptied by a checkpoint");
 }
 
 /// Restarts a server on `dir` and checks the `n` notes are there, intact.
@@ -158,7 +194,10 @@ async fn check_notes_after_restart(dir: &str, n: usize) {
     let t0 = Instant::now();
     server.sigterm();
     let status = server.exit_status(GRACE).await;
-    eprintln!("drain: idle restarted server exited {status} {:?} after SIGTERM", t0.elapsed());
+    eprintln!(
+        "drain: idle restarted server exited {status} {:?} after SIGTERM",
+        t0.elapsed()
+    );
     assert_eq!(status.code(), Some(0));
 }
 
@@ -184,7 +223,12 @@ impl Streamed {
 
 /// Streams one chat completion of `max_tokens` (`ignore_eos`); sends its
 /// index on `started` once the first token's chunk arrived.
-async fn stream_chat(base: String, i: usize, max_tokens: u64, started: mpsc::UnboundedSender<usize>) -> Streamed {
+async fn stream_chat(
+    base: String,
+    i: usize,
+    max_tokens: u64,
+    started: mpsc::UnboundedSender<usize>,
+) -> Streamed {
     let body = json!({
         "model": GEN,
         "messages": [{"role": "user", "content": format!("Tell me a long story about harbour number {i}.")}],
@@ -247,7 +291,10 @@ async fn open_streams(base: &str, n: usize, max_tokens: u64) -> Vec<tokio::task:
             panic!("the streams ended before their first tokens");
         }
     }
-    eprintln!("drain: {n} streams have their first token after {:?}", t0.elapsed());
+    eprintln!(
+        "drain: {n} streams have their first token after {:?}",
+        t0.elapsed()
+    );
     streams
 }
 
@@ -268,31 +315,9 @@ async fn wait_not_ready(base: &str) -> Value {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sigterm_finishes_running_streams_refuses_new_requests_and_exits_zero() {
-    let data = tempfile::Builder::new().prefix("ragd-drain").tempdir().unwrap();
-    let dir = data.path().display().to_string();
-    let mut server = Server::spawn(&dir);
-    let base = server.base.clone();
-    write_notes(&base, 1).await;
-
-    let streams = open_streams(&base, STREAMS, MAX_TOKENS).await;
-    let signalled = Instant::now();
-    server.sigterm();
-
-    let ready = wait_not_ready(&base).await;
-    assert_eq!(ready["status"], "draining", "{ready}");
-    let client = fresh_client();
-    let health = client.get(format!("{base}/health")).send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK, "liveness holds during the drain");
-
-    let refused = client
-        .post(format!("{base}/v1/chat/completions"))
-        .json(&json!({"model": GEN, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}))
-        .send()
-        .await
-        .unwrap();
-    let refused_after = signalled.elapsed();
+/// A 503 `shutting_down` in OpenAI's error shape, with `Retry-After`,
+/// closing its connection.
+async fn assert_refused_while_draining(refused: reqwest::Response) {
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     let header = |name: &str| {
         refused
@@ -309,13 +334,60 @@ async fn sigterm_finishes_running_streams_refuses_new_requests_and_exits_zero() 
     assert_eq!(err["type"], "server_error", "{body}");
     assert_eq!(err["code"], "shutting_down", "{body}");
     assert!(err.get("param").is_some(), "{body}");
+}
+
+/// A server on a fresh data folder, with `notes` written; the folder
+/// lives as long as the returned `TempDir`.
+async fn server_with_notes(grace: Duration, notes: usize) -> (tempfile::TempDir, String, Server) {
+    let data = tempfile::Builder::new().prefix("ragd-drain").tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let server = Server::spawn_with_grace(&dir, grace);
+    write_notes(&server.base, notes).await;
+    (data, dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_running_streams_refuses_new_requests_and_exits_zero() {
+    let (_data, dir, mut server) = server_with_notes(GRACE, 1).await;
+    let base = server.base.clone();
+    // A kept-alive connection, idle when the drain starts.
+    let kept_alive = reqwest::Client::new();
+    let models = kept_alive.get(format!("{base}/v1/models")).send().await.unwrap();
+    assert_eq!(models.status(), StatusCode::OK);
+    models.bytes().await.unwrap();
+
+    let streams = open_streams(&base, STREAMS, MAX_TOKENS).await;
+    let signalled = Instant::now();
+    server.sigterm();
+
+    let ready = wait_not_ready(&base).await;
+    assert_eq!(ready["status"], "draining", "{ready}");
+    let client = fresh_client();
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "liveness holds during the drain");
+
+    // A new connection, and the idle kept-alive one: both refused, closed.
+    for c in [&client, &kept_alive] {
+        let refused = c
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&json!({"model": GEN, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}))
+            .send()
+            .await
+            .unwrap();
+        assert_refused_while_draining(refused).await;
+    }
+    let refused_after = signalled.elapsed();
     let upsert = client
         .post(format!("{base}/v1/collections/notes/documents"))
         .json(&json!({"documents": [{"id": "late", "text": "too late"}]}))
         .send()
         .await
         .unwrap();
-    assert_eq!(upsert.status(), StatusCode::SERVICE_UNAVAILABLE, "writes are refused too");
+    assert_eq!(
+        upsert.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "writes are refused too"
+    );
 
     let mut last_done = Duration::ZERO;
     for (i, stream) in streams.into_iter().enumerate() {
@@ -340,18 +412,16 @@ async fn sigterm_finishes_running_streams_refuses_new_requests_and_exits_zero() 
         exited < GRACE / 2,
         "the drain took {exited:?}: it should end when the streams do, not at the grace period"
     );
+    assert_checkpointed(&dir);
 
     check_notes_after_restart(&dir, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_sigterm_during_the_drain_exits_at_once_and_the_store_reopens_clean() {
-    let data = tempfile::Builder::new().prefix("ragd-drain2").tempdir().unwrap();
-    let dir = data.path().display().to_string();
-    let mut server = Server::spawn(&dir);
-    let base = server.base.clone();
     const NOTES: usize = 5;
-    write_notes(&base, NOTES).await;
+    let (_data, dir, mut server) = server_with_notes(GRACE, NOTES).await;
+    let base = server.base.clone();
 
     // Streams far longer than the test waits: the drain would last.
     let streams = open_streams(&base, 4, 1500).await;
@@ -372,4 +442,34 @@ async fn a_second_sigterm_during_the_drain_exits_at_once_and_the_store_reopens_c
     }
 
     check_notes_after_restart(&dir, NOTES).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_the_grace_period_what_is_left_is_cut_and_the_process_exits_zero() {
+    let grace = Duration::from_secs(2);
+    let (_data, dir, mut server) = server_with_notes(grace, 3).await;
+
+    let streams = open_streams(&server.base, 4, 1500).await;
+    let signalled = Instant::now();
+    server.sigterm();
+    let status = server.exit_status(GRACE).await;
+    let exited = signalled.elapsed();
+    eprintln!("drain: grace {grace:?} over: exited ({status}) {exited:?} after SIGTERM");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the end of the grace period is still a clean exit"
+    );
+    assert!(
+        exited >= grace,
+        "exited after {exited:?}, before the grace period"
+    );
+    assert!(exited < grace + Duration::from_secs(10), "took {exited:?}");
+    for (i, stream) in streams.into_iter().enumerate() {
+        let s = stream.await.unwrap();
+        assert!(!s.done(), "stream {i} was cut, not finished");
+    }
+    assert_checkpointed(&dir);
+
+    check_notes_after_restart(&dir, 3).await;
 }

@@ -10,8 +10,11 @@
 //!   until its response body has been sent in full (an SSE stream counts
 //!   until its `data: [DONE]`) or dropped;
 //! - once draining, new requests get 503 `shutting_down` with
-//!   `Retry-After` and `Connection: close`; admitted ones run to the end;
+//!   `Retry-After`; admitted ones run to the end;
 //! - the drain is over when nothing admitted is left in flight.
+//!
+//! The connection loop adds `Connection: close` to every response made
+//! while draining and closes connections as their answers end.
 //!
 //! `/health`, `/ready` and `/metrics` are never refused or counted.
 
@@ -22,7 +25,6 @@ use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
@@ -116,33 +118,29 @@ impl Drop for InFlight {
     }
 }
 
-/// Middleware: refuses new requests once draining (503 `shutting_down`,
-/// `Retry-After`, `Connection: close`); otherwise counts the
-/// request in flight until its response body is done.
+/// Middleware: refuses new requests once draining (503 `shutting_down`
+/// with `Retry-After`; the connection loop adds `Connection: close`);
+/// otherwise counts the request in flight until its response body is done.
 pub async fn refuse_when_draining(State(drain): State<Drain>, req: Request, next: Next) -> Response {
-    let Some(in_flight) = drain.admit() else {
-        let mut response = ApiError::ShuttingDown.into_response();
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
-    };
-    next.run(req).await.map(|body| {
-        Body::new(Tracked {
-            body,
-            _in_flight: in_flight,
-        })
-    })
+    match drain.admit() {
+        Some(in_flight) => hold_until_sent(next.run(req).await, in_flight),
+        None => ApiError::ShuttingDown.into_response(),
+    }
 }
 
-/// A response body that holds its request's place in flight until it is
-/// sent or dropped; sizes pass through, so `Content-Length` is kept.
-struct Tracked {
+/// `response`, holding `guard` until its body has been sent in full or
+/// dropped (an SSE stream: until its last event).
+pub fn hold_until_sent<G: Send + Unpin + 'static>(response: Response, guard: G) -> Response {
+    response.map(|body| Body::new(Held { body, _guard: guard }))
+}
+
+/// A body and what it holds; sizes pass through, so `Content-Length` is kept.
+struct Held<G> {
     body: Body,
-    _in_flight: InFlight,
+    _guard: G,
 }
 
-impl http_body::Body for Tracked {
+impl<G: Unpin> http_body::Body for Held<G> {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -165,7 +163,7 @@ impl http_body::Body for Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::StatusCode;
+    use axum::http::{header, StatusCode};
     use axum::routing::get;
     use std::time::Duration;
     use tower::ServiceExt;
@@ -221,8 +219,9 @@ mod tests {
         let refused = app.clone().oneshot(get_req("/fast")).await.unwrap();
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.headers()[header::RETRY_AFTER], "5");
-        assert_eq!(refused.headers()[header::CONNECTION], "close");
-        let body = axum::body::to_bytes(refused.into_body(), usize::MAX).await.unwrap();
+        let body = axum::body::to_bytes(refused.into_body(), usize::MAX)
+            .await
+            .unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["code"], "shutting_down");
         assert_eq!(body["error"]["type"], "server_error");

@@ -15,21 +15,26 @@
 //! Only HTTP/1.1 is served: hyper's automatic HTTP/2 detection runs without
 //! a timer, and OpenAI clients speak HTTP/1.1.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use prometheus::{IntCounter, IntGauge, Opts, Registry};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::drain::Drain;
+use crate::drain::{hold_until_sent, Drain};
 
 /// Open files kept free for everything but client connections.
 const RESERVED_FILES: u64 = 128;
@@ -76,14 +81,15 @@ pub fn connection_cap(wanted: usize) -> usize {
 
 /// Serves `app` on `listener` until `drain` has started and finished.
 ///
-/// When the drain starts, connections open so far are asked to close:
-/// idle ones at once, busy ones after the response in flight (hyper turns
-/// keep-alive off, so that response says `Connection: close`). The loop
-/// keeps accepting, without keep-alive, so a new request gets the drain's
-/// 503 rather than a refused connection. Once no admitted request is left
-/// in flight it stops accepting and waits for the open connections to
-/// finish writing. Dropping the future (at the end of the grace period)
-/// cuts every connection still open.
+/// While draining, the loop keeps accepting, so a new request gets the
+/// drain's 503 rather than a refused connection, and every response made
+/// during the drain says `Connection: close`. A connection busy with a
+/// request when the drain starts is closed once that answer (a stream
+/// included) is sent; an idle one stays open for its next request (which
+/// is answered, and closes it) until the drain ends. Once no admitted
+/// request is left in flight the loop stops accepting, closes the idle
+/// connections and waits for the others to finish writing. Dropping the
+/// future (at the end of the grace period) cuts every connection still open.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -92,18 +98,14 @@ pub async fn serve(
     drain: Drain,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    // Connections accepted before the drain, then those accepted during it.
-    let mut before = Some(GracefulShutdown::new());
-    let during = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
     let mut connections = JoinSet::new();
-    let builder = |keep_alive: bool| {
-        let mut b = hyper::server::conn::http1::Builder::new();
-        b.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .keep_alive(keep_alive);
-        b
-    };
-    let (serving, closing) = (builder(true), builder(false));
+    // Set when the drain is over: the connections still open close.
+    let (drained, drained_rx) = watch::channel(false);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -116,19 +118,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = drain.started(), if before.is_some() => {
-                if let Some(open) = before.take() {
-                    tracing::info!(
-                        connections = open.count(),
-                        in_flight = drain.in_flight(),
-                        "draining: closing idle connections, refusing new requests"
-                    );
-                    // Signals them now; done once they all closed.
-                    tokio::spawn(open.shutdown());
-                }
-                continue;
-            }
-            () = drain.finished(), if before.is_none() => break,
+            () = drain.finished() => break,
             Some(_) = connections.join_next() => continue,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -137,22 +127,33 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = app
-            .clone()
-            .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
-        let io = TokioIo::new(stream);
-        let service = TowerToHyperService::new(service);
-        let conn = match &before {
-            Some(open) => open.watch(serving.serve_connection(io, service)),
-            None => during.watch(closing.serve_connection(io, service)),
-        };
+        let answering = Arc::new(AtomicUsize::new(0));
+        let service = connection_service(app.clone(), peer, drain.clone(), answering.clone());
+        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let (drain, mut drained) = (drain.clone(), drained_rx.clone());
         let open = metrics.open.clone();
         open.inc();
         connections.spawn(async move {
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = drain.started() => {
+                    // Busy: hyper turns keep-alive off and closes the
+                    // connection once the answer is sent.
+                    if answering.load(Ordering::SeqCst) > 0 {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    tokio::select! {
+                        r = conn.as_mut() => r,
+                        () = async { let _ = drained.wait_for(|d| *d).await; } => {
+                            // Idle now: closed at once; else after its answer.
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(client = %peer, error = %e, "connection ended with an error");
             }
             open.dec();
@@ -164,8 +165,54 @@ pub async fn serve(
         connections = connections.len(),
         "drained: no request in flight; closing the remaining connections"
     );
-    tokio::join!(during.shutdown(), async {
-        while connections.join_next().await.is_some() {}
-    });
+    let _ = drained.send(true);
+    while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The app as one connection serves it: each request carries the client
+/// address (`ConnectInfo`) and counts in `answering` until its response
+/// body is sent; a response made while draining says `Connection: close`.
+fn connection_service(
+    app: Router,
+    peer: SocketAddr,
+    drain: Drain,
+    answering: Arc<AtomicUsize>,
+) -> impl tower::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response, Infallible>> + Send,
+> + Clone {
+    tower::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let answer = Answering::start(&answering);
+        let (app, drain) = (app.clone(), drain.clone());
+        async move {
+            let Ok(response) = app.oneshot(req).await;
+            let mut response = hold_until_sent(response, answer);
+            if drain.is_draining() {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
+        }
+    })
+}
+
+/// One request of a connection being answered.
+struct Answering(Arc<AtomicUsize>);
+
+impl Answering {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
