@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 
 /// The generator the test server loads (the default).
 const GENERATOR: &str = "smollm2-135m-instruct-q4_1";
+/// The upstream the test server is given.
+const UPSTREAM: &str = "spare";
 
 fn kit() -> PathBuf {
     repo_root().join("docker/monitoring")
@@ -41,8 +43,10 @@ fn tool(name: &str) -> PathBuf {
 }
 
 /// One server for the whole binary, with every optional metric on (guard
-/// screening, the semantic cache), after a few requests so the histograms
-/// and the HTTP series have samples.
+/// screening, the semantic cache, an upstream to fall back to), after a
+/// few requests so the histograms and the HTTP series have samples. The
+/// upstream lists its models, so ragd never calls it (nothing listens on
+/// port 9): its series are there, at 0, from the start.
 fn server() -> SocketAddr {
     static SERVER: OnceLock<(SocketAddr, StopOnDrop)> = OnceLock::new();
     SERVER
@@ -50,6 +54,13 @@ fn server() -> SocketAddr {
             let (addr, stop) = start_on_own_thread(|c| {
                 c.guard.screen_chat = true;
                 c.caches.semantic_threshold = Some(0.95);
+                c.upstreams.upstreams = vec![ragd_server::config::UpstreamSpec {
+                    name: UPSTREAM.into(),
+                    url: "http://127.0.0.1:9".into(),
+                    key: None,
+                    key_file: None,
+                    models: Some(vec!["some-model".into()]),
+                }];
             });
             let base = format!("http://{addr}");
             let http = reqwest::blocking::Client::new();
@@ -114,6 +125,12 @@ fn live_metrics_pass_promtool_check_metrics() {
     let metrics = live_metrics();
     assert!(
         metrics.contains("ragd_http_request_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+    // The dashboard selects this bucket by its `le` (share of searches
+    // whose best hit scores under 0.3).
+    assert!(
+        metrics.contains("ragd_retrieval_top_score_bucket{le=\"0.3\"}"),
         "{metrics}"
     );
     let out = run(
@@ -410,6 +427,17 @@ fn a_real_prometheus_scrapes_ragd_and_evaluates_the_kit_rules() {
     assert!(blocks > 0.0, "{series:?}");
     let up = prometheus.wait_for("up{job=\"ragd\"}", |p| query(p, "up{job=\"ragd\"} == 1"));
     assert_eq!(up.len(), 1, "{up:?}");
+    let ready = prometheus.wait_for("ragd_ready", |p| query(p, "ragd_ready == 1"));
+    assert_eq!(ready.len(), 1, "{ready:?}");
+    // The upstream's series exist before any fallback: closed, none yet.
+    let breakers = prometheus.wait_for("ragd_upstream_breaker_state", |p| {
+        query(p, "ragd_upstream_breaker_state == 0")
+    });
+    assert_eq!(breakers[0]["metric"]["upstream"], UPSTREAM, "{breakers:?}");
+    let fallbacks = prometheus.wait_for("ragd_fallbacks_total", |p| {
+        query(p, "ragd_fallbacks_total{from=\"local\"} == 0")
+    });
+    assert_eq!(fallbacks[0]["metric"]["to"], UPSTREAM, "{fallbacks:?}");
 
     // Every rule of the kit loads and evaluates without error on real ragd
     // series (a label mismatch in a division, say, shows as health "err").

@@ -6,7 +6,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// HTTP-level metrics, labelled by route template (never a raw path, which
 /// would be unbounded) and status.
@@ -16,6 +16,8 @@ pub struct HttpMetrics {
     pub duration: HistogramVec,
     /// Requests refused by a key's rate limit (429).
     pub rate_limited: IntCounter,
+    /// 1 while `/ready` answers 200, else 0; set at each scrape.
+    pub ready: IntGauge,
 }
 
 impl HttpMetrics {
@@ -39,13 +41,19 @@ impl HttpMetrics {
             "ragd_rate_limited_requests_total",
             "Requests refused (429) because their API key used up its rate limit",
         )?;
+        let ready = IntGauge::new(
+            "ragd_ready",
+            "1 when the server is ready (GET /ready answers 200), 0 while models load or after a stop signal (draining)",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(ready.clone()))?;
         Ok(Self {
             requests,
             duration,
             rate_limited,
+            ready,
         })
     }
 }

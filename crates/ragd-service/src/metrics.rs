@@ -61,7 +61,7 @@ impl IndexMetrics {
                 "ragd_retrieval_top_score",
                 "Cosine similarity of the best hit of each search",
             )
-            .buckets(prometheus::linear_buckets(0.0, 0.05, 21)?),
+            .buckets(score_buckets()),
         )?;
         let documents = IntGauge::new("ragd_documents", "Documents in the knowledge base (all tenants)")?;
         let chunks = IntGauge::new("ragd_chunks", "Chunks in the knowledge base (all tenants)")?;
@@ -93,5 +93,28 @@ impl IndexMetrics {
             quarantined,
             ingested_documents,
         })
+    }
+}
+
+/// 0, 0.05, ..., 1: each bound the double nearest its decimal, so the `le`
+/// labels read `0.3`, not `0.30000000000000004` (`linear_buckets`
+/// multiplies), and a query can select `le="0.3"`.
+fn score_buckets() -> Vec<f64> {
+    (0..=20).map(|i| f64::from(i) / 20.0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_buckets_print_as_their_decimals() {
+        let labels: Vec<String> = score_buckets().iter().map(f64::to_string).collect();
+        assert_eq!(labels.len(), 21);
+        assert_eq!(labels[0], "0");
+        assert_eq!(labels[6], "0.3");
+        assert_eq!(labels[7], "0.35");
+        assert_eq!(labels[20], "1");
+        assert!(labels.iter().all(|l| l.len() <= 4), "{labels:?}");
     }
 }

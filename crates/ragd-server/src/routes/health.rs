@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::state::AppState;
+use crate::state::{AppState, ServerState};
 
 /// `GET /health`: the process is up and serving HTTP (also while it drains).
 pub async fn health() -> Json<Value> {
@@ -16,7 +16,7 @@ pub async fn health() -> Json<Value> {
 /// 503 again from the moment a drain starts (status `draining`).
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let draining = state.drain.is_draining();
-    let ready = state.is_ready() && !draining;
+    let ready = serving(&state);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -39,4 +39,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             "loaded": models,
         })),
     )
+}
+
+/// Whether `/ready` answers 200: every model loaded and no drain started
+/// (also `ragd_ready` on `/metrics`).
+pub(crate) fn serving(state: &ServerState) -> bool {
+    state.is_ready() && !state.drain.is_draining()
 }

@@ -1,10 +1,22 @@
 //! Per-target counters of the fallback path.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use super::Upstream;
+use super::routing::{Upstream, Upstreams};
+
+/// The `reason` of a failed attempt (`forward.rs`'s `Failure::reason`,
+/// and an interrupted stream's).
+const FAILURE_REASONS: [&str; 6] = [
+    "connect",
+    "timeout",
+    "overloaded",
+    "server_error",
+    "rejected",
+    "stream_interrupted",
+];
 
 pub struct UpstreamMetrics {
     pub attempts: IntCounterVec,
@@ -23,7 +35,7 @@ impl UpstreamMetrics {
             failures: IntCounterVec::new(
                 Opts::new(
                     "ragd_upstream_failures_total",
-                    "Failed upstream attempts by reason (connect, timeout, overloaded, server_error, stream_interrupted).",
+                    "Failed upstream attempts by reason (connect, timeout, overloaded, server_error, rejected, stream_interrupted).",
                 ),
                 &["upstream", "reason"],
             )?,
@@ -46,10 +58,69 @@ impl UpstreamMetrics {
         registry.register(Box::new(m.failures.clone()))?;
         registry.register(Box::new(m.breaker_state.clone()))?;
         registry.register(Box::new(m.fallbacks.clone()))?;
+        // Every upstream's series exist from the start, at 0, so that rates
+        // and the dashboard need no first event.
         for up in list {
             m.attempts.with_label_values(&[&up.name]).reset();
             m.breaker_state.with_label_values(&[&up.name]).set(0);
+            m.fallbacks.with_label_values(&["local", &up.name]).reset();
+            for reason in FAILURE_REASONS {
+                m.failures.with_label_values(&[&up.name, reason]).reset();
+            }
         }
         Ok(m)
+    }
+}
+
+impl Upstreams {
+    /// Brings the breaker gauges up to date at a scrape: an open breaker
+    /// past its cool-down reads half-open although no request came since.
+    pub fn refresh_metrics(&self) {
+        let now = Instant::now();
+        for up in &self.list {
+            (self.metrics.breaker_state)
+                .with_label_values(&[&up.name])
+                .set(up.breaker.state(now).gauge());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::{Encoder, TextEncoder};
+
+    use super::*;
+    use crate::config::{UpstreamSpec, UpstreamsConfig};
+
+    #[test]
+    fn every_upstream_has_its_series_from_the_start() {
+        let config = UpstreamsConfig {
+            upstreams: vec![UpstreamSpec {
+                name: "spare".into(),
+                url: "http://127.0.0.1:9".into(),
+                key: None,
+                key_file: None,
+                models: Some(vec!["some-model".into()]),
+            }],
+            ..UpstreamsConfig::default()
+        };
+        let registry = Registry::new();
+        let upstreams = Upstreams::new(&config, &registry).unwrap().unwrap();
+        upstreams.refresh_metrics();
+        let mut text = Vec::new();
+        TextEncoder::new().encode(&registry.gather(), &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let mut expected = vec![
+            "ragd_upstream_attempts_total{upstream=\"spare\"} 0".to_string(),
+            "ragd_upstream_breaker_state{upstream=\"spare\"} 0".to_string(),
+            "ragd_fallbacks_total{from=\"local\",to=\"spare\"} 0".to_string(),
+        ];
+        expected.extend(
+            FAILURE_REASONS
+                .map(|r| format!("ragd_upstream_failures_total{{reason=\"{r}\",upstream=\"spare\"}} 0")),
+        );
+        for line in expected {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }
