@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ragd_models::llama::KvDtype;
 use ragd_models::DeviceChoice;
 
-use crate::tools::ToolCallFormat;
+use crate::tool_format::ToolCallFormat;
 
 /// Which models run, from where, on what, and their queue and batch budgets.
 #[derive(Debug, Clone)]

@@ -32,10 +32,11 @@ pub mod models;
 pub mod rag;
 pub mod resilience;
 pub mod tenant;
-pub mod timing;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod timing;
 pub mod tokenize;
+pub mod tool_format;
 pub mod tools;
 pub mod usage;
 

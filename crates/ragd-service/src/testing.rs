@@ -162,7 +162,7 @@ pub fn fake_generator(context: usize) -> GeneratorHandle {
         template: Some(Arc::new(template)),
         engine: GenerationEngine::spawn(Box::new(model), GenerationLimits::default(), metrics),
         stop_tokens: vec![IM_END],
-        tool_format: crate::tools::ToolCallFormat::Hermes,
+        tool_format: crate::tool_format::ToolCallFormat::Hermes,
     }
 }
 

@@ -14,7 +14,7 @@ use futures::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::{Upstream, Upstreams, SERVED_BY};
+use super::routing::{Upstream, Upstreams, SERVED_BY};
 use crate::error::ApiError;
 
 /// An answer from an upstream, ready to send.

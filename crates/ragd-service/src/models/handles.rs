@@ -8,7 +8,7 @@ use ragd_models::llama::ChatTemplate;
 
 use crate::generation::structured::{Grammars, TokenBytes};
 use crate::tenant::Tenant;
-use crate::tools::ToolCallFormat;
+use crate::tool_format::ToolCallFormat;
 
 /// A loaded embedder or classifier: its facts, its tokenizer, its queue.
 #[derive(Clone)]

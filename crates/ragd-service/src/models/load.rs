@@ -15,7 +15,7 @@ use ragd_models::{resolve_model_dir, Device};
 use super::handles::{GeneratorHandle, ModelHandle, Models};
 use crate::config::ModelsConfig;
 use crate::generation::structured;
-use crate::tools::ToolCallFormat;
+use crate::tool_format::ToolCallFormat;
 
 /// The roles `config` configures (`embedder`, `guard`, `generator`), in
 /// that order: what `/ready` waits for. Fails on a name that is not found.

@@ -8,9 +8,7 @@
 //! the tool's schema. `auto` lets the model choose; calls in its answer
 //! become `tool_calls`. `none` leaves the tools out.
 
-mod format;
-
-pub use format::ToolCallFormat;
+pub use crate::tool_format::ToolCallFormat;
 
 use ragd_core::TextTokenizer;
 use ragd_models::llama::ChatMessage;
