@@ -1,11 +1,6 @@
 //! Per-target counters of the fallback path.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
-
-use super::routing::{Upstream, Upstreams};
 
 /// The `reason` of a failed attempt (`forward.rs`'s `Failure::reason`,
 /// and an interrupted stream's).
@@ -26,7 +21,11 @@ pub struct UpstreamMetrics {
 }
 
 impl UpstreamMetrics {
-    pub fn new(list: &[Arc<Upstream>], registry: &Registry) -> prometheus::Result<Self> {
+    /// Registers the series, at 0 for each of `upstreams` (their names).
+    pub fn new<'a>(
+        upstreams: impl IntoIterator<Item = &'a str>,
+        registry: &Registry,
+    ) -> prometheus::Result<Self> {
         let m = Self {
             attempts: IntCounterVec::new(
                 Opts::new("ragd_upstream_attempts_total", "Requests sent to an upstream, retries included."),
@@ -60,28 +59,15 @@ impl UpstreamMetrics {
         registry.register(Box::new(m.fallbacks.clone()))?;
         // Every upstream's series exist from the start, at 0, so that rates
         // and the dashboard need no first event.
-        for up in list {
-            m.attempts.with_label_values(&[&up.name]).reset();
-            m.breaker_state.with_label_values(&[&up.name]).set(0);
-            m.fallbacks.with_label_values(&["local", &up.name]).reset();
+        for name in upstreams {
+            m.attempts.with_label_values(&[name]).reset();
+            m.breaker_state.with_label_values(&[name]).set(0);
+            m.fallbacks.with_label_values(&["local", name]).reset();
             for reason in FAILURE_REASONS {
-                m.failures.with_label_values(&[&up.name, reason]).reset();
+                m.failures.with_label_values(&[name, reason]).reset();
             }
         }
         Ok(m)
-    }
-}
-
-impl Upstreams {
-    /// Brings the breaker gauges up to date at a scrape: an open breaker
-    /// past its cool-down reads half-open although no request came since.
-    pub fn refresh_metrics(&self) {
-        let now = Instant::now();
-        for up in &self.list {
-            (self.metrics.breaker_state)
-                .with_label_values(&[&up.name])
-                .set(up.breaker.state(now).gauge());
-        }
     }
 }
 
@@ -91,6 +77,7 @@ mod tests {
 
     use super::*;
     use crate::config::{UpstreamSpec, UpstreamsConfig};
+    use crate::upstream::Upstreams;
 
     #[test]
     fn every_upstream_has_its_series_from_the_start() {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
@@ -103,7 +103,7 @@ impl Upstreams {
         let client = reqwest::Client::builder()
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()?;
-        let metrics = UpstreamMetrics::new(&list, registry)?;
+        let metrics = UpstreamMetrics::new(list.iter().map(|u| u.name.as_str()), registry)?;
         Ok(Some(Arc::new(Self {
             routes: config.routes.iter().cloned().collect(),
             list,
@@ -130,6 +130,17 @@ impl Upstreams {
                         .map(|u| Target::Upstream(u.clone())),
                 )
                 .collect(),
+        }
+    }
+
+    /// Brings the breaker gauges up to date at a scrape: an open breaker
+    /// past its cool-down reads half-open although no request came since.
+    pub fn refresh_metrics(&self) {
+        let now = Instant::now();
+        for up in &self.list {
+            (self.metrics.breaker_state)
+                .with_label_values(&[&up.name])
+                .set(up.breaker.state(now).gauge());
         }
     }
 
