@@ -267,7 +267,8 @@ impl Worker {
             phase: tracing::info_span!(parent: &sub.span, "queue"),
             span: sub.span,
         };
-        self.sched.add_with_priority(sub.tenant, req.priority, req.prompt, live);
+        self.sched
+            .add_with_priority(sub.tenant, req.priority, req.prompt, live);
     }
 
     /// Removes the sequences whose stream was dropped, freeing their blocks.
