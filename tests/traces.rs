@@ -4,7 +4,7 @@
 //! guard and generator exporting to it, and one RAG chat request sent with
 //! a caller's W3C `traceparent`. The request must come back as one trace:
 //! under the caller's trace id, the `request` span a child of the caller's
-//! span, and every stage span (`chat`, `guard`, `retrieve`, `embed`,
+//! span, and every stage span (`auth`, `rate_limit`, `chat`, `guard`, `retrieve`, `embed`,
 //! `search`, `prompt`, `cache`, `generate` with `queue`, `prefill`,
 //! `decode`) leading up to `request`.
 
@@ -208,7 +208,10 @@ async fn one_rag_chat_is_one_trace_under_the_callers_span() {
     // Info spans are exported whatever RUST_LOG the test runs with.
     std::env::set_var("RUST_LOG", "info,hnsw_rs=warn");
     let (_, store) = telemetry();
-    let (addr, _server) = start_on_own_thread(|c| c.guard.screen_chat = true);
+    let (addr, _server) = start_on_own_thread(|c| {
+        c.guard.screen_chat = true;
+        c.auth.rate_limit_rpm = std::num::NonZeroU32::new(10_000);
+    });
     let base = format!("http://{addr}");
 
     post(&base, "/v1/collections", json!({"name": "kb"})).await;
@@ -314,6 +317,10 @@ async fn one_rag_chat_is_one_trace_under_the_callers_span() {
     };
     let parent_name = |s: &Got| by_id[&s.parent()].name().to_string();
 
+    // The edge's own stages: the key, then its rate limit.
+    for edge in ["auth", "rate_limit"] {
+        assert_eq!(one(edge).parent(), request.id(), "{edge}");
+    }
     let chat = one("chat");
     assert_eq!(chat.parent(), request.id());
     assert_eq!(chat.text("tenant"), Some("default"));

@@ -163,21 +163,26 @@ pub async fn require_tenant(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let (key_id, tenant) = match &state.auth {
-        Auth::Disabled => (DEFAULT_TENANT.to_string(), Tenant::new(DEFAULT_TENANT)),
-        Auth::Keys { keys, .. } => {
-            let owner = authenticate(&state, &req, |headers| {
-                let key = bearer(headers)?;
-                keys.owner_of(key).ok_or_else(|| incorrect(key))
-            })?;
-            (owner.key_id, Tenant::new(&owner.tenant))
-        }
-    };
+    let auth_span = tracing::info_span!("auth");
+    let (key_id, tenant) = auth_span.in_scope(|| {
+        Ok::<_, ApiError>(match &state.auth {
+            Auth::Disabled => (DEFAULT_TENANT.to_string(), Tenant::new(DEFAULT_TENANT)),
+            Auth::Keys { keys, .. } => {
+                let owner = authenticate(&state, &req, |headers| {
+                    let key = bearer(headers)?;
+                    keys.owner_of(key).ok_or_else(|| incorrect(key))
+                })?;
+                (owner.key_id, Tenant::new(&owner.tenant))
+            }
+        })
+    })?;
     tracing::Span::current().record("tenant", tenant.as_str());
     let allowed = match &state.rate_limits {
-        Some(limits) => Some(limits.check(&key_id).map_err(|limited| {
-            state.rate_limited.inc();
-            ApiError::RateLimited(limited)
+        Some(limits) => Some(tracing::info_span!("rate_limit").in_scope(|| {
+            limits.check(&key_id).map_err(|limited| {
+                state.rate_limited.inc();
+                ApiError::RateLimited(limited)
+            })
         })?),
         None => None,
     };
