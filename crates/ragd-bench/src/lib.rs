@@ -1,8 +1,10 @@
-//! ragd-bench: ragd's benchmarks and evaluations, the code behind `ragd
-//! bench embed` ([`embed`]: in-process embedding throughput), `ragd bench
-//! generate` ([`generate`]: a streaming load generator for any
-//! OpenAI-compatible server) and `ragd eval rag` ([`eval`]: retrieval and
-//! answer accuracy through the HTTP API). Each takes its clap arguments
+//! ragd-bench: ragd's benchmarks, evaluations and trainers, the code behind
+//! `ragd bench embed` ([`embed`]: in-process embedding throughput), `ragd
+//! bench generate` ([`generate`]: a streaming load generator for any
+//! OpenAI-compatible server), `ragd eval rag` ([`eval`]: retrieval and
+//! answer accuracy through the HTTP API), `ragd eval guard` (a guard's
+//! detection figures on a labelled file) and `ragd train guard`
+//! ([`train`]: a guard head trained on frozen encoder features). Each takes its clap arguments
 //! and prints a table or JSON; the `ragd` binary only dispatches to them.
 //! Scripts under `benches/` parse the JSON, so its fields stay as they are.
 //!
@@ -17,7 +19,10 @@ pub mod embed;
 pub mod eval;
 pub mod generate;
 pub mod stats;
+pub mod train;
 
 pub use embed::EmbedBenchArgs;
+pub use eval::guard::GuardEvalArgs;
 pub use eval::rag::RagEvalArgs;
 pub use generate::GenerateBenchArgs;
+pub use train::guard::TrainGuardArgs;

@@ -46,15 +46,29 @@ pub enum Command {
     /// Search a collection of a running server (`--answer`: and answer from
     /// it), or offline in a data folder (`--data-dir`).
     Query(crate::ingest_cmd::QueryArgs),
-    /// Accuracy evaluations against a running server.
+    /// Accuracy evaluations (against a running server, or in-process).
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Train models from labelled data.
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// A prompt-injection guard: a small head on frozen encoder features
+    /// (the embedder, NanoGuard or both), trained on a labelled JSONL, into
+    /// a folder `--guard` loads.
+    Guard(Box<ragd_bench::TrainGuardArgs>),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
     /// Retrieval recall@1/@5 and answer exact match/F1 on a SQuAD-format file.
     Rag(ragd_bench::RagEvalArgs),
+    /// A guard's TPR, FPR, precision, ROC-AUC and TPR at FPR 1%/5%, per
+    /// source, on a labelled JSONL (in-process).
+    Guard(ragd_bench::GuardEvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,19 +112,32 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub models: EmbedderFlags,
 
-    /// Guard classifier: a name in the models folder (NanoGuard or a
-    /// DeBERTa-v2 sequence classifier such as Prompt-Guard-86M), a path, or `none`.
+    /// Guard classifier: a name in the models folder (NanoGuard, a
+    /// DeBERTa-v2 sequence classifier such as Prompt-Guard-86M, or a guard
+    /// trained by `ragd train guard`), a path, or `none`.
     #[arg(long, env = "RAGD_GUARD", default_value = "nanoguard")]
     pub guard: String,
-    /// Injection probability at or above which a text is flagged.
-    #[arg(long, env = "RAGD_GUARD_THRESHOLD", default_value_t = 0.5)]
-    pub guard_threshold: f32,
+    /// Injection probability at or above which a text is flagged, or a
+    /// false-positive rate (`fpr:0.01`) turned into that probability by
+    /// the calibration of a guard trained by `ragd train guard`.
+    #[arg(long, env = "RAGD_GUARD_THRESHOLD", default_value = "0.5")]
+    pub guard_threshold: ragd_models::guard::GuardThreshold,
     /// Screen chat completions with the guard: a flagged last user message
     /// is refused (400), and flagged retrieved chunks are left out of RAG
     /// prompts (listed in `blocked_sources`). The input is scored while
     /// retrieval runs.
     #[arg(long, env = "RAGD_GUARD_CHAT")]
     pub guard_chat: bool,
+    /// Screen chat answers: RAG prompts get a canary the answer must never
+    /// repeat (checked while streaming), and the guard scores the answer;
+    /// a leak or a flagged answer is withheld (`finish_reason:
+    /// content_filter`). Tenants may have their own policy (keys file,
+    /// `/admin/tenants/{tenant}/guard-policy`).
+    #[arg(long, env = "RAGD_GUARD_OUTPUT")]
+    pub guard_output: bool,
+    /// The canary put in RAG prompts (default: a fresh random one per request).
+    #[arg(long, env = "RAGD_GUARD_CANARY")]
+    pub guard_canary: Option<String>,
     /// Generator for chat and completions: a name in the models folder, a
     /// folder with one GGUF file or a Hugging Face Llama (config.json,
     /// safetensors, tokenizer.json), or `none`.
@@ -143,6 +170,24 @@ pub struct ServeArgs {
     /// Most sequences generating at once; more wait in the queue.
     #[arg(long, env = "RAGD_MAX_RUNNING", default_value_t = 64)]
     pub max_running: usize,
+    /// Automatic prefix caching: full KV blocks of a prompt stay cached
+    /// after its request (per tenant: tenants never share them), and a
+    /// later prompt of the same tenant starting with the same tokens (a
+    /// RAG template, a system prompt, retrieved sources) prefills only the
+    /// rest; evicted least recently used when the cache is full.
+    /// `--prefix-cache false` or `--no-prefix-cache` turns it off.
+    #[arg(
+        long,
+        env = "RAGD_PREFIX_CACHE",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub prefix_cache: bool,
+    /// Turns automatic prefix caching off (as `--prefix-cache false`).
+    #[arg(long)]
+    pub no_prefix_cache: bool,
     /// How the generator writes tool calls: hermes (`<tool_call>{...}`
     /// blocks), smollm2 (`<tool_call>[...]`), llama3 (bare JSON with
     /// `parameters`) or mistral (`[TOOL_CALLS][...]`). Default: judged

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ragd_cli::cli::{BenchCommand, Cli, Command, EvalCommand};
+use ragd_cli::cli::{BenchCommand, Cli, Command, EvalCommand, TrainCommand};
 use ragd_cli::{config_file, ingest_cmd, models_cmd, telemetry};
 use ragd_server::serve;
 
@@ -50,15 +50,18 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => tokio::runtime::Runtime::new()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(serve::run(args.into_config()))),
+        Command::Serve(args) => args.into_config().and_then(|config| {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(serve::run(config))
+        }),
         Command::Models(cmd) => models_cmd::run(cmd),
         Command::Bench(BenchCommand::Embed(args)) => ragd_bench::embed::run(args),
         Command::Bench(BenchCommand::Generate(args)) => ragd_bench::generate::run(args),
         Command::Ingest(args) => ingest_cmd::run_ingest(args),
         Command::Query(args) => ingest_cmd::run_query(args),
         Command::Eval(EvalCommand::Rag(args)) => ragd_bench::eval::rag::run(args),
+        Command::Eval(EvalCommand::Guard(args)) => ragd_bench::eval::guard::run(args),
+        Command::Train(TrainCommand::Guard(args)) => ragd_bench::train::guard::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ragd_models::guard::GuardThreshold;
 use ragd_server::config::{AuthConfig, CacheSettings, ConnectionConfig, ServeConfig};
 use ragd_service::{CollectionLimits, GuardConfig, ModelsConfig, RequestLimits};
 
@@ -27,7 +28,10 @@ impl EmbedderFlags {
 }
 
 impl ServeArgs {
-    pub fn into_config(self) -> ServeConfig {
+    /// The server's config. Fails only when `--guard-threshold fpr:RATE`
+    /// cannot be resolved (no guard, or one without a calibration).
+    pub fn into_config(self) -> anyhow::Result<ServeConfig> {
+        let threshold = self.guard_threshold_score()?;
         let models = ModelsConfig {
             guard: self.guard,
             generator: self.generator,
@@ -38,10 +42,11 @@ impl ServeArgs {
             max_context: self.max_context,
             max_step_tokens: self.max_step_tokens,
             max_running: self.max_running,
+            prefix_cache: self.prefix_cache && !self.no_prefix_cache,
             tool_call_format: self.tool_call_format,
             ..self.models.models_config()
         };
-        ServeConfig {
+        Ok(ServeConfig {
             host: self.host,
             port: self.port,
             models,
@@ -51,9 +56,11 @@ impl ServeArgs {
                 max_chat_bytes: self.max_chat_bytes,
             },
             guard: GuardConfig {
-                threshold: self.guard_threshold,
+                threshold,
                 max_windows: self.max_guard_windows,
                 screen_chat: self.guard_chat,
+                screen_output: self.guard_output,
+                canary: self.guard_canary,
             },
             collection_limits: CollectionLimits {
                 max_documents: self.max_documents,
@@ -90,7 +97,22 @@ impl ServeArgs {
                 ttl: Duration::from_secs(self.response_cache_ttl_seconds),
             },
             upstreams: self.upstreams.config(),
-        }
+        })
+    }
+
+    /// `--guard-threshold` as a score: as given, or from the guard's
+    /// calibration for `fpr:RATE`.
+    fn guard_threshold_score(&self) -> anyhow::Result<f32> {
+        let score = match self.guard_threshold {
+            GuardThreshold::Score(v) => v,
+            GuardThreshold::Fpr(_) => {
+                let dir = ragd_models::resolve_model_dir(&self.guard, &self.models.dir.models_dir)?;
+                let score = self.guard_threshold.resolve(dir.as_deref())?;
+                tracing::info!(threshold = %self.guard_threshold, score, "guard threshold from the guard's calibration");
+                score
+            }
+        };
+        Ok(score)
     }
 }
 
@@ -104,7 +126,7 @@ mod tests {
 
     fn parse(argv: &[&str]) -> ServeConfig {
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(args) => args.into_config(),
+            Command::Serve(args) => args.into_config().unwrap(),
             _ => unreachable!("a serve command"),
         }
     }
@@ -144,5 +166,23 @@ mod tests {
         assert_eq!(c.caches.semantic_threshold, Some(0.9));
         assert_eq!(c.connections.body_timeout, Duration::from_secs(3));
         assert_eq!(c.collection_limits.max_top_k, 5);
+        assert!(c.models.prefix_cache, "on by default");
+    }
+
+    #[test]
+    fn the_prefix_cache_turns_off_either_way() {
+        for argv in [
+            &["ragd", "serve", "--no-prefix-cache"][..],
+            &["ragd", "serve", "--prefix-cache", "false"],
+            &["ragd", "serve", "--prefix-cache=false"],
+        ] {
+            assert!(!parse(argv).models.prefix_cache, "{argv:?}");
+        }
+        for argv in [
+            &["ragd", "serve", "--prefix-cache"][..],
+            &["ragd", "serve", "--prefix-cache", "true"],
+        ] {
+            assert!(parse(argv).models.prefix_cache, "{argv:?}");
+        }
     }
 }

@@ -63,6 +63,9 @@ pub struct ChunkInfo {
     pub text: String,
     pub completion_tokens: Option<u64>,
     pub prompt_tokens: Option<u64>,
+    /// `usage.prompt_tokens_details.cached_tokens`: prompt tokens the
+    /// server's prefix cache held.
+    pub cached_tokens: Option<u64>,
     pub error: Option<String>,
 }
 
@@ -84,6 +87,7 @@ pub fn parse_chunk(payload: &str) -> anyhow::Result<ChunkInfo> {
     let usage = &v["usage"];
     info.completion_tokens = usage["completion_tokens"].as_u64();
     info.prompt_tokens = usage["prompt_tokens"].as_u64();
+    info.cached_tokens = usage["prompt_tokens_details"]["cached_tokens"].as_u64();
     Ok(info)
 }
 

@@ -21,6 +21,7 @@ fn engine(model: FakeGenerator, queue_capacity: usize, per_tenant: Option<usize>
         per_tenant_queue_capacity: per_tenant,
         max_batch_tokens: 64,
         max_running: 1,
+        prefix_cache: true,
     };
     GenerationEngine::spawn(Box::new(model), limits, GenerationMetrics::new("fake"))
 }

@@ -28,6 +28,7 @@ fn limits(max_batch_tokens: usize, max_running: usize) -> GenerationLimits {
         per_tenant_queue_capacity: None,
         max_batch_tokens,
         max_running,
+        prefix_cache: true,
     }
 }
 
@@ -82,6 +83,7 @@ fn length(prompt_tokens: usize, completion_tokens: usize) -> GenerationEvent {
         usage: Usage {
             prompt_tokens,
             completion_tokens,
+            cached_tokens: 0,
         },
     }
 }
@@ -302,6 +304,7 @@ async fn a_full_queue_is_overloaded_and_drains() {
             per_tenant_queue_capacity: None,
             max_batch_tokens: 64,
             max_running: 1,
+            prefix_cache: true,
         },
     );
     assert_eq!(metrics.queue.capacity.get(), 2);
@@ -409,14 +412,24 @@ async fn a_stop_token_finishes_with_stop_and_is_not_emitted() {
             reason: FinishReason::Stop,
             usage: Usage {
                 prompt_tokens: 6,
-                completion_tokens: at + 1
+                completion_tokens: at + 1,
+                cached_tokens: 0,
             },
         }
     );
     r.ignore_eos = true;
     let (tokens, end) = collect(engine.submit(r).unwrap()).await;
     assert_eq!(tokens, full);
-    assert_eq!(end, length(6, 12));
+    // The same prompt again: its first full block (of 4) comes from the
+    // prefix cache.
+    let GenerationEvent::Finished { reason, usage } = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(
+        (reason, usage.prompt_tokens, usage.completion_tokens),
+        (FinishReason::Length, 6, 12)
+    );
+    assert_eq!(usage.cached_tokens, 4);
 }
 
 #[tokio::test]
@@ -562,4 +575,117 @@ async fn a_constraint_decides_the_tokens_and_ends_the_output() {
         FakeGenerator::reference(VOCAB, &prompt(1, 5), 6, &[]),
         "its neighbour is unconstrained"
     );
+}
+
+/// One request of `tenant` run alone to its end: its tokens and usage.
+async fn run_as(
+    engine: &GenerationEngine,
+    tenant: &str,
+    prompt: Vec<u32>,
+    max_tokens: usize,
+) -> (Vec<u32>, Usage) {
+    let stream = engine
+        .submit_as(&TenantKey::new(tenant), req(prompt, max_tokens))
+        .unwrap();
+    match collect(stream).await {
+        (tokens, GenerationEvent::Finished { usage, .. }) => (tokens, usage),
+        (_, end) => panic!("{end:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_shared_prefix_is_prefilled_once_and_the_tokens_stay_the_same() {
+    // A 1,000-token prefix (62 blocks of 16, 8 tokens over) and two
+    // different questions, as RAG prompts are.
+    let shared = prompt(7, 1000);
+    let q1 = [&shared[..], &prompt(8, 12)].concat();
+    let q2 = [&shared[..], &prompt(9, 20)].concat();
+    let model = FakeGenerator::new(VOCAB, 2048, 16, 256);
+    let probe = model.probe();
+    let (engine, metrics) = spawn(model, limits(256, 8));
+    let (t1, u1) = run_as(&engine, "acme", q1.clone(), 16).await;
+    assert_eq!((u1.prompt_tokens, u1.cached_tokens), (1012, 0));
+    let before = probe.steps().len();
+    let (t2, u2) = run_as(&engine, "acme", q2.clone(), 16).await;
+    assert_eq!((u2.prompt_tokens, u2.cached_tokens), (1020, 992));
+    // The second prefill feeds only the 28 tokens past the cached blocks.
+    let second = &probe.steps()[before..];
+    assert_eq!(second[0], vec![(992, 28, true)]);
+    assert!(
+        second[1..].iter().all(|s| s.len() == 1 && s[0].1 == 1),
+        "{second:?}"
+    );
+    // Tokens as without any cache: the reference, and an engine with the
+    // prefix cache off.
+    assert_eq!(t1, FakeGenerator::reference(VOCAB, &q1, 16, &[]));
+    assert_eq!(t2, FakeGenerator::reference(VOCAB, &q2, 16, &[]));
+    let off = GenerationLimits {
+        prefix_cache: false,
+        ..limits(256, 8)
+    };
+    let (uncached, _) = spawn(FakeGenerator::new(VOCAB, 2048, 16, 256), off);
+    for (q, t) in [(&q1, &t1), (&q2, &t2)] {
+        let (tokens, usage) = run_as(&uncached, "acme", q.clone(), 16).await;
+        assert_eq!((&tokens, usage.cached_tokens), (t, 0));
+    }
+    assert_eq!(metrics.prefix_cache_queried_tokens.get(), 1012 + 1020);
+    assert_eq!(metrics.prefix_cache_hit_tokens.get(), 992);
+    // Both prompts' full blocks (62 shared, 1 each of their own, plus
+    // their generated tokens' blocks) stay cached, held by nobody.
+    eventually("kv_blocks_used", || metrics.kv_blocks_used.get(), 0).await;
+    assert!(metrics.prefix_cache_blocks.get() >= 64);
+}
+
+#[tokio::test]
+async fn a_tenant_gets_no_cached_tokens_from_another_tenants_prefix() {
+    let shared = prompt(7, 200);
+    let model = FakeGenerator::new(VOCAB, 512, 16, 64);
+    let probe = model.probe();
+    let (engine, metrics) = spawn(model, limits(256, 8));
+    let (_, a) = run_as(&engine, "tenant-a", shared.clone(), 4).await;
+    let before = probe.steps().len();
+    let (tokens, b) = run_as(&engine, "tenant-b", shared.clone(), 4).await;
+    assert_eq!((a.cached_tokens, b.cached_tokens), (0, 0));
+    assert_eq!(probe.steps()[before][0], (0, 200, true), "B prefilled all of it");
+    assert_eq!(tokens, FakeGenerator::reference(VOCAB, &shared, 4, &[]));
+    // A request without a tenant is another salt; A's own is a hit.
+    let (_, anonymous) = collect(engine.submit(req(shared.clone(), 4)).unwrap()).await;
+    assert_eq!(anonymous, length(200, 4));
+    let (_, a_again) = run_as(&engine, "tenant-a", shared.clone(), 4).await;
+    assert_eq!(a_again.cached_tokens, 192);
+    assert_eq!(metrics.prefix_cache_hit_tokens.get(), 192);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cache_smaller_than_the_prefixes_evicts_and_stays_correct() {
+    // 24 blocks of 4 (96 slots); 12 prompts of 40 tokens over 3 prefixes
+    // of 32, 4 at a time: cached blocks are evicted and reused while
+    // others run, and every output is the reference.
+    let model = FakeGenerator::new(VOCAB, 96, 4, 24).with_delay(Duration::from_micros(200));
+    let (engine, metrics) = spawn(model, limits(32, 4));
+    let prefixes: Vec<Vec<u32>> = (0..3).map(|i| prompt(20 + i, 32)).collect();
+    let prompts: Vec<Vec<u32>> = (0..12)
+        .map(|i| [&prefixes[i % 3][..], &prompt(40 + i as u32, 8)].concat())
+        .collect();
+    let streams = prompts
+        .iter()
+        .map(|p| ((), engine.submit(req(p.clone(), 12)).unwrap()))
+        .collect();
+    let (outs, _) = collect_each(streams).await;
+    for (p, (tokens, end)) in prompts.iter().zip(outs) {
+        assert_eq!(tokens, FakeGenerator::reference(VOCAB, p, 12, &[]));
+        assert!(
+            matches!(
+                end,
+                GenerationEvent::Finished {
+                    reason: FinishReason::Length,
+                    ..
+                }
+            ),
+            "{end:?}"
+        );
+    }
+    assert!(metrics.prefix_cache_hit_tokens.get() > 0);
+    assert!(metrics.prefix_cache_evictions.get() > 0);
+    eventually("kv_blocks_used", || metrics.kv_blocks_used.get(), 0).await;
 }

@@ -22,6 +22,7 @@ use crate::document::{
 };
 use crate::filter::MetadataFilter;
 use crate::fsutil::{sync_dir, write_atomic};
+use crate::hybrid::Query;
 use crate::record::{ChunkRecord, DocRecord, WalEntry, WalOp};
 use crate::state::{State, MAX_COUNTER};
 use crate::wal::Wal;
@@ -344,14 +345,35 @@ impl Collection {
             .search(query, top_k, self.config.hnsw.ef_search, filter))
     }
 
+    /// The `top_k` best chunks for `q` (dense, lexical or hybrid: see
+    /// [`crate::SearchMode`]), best first, among the documents its filter lets
+    /// through. `dense` and `hybrid` need the query's vector; `lexical`
+    /// finds only chunks sharing a term with the query's text.
+    pub fn query(&self, q: &Query<'_>) -> Result<Vec<Hit>> {
+        match q.vector {
+            Some(v) => self.check_vector(v)?,
+            None if q.mode.needs_vector() => {
+                return Err(IndexError::InvalidInput(format!(
+                    "a {} search needs the query's vector",
+                    q.mode.as_str()
+                )))
+            }
+            None => {}
+        }
+        q.fusion.validate()?;
+        let inner = self.read()?;
+        Ok(inner.state.query(q, self.config.hnsw.ef_search))
+    }
+
     /// A stored document; `None` if absent.
     pub fn document(&self, id: &str) -> Result<Option<DocumentInfo>> {
         Ok(self.read()?.state.document(id))
     }
 
-    /// Rebuilds the HNSW graph without tombstones. Searches wait meanwhile.
+    /// Rebuilds the HNSW graph and compacts the lexical index, without
+    /// tombstones. Searches wait meanwhile.
     pub fn compact(&self) -> Result<()> {
-        self.write()?.state.rebuild_shard();
+        self.write()?.state.compact();
         Ok(())
     }
 
@@ -422,7 +444,7 @@ impl Collection {
         if nodes >= self.options.compact_min_points
             && tombstones as f64 > self.options.compact_tombstone_ratio * nodes as f64
         {
-            inner.state.rebuild_shard();
+            inner.state.compact();
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::hybrid::Ranked;
 use crate::{IndexError, Result};
 
 /// A document's metadata: any JSON object; filters compare its values.
@@ -102,8 +103,16 @@ pub struct Hit {
     pub chunk_id: u64,
     /// Position of the chunk in its document, from 0.
     pub chunk_index: usize,
-    /// Cosine similarity to the query (1 - cosine distance), -1..=1.
+    /// The score the hits are ordered by: in a dense search the cosine
+    /// similarity to the query (1 - cosine distance, -1..=1), in a lexical
+    /// one the BM25 score, in a hybrid one the fused score.
     pub score: f32,
+    /// Its rank and cosine similarity among the dense candidates; `None`
+    /// when the dense search did not run or did not return it.
+    pub dense: Option<Ranked>,
+    /// Its rank and BM25 score among the lexical candidates; `None` when
+    /// the lexical search did not run or did not return it.
+    pub lexical: Option<Ranked>,
     pub text: String,
     /// The document's metadata.
     pub metadata: Metadata,

@@ -2,9 +2,10 @@
 //!
 //! A [`Store`] is one data folder holding, per tenant, named
 //! [`Collection`]s. A collection is one HNSW graph (hnsw_rs, cosine) over
-//! the chunks of its documents, plus the documents' metadata and chunk
-//! texts, made durable by a write-ahead log (every write fsynced before it
-//! returns) and periodic snapshots. Documents are chunked by model tokens
+//! the chunks of its documents and a lexical (BM25) index of their texts,
+//! searched alone or fused ([`SearchMode`]), plus the documents' metadata
+//! and chunk texts, made durable by a write-ahead log (every write fsynced
+//! before it returns) and periodic snapshots. Documents are chunked by model tokens
 //! ([`chunk_text`]); their vectors come from the caller, so this crate
 //! needs no model (see [`document`] for the two-step write).
 //!
@@ -23,6 +24,8 @@ pub mod document;
 mod error;
 mod filter;
 mod fsutil;
+mod hybrid;
+mod lexical;
 mod names;
 mod record;
 mod shard;
@@ -44,6 +47,7 @@ pub use document::{
 };
 pub use error::{IndexError, Result};
 pub use filter::MetadataFilter;
+pub use hybrid::{Fusion, Query, Ranked, SearchMode, DEFAULT_DENSE_WEIGHT, DEFAULT_RRF_K};
 pub use names::MAX_NAME_LEN;
 pub use store::{QuarantinedCollection, Store};
 

@@ -1,6 +1,7 @@
-//! The in-memory content of one collection: documents, chunks and the HNSW
-//! shard, changed only by applying logged operations, so that live writes
-//! and replay at start-up go through the same code.
+//! The in-memory content of one collection: documents, chunks, the HNSW
+//! shard and the lexical (BM25) index, changed only by applying logged
+//! operations, so that live writes and replay at start-up go through the
+//! same code.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::sync::Arc;
 use crate::config::HnswParams;
 use crate::document::{DocumentInfo, Hit};
 use crate::filter::{CompiledFilter, MetadataFilter};
+use crate::hybrid::{fuse, hybrid_window, Fused, Fusion, Query, SearchMode};
+use crate::lexical::LexicalIndex;
 use crate::record::{DocRecord, WalEntry, WalOp};
 use crate::shard::{cosine_distance, ChunkId, Shard};
 use crate::snapshot::{DocRecordRef, Snapshot};
@@ -34,12 +37,15 @@ struct Chunk {
     text: String,
     vector: Vec<f32>,
     data_id: usize,
+    /// Its slot in the lexical index.
+    lex_slot: u32,
 }
 
 pub(crate) struct State {
     docs: HashMap<Arc<str>, Doc>,
     chunks: HashMap<ChunkId, Chunk>,
     shard: Shard,
+    lexical: LexicalIndex,
     /// Sequence number of the last applied log record.
     pub seq: u64,
     /// Next chunk id to hand out.
@@ -59,6 +65,7 @@ impl State {
             docs: HashMap::new(),
             chunks: HashMap::new(),
             shard: Shard::build(params, &[]),
+            lexical: LexicalIndex::default(),
             seq: snap.seq,
             next_chunk_id: snap.next_chunk_id,
         };
@@ -136,6 +143,7 @@ impl State {
                 self.next_chunk_id = self.next_chunk_id.max(c.id + 1);
                 ids.push(c.id);
                 let data_id = data_ids.next().unwrap_or(usize::MAX);
+                let lex_slot = self.lexical.insert(c.id, &c.text);
                 self.chunks.insert(
                     c.id,
                     Chunk {
@@ -144,6 +152,7 @@ impl State {
                         text: c.text,
                         vector: c.vector,
                         data_id,
+                        lex_slot,
                     },
                 );
             }
@@ -157,7 +166,8 @@ impl State {
         }
     }
 
-    /// Removes a document and tombstones its chunks; false if absent.
+    /// Removes a document and tombstones its chunks (in the graph and the
+    /// lexical index); false if absent.
     fn remove_doc(&mut self, id: &str) -> bool {
         let Some(doc) = self.docs.remove(id) else {
             return false;
@@ -165,9 +175,20 @@ impl State {
         for chunk_id in doc.chunks {
             if let Some(chunk) = self.chunks.remove(&chunk_id) {
                 self.shard.remove(chunk.data_id);
+                self.lexical.remove(chunk.lex_slot);
             }
         }
         true
+    }
+
+    /// Drops the tombstones of both indexes: rebuilds the graph from the
+    /// live chunks and compacts the lexical index's posting lists.
+    pub fn compact(&mut self) {
+        self.rebuild_shard();
+        let remap = self.lexical.compact();
+        for c in self.chunks.values_mut() {
+            c.lex_slot = remap[c.lex_slot as usize];
+        }
     }
 
     /// Rebuilds the graph from the live chunks only (drops tombstones).
@@ -239,10 +260,7 @@ impl State {
     }
 
     /// The `top_k` chunks most similar to `query` among those `filter`
-    /// lets through. Returns `top_k` hits whenever that many chunks match:
-    /// tombstones and filtered-out chunks never shorten the list, because
-    /// an approximate search that comes back short is widened and, failing
-    /// that, replaced by an exact one.
+    /// lets through (dense search): see [`Self::dense`].
     pub fn search(
         &self,
         query: &[f32],
@@ -250,11 +268,74 @@ impl State {
         ef_search: usize,
         filter: Option<&MetadataFilter>,
     ) -> Vec<Hit> {
-        let filter = filter.filter(|f| !f.is_empty()).map(MetadataFilter::compile);
-        if top_k == 0 || self.chunks.is_empty() {
+        let q = Query {
+            vector: Some(query),
+            text: "",
+            mode: SearchMode::Dense,
+            fusion: Fusion::default(),
+            top_k,
+            filter,
+        };
+        self.query(&q, ef_search)
+    }
+
+    /// The `top_k` best chunks for `q` among those its filter lets
+    /// through: the dense list, the lexical list, or both fused (each
+    /// retriever then fetches [`hybrid_window`] candidates). A mode that
+    /// needs the vector finds nothing without one (the caller checks).
+    pub fn query(&self, q: &Query<'_>, ef_search: usize) -> Vec<Hit> {
+        let filter = q.filter.filter(|f| !f.is_empty()).map(MetadataFilter::compile);
+        if q.top_k == 0 || self.chunks.is_empty() {
             return Vec::new();
         }
-        let found = match &filter {
+        let window = match q.mode {
+            SearchMode::Hybrid => hybrid_window(q.top_k),
+            _ => q.top_k,
+        };
+        let dense = match q.vector {
+            Some(v) if q.mode.needs_vector() => self.dense(v, window, ef_search, filter.as_ref()),
+            _ => Vec::new(),
+        };
+        let lexical = if q.mode == SearchMode::Dense {
+            Vec::new()
+        } else {
+            let accept = filter.as_ref().map(|f| move |id| self.chunk_matches(f, id));
+            let accept = accept.as_ref().map(|f| f as &dyn Fn(ChunkId) -> bool);
+            self.lexical.search(q.text, window, accept)
+        };
+        (fuse(&dense, &lexical, q.mode, q.fusion, q.top_k).into_iter())
+            .map(|f| self.hit(f))
+            .collect()
+    }
+
+    fn hit(&self, f: Fused) -> Hit {
+        let chunk = &self.chunks[&f.chunk];
+        Hit {
+            doc_id: chunk.doc_id.to_string(),
+            chunk_id: f.chunk,
+            chunk_index: chunk.index,
+            score: f.score,
+            dense: f.dense,
+            lexical: f.lexical,
+            text: chunk.text.clone(),
+            metadata: self.docs[&chunk.doc_id].metadata.clone(),
+        }
+    }
+
+    /// The `top_k` chunks most similar to `query` among those `filter`
+    /// lets through, as `(chunk, cosine similarity)`, most similar first.
+    /// Returns `top_k` whenever that many chunks match: tombstones and
+    /// filtered-out chunks never shorten the list, because an approximate
+    /// search that comes back short is widened and, failing that, replaced
+    /// by an exact one.
+    fn dense(
+        &self,
+        query: &[f32],
+        top_k: usize,
+        ef_search: usize,
+        filter: Option<&CompiledFilter<'_>>,
+    ) -> Vec<(ChunkId, f32)> {
+        let found = match filter {
             None => {
                 let k = top_k.min(self.chunks.len());
                 self.approximate(query, k, ef_search, None)
@@ -273,19 +354,8 @@ impl State {
                 }
             }
         };
-        found
-            .into_iter()
-            .map(|(id, distance)| {
-                let chunk = &self.chunks[&id];
-                Hit {
-                    doc_id: chunk.doc_id.to_string(),
-                    chunk_id: id,
-                    chunk_index: chunk.index,
-                    score: 1.0 - distance,
-                    text: chunk.text.clone(),
-                    metadata: self.docs[&chunk.doc_id].metadata.clone(),
-                }
-            })
+        (found.into_iter())
+            .map(|(id, distance)| (id, 1.0 - distance))
             .collect()
     }
 

@@ -72,6 +72,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let admin = Router::new()
         .route("/admin/keys", post(admin::create).get(admin::list))
         .route("/admin/keys/{id}", delete(admin::delete))
+        .route(
+            "/admin/tenants/{tenant}/guard-policy",
+            get(admin::get_policy)
+                .put(admin::put_policy)
+                .delete(admin::delete_policy),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             auth::require_admin,

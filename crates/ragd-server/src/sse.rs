@@ -71,17 +71,20 @@ async fn run<F: ChunkFormat>(
         }
     }
     let mut tokens = vec![0usize; choices.len()];
+    // Prompt tokens found in the prefix cache (the choices share the prompt).
+    let mut cached = 0;
     let streams = choices.into_iter().enumerate().map(|(i, c)| {
         Box::pin(futures::stream::unfold(Some(c), move |c| async move {
             let mut c = c?;
             let piece = c.next().await?;
-            let n = c.completion_tokens;
-            Some(((i, piece, n), Some(c)))
+            let counts = (c.completion_tokens, c.cached_tokens);
+            Some(((i, piece, counts), Some(c)))
         }))
     });
     let mut all = futures::stream::select_all(streams);
-    while let Some((i, piece, n)) = all.next().await {
+    while let Some((i, piece, (n, n_cached))) = all.next().await {
         tokens[i] = n;
+        cached = cached.max(n_cached);
         let event = match piece {
             Ok(piece) => data(&format.piece(i, &piece)),
             Err(e) => {
@@ -95,7 +98,7 @@ async fn run<F: ChunkFormat>(
         }
     }
     if include_usage {
-        let usage = Usage::completion(prompt_tokens, tokens.iter().sum());
+        let usage = Usage::completion(prompt_tokens, tokens.iter().sum(), cached);
         if tx.send(data(&format.usage(usage))).await.is_err() {
             return;
         }

@@ -10,6 +10,7 @@ use ragd_service::cache::{CacheConfig, ResponseCache, SemanticCache, SemanticCon
 use ragd_service::chat::ChatPipeline;
 use ragd_service::collections::Collections;
 use ragd_service::guard::Guard;
+use ragd_service::guard_policy::GuardPolicy;
 use ragd_service::metrics::{GuardMetrics, IndexMetrics};
 use ragd_service::rag::{RagTemplate, DEFAULT_TEMPLATE};
 use ragd_service::{
@@ -205,13 +206,24 @@ impl ServerState {
 
     /// The chat pipeline for one request of `tenant`: its models queue as
     /// the tenant's; the guard is in when chat is screened.
+    /// `tenant`'s guard policy: its own (keys file), else the server's.
+    pub fn guard_policy(&self, tenant: &Tenant) -> GuardPolicy {
+        let own = match &self.auth.auth {
+            Auth::Keys { keys, .. } => keys.guard_policy(tenant.as_str()),
+            Auth::Disabled => None,
+        };
+        own.unwrap_or_else(|| GuardPolicy::from_config(&self.guard))
+    }
+
     pub fn chat_pipeline(&self, tenant: &Tenant) -> ChatPipeline<'_> {
         let models = self.models.get();
+        let policy = self.guard_policy(tenant);
         let guard = (models.and_then(|m| m.guard.clone()))
-            .filter(|_| self.guard.screen_chat)
+            .filter(|_| policy.screens())
             .map(|handle| Guard {
                 handle: handle.for_tenant(tenant),
-                config: self.guard,
+                policy,
+                config: self.guard.clone(),
                 metrics: self.guard_metrics.clone(),
             });
         ChatPipeline {

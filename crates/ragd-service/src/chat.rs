@@ -23,8 +23,10 @@ use tracing::Instrument;
 use crate::cache::{self, CacheKey, CacheKeyParts, Lookup, ResponseCache, SemanticCache, SemanticQuery};
 use crate::collections::{Collections, RetrievedChunk, SearchQuery};
 use crate::error::ServiceError;
+use crate::generation::output_check::OutputCheck;
 use crate::generation::GenSettings;
-use crate::guard::Guard;
+use crate::guard::{Guard, GuardFlag};
+use crate::guard_policy::GuardAction;
 use crate::models::{GeneratorHandle, ModelHandle};
 use crate::rag::{self, RagRequest, RagTemplate, Source};
 use crate::tenant::Tenant;
@@ -84,8 +86,8 @@ pub struct BlockedChunk {
 pub enum Prepared {
     /// An earlier answer (its `id` and `created` are the earlier request's).
     Cached { body: Value, hit: CacheHit },
-    /// The prompt to generate from.
-    Generate(ChatJob),
+    /// The prompt to generate from (boxed: far larger than a cached body).
+    Generate(Box<ChatJob>),
 }
 
 /// A prompt ready for the generator, with what the answer shows of its
@@ -100,6 +102,10 @@ pub struct ChatJob {
     /// into, and its new content (what a forwarded request sends instead).
     pub rag_question: Option<(usize, String)>,
     pub keys: CacheKeys,
+    /// Flagged texts the tenant's policy let through (`guard_flags`).
+    pub guard_flags: Vec<GuardFlag>,
+    /// Checks of the answer (the tenant's policy screens answers).
+    pub output: Option<OutputCheck>,
 }
 
 /// A request checked and augmented here for a generator elsewhere (an
@@ -109,6 +115,7 @@ pub struct ForwardJob {
     pub blocked: Option<Vec<BlockedChunk>>,
     /// As [`ChatJob::rag_question`].
     pub rag_question: Option<(usize, String)>,
+    pub guard_flags: Vec<GuardFlag>,
 }
 
 /// Where a fresh answer goes: the exact cache (`None`: not cacheable or
@@ -131,6 +138,10 @@ struct Augmented {
     messages: Vec<ChatMessage>,
     sources: Option<Vec<RetrievedChunk>>,
     blocked: Option<Vec<BlockedChunk>>,
+    /// Flagged chunks kept by a `flag` policy.
+    flags: Vec<GuardFlag>,
+    /// The canary placed in the prompt (answers screened).
+    canary: Option<String>,
 }
 
 impl Augmented {
@@ -185,7 +196,7 @@ impl ChatPipeline<'_> {
             let augmented = self.augment(&req).await?;
             Ok::<_, ServiceError>(Ok((augmented, semantic_query)))
         };
-        let ((), retrieved) = tokio::try_join!(input_check, retrieval)?;
+        let (input_flag, retrieved) = tokio::try_join!(input_check, retrieval)?;
         let (augmented, semantic_query) = match retrieved {
             Err(body) => {
                 return Ok(Prepared::Cached {
@@ -216,7 +227,16 @@ impl ChatPipeline<'_> {
         };
         if let Some(cache) = self.exact_cache.filter(|_| cacheable) {
             let _span = tracing::info_span!("cache", cache.kind = "exact").entered();
-            let shown = serde_json::json!([augmented.sources, augmented.blocked]);
+            // What the answer shows besides its text, and the policy that
+            // screened it: another policy may answer otherwise.
+            let policy = self.guard.as_ref().map(|g| &g.policy);
+            let shown = serde_json::json!([
+                augmented.sources,
+                augmented.blocked,
+                augmented.flags,
+                input_flag,
+                policy
+            ]);
             let parts = CacheKeyParts {
                 tenant: &req.tenant,
                 endpoint: "chat",
@@ -238,35 +258,47 @@ impl ChatPipeline<'_> {
                 Lookup::Miss(key) => keys.exact = Some(key),
             }
         }
-        Ok(Prepared::Generate(ChatJob {
+        let output = (self.guard.as_ref())
+            .filter(|g| g.policy.output)
+            .map(|g| OutputCheck {
+                canary: augmented.canary,
+                guard: Some(g.clone()),
+            });
+        Ok(Prepared::Generate(Box::new(ChatJob {
             rag_question,
             prompt,
             sources: augmented.sources,
             blocked: augmented.blocked,
             keys,
-        }))
+            guard_flags: input_flag.into_iter().chain(augmented.flags).collect(),
+            output,
+        })))
     }
 
     /// The guard and retrieval of [`Self::prepare`], for a request another
     /// server will answer (no caches: their keys name local models).
     pub async fn prepare_forward(&self, req: ChatRequest) -> Result<ForwardJob, ServiceError> {
         let stages = async { tokio::try_join!(self.check_input(&req), self.augment(&req)) };
-        let ((), augmented) = stages.instrument(chat_span(&req, None)).await?;
+        let (input_flag, augmented) = stages.instrument(chat_span(&req, None)).await?;
         Ok(ForwardJob {
             rag_question: augmented.rag_question(req.rag.is_some()),
             sources: augmented.sources,
             blocked: augmented.blocked,
+            guard_flags: input_flag.into_iter().chain(augmented.flags).collect(),
         })
     }
 
     /// The guard's verdict on the question (the last user message), when
-    /// chat requests are screened.
-    async fn check_input(&self, req: &ChatRequest) -> Result<(), ServiceError> {
-        match (&self.guard, rag::question_index(&req.messages)) {
+    /// the tenant's policy screens it.
+    async fn check_input(&self, req: &ChatRequest) -> Result<Option<GuardFlag>, ServiceError> {
+        match (
+            self.guard.as_ref().filter(|g| g.policy.input),
+            rag::question_index(&req.messages),
+        ) {
             (Some(guard), Ok(q)) => {
                 timing::timed("guard", guard.check_input(req.messages[q].content.clone())).await
             }
-            _ => Ok(()),
+            _ => Ok(None),
         }
     }
 
@@ -307,6 +339,7 @@ impl ChatPipeline<'_> {
             messages: &req.messages,
             question,
             rag: req.rag.as_ref(),
+            guard_policy: self.guard.as_ref().map(|g| &g.policy),
         };
         let Some(query) = cache.query(embedder, parts).await? else {
             return Ok(SemanticLookup::Miss(None));
@@ -325,6 +358,8 @@ impl ChatPipeline<'_> {
                 messages: req.messages.clone(),
                 sources: None,
                 blocked: None,
+                flags: Vec::new(),
+                canary: None,
             });
         };
         let q = rag::question_index(&req.messages)?;
@@ -352,31 +387,74 @@ impl ChatPipeline<'_> {
             .instrument(span.clone());
         let mut chunks = timing::timed("retrieve", retrieve).await?.chunks;
         span.record("rag.chunks", chunks.len() as i64);
-        let mut blocked = None;
-        if let Some(guard) = &self.guard {
+        let (mut blocked, mut flags) = (None, Vec::new());
+        if let Some(guard) = self.guard.as_ref().filter(|g| g.policy.context) {
             let screen = guard.screen(chunks.iter().map(|c| c.text.clone()).collect());
             let verdicts = timing::timed("guard", screen).await?;
-            let (kept, flagged): (Vec<_>, Vec<_>) =
-                chunks.into_iter().zip(verdicts).partition(|(_, v)| v.is_none());
-            blocked = Some(
-                flagged
-                    .into_iter()
-                    .map(|(c, score)| BlockedChunk {
-                        document_id: c.document_id,
-                        chunk_id: c.chunk_id,
-                        chunk_index: c.chunk_index,
-                        injection_score: score.unwrap_or_default(),
-                    })
-                    .collect(),
-            );
-            chunks = kept.into_iter().map(|(c, _)| c).collect();
+            let flagged = verdicts.iter().flatten().count() as u64;
+            match guard.policy.action {
+                GuardAction::Block if flagged > 0 => {
+                    guard
+                        .metrics
+                        .blocks
+                        .with_label_values(&["context"])
+                        .inc_by(flagged);
+                    return Err(ServiceError::Blocked(format!(
+                        "{flagged} retrieved chunk(s) were flagged as prompt injections; this tenant's policy refuses the request"
+                    )));
+                }
+                GuardAction::Flag => {
+                    guard
+                        .metrics
+                        .flags
+                        .with_label_values(&["context"])
+                        .inc_by(flagged);
+                    flags = (chunks.iter().zip(&verdicts))
+                        .filter_map(|(c, v)| {
+                            v.map(|score| GuardFlag {
+                                stage: "context",
+                                score,
+                                document_id: Some(c.document_id.clone()),
+                            })
+                        })
+                        .collect();
+                }
+                GuardAction::Block | GuardAction::Redact => {
+                    guard
+                        .metrics
+                        .blocks
+                        .with_label_values(&["context"])
+                        .inc_by(flagged);
+                    let (kept, left_out): (Vec<_>, Vec<_>) =
+                        chunks.into_iter().zip(verdicts).partition(|(_, v)| v.is_none());
+                    blocked = Some(
+                        (left_out.into_iter())
+                            .map(|(c, score)| BlockedChunk {
+                                document_id: c.document_id,
+                                chunk_id: c.chunk_id,
+                                chunk_index: c.chunk_index,
+                                injection_score: score.unwrap_or_default(),
+                            })
+                            .collect(),
+                    );
+                    chunks = kept.into_iter().map(|(c, _)| c).collect();
+                }
+            }
         }
         let sources: Vec<Source<'_>> = chunks.iter().map(Source::from).collect();
-        let messages = rag::augment(self.rag_template, req.messages.clone(), q, &sources)?;
+        let mut messages = rag::augment(self.rag_template, req.messages.clone(), q, &sources)?;
+        // Answers are screened: a marker the answer must never repeat.
+        let canary = (self.guard.as_ref().filter(|g| g.policy.output)).map(|g| {
+            let canary = g.config.canary.clone().unwrap_or_else(fresh_canary);
+            rag::add_canary(&mut messages, &canary);
+            canary
+        });
         Ok(Augmented {
             messages,
             sources: Some(chunks),
             blocked,
+            flags,
+            canary,
         })
     }
 }
@@ -391,6 +469,18 @@ fn chat_span(req: &ChatRequest, model: Option<&str>) -> tracing::Span {
         cache.hit = tracing::field::Empty,
         gen_ai.usage.input_tokens = tracing::field::Empty,
     )
+}
+
+/// A marker no one can guess, for one request's prompt.
+fn fresh_canary() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("CANARY-{:016x}", h.finish())
 }
 
 enum SemanticLookup {

@@ -39,6 +39,8 @@ pub struct ModelsConfig {
     pub max_step_tokens: usize,
     /// Most sequences generating at once.
     pub max_running: usize,
+    /// Automatic prefix caching in the generator's KV cache, per tenant.
+    pub prefix_cache: bool,
     /// The generator's tool-call syntax (`None`: judged from its chat
     /// template and name).
     pub tool_call_format: Option<ToolCallFormat>,
@@ -63,6 +65,7 @@ impl Default for ModelsConfig {
             max_context: 4096,
             max_step_tokens: 256,
             max_running: 64,
+            prefix_cache: true,
             tool_call_format: None,
         }
     }
@@ -90,7 +93,7 @@ impl Default for RequestLimits {
 }
 
 /// How the injection guard decides and what it may cost.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GuardConfig {
     /// Injection probability at or above which a text is flagged.
     pub threshold: f32,
@@ -98,6 +101,11 @@ pub struct GuardConfig {
     pub max_windows: usize,
     /// Screen chat requests (last user message, retrieved chunks).
     pub screen_chat: bool,
+    /// Screen chat answers: the guard's score, and a canary in RAG prompts.
+    pub screen_output: bool,
+    /// The canary put in RAG prompts when answers are screened; `None`: a
+    /// fresh random one per request.
+    pub canary: Option<String>,
 }
 
 impl Default for GuardConfig {
@@ -106,6 +114,8 @@ impl Default for GuardConfig {
             threshold: 0.5,
             max_windows: 32,
             screen_chat: false,
+            screen_output: false,
+            canary: None,
         }
     }
 }

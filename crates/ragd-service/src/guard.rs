@@ -9,9 +9,12 @@
 
 use tracing::Instrument;
 
+use serde::Serialize;
+
 use crate::config::GuardConfig;
 use crate::embedding::{tokenize_and_frame, Input};
 use crate::error::ServiceError;
+use crate::guard_policy::{GuardAction, GuardPolicy};
 use crate::metrics::GuardMetrics;
 use crate::models::ModelHandle;
 
@@ -66,49 +69,84 @@ pub async fn injection_scores(
 }
 
 /// The guard as the chat path uses it: the model (queued as the
-/// request's tenant), its settings and its block counters.
+/// request's tenant), the tenant's policy, the server's window budget and
+/// the block counters.
 #[derive(Clone)]
 pub struct Guard {
     pub handle: ModelHandle,
+    pub policy: GuardPolicy,
     pub config: GuardConfig,
     pub metrics: GuardMetrics,
 }
 
+/// A text the guard flagged that the policy let through (`flag`), as the
+/// response lists it in `guard_flags`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardFlag {
+    /// `input`, `context` or `output`.
+    pub stage: &'static str,
+    pub score: f32,
+    /// The flagged chunk's document (stage `context`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<String>,
+}
+
 impl Guard {
-    /// Refuses the request when `text` (the last user message) is flagged.
-    pub async fn check_input(&self, text: String) -> Result<(), ServiceError> {
-        let scores = injection_scores(&self.handle, vec![text], self.config.max_windows)
-            .instrument(tracing::info_span!("guard", stage = "input"))
-            .await?;
-        let score = scores[0];
-        if score >= self.config.threshold {
-            self.metrics.blocks.with_label_values(&["input"]).inc();
-            return Err(ServiceError::Blocked(format!(
-                "the last user message was flagged as a prompt injection (score {score:.3}) and was not sent to the model"
-            )));
-        }
-        Ok(())
+    /// The injection score of each text, the policy's allowed phrases
+    /// taken out first.
+    async fn scores(
+        &self,
+        texts: Vec<String>,
+        max_windows: usize,
+        stage: &'static str,
+    ) -> Result<Vec<f32>, ServiceError> {
+        let texts = texts.iter().map(|t| self.policy.without_allowed(t)).collect();
+        injection_scores(&self.handle, texts, max_windows)
+            .instrument(tracing::info_span!("guard", stage))
+            .await
     }
 
-    /// One verdict per retrieved text: `Some(score)` for a flagged one (to
-    /// be left out of the prompt), `None` for one that may go in.
+    /// The question's verdict: refused (`block`, `redact`) or let through
+    /// with a flag (`flag`) when flagged.
+    pub async fn check_input(&self, text: String) -> Result<Option<GuardFlag>, ServiceError> {
+        let score = self.scores(vec![text], self.config.max_windows, "input").await?[0];
+        if score < self.policy.threshold {
+            return Ok(None);
+        }
+        if self.policy.action == GuardAction::Flag {
+            self.metrics.flags.with_label_values(&["input"]).inc();
+            return Ok(Some(GuardFlag {
+                stage: "input",
+                score,
+                document_id: None,
+            }));
+        }
+        self.metrics.blocks.with_label_values(&["input"]).inc();
+        Err(ServiceError::Blocked(format!(
+            "the last user message was flagged as a prompt injection (score {score:.3}) and was not sent to the model"
+        )))
+    }
+
+    /// One verdict per retrieved text: `Some(score)` for a flagged one,
+    /// `None` for one that may go in. What a flag does is the caller's.
     pub async fn screen(&self, texts: Vec<String>) -> Result<Vec<Option<f32>>, ServiceError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
         // Retrieved chunks are each at most one embedder window long and
         // their number is bounded by `max_top_k`: no budget of their own.
-        let scores = injection_scores(&self.handle, texts, usize::MAX)
-            .instrument(tracing::info_span!("guard", stage = "context"))
-            .await?;
-        let threshold = self.config.threshold;
-        let verdicts: Vec<Option<f32>> = scores
+        let scores = self.scores(texts, usize::MAX, "context").await?;
+        let threshold = self.policy.threshold;
+        Ok(scores
             .into_iter()
             .map(|s| (s >= threshold).then_some(s))
-            .collect();
-        let flagged = verdicts.iter().flatten().count();
-        (self.metrics.blocks.with_label_values(&["context"])).inc_by(flagged as u64);
-        Ok(verdicts)
+            .collect())
+    }
+
+    /// The answer's score when flagged.
+    pub async fn check_output(&self, text: String) -> Result<Option<f32>, ServiceError> {
+        let score = self.scores(vec![text], self.config.max_windows, "output").await?[0];
+        Ok((score >= self.policy.threshold).then_some(score))
     }
 }
 

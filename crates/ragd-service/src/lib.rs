@@ -26,6 +26,7 @@ pub mod embedding;
 pub mod error;
 pub mod generation;
 pub mod guard;
+pub mod guard_policy;
 pub mod local;
 pub mod metrics;
 pub mod models;

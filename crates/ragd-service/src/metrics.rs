@@ -6,8 +6,11 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 /// Guard decisions on the chat path, by stage (`input`, `context`).
 #[derive(Clone)]
 pub struct GuardMetrics {
-    /// Requests refused (input) and retrieved chunks left out (context).
+    /// Requests refused (input), retrieved chunks left out or requests
+    /// refused for them (context), answers withheld (output).
     pub blocks: IntCounterVec,
+    /// Flagged texts a `flag` policy let through, by stage.
+    pub flags: IntCounterVec,
 }
 
 impl GuardMetrics {
@@ -15,17 +18,26 @@ impl GuardMetrics {
         let blocks = IntCounterVec::new(
             Opts::new(
                 "ragd_guard_blocks_total",
-                "Chat requests refused (stage input) and retrieved chunks left out of prompts (stage context) by the injection guard",
+                "Texts the injection guard stopped: chat requests refused (stage input), retrieved chunks left out or refused (stage context), answers withheld (stage output)",
             ),
             &["stage"],
         )?;
         // Both stages exist from the start, at 0: a rate over them needs no
         // first block.
-        for stage in ["input", "context"] {
+        let flags = IntCounterVec::new(
+            Opts::new(
+                "ragd_guard_flags_total",
+                "Texts the injection guard flagged that a tenant's `flag` policy let through, by stage",
+            ),
+            &["stage"],
+        )?;
+        for stage in ["input", "context", "output"] {
             blocks.with_label_values(&[stage]);
+            flags.with_label_values(&[stage]);
         }
         registry.register(Box::new(blocks.clone()))?;
-        Ok(Self { blocks })
+        registry.register(Box::new(flags.clone()))?;
+        Ok(Self { blocks, flags })
     }
 }
 

@@ -232,6 +232,7 @@ impl Fixture {
         let metrics = GuardMetrics::register(&registry).expect("register guard metrics");
         let guard = Guard {
             handle: fake_guard(GUARD_WORD),
+            policy: crate::guard_policy::GuardPolicy::from_config(&config),
             config,
             metrics,
         };

@@ -52,7 +52,7 @@ async fn prepare(f: &Fixture, req: ChatRequest) -> Result<Prepared, ServiceError
 /// The job of a request the pipeline sends to the generator.
 async fn prepared_job(f: &Fixture, req: ChatRequest) -> ChatJob {
     match prepare(f, req).await {
-        Ok(Prepared::Generate(job)) => job,
+        Ok(Prepared::Generate(job)) => *job,
         Ok(Prepared::Cached { hit, .. }) => panic!("answered from the {hit:?} cache"),
         Err(e) => panic!("refused: {e}"),
     }
@@ -73,7 +73,9 @@ fn submit(f: &Fixture, tenant: &str, job: &ChatJob, settings: &GenSettings) -> V
 /// Generates the answer of `job` and returns it as a response body.
 async fn answer(f: &Fixture, tenant: &str, job: &ChatJob, settings: &GenSettings) -> Value {
     let choices = submit(f, tenant, job, settings);
-    let (pieces, _) = generation::collect_all(choices).await.expect("generate");
+    let (pieces, _) = generation::collect_all(choices, job.prompt.len())
+        .await
+        .expect("generate");
     json!({"choices": [{"message": {"role": "assistant", "content": pieces[0].text}}]})
 }
 
@@ -330,9 +332,11 @@ async fn streaming_and_collecting_give_the_same_text_and_finish() {
 
     let mut settings = greedy(max_tokens);
     let choices = submit(&f, TENANT, &job, &settings);
-    let (pieces, tokens) = generation::collect_all(choices).await.expect("generate");
+    let (pieces, usage) = generation::collect_all(choices, job.prompt.len())
+        .await
+        .expect("generate");
     assert_eq!(pieces.len(), 1);
-    assert_eq!(tokens, reference.len());
+    assert_eq!(usage.completion_tokens, Some(reference.len()));
     assert_eq!(pieces[0].text, reference_text);
     assert_eq!(pieces[0].finish_reason, Some(reference_finish));
 
@@ -350,7 +354,9 @@ async fn streaming_and_collecting_give_the_same_text_and_finish() {
     settings.stream = false;
     let cut = &reference_text[..reference_text.find(&stop).unwrap()];
     let choices = submit(&f, TENANT, &job, &settings);
-    let (pieces, _) = generation::collect_all(choices).await.expect("generate");
+    let (pieces, _) = generation::collect_all(choices, job.prompt.len())
+        .await
+        .expect("generate");
     assert_eq!(
         (pieces[0].text.as_str(), pieces[0].finish_reason),
         (cut, Some("stop"))
@@ -385,7 +391,9 @@ async fn a_json_schema_shapes_every_choice() {
     };
     let settings = fields.validate(Some(120), None).expect("valid settings");
     let choices = submit(&f, TENANT, &job, &settings);
-    let (pieces, _) = generation::collect_all(choices).await.expect("generate");
+    let (pieces, _) = generation::collect_all(choices, job.prompt.len())
+        .await
+        .expect("generate");
     let mut seen = std::collections::BTreeSet::new();
     for p in &pieces {
         let v: Value =
@@ -467,7 +475,7 @@ async fn tools_go_to_a_template_that_reads_them_else_to_the_system_message() {
     let req = with_tools("Weather in a city");
     let tenant = req.tenant.clone();
     let job = match f.pipeline(&tenant).prepare(&generator, req).await {
-        Ok(Prepared::Generate(job)) => job,
+        Ok(Prepared::Generate(job)) => *job,
         _ => panic!("not a generation job"),
     };
     let text = decode(&job.prompt);

@@ -9,7 +9,7 @@ use std::time::Instant;
 use ragd_client::{parse_chunk, SseEvent, SseParser};
 use serde_json::json;
 
-use super::prompt::prompt;
+use super::prompt::{prompt, rag_prompt};
 use super::report::LevelReport;
 use crate::stats::percentile;
 
@@ -22,6 +22,8 @@ struct RequestStats {
     e2e: f64,
     completion_tokens: u64,
     prompt_tokens: Option<u64>,
+    /// Prompt tokens the server's prefix cache held (when it says).
+    cached_tokens: Option<u64>,
 }
 
 /// The server under test and what every request asks of it.
@@ -30,7 +32,9 @@ pub(super) struct Target {
     url: String,
     api_key: Option<String>,
     model: String,
-    prompt_tokens: usize,
+    /// Tokens of sources shared by every request (0: none), and of each
+    /// request's own text.
+    prompt_tokens: [usize; 2],
     max_tokens: usize,
     /// Added to every request when set (structured outputs).
     response_format: Option<serde_json::Value>,
@@ -45,7 +49,7 @@ impl Target {
         url: String,
         api_key: Option<String>,
         model: String,
-        prompt_tokens: usize,
+        prompt_tokens: [usize; 2],
         max_tokens: usize,
         response_format: Option<serde_json::Value>,
     ) -> Self {
@@ -74,9 +78,13 @@ impl Target {
 
     async fn one_request(&self) -> anyhow::Result<RequestStats> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let text = match self.prompt_tokens {
+            [0, own] => prompt(&format!("{}-{id}", self.run), own),
+            [shared, own] => rag_prompt(self.run, id, shared, own),
+        };
         let mut body = json!({
             "model": self.model,
-            "prompt": prompt(&format!("{}-{id}", self.run), self.prompt_tokens),
+            "prompt": text,
             "max_tokens": self.max_tokens,
             "temperature": 0,
             "stream": true,
@@ -120,6 +128,7 @@ impl Target {
                 if info.completion_tokens.is_some() {
                     usage_tokens = info.completion_tokens;
                     stats.prompt_tokens = info.prompt_tokens;
+                    stats.cached_tokens = info.cached_tokens;
                 }
                 if info.text.is_empty() {
                     continue;
@@ -181,10 +190,10 @@ pub(super) async fn run_level(target: Arc<Target>, concurrency: usize, per_clien
     let ttft: Vec<f64> = ok.iter().filter_map(|s| s.ttft).collect();
     let itl: Vec<f64> = ok.iter().flat_map(|s| s.itl.iter().copied()).collect();
     let e2e: Vec<f64> = ok.iter().map(|s| s.e2e).collect();
-    let prompts: Vec<f64> = ok
-        .iter()
-        .filter_map(|s| s.prompt_tokens.map(|p| p as f64))
-        .collect();
+    let mean_of = |get: fn(&RequestStats) -> Option<u64>| {
+        let xs: Vec<f64> = ok.iter().filter_map(|s| get(s).map(|x| x as f64)).collect();
+        (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+    };
     LevelReport {
         concurrency,
         requests: results.len(),
@@ -194,7 +203,8 @@ pub(super) async fn run_level(target: Arc<Target>, concurrency: usize, per_clien
             .find_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))),
         wall_s,
         output_tokens: ok.iter().map(|s| s.completion_tokens).sum(),
-        prompt_tokens_mean: (!prompts.is_empty()).then(|| prompts.iter().sum::<f64>() / prompts.len() as f64),
+        prompt_tokens_mean: mean_of(|s| s.prompt_tokens),
+        cached_tokens_mean: mean_of(|s| s.cached_tokens),
         ttft_ms: [ms(percentile(&ttft, 50.0)), ms(percentile(&ttft, 99.0))],
         itl_ms: [ms(percentile(&itl, 50.0)), ms(percentile(&itl, 99.0))],
         e2e_ms_p50: ms(percentile(&e2e, 50.0)),

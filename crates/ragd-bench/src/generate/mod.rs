@@ -6,7 +6,10 @@
 //! unmeasured warm-up request. Every request asks for exactly `--max-tokens`
 //! tokens (`ignore_eos`, a llama.cpp and vLLM extension) from a
 //! deterministic English prompt of about `--prompt-tokens` tokens that starts
-//! with its request number, so prompt caches cannot serve it.
+//! with its request number, so prompt caches cannot serve it. With
+//! `--shared-prefix-tokens N` the prompts are RAG-shaped instead: the same
+//! ~N tokens of sources for every request of the run (a prefix cache can
+//! hold them), then a numbered question of ~`--prompt-tokens` tokens.
 //!
 //! Measured per request: time to first token (request sent to the first
 //! chunk with text), the gaps between content chunks (inter-token latency;
@@ -58,6 +61,11 @@ pub struct GenerateBenchArgs {
     /// Approximate prompt length in tokens (about 0.87 English words per token).
     #[arg(long, env = "RAGD_BENCH_PROMPT_TOKENS", default_value_t = 128)]
     pub prompt_tokens: usize,
+    /// RAG-shaped prompts: about this many tokens of sources shared by
+    /// every request of the run, before the `--prompt-tokens` of the
+    /// request's own question. 0: every prompt is its own.
+    #[arg(long, env = "RAGD_BENCH_SHARED_PREFIX_TOKENS", default_value_t = 0)]
+    pub shared_prefix_tokens: usize,
     /// Tokens to generate per request (`max_tokens`, with `ignore_eos`).
     #[arg(long, env = "RAGD_BENCH_MAX_TOKENS", default_value_t = 128)]
     pub max_tokens: usize,
@@ -100,15 +108,15 @@ pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
             None => None,
         };
         eprintln!(
-            "bench generate: {url} model `{model}`, {} prompt tokens, {} new tokens, {} requests per client",
-            args.prompt_tokens, args.max_tokens, args.requests_per_client
+            "bench generate: {url} model `{model}`, {} shared + {} prompt tokens, {} new tokens, {} requests per client",
+            args.shared_prefix_tokens, args.prompt_tokens, args.max_tokens, args.requests_per_client
         );
         let target = Arc::new(Target::new(
             client,
             url.clone(),
             args.api_key,
             model.clone(),
-            args.prompt_tokens,
+            [args.shared_prefix_tokens, args.prompt_tokens],
             args.max_tokens,
             response_format,
         ));
@@ -130,6 +138,7 @@ pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
                 "url": url,
                 "model": model,
                 "prompt_tokens": args.prompt_tokens,
+                "shared_prefix_tokens": args.shared_prefix_tokens,
                 "max_tokens": args.max_tokens,
                 "requests_per_client": args.requests_per_client,
                 "levels": levels.iter().map(LevelReport::to_json).collect::<Vec<_>>(),

@@ -1,5 +1,6 @@
 //! The prompts of `ragd bench generate`: a request number, then about the
-//! requested number of tokens of fixed English text.
+//! requested number of tokens of fixed English text; or, RAG-shaped, the
+//! same sources for every request of a run, then a numbered question.
 
 const WORDS: &str = "Retrieval augmented generation answers a question in two steps. First a search \
     engine finds the passages of a document collection that are closest in meaning to the question, \
@@ -21,13 +22,34 @@ const WORDS_PER_TOKEN: f64 = 0.87;
 /// English, the same text for every request after the number. `id` includes
 /// a per-run prefix so a server's prompt cache does not serve a rerun either.
 pub fn prompt(id: &str, tokens: usize) -> String {
-    let n_words = ((tokens as f64) * WORDS_PER_TOKEN).round().max(1.0) as usize;
     let mut out = format!("Request {id}.");
-    for w in WORDS.split_whitespace().cycle().take(n_words.saturating_sub(2)) {
+    push_words(&mut out, tokens, 2);
+    out
+}
+
+/// A RAG-shaped prompt: about `shared_tokens` tokens of sources, the same
+/// for every request of run `run` (what a prefix cache can hold), then
+/// question `id` of about `question_tokens` tokens.
+pub fn rag_prompt(run: u64, id: u64, shared_tokens: usize, question_tokens: usize) -> String {
+    let mut out = format!("Answer from the sources of run {run}.\nSources:");
+    push_words(&mut out, shared_tokens, 8);
+    out.push_str(&format!("\nQuestion {id}:"));
+    push_words(&mut out, question_tokens, 2);
+    out
+}
+
+/// Appends about `tokens` tokens of [`WORDS`], less `taken` words already
+/// spent on a header.
+fn push_words(out: &mut String, tokens: usize, taken: usize) {
+    let n_words = ((tokens as f64) * WORDS_PER_TOKEN).round().max(1.0) as usize;
+    for w in WORDS
+        .split_whitespace()
+        .cycle()
+        .take(n_words.saturating_sub(taken))
+    {
         out.push(' ');
         out.push_str(w);
     }
-    out
 }
 
 #[cfg(test)]
@@ -41,5 +63,26 @@ mod tests {
         assert_eq!(a.split_whitespace().count(), 111);
         assert!(a.starts_with("Request 7-0. Retrieval"));
         assert_eq!(prompt("3", 1), "Request 3.");
+    }
+
+    #[test]
+    fn rag_prompts_share_their_sources_within_a_run() {
+        let (a, b) = (rag_prompt(7, 0, 1000, 24), rag_prompt(7, 1, 1000, 24));
+        let split = |p: &str| {
+            p.split_once("\nQuestion")
+                .map(|(s, q)| (s.to_string(), q.to_string()))
+                .unwrap()
+        };
+        let ((sa, qa), (sb, qb)) = (split(&a), split(&b));
+        assert_eq!(sa, sb);
+        assert_ne!(qa, qb);
+        assert_ne!(
+            split(&rag_prompt(8, 0, 1000, 24)).0,
+            sa,
+            "another run, other sources"
+        );
+        assert_eq!(sa.split_whitespace().count(), 870);
+        // "Question" went with the split: " 0:" and 19 words remain.
+        assert_eq!(qa.split_whitespace().count(), 20);
     }
 }

@@ -13,6 +13,8 @@ pub struct LevelReport {
     pub wall_s: f64,
     pub output_tokens: u64,
     pub prompt_tokens_mean: Option<f64>,
+    /// Mean prompt tokens the server's prefix cache held (when it says).
+    pub cached_tokens_mean: Option<f64>,
     pub ttft_ms: [Option<f64>; 2],
     pub itl_ms: [Option<f64>; 2],
     pub e2e_ms_p50: Option<f64>,
@@ -33,6 +35,7 @@ impl LevelReport {
             "output_tokens": self.output_tokens,
             "output_tokens_per_s": self.tokens_per_second(),
             "prompt_tokens_mean": self.prompt_tokens_mean,
+            "cached_tokens_mean": self.cached_tokens_mean,
             "ttft_p50_ms": self.ttft_ms[0],
             "ttft_p99_ms": self.ttft_ms[1],
             "itl_p50_ms": self.itl_ms[0],

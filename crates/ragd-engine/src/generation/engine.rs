@@ -3,6 +3,7 @@
 //! HTTP layer submits to.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use ragd_core::{Generator, KvLayout, ModelError};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::request::{FinishReason, GenerationEvent, GenerationLimits, GenerationRequest, Usage};
-use super::scheduler::{Scheduler, SeqId, StepPlan};
+use super::scheduler::{Scheduler, SeqId, Sequence, StepPlan};
 use super::GenerationMetrics;
 use crate::fair::{Admission, Permit, TenantKey};
 use crate::kv_blocks::BlockPool;
@@ -28,6 +29,8 @@ struct Submission {
     /// Its waiting slot, held until it is first admitted.
     permit: Permit,
     tx: UnboundedSender<GenerationEvent>,
+    /// Shared with the stream: prompt tokens found in the prefix cache.
+    cached_tokens: Arc<AtomicUsize>,
     submitted: Instant,
     span: tracing::Span,
 }
@@ -35,6 +38,8 @@ struct Submission {
 /// What the engine keeps per sequence besides its tokens and blocks.
 struct Live {
     tx: UnboundedSender<GenerationEvent>,
+    /// Set at its first admission; the stream reads it.
+    cached_tokens: Arc<AtomicUsize>,
     /// The waiting slot of a request not yet started (dropped at its first
     /// admission, or with the request).
     permit: Option<Permit>,
@@ -107,7 +112,8 @@ impl GenerationEngine {
         metrics.kv_blocks_capacity.set(kv_layout.num_blocks as i64);
         metrics.queue.capacity.set(limits.queue_capacity as i64);
         let worker = Worker {
-            sched: Scheduler::new(pool, limits.max_batch_tokens, limits.max_running),
+            sched: Scheduler::new(pool, limits.max_batch_tokens, limits.max_running)
+                .with_prefix_cache(limits.prefix_cache),
             context_len: shared.context_len,
             model,
             metrics,
@@ -152,6 +158,7 @@ impl GenerationEngine {
             .try_acquire(tenant)
             .map_err(|r| s.queue_metrics.refused(r, &s.model_id))?;
         let (tx, rx) = unbounded_channel();
+        let cached_tokens = Arc::new(AtomicUsize::new(0));
         let req_prompt_len = req.prompt.len();
         let sub = Submission {
             req,
@@ -159,13 +166,14 @@ impl GenerationEngine {
             tenant: tenant.cloned(),
             permit,
             tx,
+            cached_tokens: cached_tokens.clone(),
             submitted: Instant::now(),
             span: generate_span(&s.model_id, req_prompt_len, max_tokens),
         };
         if s.tx.send(sub).is_err() {
             return Err(EngineError::Stopped(s.model_id.clone()));
         }
-        Ok(GenerationStream { rx })
+        Ok(GenerationStream { rx, cached_tokens })
     }
 
     /// The one check of a request's prompt and `max_tokens` (the HTTP layer
@@ -203,9 +211,17 @@ impl GenerationEngine {
 /// `None`. Dropping it cancels the request and frees its KV blocks.
 pub struct GenerationStream {
     rx: UnboundedReceiver<GenerationEvent>,
+    cached_tokens: Arc<AtomicUsize>,
 }
 
 impl GenerationStream {
+    /// Prompt tokens the request found in the prefix cache (not
+    /// prefilled): known from its admission, so before its first token; 0
+    /// before, or with the cache off.
+    pub fn cached_tokens(&self) -> usize {
+        self.cached_tokens.load(Ordering::Relaxed)
+    }
+
     /// The next event; `None` after the last one (or if the engine died).
     pub async fn next(&mut self) -> Option<GenerationEvent> {
         self.rx.recv().await
@@ -252,6 +268,7 @@ impl Worker {
         let req = sub.req;
         let live = Live {
             tx: sub.tx,
+            cached_tokens: sub.cached_tokens,
             permit: Some(sub.permit),
             sampler: Sampler::new(req.sampling),
             constraint: req.constraint,
@@ -274,10 +291,7 @@ impl Worker {
     /// Removes the sequences whose stream was dropped, freeing their blocks.
     fn drop_cancelled(&mut self) {
         for seq in self.sched.remove_where(|s| s.payload.tx.is_closed()) {
-            let usage = Usage {
-                prompt_tokens: seq.prompt().len(),
-                completion_tokens: seq.generated().len(),
-            };
+            let usage = usage_of(&seq);
             let ev = GenerationEvent::Finished {
                 reason: FinishReason::Cancelled,
                 usage,
@@ -296,7 +310,9 @@ impl Worker {
         let m = &self.metrics;
         m.running.set(self.sched.running_len() as i64);
         m.waiting.set(self.sched.waiting_len() as i64);
-        m.kv_blocks_used.set(self.sched.pool().used_blocks() as i64);
+        let pool = self.sched.pool();
+        m.kv_blocks_used.set(pool.used_blocks() as i64);
+        m.prefix_cache_blocks.set(pool.cached_blocks() as i64);
     }
 
     fn step(&mut self) {
@@ -304,12 +320,20 @@ impl Worker {
         for &id in &plan.admitted {
             // Started: its waiting slot goes to the next request.
             if let Some(seq) = self.sched.get_mut(id) {
+                let cached = seq.cached_tokens();
                 let live = &mut seq.payload;
                 live.permit = None;
-                live.phase = tracing::info_span!(parent: &live.span, "prefill");
+                live.cached_tokens.store(cached, Ordering::Relaxed);
+                live.phase =
+                    tracing::info_span!(parent: &live.span, "prefill", cached_tokens = cached as i64);
             }
         }
-        self.metrics.preemptions.inc_by(plan.preempted.len() as u64);
+        let m = &self.metrics;
+        m.preemptions.inc_by(plan.preempted.len() as u64);
+        m.prefix_cache_queried_tokens
+            .inc_by(plan.cache_queried_tokens as u64);
+        m.prefix_cache_hit_tokens.inc_by(plan.cache_hit_tokens as u64);
+        m.prefix_cache_evictions.inc_by(plan.cache_evictions);
         if !plan.preempted.is_empty() {
             tracing::debug!(
                 preempted = plan.preempted.len(),
@@ -450,10 +474,7 @@ impl Worker {
                 }
             }
             seq.push_token(token);
-            let usage = Usage {
-                prompt_tokens: seq.prompt().len(),
-                completion_tokens: seq.generated().len(),
-            };
+            let usage = usage_of(seq);
             let reason = if stop || complete {
                 Some(FinishReason::Stop)
             } else if usage.completion_tokens >= max_tokens || seq.tokens().len() >= self.context_len {
@@ -510,6 +531,15 @@ fn generate_span(model: &str, prompt_tokens: usize, max_tokens: usize) -> tracin
         otel.status_code = tracing::field::Empty,
         otel.status_description = tracing::field::Empty,
     )
+}
+
+/// A sequence's token counts so far.
+fn usage_of(seq: &Sequence<Live>) -> Usage {
+    Usage {
+        prompt_tokens: seq.prompt().len(),
+        completion_tokens: seq.generated().len(),
+        cached_tokens: seq.cached_tokens(),
+    }
 }
 
 /// Records how a request ended on its `generate` span.

@@ -28,6 +28,14 @@ pub struct GenerationMetrics {
     pub kv_blocks_capacity: IntGauge,
     /// Sequences evicted from the KV cache to make room (recomputed later).
     pub preemptions: IntCounter,
+    /// Tokens of admitted sequences looked up in the prefix cache, and
+    /// those found there (not prefilled).
+    pub prefix_cache_queried_tokens: IntCounter,
+    pub prefix_cache_hit_tokens: IntCounter,
+    /// Cached KV blocks taken back for new content (LRU).
+    pub prefix_cache_evictions: IntCounter,
+    /// KV blocks in the prefix cache (held by a sequence or not).
+    pub prefix_cache_blocks: IntGauge,
     /// Sequences per model step.
     pub batch_size: Histogram,
     /// Tokens per model step.
@@ -82,6 +90,22 @@ impl GenerationMetrics {
                 "ragd_preemptions_total",
                 "Sequences evicted from the KV cache to make room (recomputed later)",
             ),
+            prefix_cache_queried_tokens: counter(
+                "ragd_prefix_cache_queried_tokens_total",
+                "Tokens of admitted sequences looked up in the prefix cache",
+            ),
+            prefix_cache_hit_tokens: counter(
+                "ragd_prefix_cache_hit_tokens_total",
+                "Tokens found in the prefix cache at admission (not prefilled)",
+            ),
+            prefix_cache_evictions: counter(
+                "ragd_prefix_cache_evictions_total",
+                "Cached KV blocks evicted to make room (least recently used first)",
+            ),
+            prefix_cache_blocks: gauge(
+                "ragd_prefix_cache_blocks",
+                "KV cache blocks held in the prefix cache",
+            ),
             batch_size: hist(
                 "ragd_generation_batch_size",
                 "Sequences per generation step",
@@ -109,6 +133,10 @@ impl GenerationMetrics {
             Box::new(self.kv_blocks_used.clone()),
             Box::new(self.kv_blocks_capacity.clone()),
             Box::new(self.preemptions.clone()),
+            Box::new(self.prefix_cache_queried_tokens.clone()),
+            Box::new(self.prefix_cache_hit_tokens.clone()),
+            Box::new(self.prefix_cache_evictions.clone()),
+            Box::new(self.prefix_cache_blocks.clone()),
             Box::new(self.batch_size.clone()),
             Box::new(self.step_tokens.clone()),
             Box::new(self.queue.capacity.clone()),

@@ -22,6 +22,12 @@ pub struct GenerationLimits {
     /// at most `max_batch_tokens` (so each running stream gets a token every
     /// step).
     pub max_running: usize,
+    /// Automatic prefix caching: full KV blocks stay cached (by content,
+    /// salted with the tenant, so tenants never share) after their request
+    /// ends, and a request whose prompt starts with its tenant's cached
+    /// blocks prefills only the rest. Evicted least recently used when
+    /// blocks run out.
+    pub prefix_cache: bool,
 }
 
 impl Default for GenerationLimits {
@@ -31,6 +37,7 @@ impl Default for GenerationLimits {
             per_tenant_queue_capacity: None,
             max_batch_tokens: 256,
             max_running: 64,
+            prefix_cache: true,
         }
     }
 }
@@ -100,6 +107,8 @@ pub struct Usage {
     /// Tokens the model generated, the stop token included (as vLLM and
     /// OpenAI bill it), so it can be one more than the `Token` events.
     pub completion_tokens: usize,
+    /// Prompt tokens found in the prefix cache (not prefilled).
+    pub cached_tokens: usize,
 }
 
 /// What a [`GenerationStream`](super::GenerationStream) yields: tokens in

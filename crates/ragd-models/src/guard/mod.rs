@@ -1,7 +1,8 @@
 //! Injection/jailbreak classifiers behind [`ragd_core::Classifier`]:
-//! NanoGuard (a port of the PyTorch original) and DeBERTa-v2 sequence
-//! classifiers such as Prompt-Guard-86M. [`load_guard`] picks one from the
-//! files in a model folder.
+//! NanoGuard (a port of the PyTorch original), DeBERTa-v2 sequence
+//! classifiers such as Prompt-Guard-86M, and heads trained by `ragd train
+//! guard` on frozen encoders ([`trained`]). [`load_guard`] picks one from
+//! the files in a model folder.
 
 pub mod deberta;
 pub mod nanoguard;
@@ -11,6 +12,7 @@ mod special_tokens;
 pub mod tiktoken;
 #[doc(hidden)] // For the fuzz target `tiktoken_pickle` (fuzz/).
 pub mod tiktoken_pickle;
+pub mod trained;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ pub use deberta::DebertaGuard;
 pub use nanoguard::NanoGuard;
 pub use nanoguard_checkpoint::NanoGuardConfig;
 pub use tiktoken::TiktokenTokenizer;
+pub use trained::{GuardThreshold, TrainedGuard};
 
 /// The guard formats [`load_guard`] recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,8 @@ pub enum GuardFormat {
     NanoGuard,
     /// `config.json` with `model_type` `deberta-v2`, `model.safetensors`, `tokenizer.json`.
     DebertaV2,
+    /// `config.json` with `model_type` `ragd-trained-guard`, `head.safetensors`.
+    Trained,
 }
 
 /// Which format the files in `dir` are, if any.
@@ -44,15 +49,19 @@ pub fn detect_guard_format(dir: &Path) -> Result<GuardFormat> {
             serde_json::from_str(&text).map_err(|e| ModelError::load(config.display(), e))?;
         return match json.get("model_type").and_then(|v| v.as_str()) {
             Some("deberta-v2") => Ok(GuardFormat::DebertaV2),
+            Some(trained::MODEL_TYPE) => Ok(GuardFormat::Trained),
             other => Err(ModelError::load(
                 config.display(),
-                format!("model_type {other:?} is not a supported guard (deberta-v2)"),
+                format!(
+                    "model_type {other:?} is not a supported guard (deberta-v2, {})",
+                    trained::MODEL_TYPE
+                ),
             )),
         };
     }
     Err(ModelError::load(
         dir.display(),
-        "no guard model here: expected model.pt + tokenizer.pkl (NanoGuard) or config.json (DeBERTa-v2)",
+        "no guard model here: expected model.pt + tokenizer.pkl (NanoGuard) or config.json (DeBERTa-v2, or a guard trained by `ragd train guard`)",
     ))
 }
 
@@ -66,6 +75,10 @@ pub fn load_guard(dir: &Path, device: &Device) -> Result<(Box<dyn Classifier>, A
         }
         GuardFormat::DebertaV2 => {
             let (guard, tokenizer) = DebertaGuard::load_with_tokenizer(dir, &id, device)?;
+            Ok((Box::new(guard), tokenizer))
+        }
+        GuardFormat::Trained => {
+            let (guard, tokenizer) = TrainedGuard::load(dir, &id, device)?;
             Ok((Box::new(guard), tokenizer))
         }
     }

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use ragd_core::{
     Classifier, Framing, ModelError, ModelInfo, ModelKind, Overflow, Result, TextTokenizer, TokenBatch,
 };
@@ -106,12 +106,38 @@ impl NanoGuard {
         self.per_pass = n.max(1);
     }
 
-    /// One forward over `seqs`, each padded to the full window.
-    fn forward_padded(&self, seqs: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+    /// The pooled features the classification head reads (`n_embd` per
+    /// sequence), for heads trained on top of NanoGuard. Each sequence is a
+    /// framed window, as for [`Classifier::classify`].
+    pub fn pooled_features(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
+        self.per_window(batch, |model, ids, mask| model.pooled(ids, mask))
+    }
+
+    /// `f` over the windows of `batch`, `per_pass` at a time, each padded
+    /// to the full window (`f` gets ids and the F32 pooling mask).
+    fn per_window(
+        &self,
+        batch: &TokenBatch,
+        f: impl Fn(&NanoGuardModel, &Tensor, &Tensor) -> candle_core::Result<Tensor>,
+    ) -> Result<Vec<Vec<f32>>> {
+        crate::padding::check_window(batch, self.info.framing.max_len)?;
+        let vocab = self.model.vocab_size();
+        if let Some(&id) = batch.input_ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ModelError::InvalidInput(format!(
+                "token id {id} is not below {vocab}"
+            )));
+        }
         let width = self.model.config().sequence_len;
-        let (ids, mask) = crate::padding::pad(seqs, self.pad_id, Some(width), &self.device)?;
-        let mask = mask.to_dtype(candle_core::DType::F32)?;
-        self.model.forward(&ids, &mask)?.to_vec2()
+        let seqs: Vec<&[u32]> = batch.seqs().collect();
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(self.per_pass) {
+            let _span = tracing::trace_span!("nanoguard_forward", seqs = chunk.len()).entered();
+            let rows = crate::padding::pad(chunk, self.pad_id, Some(width), &self.device)
+                .and_then(|(ids, mask)| f(&self.model, &ids, &mask.to_dtype(DType::F32)?))
+                .and_then(|t| t.to_vec2());
+            out.extend(rows.map_err(inference)?);
+        }
+        Ok(out)
     }
 }
 
@@ -125,19 +151,6 @@ impl Classifier for NanoGuard {
     }
 
     fn classify(&mut self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
-        crate::padding::check_window(batch, self.info.framing.max_len)?;
-        let vocab = self.model.vocab_size();
-        if let Some(&id) = batch.input_ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(ModelError::InvalidInput(format!(
-                "token id {id} is not below {vocab}"
-            )));
-        }
-        let seqs: Vec<&[u32]> = batch.seqs().collect();
-        let mut out = Vec::with_capacity(seqs.len());
-        for chunk in seqs.chunks(self.per_pass) {
-            let _span = tracing::trace_span!("nanoguard_forward", seqs = chunk.len()).entered();
-            out.extend(self.forward_padded(chunk).map_err(inference)?);
-        }
-        Ok(out)
+        self.per_window(batch, |model, ids, mask| model.forward(ids, mask))
     }
 }

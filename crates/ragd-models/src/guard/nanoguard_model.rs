@@ -108,6 +108,14 @@ impl NanoGuardModel {
     /// Class probabilities for `ids` (`[B, T]`, U32) with `mask` (`[B, T]`,
     /// F32, 1 on real tokens) marking the tokens that are pooled.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let pooled = self.pooled(ids, mask)?;
+        let logits = pooled.matmul(&self.cls_head_t)?.broadcast_add(&self.cls_head_b)?;
+        softmax_last_dim(&logits)
+    }
+
+    /// What the classification head sees (`[B, n_embd]`): the masked mean
+    /// of the last hidden states, layer-normed.
+    pub fn pooled(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let e = self.config.n_embd;
         let norm = |x: &Tensor| rms_norm(x, &self.ones_embd, RMS_EPS);
@@ -123,9 +131,7 @@ impl NanoGuardModel {
         let mask = mask.unsqueeze(2)?;
         let count = mask.sum(1)?.clamp(1f32, f32::MAX)?;
         let pooled = x.broadcast_mul(&mask)?.sum(1)?.broadcast_div(&count)?;
-        let pooled = layer_norm(&pooled, &self.cls_norm_w, &self.cls_norm_b, LAYER_NORM_EPS)?;
-        let logits = pooled.matmul(&self.cls_head_t)?.broadcast_add(&self.cls_head_b)?;
-        softmax_last_dim(&logits)
+        layer_norm(&pooled, &self.cls_norm_w, &self.cls_norm_b, LAYER_NORM_EPS)
     }
 
     /// Unmasked bidirectional attention of `x` (`[B*T, C]`), output projected.

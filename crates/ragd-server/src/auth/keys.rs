@@ -14,18 +14,32 @@
 //! created = 1767225600        # unix seconds
 //! ```
 //!
+//! A tenant may also have its own guard policy (see
+//! `ragd_service::guard_policy`), kept in the same file:
+//!
+//! ```toml
+//! [guard_policies.acme]
+//! input = true
+//! context = true
+//! output = true
+//! threshold = 0.8
+//! action = "flag"             # block, redact (default) or flag
+//! allow = ["ignore the previous formatting"]
+//! ```
+//!
 //! The admin endpoints change it; every change is written to a temporary
 //! file, fsynced and renamed over the old one (then the folder is fsynced),
 //! so a crash leaves the old file or the new one, never a mix. Edits by hand
 //! take effect at the next start.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use ragd_service::guard_policy::GuardPolicy;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -57,6 +71,9 @@ pub struct KeyRecord {
 struct KeysFile {
     #[serde(default)]
     keys: Vec<KeyRecord>,
+    /// Tenants' own guard policies (others use the server's flags).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    guard_policies: BTreeMap<String, GuardPolicy>,
 }
 
 /// SHA-256 of `key`, lowercase hex.
@@ -114,10 +131,11 @@ pub struct KeyOwner {
 struct Table {
     records: Vec<KeyRecord>,
     by_hash: HashMap<String, KeyOwner>,
+    policies: BTreeMap<String, GuardPolicy>,
 }
 
 impl Table {
-    fn new(records: Vec<KeyRecord>) -> Self {
+    fn new(records: Vec<KeyRecord>, policies: BTreeMap<String, GuardPolicy>) -> Self {
         let by_hash = records
             .iter()
             .map(|r| {
@@ -128,7 +146,11 @@ impl Table {
                 (r.sha256.clone(), owner)
             })
             .collect();
-        Self { records, by_hash }
+        Self {
+            records,
+            by_hash,
+            policies,
+        }
     }
 }
 
@@ -138,14 +160,14 @@ impl KeyRing {
     /// entry, is an error: better not to start than to start with the
     /// wrong keys.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let records = match std::fs::read_to_string(path) {
+        let file = match std::fs::read_to_string(path) {
             Ok(text) => parse(path, &text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeysFile::default(),
             Err(e) => return Err(e).with_context(|| format!("cannot read keys file {}", path.display())),
         };
         Ok(Self {
             path: path.to_path_buf(),
-            table: RwLock::new(Table::new(records)),
+            table: RwLock::new(Table::new(file.keys, file.guard_policies)),
             writer: Mutex::new(()),
         })
     }
@@ -182,7 +204,7 @@ impl KeyRing {
             sha256: hash_key(&key),
             created: unix_now(),
         };
-        self.change(|records| records.push(record.clone()))?;
+        self.change(|file| file.keys.push(record.clone()))?;
         Ok((record, key))
     }
 
@@ -190,23 +212,48 @@ impl KeyRing {
     /// Blocks on disk.
     pub fn delete(&self, id: &str) -> std::io::Result<bool> {
         let mut found = false;
-        self.change(|records| {
-            let before = records.len();
-            records.retain(|r| r.id != id);
-            found = records.len() != before;
+        self.change(|file| {
+            let before = file.keys.len();
+            file.keys.retain(|r| r.id != id);
+            found = file.keys.len() != before;
         })?;
         Ok(found)
     }
 
+    /// `tenant`'s own guard policy, if it has one.
+    pub fn guard_policy(&self, tenant: &str) -> Option<GuardPolicy> {
+        self.read().policies.get(tenant).cloned()
+    }
+
+    /// Sets (`Some`) or removes (`None`) `tenant`'s guard policy and saves
+    /// the file; returns whether the tenant had one. Blocks on disk.
+    pub fn set_guard_policy(&self, tenant: &str, policy: Option<GuardPolicy>) -> std::io::Result<bool> {
+        let mut had = false;
+        self.change(|file| {
+            had = match policy {
+                Some(p) => file.guard_policies.insert(tenant.to_string(), p),
+                None => file.guard_policies.remove(tenant),
+            }
+            .is_some();
+        })?;
+        Ok(had)
+    }
+
     /// Applies `edit` to a copy, writes the copy to disk, then publishes it:
     /// the keys in use are always the ones in the file.
-    fn change(&self, edit: impl FnOnce(&mut Vec<KeyRecord>)) -> std::io::Result<()> {
+    fn change(&self, edit: impl FnOnce(&mut KeysFile)) -> std::io::Result<()> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut records = self.read().records.clone();
-        edit(&mut records);
-        let bytes = serialize(&self.path, &records)?;
+        let mut file = {
+            let table = self.read();
+            KeysFile {
+                keys: table.records.clone(),
+                guard_policies: table.policies.clone(),
+            }
+        };
+        edit(&mut file);
+        let bytes = serialize(&self.path, &file)?;
         write_atomic(&self.path, &bytes)?;
-        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Table::new(records);
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Table::new(file.keys, file.guard_policies);
         Ok(())
     }
 
@@ -219,7 +266,7 @@ fn is_json(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
-fn parse(path: &Path, text: &str) -> anyhow::Result<Vec<KeyRecord>> {
+fn parse(path: &Path, text: &str) -> anyhow::Result<KeysFile> {
     let file: KeysFile = if is_json(path) {
         serde_json::from_str(text).with_context(|| format!("invalid JSON in keys file {}", path.display()))?
     } else {
@@ -250,17 +297,28 @@ fn parse(path: &Path, text: &str) -> anyhow::Result<Vec<KeyRecord>> {
             bail!("{}: tenant `{}` {reason}", at(), r.tenant);
         }
     }
-    Ok(file.keys)
+    for (tenant, policy) in &file.guard_policies {
+        if let Err(reason) = check_tenant(tenant) {
+            bail!(
+                "keys file {}: guard policy of tenant `{tenant}`: {reason}",
+                path.display()
+            );
+        }
+        if let Err(reason) = policy.validate() {
+            bail!(
+                "keys file {}: guard policy of tenant `{tenant}`: {reason}",
+                path.display()
+            );
+        }
+    }
+    Ok(file)
 }
 
-fn serialize(path: &Path, records: &[KeyRecord]) -> std::io::Result<Vec<u8>> {
-    let file = KeysFile {
-        keys: records.to_vec(),
-    };
+fn serialize(path: &Path, file: &KeysFile) -> std::io::Result<Vec<u8>> {
     let text = if is_json(path) {
-        serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?
+        serde_json::to_string_pretty(file).map_err(std::io::Error::other)?
     } else {
-        let body = toml::to_string(&file).map_err(std::io::Error::other)?;
+        let body = toml::to_string(file).map_err(std::io::Error::other)?;
         format!("# ragd API keys: SHA-256 of each key, never the key. Managed by /admin/keys.\n\n{body}")
     };
     Ok(text.into_bytes())

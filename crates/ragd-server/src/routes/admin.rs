@@ -1,5 +1,6 @@
 //! Key management, behind the admin key: `POST /admin/keys`,
-//! `GET /admin/keys`, `DELETE /admin/keys/{id}`.
+//! `GET /admin/keys`, `DELETE /admin/keys/{id}`; tenants' guard policies:
+//! `GET`, `PUT` and `DELETE /admin/tenants/{tenant}/guard-policy`.
 
 use std::sync::Arc;
 
@@ -7,6 +8,8 @@ use crate::path::Path;
 use axum::extract::State;
 use axum::Json as AxumJson;
 use serde::{Deserialize, Serialize};
+
+use ragd_service::guard_policy::GuardPolicy;
 
 use crate::auth::keys::{check_tenant, KeyRecord, KeyRing};
 use crate::auth::Auth;
@@ -128,4 +131,71 @@ pub async fn delete(
         object: "api_key.deleted",
         deleted: true,
     }))
+}
+
+/// A tenant's guard policy as shown: its own, or the server's default.
+#[derive(Debug, Serialize)]
+pub struct PolicyObject {
+    pub object: &'static str,
+    pub tenant: String,
+    /// `tenant` when the tenant has its own policy, `server` for the default.
+    pub source: &'static str,
+    #[serde(flatten)]
+    pub policy: GuardPolicy,
+}
+
+fn tenant_param(tenant: &str) -> Result<(), ApiError> {
+    check_tenant(tenant)
+        .map_err(|reason| ApiError::invalid(format!("invalid tenant `{tenant}`: {reason}"), "tenant"))
+}
+
+fn policy_object(state: &AppState, keys: &KeyRing, tenant: String) -> PolicyObject {
+    let own = keys.guard_policy(&tenant);
+    PolicyObject {
+        object: "guard_policy",
+        source: if own.is_some() { "tenant" } else { "server" },
+        policy: own.unwrap_or_else(|| GuardPolicy::from_config(&state.guard)),
+        tenant,
+    }
+}
+
+/// `GET /admin/tenants/{tenant}/guard-policy`: the policy in force.
+pub async fn get_policy(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<AxumJson<PolicyObject>, ApiError> {
+    tenant_param(&tenant)?;
+    let keys = key_ring(&state)?;
+    Ok(AxumJson(policy_object(&state, &keys, tenant)))
+}
+
+/// `PUT /admin/tenants/{tenant}/guard-policy`: the tenant's own policy,
+/// in force for its next request.
+pub async fn put_policy(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Json(policy): Json<GuardPolicy>,
+) -> Result<AxumJson<PolicyObject>, ApiError> {
+    tenant_param(&tenant)?;
+    policy
+        .validate()
+        .map_err(|reason| ApiError::invalid(reason, "guard_policy"))?;
+    let keys = key_ring(&state)?;
+    let who = tenant.clone();
+    change(keys.clone(), move |k| k.set_guard_policy(&who, Some(policy))).await?;
+    tracing::info!(%tenant, "guard policy set");
+    Ok(AxumJson(policy_object(&state, &keys, tenant)))
+}
+
+/// `DELETE /admin/tenants/{tenant}/guard-policy`: back to the server's.
+pub async fn delete_policy(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<AxumJson<PolicyObject>, ApiError> {
+    tenant_param(&tenant)?;
+    let keys = key_ring(&state)?;
+    let who = tenant.clone();
+    change(keys.clone(), move |k| k.set_guard_policy(&who, None)).await?;
+    tracing::info!(%tenant, "guard policy removed");
+    Ok(AxumJson(policy_object(&state, &keys, tenant)))
 }

@@ -8,9 +8,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use ragd_service::chat::{self as pipeline, Prepared};
+use ragd_service::chat::{self as pipeline, BlockedChunk, Prepared};
 use ragd_service::collections::RetrievedChunk;
 use ragd_service::generation::{self, now_unix, Piece, SamplingFields, TokenInfo};
+use ragd_service::guard::GuardFlag;
 use ragd_service::rag::RagRequest;
 use ragd_service::tools::{render_calls, ToolCallFormat, Tools};
 use ragd_service::{RequestLimits, Tenant, Usage};
@@ -227,14 +228,13 @@ pub async fn chat_completions(
     };
     let job = match pipeline.prepare(&handle, request).await? {
         Prepared::Cached { body, hit } => return Ok(cache_http::reissue(body, &id, created, hit)),
-        Prepared::Generate(job) => job,
+        Prepared::Generate(job) => *job,
     };
     let format = ChatFormat {
         id,
         created,
         model: handle.info.id.clone(),
-        sources: job.sources.as_ref().map(|s| sources_json(s)),
-        blocked_sources: job.blocked.as_ref().map(|b| json!(b)),
+        shown: Shown::new(job.sources.as_deref(), job.blocked.as_ref(), &job.guard_flags),
     };
     let prompt = job.prompt;
     let take_over = |error: ApiError| async {
@@ -246,20 +246,22 @@ pub async fn chat_completions(
             None => Err(error),
         }
     };
-    let choices = match generation::submit(&handle, &tenant, &prompt, &settings, "messages") {
+    let mut choices = match generation::submit(&handle, &tenant, &prompt, &settings, "messages") {
         Ok(choices) => choices,
         Err(e) => return take_over(e.into()).await,
     };
+    if let Some(check) = &job.output {
+        choices = choices.into_iter().map(|c| c.checked(check.clone())).collect();
+    }
     let tools = tools.filter(Tools::offered);
     if settings.stream && tools.is_none() {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }
     let deadline = (fallback.as_ref()).and_then(|f| f.upstreams.local_timeout());
-    let (pieces, completion_tokens) = match within(deadline, generation::collect_all(choices)).await {
+    let (pieces, usage) = match within(deadline, generation::collect_all(choices, prompt.len())).await {
         Ok(done) => done,
         Err(e) => return take_over(e).await,
     };
-    let usage = Usage::completion(prompt.len(), completion_tokens);
     if let (true, Some(tools)) = (settings.stream, &tools) {
         let mut chunks = tool_calls::replay(tools, &pieces, |choices| format.chunk(choices, None));
         if let Some(first) = chunks.first_mut() {
@@ -295,6 +297,16 @@ pub async fn chat_completions(
         "usage": usage,
     });
     format.add_retrieval(&mut body);
+    // Answers a `flag` policy let through are listed with the rest.
+    for (i, p) in pieces.iter().enumerate() {
+        if let Some(score) = p.flagged {
+            let flag = json!({"stage": "output", "score": score, "index": i});
+            match body["guard_flags"].as_array_mut() {
+                Some(flags) => flags.push(flag),
+                None => body["guard_flags"] = json!([flag]),
+            }
+        }
+    }
     let cache_missed = job.keys.exact_missed();
     pipeline.remember(job.keys, &body);
     Ok(cache_http::fresh(body, cache_missed))
@@ -370,16 +382,8 @@ impl Fallback {
         let forwarded = (self.upstreams)
             .forward(&self.remote, &body, settings.stream, None)
             .await?;
-        let sources = job.sources.as_ref().map(|s| sources_json(s));
-        let blocked = job.blocked.as_ref().map(|b| json!(b));
-        Ok(forwarded.into_response(|v| {
-            if let Some(s) = sources {
-                v["sources"] = s;
-            }
-            if let Some(b) = blocked {
-                v["blocked_sources"] = b;
-            }
-        }))
+        let shown = Shown::new(job.sources.as_deref(), job.blocked.as_ref(), &job.guard_flags);
+        Ok(forwarded.into_response(|v| shown.add_to(v)))
     }
 
     /// The client's request for an upstream: ragd's `rag` extension taken
@@ -420,26 +424,49 @@ fn logprobs_json(wanted: bool, tokens: &[TokenInfo]) -> Value {
     json!({ "content": content })
 }
 
+/// What an answer shows of its retrieval and screening (ragd's
+/// extensions): on the response, or on the first chunk of a stream.
+struct Shown(Vec<(&'static str, Value)>);
+
+impl Shown {
+    fn new(
+        sources: Option<&[RetrievedChunk]>,
+        blocked: Option<&Vec<BlockedChunk>>,
+        flags: &[GuardFlag],
+    ) -> Self {
+        let mut fields = Vec::new();
+        if let Some(s) = sources {
+            fields.push(("sources", sources_json(s)));
+        }
+        // Retrieved chunks the guard left out, shown like `sources`.
+        if let Some(b) = blocked {
+            fields.push(("blocked_sources", json!(b)));
+        }
+        // Flagged texts a `flag` policy let through.
+        if !flags.is_empty() {
+            fields.push(("guard_flags", json!(flags)));
+        }
+        Self(fields)
+    }
+
+    fn add_to(&self, v: &mut Value) {
+        for (name, value) in &self.0 {
+            v[*name] = value.clone();
+        }
+    }
+}
+
 struct ChatFormat {
     id: String,
     created: u64,
     model: String,
-    /// Retrieved chunks of a RAG answer: on the response, or on the first
-    /// chunk of a stream.
-    sources: Option<Value>,
-    /// Retrieved chunks the guard left out, shown like `sources`.
-    blocked_sources: Option<Value>,
+    shown: Shown,
 }
 
 impl ChatFormat {
-    /// Puts the retrieval fields (when there are any) on `v`.
+    /// Puts the retrieval and screening fields (when there are any) on `v`.
     fn add_retrieval(&self, v: &mut Value) {
-        if let Some(s) = &self.sources {
-            v["sources"] = s.clone();
-        }
-        if let Some(b) = &self.blocked_sources {
-            v["blocked_sources"] = b.clone();
-        }
+        self.shown.add_to(v);
     }
 
     fn chunk(&self, choices: Value, usage: Option<Usage>) -> Value {

@@ -98,7 +98,7 @@ pub async fn completions(
     if settings.stream {
         return Ok(sse(choices, prompt.len(), settings.include_usage, format).into_response());
     }
-    let (pieces, completion_tokens) = generation::collect_all(choices).await?;
+    let (pieces, usage) = generation::collect_all(choices, prompt.len()).await?;
     let choices: Vec<Value> = pieces
         .iter()
         .enumerate()
@@ -110,7 +110,7 @@ pub async fn completions(
         "created": format.created,
         "model": format.model,
         "choices": choices,
-        "usage": Usage::completion(prompt.len(), completion_tokens),
+        "usage": usage,
     });
     let cache_missed = key.is_some();
     if let (Some(cache), Some(key)) = (cache, key) {

@@ -4,7 +4,10 @@
 //! `prompt_injection` score is the highest, over windows, of the
 //! probability that the window is not safe (every label but the first).
 //! Classifiers with several unsafe labels (Prompt-Guard's INJECTION and
-//! JAILBREAK) also report each label as its own category.
+//! JAILBREAK) also report each label as its own category. ragd
+//! extensions on each result: `score` (the `prompt_injection` score) and
+//! `threshold` (the score at which a text is flagged: `--guard-threshold`,
+//! resolved from the guard's calibration when given as `fpr:RATE`).
 
 use std::collections::BTreeMap;
 
@@ -43,6 +46,10 @@ pub struct ModerationResult {
     pub flagged: bool,
     pub categories: BTreeMap<String, bool>,
     pub category_scores: BTreeMap<String, f32>,
+    /// ragd extension: the injection score, which `flagged` compares.
+    pub score: f32,
+    /// ragd extension: the threshold it was compared with.
+    pub threshold: f32,
 }
 
 pub async fn moderations(
@@ -85,6 +92,8 @@ fn score_text(windows: &[Vec<f32>], labels: &[String], threshold: f32) -> Modera
         flagged: injection >= threshold,
         categories,
         category_scores,
+        score: injection,
+        threshold,
     }
 }
 
@@ -106,6 +115,7 @@ mod tests {
         assert!(r.flagged);
         assert_eq!(r.category_scores[PROMPT_INJECTION], 0.8);
         assert_eq!(r.categories.len(), 1);
+        assert_eq!((r.score, r.threshold), (0.8, 0.5));
     }
 
     #[test]

@@ -186,15 +186,14 @@ pub async fn responses(
         tools: tools.clone(),
     };
     let job = match pipeline.prepare(&handle, request).await? {
-        Prepared::Generate(job) => job,
+        Prepared::Generate(job) => *job,
         Prepared::Cached { .. } => {
             return Err(ApiError::Internal("a cache answered a bypassing request".into()))
         }
     };
     let choices = generation::submit(&handle, &tenant, &job.prompt, &settings, "input")?;
-    let (pieces, completion_tokens) = generation::collect_all(choices).await?;
+    let (pieces, usage) = generation::collect_all(choices, job.prompt.len()).await?;
     let piece = pieces.into_iter().next().unwrap_or_default();
-    let usage = Usage::completion(job.prompt.len(), completion_tokens);
     let mut response = response_object(
         &req,
         &handle.info.id,
@@ -258,7 +257,7 @@ fn response_object(
         "previous_response_id": null,
         "usage": {
             "input_tokens": usage.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": usage.cached_tokens()},
             "output_tokens": usage.completion_tokens.unwrap_or(0),
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": usage.total_tokens,

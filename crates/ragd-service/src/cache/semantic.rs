@@ -33,6 +33,7 @@ use super::lookups::register_lookups;
 use crate::embedding::{embed, Input};
 use crate::error::ServiceError;
 use crate::generation::GenSettings;
+use crate::guard_policy::GuardPolicy;
 use crate::models::ModelHandle;
 use crate::rag::RagRequest;
 use crate::tenant::Tenant;
@@ -94,6 +95,9 @@ pub struct BucketParts<'a> {
     pub rag: Option<&'a RagRequest>,
     /// Version of the collection `rag` names (see `Collection::version`).
     pub collection_version: Option<CollectionVersion>,
+    /// The tenant's guard policy, when it screens anything: an answer made
+    /// under another policy may show other flags, chunks or nothing.
+    pub guard_policy: Option<&'a GuardPolicy>,
 }
 
 impl SemanticCache {
@@ -209,6 +213,9 @@ fn bucket(parts: &BucketParts<'_>) -> [u8; 32] {
         &settings_bytes(parts.settings),
         &context,
         rag.as_bytes(),
+        serde_json::to_string(&parts.guard_policy)
+            .unwrap_or_default()
+            .as_bytes(),
     ])
 }
 
@@ -291,6 +298,7 @@ mod tests {
             question: 1,
             rag: None,
             collection_version: None,
+            guard_policy: None,
         };
         assert_eq!(bucket(&parts(&tenant, &a)), bucket(&parts(&tenant, &b)));
         assert_ne!(bucket(&parts(&tenant, &a)), bucket(&parts(&other, &a)));
@@ -334,6 +342,7 @@ mod tests {
             question: 0,
             rag: Some(&rag),
             collection_version: Some(version),
+            guard_policy: None,
         };
         assert_eq!(bucket(&parts(version(7))), bucket(&parts(version(7))));
         assert_ne!(bucket(&parts(version(7))), bucket(&parts(version(8))));

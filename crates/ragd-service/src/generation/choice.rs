@@ -8,6 +8,7 @@ use ragd_engine::sampling::TokenLogprob;
 use ragd_engine::text_stream::{IncrementalDecoder, StopMatcher};
 use ragd_engine::{FinishReason, GenerationEvent, GenerationStream};
 
+use super::output_check::{OutputCheck, OutputFilter, Verdict};
 use crate::error::ServiceError;
 
 /// A token's logprob with its text, for the response's `logprobs`.
@@ -23,8 +24,11 @@ pub struct TokenInfo {
 pub struct Piece {
     pub text: String,
     pub logprobs: Vec<TokenInfo>,
-    /// `stop` or `length` on the last piece.
+    /// `stop`, `length` or `content_filter` on the last piece.
     pub finish_reason: Option<&'static str>,
+    /// The answer's guard score, on the last piece, when the guard flagged
+    /// it and the tenant's policy let it through.
+    pub flagged: Option<f32>,
 }
 
 /// Drives one engine stream. Dropping it cancels the generation.
@@ -34,8 +38,12 @@ pub struct Choice {
     decoder: IncrementalDecoder,
     stop: StopMatcher,
     pub completion_tokens: usize,
+    /// Prompt tokens the engine found in its prefix cache.
+    pub cached_tokens: usize,
     /// When the first token came (for `Server-Timing`'s `ttft`).
     first_token: Option<std::time::Instant>,
+    /// Checks of the answer (canary, guard) before its text goes out.
+    output: Option<OutputFilter>,
 }
 
 impl Choice {
@@ -46,8 +54,16 @@ impl Choice {
             decoder: IncrementalDecoder::new(),
             stop: StopMatcher::new(stop),
             completion_tokens: 0,
+            cached_tokens: 0,
             first_token: None,
+            output: None,
         }
+    }
+
+    /// The same choice with its answer checked before it goes out.
+    pub fn checked(mut self, check: OutputCheck) -> Self {
+        self.output = Some(OutputFilter::new(check));
+        self
     }
 
     fn decode(&self, ids: &[u32]) -> String {
@@ -63,10 +79,52 @@ impl Choice {
     }
 
     /// The next piece with text or a finish reason; None once finished.
+    /// With an output check, text is held back until it is known safe, and
+    /// a leak or a flagged answer ends the choice with `content_filter`.
     pub async fn next(&mut self) -> Option<Result<Piece, ServiceError>> {
+        loop {
+            let mut piece = match self.next_unchecked().await? {
+                Ok(piece) => piece,
+                Err(e) => return Some(Err(e)),
+            };
+            let Some(filter) = self.output.as_mut() else {
+                return Some(Ok(piece));
+            };
+            let mut verdict = filter.push(&piece.text);
+            if piece.finish_reason.is_some() {
+                if let Verdict::Pass(sent) = verdict {
+                    verdict = match filter.finish().await {
+                        Ok(Verdict::Pass(rest)) => Verdict::Pass(sent + &rest),
+                        Ok(Verdict::Flagged(rest, score)) => Verdict::Flagged(sent + &rest, score),
+                        Ok(Verdict::Withhold) => Verdict::Withhold,
+                        Err(e) => return Some(Err(e)),
+                    };
+                }
+            }
+            match verdict {
+                Verdict::Pass(text) => piece.text = text,
+                Verdict::Flagged(text, score) => (piece.text, piece.flagged) = (text, Some(score)),
+                Verdict::Withhold => {
+                    // Dropping the stream stops the generation.
+                    self.stream = None;
+                    self.output = None;
+                    piece.text.clear();
+                    piece.finish_reason = Some("content_filter");
+                    return Some(Ok(piece));
+                }
+            }
+            if !piece.text.is_empty() || piece.finish_reason.is_some() {
+                return Some(Ok(piece));
+            }
+        }
+    }
+
+    async fn next_unchecked(&mut self) -> Option<Result<Piece, ServiceError>> {
         let mut piece = Piece::default();
         loop {
-            let event = self.stream.as_mut()?.next().await;
+            let stream = self.stream.as_mut()?;
+            let event = stream.next().await;
+            self.cached_tokens = stream.cached_tokens();
             let tokenizer = self.tokenizer.clone();
             let decode = move |ids: &[u32]| tokenizer.decode_text(ids).unwrap_or_default();
             match event {
@@ -118,15 +176,26 @@ impl Choice {
     }
 
     /// Every piece to the end, joined (non-streaming responses), with the
-    /// token count and when the first token came.
-    pub async fn collect(mut self) -> Result<(Piece, usize, Option<std::time::Instant>), ServiceError> {
+    /// token count, the prompt tokens found in the prefix cache and when the
+    /// first token came.
+    pub async fn collect(mut self) -> Result<(Piece, [usize; 2], Option<std::time::Instant>), ServiceError> {
         let mut all = Piece::default();
         while let Some(piece) = self.next().await {
             let piece = piece?;
             all.text.push_str(&piece.text);
             all.logprobs.extend(piece.logprobs);
             all.finish_reason = piece.finish_reason.or(all.finish_reason);
+            all.flagged = piece.flagged.or(all.flagged);
         }
-        Ok((all, self.completion_tokens, self.first_token))
+        // A withheld answer is withheld whole.
+        if all.finish_reason == Some("content_filter") {
+            all.text.clear();
+            all.logprobs.clear();
+        }
+        Ok((
+            all,
+            [self.completion_tokens, self.cached_tokens],
+            self.first_token,
+        ))
     }
 }

@@ -2,6 +2,7 @@
 //! a request's choices to the engine, and turning their tokens into text.
 
 pub mod choice;
+pub mod output_check;
 pub mod params;
 pub mod structured;
 
@@ -14,6 +15,7 @@ pub use structured::ResponseFormat;
 use crate::error::ServiceError;
 use crate::models::GeneratorHandle;
 use crate::tenant::Tenant;
+use crate::usage::Usage;
 
 /// Submits the `n` choices of one request, queued as `tenant`'s (its share
 /// of the engine's queue; 429 beyond it). The engine checks the prompt and
@@ -61,15 +63,21 @@ pub fn submit(
 }
 
 /// Runs every choice to the end (non-streaming responses): the pieces in
-/// choice order and the total completion tokens.
-pub async fn collect_all(choices: Vec<Choice>) -> Result<(Vec<Piece>, usize), ServiceError> {
+/// choice order and the usage of the request, whose prompt has
+/// `prompt_tokens` tokens.
+pub async fn collect_all(
+    choices: Vec<Choice>,
+    prompt_tokens: usize,
+) -> Result<(Vec<Piece>, Usage), ServiceError> {
     let start = std::time::Instant::now();
     let results = futures::future::join_all(choices.into_iter().map(Choice::collect)).await;
     let mut pieces = Vec::with_capacity(results.len());
-    let (mut tokens, mut first) = (0, None::<std::time::Instant>);
+    let (mut tokens, mut cached, mut first) = (0, 0, None::<std::time::Instant>);
     for r in results {
-        let (piece, n, first_token) = r?;
+        let (piece, [n, n_cached], first_token) = r?;
         tokens += n;
+        // The choices share the prompt: it is counted once.
+        cached = cached.max(n_cached);
         pieces.push(piece);
         first = match (first, first_token) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -80,7 +88,7 @@ pub async fn collect_all(choices: Vec<Choice>) -> Result<(Vec<Piece>, usize), Se
         crate::timing::record("ttft", first - start);
         crate::timing::record("decode", first.elapsed());
     }
-    Ok((pieces, tokens))
+    Ok((pieces, Usage::completion(prompt_tokens, tokens, cached)))
 }
 
 /// Seconds since the Unix epoch, for `created`.

@@ -167,6 +167,7 @@ fn load_generator(
         per_tenant_queue_capacity: config.per_tenant_queue_capacity,
         max_batch_tokens: config.max_step_tokens,
         max_running: config.max_running,
+        prefix_cache: config.prefix_cache,
     };
     let engine = GenerationEngine::spawn(Box::new(loaded.model), limits, metrics);
     let (token_bytes, grammars) =

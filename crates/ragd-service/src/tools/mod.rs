@@ -230,11 +230,7 @@ impl Tools {
         if !self.offered() {
             return messages;
         }
-        let text = self.system_prompt();
-        match messages.first_mut() {
-            Some(m) if m.role == "system" => m.content = format!("{}\n\n{text}", m.content),
-            _ => messages.insert(0, ChatMessage::new("system", text)),
-        }
+        crate::rag::add_to_system_message(&mut messages, &self.system_prompt());
         messages
     }
 

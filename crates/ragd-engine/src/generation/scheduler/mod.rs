@@ -42,7 +42,7 @@ use std::collections::VecDeque;
 use ragd_core::SeqChunk;
 
 use crate::fair::{drain_where, FairQueue, Priority, TenantKey, PASS_OVER_LIMIT};
-use crate::kv_blocks::{BlockPool, BlockTable};
+use crate::kv_blocks::{BlockHash, BlockPool, BlockTable};
 
 /// The scheduler's id of a sequence.
 pub type SeqId = u64;
@@ -57,6 +57,12 @@ pub struct Sequence<T> {
     /// Positions `0..computed` are in the KV cache.
     computed: usize,
     table: BlockTable,
+    /// Hashes of its full blocks so far (prefix cache; see `kv_blocks`).
+    hashes: Vec<BlockHash>,
+    /// Leading blocks of `table` already offered to the prefix cache.
+    registered: usize,
+    /// Prompt tokens found in the prefix cache at its first admission.
+    cached: usize,
     /// Whether it was ever admitted (false: a fresh request in the queue).
     started: bool,
     tenant: Option<TenantKey>,
@@ -89,6 +95,12 @@ impl<T> Sequence<T> {
 
     pub fn blocks(&self) -> &[u32] {
         self.table.blocks()
+    }
+
+    /// Prompt tokens taken from the prefix cache at its first admission
+    /// (not prefilled).
+    pub fn cached_tokens(&self) -> usize {
+        self.cached
     }
 
     /// Whether it was ever admitted.
@@ -126,6 +138,45 @@ impl<T> Sequence<T> {
     fn is_decode(&self) -> bool {
         self.computed > 0 && self.pending() == 1
     }
+
+    /// Lets go of its blocks (preempted, or not admitted after all): it
+    /// will be recomputed from the start (or from what the prefix cache
+    /// still holds).
+    fn forget_blocks(&mut self) {
+        self.table.release();
+        self.computed = 0;
+        self.registered = 0;
+    }
+
+    /// Offers its full, computed blocks not offered yet to the prefix cache.
+    fn register_full_blocks(&mut self, pool: &BlockPool) {
+        let full = self.computed / pool.block_size();
+        if full <= self.registered {
+            return;
+        }
+        pool.extend_hashes(
+            &mut self.hashes,
+            self.tenant.as_ref(),
+            &self.tokens[..full * pool.block_size()],
+        );
+        for i in self.registered..full {
+            self.table.register(i, self.tenant.as_ref(), self.hashes[i]);
+        }
+        self.registered = full;
+    }
+}
+
+/// Adopts the longest cached run of `seq`'s full blocks (its tenant's
+/// only), leaving at least its last token to compute (its logits are
+/// needed); returns the tokens adopted, now `seq`'s computed length.
+fn adopt_cached_prefix<T>(pool: &BlockPool, seq: &mut Sequence<T>) -> usize {
+    let bs = pool.block_size();
+    let most = (seq.tokens.len() - 1) / bs;
+    pool.extend_hashes(&mut seq.hashes, seq.tenant.as_ref(), &seq.tokens[..most * bs]);
+    let adopted = seq.table.adopt_cached(seq.tenant.as_ref(), &seq.hashes[..most]);
+    seq.computed = adopted * bs;
+    seq.registered = adopted;
+    seq.computed
 }
 
 /// One sequence's chunk in a step: `tokens[start..start + len]`.
@@ -155,6 +206,12 @@ pub struct StepPlan {
     pub preempted: Vec<SeqId>,
     /// Fresh requests admitted for the first time this step.
     pub admitted: Vec<SeqId>,
+    /// Tokens of the sequences admitted this step (restarts included) that
+    /// were looked up in the prefix cache, and those found there.
+    pub cache_queried_tokens: usize,
+    pub cache_hit_tokens: usize,
+    /// Cached blocks evicted this step to make room.
+    pub cache_evictions: u64,
 }
 
 impl StepPlan {
@@ -208,6 +265,8 @@ pub struct Scheduler<T> {
     preemptions: u64,
     /// Blocks admission leaves free while sequences run (1% of the cache).
     watermark: usize,
+    /// Reuse cached full blocks of a prompt's prefix (see `kv_blocks`).
+    prefix_cache: bool,
 }
 
 impl<T> Scheduler<T> {
@@ -225,8 +284,18 @@ impl<T> Scheduler<T> {
             next_id: 0,
             preemptions: 0,
             watermark: pool.total_blocks().div_ceil(100),
+            prefix_cache: false,
             pool,
         }
+    }
+
+    /// Turns automatic prefix caching on or off (off by default): full
+    /// blocks whose KV is written are kept, by content and tenant, after
+    /// their sequence ends, and an admitted sequence adopts the longest
+    /// cached run of its tokens' blocks and prefills only the rest.
+    pub fn with_prefix_cache(mut self, on: bool) -> Self {
+        self.prefix_cache = on;
+        self
     }
 
     /// Blocks admission leaves free while sequences run (default: 1% of
@@ -271,6 +340,9 @@ impl<T> Scheduler<T> {
             tokens: prompt,
             computed: 0,
             table: self.pool.table(),
+            hashes: Vec::new(),
+            registered: 0,
+            cached: 0,
             started: false,
             tenant: tenant.clone(),
             priority,
@@ -383,6 +455,7 @@ impl<T> Scheduler<T> {
     /// model has run them.
     pub fn schedule(&mut self) -> StepPlan {
         let mut plan = StepPlan::default();
+        let evictions_before = self.pool.cache_stats().evictions;
         let mut prefills = Vec::new();
         let mut budget = self.max_batch_tokens;
         let mut pending_decodes = self.running.iter().filter(|s| s.is_decode()).count();
@@ -464,6 +537,11 @@ impl<T> Scheduler<T> {
                 break;
             };
             debug_assert!(seq.computed == 0 && seq.table.blocks().is_empty());
+            let cached = if self.prefix_cache {
+                adopt_cached_prefix(&self.pool, seq)
+            } else {
+                0
+            };
             let keep = if self.running.is_empty() {
                 0
             } else {
@@ -471,7 +549,9 @@ impl<T> Scheduler<T> {
             };
             let room = self.pool.free_blocks().saturating_sub(keep) * self.pool.block_size();
             let want = seq.pending().min(budget).min(room);
-            if want == 0 || seq.table.reserve(want).is_err() {
+            if want == 0 || seq.table.reserve(cached + want).is_err() {
+                // Let go of the adopted blocks: they wait in the cache.
+                seq.forget_blocks();
                 break;
             }
             let popped = match in_line {
@@ -489,27 +569,32 @@ impl<T> Scheduler<T> {
             let mut seq = popped.expect("front exists");
             if !seq.started {
                 seq.started = true;
+                seq.cached = cached;
                 plan.admitted.push(seq.id);
+            }
+            if self.prefix_cache {
+                plan.cache_queried_tokens += seq.tokens.len();
+                plan.cache_hit_tokens += cached;
             }
             prefills.push(PlannedChunk {
                 id: seq.id,
-                start: 0,
+                start: cached,
                 len: want,
-                want_logits: want == seq.tokens.len(),
+                want_logits: cached + want == seq.tokens.len(),
                 index: self.running.len(),
             });
             budget -= want;
             self.running.push(seq);
         }
         plan.chunks.extend(prefills);
+        plan.cache_evictions = self.pool.cache_stats().evictions - evictions_before;
         plan
     }
 
     /// Evicts the most recently admitted running sequence.
     fn preempt_last(&mut self, plan: &mut StepPlan) {
         let mut seq = self.running.pop().expect("a running sequence to preempt");
-        seq.table.release();
-        seq.computed = 0;
+        seq.forget_blocks();
         plan.preempted.push(seq.id);
         self.preemptions += 1;
         if self.restarts.is_empty() {
@@ -535,12 +620,16 @@ impl<T> Scheduler<T> {
             .collect()
     }
 
-    /// Marks `plan`'s chunks as written to the cache (after a good step).
+    /// Marks `plan`'s chunks as written to the cache (after a good step);
+    /// with the prefix cache on, blocks they filled join it.
     pub fn commit(&mut self, plan: &StepPlan) {
         for c in &plan.chunks {
             let seq = &mut self.running[c.index];
             debug_assert_eq!(seq.id, c.id);
             seq.computed = c.start + c.len;
+            if self.prefix_cache {
+                seq.register_full_blocks(&self.pool);
+            }
         }
     }
 }

@@ -348,11 +348,159 @@ fn removing_frees_blocks_at_once_and_skips_the_waiting() {
     assert_eq!((s.running_len(), s.waiting_len()), (1, 0));
 }
 
+fn cached_sched(blocks: usize, block_size: usize, budget: usize) -> Scheduler<()> {
+    sched(blocks, block_size, budget, 64).with_prefix_cache(true)
+}
+
+#[test]
+fn a_request_with_a_cached_prefix_prefills_only_the_rest() {
+    let mut s = cached_sched(100, 4, 64);
+    let shared: Vec<u32> = (0..10).collect();
+    let a = s.add([&shared[..], &[100, 101]].concat(), ());
+    let plan = s.schedule();
+    assert_eq!((plan.cache_queried_tokens, plan.cache_hit_tokens), (12, 0));
+    run(&mut s, &plan, 7);
+    // A's 3 full blocks are cached, and stay so once it ends.
+    assert_eq!(s.pool().cached_blocks(), 3);
+    s.remove(a).unwrap();
+    assert_eq!((s.pool().used_blocks(), s.pool().cached_blocks()), (0, 3));
+    // B shares A's first 10 tokens: 2 full blocks (8 tokens).
+    let b = s.add([&shared[..], &[200, 201, 202]].concat(), ());
+    let plan = s.schedule();
+    assert_eq!(
+        plan.chunks.iter().map(chunk).collect::<Vec<_>>(),
+        vec![(b, 8, 5, true)]
+    );
+    assert_eq!(plan.admitted, vec![b]);
+    assert_eq!((plan.cache_queried_tokens, plan.cache_hit_tokens), (13, 8));
+    assert_eq!(s.running()[0].cached_tokens(), 8);
+    // B pins the shared blocks and holds them first in its table.
+    let a_head: Vec<u32> = s.running()[0].blocks()[..2].to_vec();
+    run(&mut s, &plan, 7);
+    s.remove(b).unwrap();
+    // A's exact prompt again: its 3 full blocks are cached, yet the last
+    // one is recomputed, so the model has a token to give logits for.
+    let c = s.add([&shared[..], &[100, 101]].concat(), ());
+    let plan = s.schedule();
+    assert_eq!(
+        plan.chunks.iter().map(chunk).collect::<Vec<_>>(),
+        vec![(c, 8, 4, true)]
+    );
+    assert_eq!(s.running()[0].blocks()[..2], a_head[..]);
+}
+
+#[test]
+fn tenants_do_not_get_each_others_cached_prefixes() {
+    let mut s = cached_sched(100, 4, 64);
+    let (a, b) = (Some(TenantKey::new("a")), Some(TenantKey::new("b")));
+    let prompt: Vec<u32> = (0..9).collect();
+    let first = s.add_as(a.clone(), prompt.clone(), ());
+    let plan = s.schedule();
+    run(&mut s, &plan, 7);
+    s.remove(first).unwrap();
+    for (tenant, want_start) in [(b, 0), (None, 0), (a, 8)] {
+        let id = s.add_as(tenant, prompt.clone(), ());
+        let plan = s.schedule();
+        assert_eq!(
+            plan.chunks.iter().map(chunk).collect::<Vec<_>>(),
+            vec![(id, want_start, 9 - want_start, true)]
+        );
+        run(&mut s, &plan, 7);
+        s.remove(id).unwrap();
+    }
+}
+
+#[test]
+fn without_the_prefix_cache_nothing_is_kept_or_adopted() {
+    let mut s = sched(100, 4, 64, 64);
+    for _ in 0..2 {
+        let id = s.add((0..9).collect(), ());
+        let plan = s.schedule();
+        assert_eq!(plan.chunks[0].start, 0);
+        assert_eq!((plan.cache_queried_tokens, plan.cache_hit_tokens), (0, 0));
+        run(&mut s, &plan, 7);
+        s.remove(id).unwrap();
+        assert_eq!((s.pool().cached_blocks(), s.pool().free_blocks()), (0, 100));
+    }
+}
+
+#[test]
+fn a_preempted_sequence_restarts_from_its_cached_blocks() {
+    // 6 blocks of 2. A (4 tokens) and B (6) fill 5 blocks; A's decode
+    // takes the 6th, so B, needing a 4th, is preempted. B's 3 full blocks
+    // stay cached, and B restarts from them.
+    let mut s = cached_sched(6, 2, 64);
+    let a = s.add(vec![1, 2, 3, 4], ());
+    let b = s.add(vec![5, 6, 7, 8, 9, 10], ());
+    let plan = s.schedule();
+    run(&mut s, &plan, 42); // A: 4 written + 42; B: 6 written + 42
+    let plan = s.schedule(); // A writes 42 at 4 (6th block); B at 6: none left
+    assert_eq!(plan.preempted, vec![b]);
+    run(&mut s, &plan, 43);
+    let plan = s.schedule(); // A writes 43 at 5: in its 3rd block, nothing new
+    assert!(plan.preempted.is_empty());
+    assert_eq!(
+        plan.chunks.iter().map(chunk).collect::<Vec<_>>(),
+        vec![(a, 5, 1, true)]
+    );
+    s.remove(a).unwrap();
+    // B's tokens: 6 of prompt + 42; its 3 full blocks were cached.
+    let plan = s.schedule();
+    assert_eq!(
+        plan.chunks.iter().map(chunk).collect::<Vec<_>>(),
+        vec![(b, 6, 1, true)]
+    );
+    assert!(plan.admitted.is_empty());
+    assert_eq!(plan.cache_hit_tokens, 6);
+    assert_eq!(
+        s.running()[0].cached_tokens(),
+        0,
+        "its prompt was not cached at first admission"
+    );
+}
+
+#[test]
+fn a_cached_prefix_does_not_hold_admission_back_when_blocks_are_short() {
+    // Cached blocks count as room: with all 4 blocks cached by A, B (6
+    // tokens, a different prompt) evicts them.
+    let mut s = cached_sched(4, 2, 64);
+    let a = s.add((0..8).collect(), ());
+    let plan = s.schedule();
+    run(&mut s, &plan, 1);
+    s.remove(a).unwrap();
+    assert_eq!((s.pool().cached_blocks(), s.pool().free_blocks()), (4, 4));
+    let b = s.add((10..16).collect(), ());
+    let plan = s.schedule();
+    assert_eq!(
+        plan.chunks.iter().map(chunk).collect::<Vec<_>>(),
+        vec![(b, 0, 6, true)]
+    );
+    assert_eq!(plan.cache_evictions, 3);
+    assert_eq!(s.pool().cached_blocks(), 1);
+}
+
 /// Random workloads through the scheduler and the fake model (which
 /// stores tokens in its paged cache), with cancellations: every sequence
 /// still produces its solo output, the scheduler never stalls and no block leaks.
 #[test]
 fn random_workloads_match_the_reference_under_pressure() {
+    let (preemptions, hits) = random_workloads(false);
+    assert!(preemptions > 10, "too little pressure: {preemptions} preemptions");
+    assert_eq!(hits, 0);
+}
+
+/// The same with the prefix cache on and prompts sharing prefixes across
+/// and within tenants: cached blocks are read back through the fake
+/// model's cache, so a wrong adoption changes an output.
+#[test]
+fn random_workloads_with_the_prefix_cache_match_the_reference() {
+    let (preemptions, hits) = random_workloads(true);
+    assert!(preemptions > 10, "too little pressure: {preemptions} preemptions");
+    assert!(hits > 1000, "too few cache hits: {hits} tokens");
+}
+
+/// Preemptions and prefix cache hit tokens over 300 random rounds.
+fn random_workloads(prefix_cache: bool) -> (u64, usize) {
     use ragd_core::testing::FakeGenerator;
     use ragd_core::Generator;
     const VOCAB: usize = 50;
@@ -363,24 +511,38 @@ fn random_workloads_match_the_reference_under_pressure() {
         rng ^= rng << 17;
         (rng % n as u64) as usize
     };
-    let mut preemptions = 0;
+    let (mut preemptions, mut hits) = (0, 0);
     for round in 0..300 {
         let (block_size, num_blocks) = (1 + rand(4), 6 + rand(20));
         let cache = block_size * num_blocks;
         let mut model = FakeGenerator::new(VOCAB, 4096, block_size, num_blocks);
         let budget = 1 + rand(24);
         let mut s: Scheduler<(usize, Vec<u32>)> =
-            Scheduler::new(BlockPool::new(num_blocks, block_size), budget, 1 + rand(8));
+            Scheduler::new(BlockPool::new(num_blocks, block_size), budget, 1 + rand(8))
+                .with_prefix_cache(prefix_cache);
+        let prefixes: Vec<Vec<u32>> = (0..2)
+            .map(|_| (0..cache / 3).map(|_| rand(VOCAB) as u32).collect())
+            .collect();
         let mut expected = Vec::new();
         let mut done = 0;
         let n = 3 + rand(10);
         for _ in 0..n {
             let plen = 1 + rand(cache / 2);
             let max = 1 + rand(cache - plen);
-            let prompt: Vec<u32> = (0..plen).map(|_| rand(VOCAB) as u32).collect();
+            let mut prompt: Vec<u32> = (0..plen).map(|_| rand(VOCAB) as u32).collect();
+            if prefix_cache {
+                let shared = &prefixes[rand(2)];
+                let n = shared.len().min(plen);
+                prompt[..n].copy_from_slice(&shared[..n]);
+            }
             expected.push(FakeGenerator::reference(VOCAB, &prompt, max, &[]));
             // Mixed tenants and priorities change the order, never the outputs.
             let tenant = ["a", "b", "c"].get(rand(4)).map(|&t| TenantKey::new(t));
+            let tenant = if prefix_cache {
+                tenant.filter(|_| rand(2) == 0)
+            } else {
+                tenant
+            };
             s.add_with_priority(tenant, rand(3) as i32 - 1, prompt, (max, Vec::new()));
         }
         let mut steps = 0;
@@ -394,6 +556,7 @@ fn random_workloads_match_the_reference_under_pressure() {
                 continue;
             }
             let plan = s.schedule();
+            hits += plan.cache_hit_tokens;
             assert!(plan.num_tokens() <= budget);
             if plan.is_empty() {
                 assert!(!plan.preempted.is_empty(), "round {round}: stalled");
@@ -418,5 +581,5 @@ fn random_workloads_match_the_reference_under_pressure() {
         assert_eq!(s.pool().used_blocks(), 0);
         preemptions += s.preemptions();
     }
-    assert!(preemptions > 10, "too little pressure: {preemptions} preemptions");
+    (preemptions, hits)
 }

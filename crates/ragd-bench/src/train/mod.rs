@@ -1,0 +1,6 @@
+//! `ragd train`: models trained from labelled data. A new trainer goes in
+//! a module of its own here, with its `...Args` and `run(args)`.
+
+pub mod feature_cache;
+pub mod guard;
+mod model_card;

@@ -1,0 +1,118 @@
+//! The frozen encoders a trained head reads: the BERT embedder's pooled,
+//! normalised sentence vector, and NanoGuard's pooled features (what its
+//! own classification head sees).
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::Device;
+use ragd_core::{Classifier, Embedder, Framing, ModelError, Result, TextTokenizer, TokenBatch};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::embed::BertEmbedder;
+use crate::guard::nanoguard::NanoGuard;
+
+/// Which model an encoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderKind {
+    /// A BERT sentence embedder folder (all-MiniLM-L6-v2).
+    Embedder,
+    /// A NanoGuard folder.
+    NanoGuard,
+}
+
+impl EncoderKind {
+    /// The weights file whose hash identifies the encoder.
+    pub fn weights_file(self) -> &'static str {
+        match self {
+            Self::Embedder => "model.safetensors",
+            Self::NanoGuard => "model.pt",
+        }
+    }
+}
+
+enum Model {
+    Bert(BertEmbedder),
+    NanoGuard(NanoGuard),
+}
+
+/// A loaded encoder: text in, one feature vector out.
+pub struct FeatureEncoder {
+    kind: EncoderKind,
+    model: Model,
+    tokenizer: Arc<dyn TextTokenizer>,
+    framing: Framing,
+    dim: usize,
+}
+
+impl FeatureEncoder {
+    pub fn load(kind: EncoderKind, dir: &Path, device: &Device) -> Result<Self> {
+        let id = crate::model_id(dir)?;
+        Ok(match kind {
+            EncoderKind::Embedder => {
+                let (model, tokenizer) = BertEmbedder::load(dir, &id, device)?;
+                Self {
+                    kind,
+                    framing: model.info().framing.clone(),
+                    dim: model.dim(),
+                    model: Model::Bert(model),
+                    tokenizer,
+                }
+            }
+            EncoderKind::NanoGuard => {
+                let (model, tokenizer) = NanoGuard::load(dir, &id, device)?;
+                Self {
+                    kind,
+                    framing: model.info().framing.clone(),
+                    dim: model.config().n_embd,
+                    model: Model::NanoGuard(model),
+                    tokenizer,
+                }
+            }
+        })
+    }
+
+    pub fn kind(&self) -> EncoderKind {
+        self.kind
+    }
+
+    /// Length of each feature vector.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// One feature vector per text, from the text's first window in the
+    /// encoder's own framing (special tokens added, the rest cut off).
+    /// Special-token strings in the text are read as plain text.
+    pub fn encode(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let mut batch = TokenBatch::new();
+        for text in texts {
+            let ids = self.tokenizer.encode_literal(text)?;
+            let first = self.framing.frame(&ids).into_iter().next().unwrap_or_default();
+            batch.push(&first);
+        }
+        match &mut self.model {
+            Model::Bert(m) => m.embed(&batch),
+            Model::NanoGuard(m) => m.pooled_features(&batch),
+        }
+    }
+}
+
+/// SHA-256 (hex) of the encoder's weights file in `dir`.
+pub fn weights_sha256(kind: EncoderKind, dir: &Path) -> Result<String> {
+    let path = dir.join(kind.weights_file());
+    let mut file = std::fs::File::open(&path).map_err(|e| ModelError::load(path.display(), e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| ModelError::load(path.display(), e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
