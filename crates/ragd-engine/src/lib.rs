@@ -12,7 +12,9 @@
 //! Requests are validated once, in [`GenerationEngine::submit`]
 //! ([`InvalidRequest`] says which parameter is wrong).
 //!
-//! [`kv_blocks`] hands out the paged KV cache's blocks to sequences (RAII);
+//! [`kv_blocks`] hands out the paged KV cache's blocks to sequences (RAII)
+//! and keeps full ones as a tenant-salted prefix cache (hash chain,
+//! reference counts, LRU eviction);
 //! [`sampling`] turns logits into tokens (seeded, penalties, logprobs).
 //!
 //! Every queue is fair across tenants ([`TenantKey`]): one tenant may hold

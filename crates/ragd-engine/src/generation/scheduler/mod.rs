@@ -26,6 +26,15 @@
 //!    tenant's long queue does not hold back another tenant's request. The
 //!    first in line that cannot get a block stops admission: no overtaking.
 //!
+//! With the prefix cache on ([`Scheduler::with_prefix_cache`]), a sequence
+//! being admitted first adopts the longest run of cached full blocks of
+//! its tenant matching its tokens (never all of them: its last token is
+//! always computed, for its logits), starts computed up to there and
+//! prefills only the rest; blocks a committed chunk fills join the cache,
+//! and stay there (evictable, LRU) after the sequence ends or is
+//! preempted, so a restart finds its own blocks again. Cached blocks count
+//! as free room: reserving evicts them before anything is preempted.
+//!
 //! Priority (a request's `priority`; lower is served earlier, 0 by default)
 //! orders admission only: waiting requests are grouped into classes by
 //! priority and the best class goes first, with the order above within a
