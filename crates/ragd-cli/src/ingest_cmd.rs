@@ -2,10 +2,11 @@
 //! questions, through a running server's HTTP API or, with `--data-dir`,
 //! offline on its data folder (`ragd_service::local`).
 //!
-//! Files: `.txt` and `.md` are one document each (id: the path as given,
-//! metadata `source`); `.jsonl` holds one document per line, `{"id",
-//! "text", "metadata"}` (id defaults to `FILE:LINE`). Directories are
-//! walked recursively.
+//! Files: PDF, HTML, Markdown, DOCX and text files are one document each
+//! (id: the path as given, metadata `source` and `format`; text from
+//! `ragd_docs`); `.jsonl` holds one document per line, `{"id", "text",
+//! "metadata"}` (id defaults to `FILE:LINE`). Directories are walked
+//! recursively; a file that cannot be read is reported and skipped.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,7 +64,8 @@ pub struct IngestArgs {
     /// Documents per request (per upsert with `--data-dir`).
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Files or directories (.txt, .md, .jsonl).
+    /// Files or directories: .pdf, .html, .md, .docx, .txt and .jsonl files
+    /// (folders are walked; other files in them are skipped).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     #[command(flatten, next_help_heading = "Offline, on a data folder")]
@@ -79,6 +81,10 @@ pub struct QueryArgs {
     /// Chunks to retrieve.
     #[arg(long, default_value_t = 4)]
     pub top_k: usize,
+    /// How to search: by meaning (dense vectors), by words (lexical BM25),
+    /// or both fused by reciprocal rank.
+    #[arg(long, default_value = "hybrid", value_parser = ["dense", "lexical", "hybrid"])]
+    pub mode: String,
     /// Also generate an answer from the retrieved chunks (needs a server).
     #[arg(long, conflicts_with = "data_dir")]
     pub answer: bool,
@@ -102,14 +108,15 @@ fn files(paths: &[PathBuf], named: bool) -> anyhow::Result<Vec<PathBuf>> {
                 .collect();
             entries.sort();
             out.extend(files(&entries, false)?);
-        } else if matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("txt" | "md" | "jsonl")
-        ) {
+        } else if ragd_docs::Format::of(&p.to_string_lossy()).is_some() {
             anyhow::ensure!(p.exists(), "{}: no such file", p.display());
             out.push(p.clone());
         } else if named {
-            anyhow::bail!("{}: not a directory or a .txt, .md or .jsonl file", p.display());
+            anyhow::bail!(
+                "{}: not a directory or a file ragd reads ({})",
+                p.display(),
+                ragd_docs::EXTENSIONS
+            );
         }
     }
     Ok(out)
@@ -117,42 +124,17 @@ fn files(paths: &[PathBuf], named: bool) -> anyhow::Result<Vec<PathBuf>> {
 
 /// The documents of one file.
 fn documents(path: &Path) -> anyhow::Result<Vec<DocumentInput>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {} (UTF-8 text)", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let name = path.display().to_string();
-    if path.extension().is_some_and(|e| e == "jsonl") {
-        return text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, line)| {
-                let v: Value =
-                    serde_json::from_str(line).with_context(|| format!("{name}:{}: not JSON", i + 1))?;
-                let body = v["text"]
-                    .as_str()
-                    .with_context(|| format!("{name}:{}: no `text` string", i + 1))?;
-                let id = v["id"]
-                    .as_str()
-                    .map_or_else(|| format!("{name}:{}", i + 1), str::to_string);
-                let mut metadata = v["metadata"].as_object().cloned().unwrap_or_default();
-                metadata.entry("source").or_insert_with(|| json!(name));
-                Ok(DocumentInput {
-                    id,
-                    text: body.to_string(),
-                    metadata,
-                })
-            })
-            .collect();
-    }
-    if text.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    let metadata = Metadata::from_iter([("source".to_string(), json!(name))]);
-    Ok(vec![DocumentInput {
-        id: name,
-        text,
-        metadata,
-    }])
+    let docs = ragd_docs::extract(&name, &bytes)?;
+    Ok(docs
+        .into_iter()
+        .map(|d| DocumentInput {
+            id: d.id,
+            text: d.text,
+            metadata: d.metadata,
+        })
+        .collect())
 }
 
 /// Where `ragd ingest` upserts: a server's collection, or one in a data
@@ -199,11 +181,29 @@ impl Target {
 
 pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
     let files = files(&args.paths, true)?;
-    anyhow::ensure!(!files.is_empty(), "no .txt, .md or .jsonl files among the paths");
-    let mut docs = Vec::new();
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no files ragd reads ({}) among the paths",
+        ragd_docs::EXTENSIONS
+    );
+    let (mut docs, mut failed) = (Vec::new(), Vec::new());
+    let reading = progress(files.len() as u64, "files read");
     for f in &files {
-        docs.extend(documents(f)?);
+        match documents(f) {
+            Ok(found) => docs.extend(found),
+            Err(e) => failed.push(format!("{}: {e:#}", f.display())),
+        }
+        reading.inc(1);
     }
+    reading.finish();
+    for why in &failed {
+        eprintln!("skipped {why}");
+    }
+    anyhow::ensure!(
+        !docs.is_empty(),
+        "no documents in the files ({} could not be read)",
+        failed.len()
+    );
     let local = args.local.open(&args.collection, true)?;
     runtime()?.block_on(async {
         let target = match &local {
@@ -221,10 +221,11 @@ pub fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         }
         bar.finish();
         println!(
-            "ingested {} documents ({chunks} chunks) from {} files into `{}`",
+            "ingested {} documents ({chunks} chunks) from {} files into `{}`; {} files skipped",
             docs.len(),
-            files.len(),
-            args.collection
+            files.len() - failed.len(),
+            args.collection,
+            failed.len()
         );
         anyhow::Ok(())
     })?;
@@ -235,12 +236,14 @@ pub fn run_query(args: QueryArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.top_k > 0, "--top-k must be at least 1");
     if let Some(local) = args.local.open(&args.collection, false)? {
         return runtime()?.block_on(async {
+            let ranking = collections::Ranking::parse(Some(&args.mode), None, None, None)?;
             let found = collections::search(
                 local.collection.clone(),
                 &local.handle,
                 args.question,
                 args.top_k,
                 Metadata::new(),
+                ranking,
             )
             .await?;
             print_sources(&serde_json::to_value(found.chunks)?);
@@ -250,7 +253,7 @@ pub fn run_query(args: QueryArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let client = ApiClient::from_flags(&args.server)?;
         if !args.answer {
-            let body = json!({"query": args.question, "top_k": args.top_k});
+            let body = json!({"query": args.question, "top_k": args.top_k, "mode": args.mode});
             let v = client
                 .ok(
                     Method::POST,
@@ -268,7 +271,7 @@ pub fn run_query(args: QueryArgs) -> anyhow::Result<()> {
         let body = json!({
             "model": model,
             "messages": [{"role": "user", "content": args.question}],
-            "rag": {"collection": args.collection, "top_k": args.top_k},
+            "rag": {"collection": args.collection, "top_k": args.top_k, "mode": args.mode},
             "temperature": 0,
         });
         let v = client

@@ -14,8 +14,8 @@ use crate::auth;
 use crate::body_budget::{BodyBudget, DEFAULT_BUDGET_BYTES};
 use crate::error::ApiError;
 use crate::routes::{
-    admin, chat, collections, completions, embeddings, health, metrics, models, moderations, responses,
-    tokenize,
+    admin, chat, collections, completions, embeddings, files, health, metrics, models, moderations,
+    responses, tokenize,
 };
 use crate::state::AppState;
 use crate::{deadline, drain};
@@ -50,6 +50,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(collections::get).delete(collections::delete),
         )
         .route("/v1/collections/{name}/documents", post(collections::upsert))
+        .route("/v1/collections/{name}/files", post(files::upload))
         .route(
             "/v1/collections/{name}/documents/{id}",
             get(collections::get_document).delete(collections::delete_document),

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod collections;
 pub mod completions;
 pub mod embeddings;
+pub mod files;
 pub mod health;
 pub mod metrics;
 pub mod models;
