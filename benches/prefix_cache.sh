@@ -4,7 +4,7 @@
 # other on the same release build, model and thread count, each driven by
 # `ragd bench generate --shared-prefix-tokens`: 16 clients send streaming
 # /v1/completions whose prompts share ~1,000 tokens of sources and end in
-# a short question of their own (~24 tokens), 32 new tokens each
+# a short question of their own (~24 tokens), 64 new tokens each
 # (ignore_eos). Prints both runs and the ratios cached / uncached (TTFT:
 # lower is better; tok/s: higher is), and writes them with the cache's own
 # counters (/metrics) to one JSON file.
@@ -13,7 +13,7 @@
 #
 # Environment: CONCURRENCY (16), REQUESTS_PER_CLIENT (4),
 # SHARED_PREFIX_TOKENS (1000), PROMPT_TOKENS (24: the question),
-# MAX_TOKENS (32), KV_CACHE_MB (512), RAGD_SERVE_ARGS (default: the
+# MAX_TOKENS (64), KV_CACHE_MB (512), RAGD_SERVE_ARGS (default: the
 # generator alone, `--embedder none --guard none --no-auth`), OUT_DIR
 # (bench-results), OUT_JSON ($OUT_DIR/prefix_cache.json). The binary is
 # built in CARGO_TARGET_DIR (default target/).
@@ -24,7 +24,7 @@ conc="${CONCURRENCY:-16}"
 per_client="${REQUESTS_PER_CLIENT:-4}"
 shared_tokens="${SHARED_PREFIX_TOKENS:-1000}"
 prompt_tokens="${PROMPT_TOKENS:-24}"
-max_tokens="${MAX_TOKENS:-32}"
+max_tokens="${MAX_TOKENS:-64}"
 kv_mb="${KV_CACHE_MB:-512}"
 models="${RAGD_MODELS_DIR:-models/cache}"
 out="${OUT_DIR:-bench-results}"
