@@ -164,7 +164,7 @@ async fn tenants_ingest_search_and_never_see_each_other() {
     let resp = a
         .ok(
             "/v1/collections/docs/search",
-            json!({"query": "baking bread", "top_k": 2}),
+            json!({"query": "baking bread", "top_k": 2, "mode": "dense"}),
         )
         .await;
     let hits = resp["data"].as_array().unwrap();

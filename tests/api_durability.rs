@@ -1,6 +1,8 @@
 //! Crash safety of the knowledge base: a server is killed with SIGKILL while
 //! a client streams single-document upserts at it; a new server on the same
-//! data folder must find every acknowledged document, once, intact.
+//! data folder must find every acknowledged document, once, intact, by
+//! each search mode (dense, lexical, hybrid): the lexical index is rebuilt
+//! from the same log.
 //!
 //! The server runs in a child process: this test binary started again with
 //! only the ignored `child_server` test, which serves until it is killed.
@@ -130,14 +132,24 @@ fn acknowledged_documents_survive_sigkill() {
         "one chunk per document: {info}"
     );
     let search = format!("{base}/v1/collections/ledger/search");
-    for &i in &acked {
-        let hits = post(&client, &search, &json!({"query": text_of(i), "top_k": 3})).unwrap();
+    for (&i, mode) in acked
+        .iter()
+        .flat_map(|i| ["dense", "lexical", "hybrid"].map(|m| (i, m)))
+    {
+        let hits = post(
+            &client,
+            &search,
+            &json!({"query": text_of(i), "top_k": 3, "mode": mode}),
+        )
+        .unwrap();
         let hits = hits["data"].as_array().unwrap();
         assert_eq!(
             hits[0]["document_id"],
             format!("entry-{i}"),
-            "entry {i} not found first: {hits:?}"
+            "entry {i} not found first by a {mode} search: {hits:?}"
         );
+        let rank = format!("{}_rank", if mode == "hybrid" { "lexical" } else { mode });
+        assert_eq!(hits[0][&rank], 1, "{mode}: {hits:?}");
         assert_eq!(hits[0]["text"], text_of(i), "entry {i} corrupted");
         let ids: Vec<&str> = hits.iter().map(|h| h["document_id"].as_str().unwrap()).collect();
         let mut unique = ids.clone();
@@ -145,13 +157,25 @@ fn acknowledged_documents_survive_sigkill() {
         assert_eq!(ids.len(), unique.len(), "duplicate hits {ids:?}");
     }
     if docs > acked.len() {
-        let hits = post(
-            &client,
-            &search,
-            &json!({"query": text_of(in_flight), "top_k": 1}),
-        )
-        .unwrap();
-        assert_eq!(hits["data"][0]["document_id"], format!("entry-{in_flight}"));
+        for mode in ["dense", "lexical"] {
+            let hits = post(
+                &client,
+                &search,
+                &json!({"query": text_of(in_flight), "top_k": 1, "mode": mode}),
+            )
+            .unwrap();
+            assert_eq!(hits["data"][0]["document_id"], format!("entry-{in_flight}"));
+        }
+    }
+    // A lexical search for one word of an entry (its count of crates)
+    // finds it.
+    for &i in acked.iter().take(5) {
+        let q = json!({"query": format!("{}", i * 7 + 3), "mode": "lexical", "top_k": 50});
+        let hits = post(&client, &search, &q).unwrap();
+        let found: Vec<&str> = (hits["data"].as_array().unwrap().iter())
+            .map(|h| h["document_id"].as_str().unwrap())
+            .collect();
+        assert!(found.contains(&format!("entry-{i}").as_str()), "{q}: {found:?}");
     }
     child.kill().unwrap();
     child.wait().unwrap();

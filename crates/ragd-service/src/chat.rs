@@ -176,6 +176,8 @@ impl ChatPipeline<'_> {
     }
 
     async fn stages(&self, generator: &GeneratorHandle, req: ChatRequest) -> Result<Prepared, ServiceError> {
+        // A bad retrieval mode is a 400 even when a cache would answer.
+        req.rag.as_ref().map(RagRequest::ranking).transpose()?;
         let cacheable = cache::cacheable(&req.settings, req.client_bypass);
         let question = rag::question_index(&req.messages).ok();
         let input_check = self.check_input(&req);
@@ -375,6 +377,7 @@ impl ChatPipeline<'_> {
             query: req.messages[q].content.clone(),
             top_k: rag.top_k.unwrap_or(rag::DEFAULT_TOP_K),
             filter: rag.filter.clone(),
+            ranking: rag.ranking()?,
         };
         let span = tracing::info_span!(
             "retrieve",

@@ -11,18 +11,35 @@ use ragd_index::Metadata;
 use ragd_models::llama::ChatMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::collections::RetrievedChunk;
+use crate::collections::{Ranking, RetrievedChunk};
 use crate::error::ServiceError;
 
-/// `"rag": {"collection": "docs", "top_k": 4, "filter": {...}}` in a chat
-/// completion request.
-#[derive(Debug, Clone, Deserialize)]
+/// `"rag": {"collection": "docs", "top_k": 4, "filter": {...}, "mode":
+/// "hybrid"}` in a chat completion request (`mode`, `fusion`, `rrf_k`,
+/// `dense_weight`: as for search, see [`Ranking::parse`]).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RagRequest {
     pub collection: String,
     pub top_k: Option<usize>,
     #[serde(default)]
     pub filter: Metadata,
+    pub mode: Option<String>,
+    pub fusion: Option<String>,
+    pub rrf_k: Option<f64>,
+    pub dense_weight: Option<f64>,
+}
+
+impl RagRequest {
+    /// How the retrieval ranks; a 400 naming the field for a bad one.
+    pub fn ranking(&self) -> Result<Ranking, ServiceError> {
+        Ranking::parse(
+            self.mode.as_deref(),
+            self.fusion.as_deref(),
+            self.rrf_k,
+            self.dense_weight,
+        )
+    }
 }
 
 /// Chunks used when the request names no `top_k`.

@@ -37,6 +37,7 @@ fn chat(tenant: &str, question: &str, rag: Option<usize>, settings: GenSettings)
             collection: COLLECTION.into(),
             top_k: Some(top_k),
             filter: Metadata::new(),
+            ..RagRequest::default()
         }),
         settings,
         client_bypass: false,

@@ -5,10 +5,11 @@
 //! 1. Loads every paragraph into a collection (`POST .../documents`),
 //!    unless `--reuse` finds it already loaded.
 //! 2. Retrieval: for evenly spaced questions, `POST .../search` with
-//!    `top_k` 5: recall@1 and recall@5 = the question's own paragraph is the
-//!    first / among the first five distinct documents retrieved.
+//!    `top_k` 10 in each search mode (`dense`, `lexical`, `hybrid`):
+//!    recall@k = the question's own paragraph is among the first k
+//!    distinct documents retrieved (k = 1, 5, 10).
 //! 3. Answers: for a smaller evenly spaced set, a chat completion with the
-//!    retrieval extension (`"rag": {"collection", "top_k"}`), greedy:
+//!    retrieval extension (`"rag": {"collection", "top_k", "mode"}`), greedy:
 //!    SQuAD exact match and F1 against the gold answers, the "don't know"
 //!    rate and how often the gold paragraph was among the sources.
 
@@ -46,6 +47,13 @@ pub struct RagEvalArgs {
     /// Questions for the retrieval metrics (evenly spaced; 0 = all).
     #[arg(long, default_value_t = 2000)]
     pub retrieval_questions: usize,
+    /// Search modes whose recall is measured, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "dense,lexical,hybrid",
+          value_parser = ["dense", "lexical", "hybrid"])]
+    pub modes: Vec<String>,
+    /// Search mode of the answers' retrieval.
+    #[arg(long, default_value = "hybrid", value_parser = ["dense", "lexical", "hybrid"])]
+    pub rag_mode: String,
     /// Questions answered by the generator (evenly spaced).
     #[arg(long, default_value_t = 100)]
     pub answer_questions: usize,
@@ -106,20 +114,31 @@ async fn load(client: &Client, args: &RagEvalArgs, paragraphs: &[Paragraph]) -> 
     Ok(Some(paragraphs.len() as f64 / t0.elapsed().as_secs_f64()))
 }
 
+/// Recall is measured at these depths (distinct documents).
+const RECALL_AT: [usize; 3] = [1, 5, 10];
+
 #[derive(Default)]
 struct Retrieval {
-    at1: usize,
-    at5: usize,
+    /// Questions whose paragraph is among the first `RECALL_AT[i]`.
+    found: [usize; RECALL_AT.len()],
     n: usize,
     latency: Vec<f64>,
+    /// The embedding model the server named.
+    model: String,
 }
 
-async fn retrieval(client: &Client, args: &RagEvalArgs, questions: &[Question]) -> anyhow::Result<Retrieval> {
+async fn retrieval(
+    client: &Client,
+    args: &RagEvalArgs,
+    mode: &str,
+    questions: &[Question],
+) -> anyhow::Result<Retrieval> {
     let path = format!("/v1/collections/{}/search", args.collection);
     let mut out = Retrieval::default();
+    let top_k = RECALL_AT[RECALL_AT.len() - 1];
     let mut results = stream::iter(questions)
         .map(|q| {
-            let body = json!({"query": q.text, "top_k": 5});
+            let body = json!({"query": q.text, "top_k": top_k, "mode": mode});
             let path = &path;
             async move {
                 let t0 = Instant::now();
@@ -131,18 +150,35 @@ async fn retrieval(client: &Client, args: &RagEvalArgs, questions: &[Question]) 
                         docs.push(d);
                     }
                 }
-                anyhow::Ok((q.paragraph.clone(), docs, t0.elapsed().as_secs_f64()))
+                let model = v["model"].as_str().unwrap_or_default().to_string();
+                anyhow::Ok((q.paragraph.clone(), docs, model, t0.elapsed().as_secs_f64()))
             }
         })
         .buffer_unordered(args.concurrency.max(1));
     while let Some(r) = results.next().await {
-        let (gold, docs, secs) = r?;
+        let (gold, docs, model, secs) = r?;
         out.n += 1;
-        out.at1 += usize::from(docs.first() == Some(&gold));
-        out.at5 += usize::from(docs.iter().take(5).any(|d| *d == gold));
+        for (found, k) in out.found.iter_mut().zip(RECALL_AT) {
+            *found += usize::from(docs.iter().take(k).any(|d| *d == gold));
+        }
         out.latency.push(secs);
+        out.model = model;
     }
     Ok(out)
+}
+
+impl Retrieval {
+    fn report(&self) -> Value {
+        let mut v = json!({
+            "questions": self.n,
+            "latency_ms_p50": ms(&self.latency, 50.0),
+            "latency_ms_p99": ms(&self.latency, 99.0),
+        });
+        for (found, k) in self.found.iter().zip(RECALL_AT) {
+            v[format!("recall_at_{k}")] = json!(ratio(*found, self.n));
+        }
+        v
+    }
 }
 
 #[derive(Default)]
@@ -168,7 +204,7 @@ async fn answers(
             let body = json!({
                 "model": model,
                 "messages": [{"role": "user", "content": q.text}],
-                "rag": {"collection": args.collection, "top_k": args.rag_top_k},
+                "rag": {"collection": args.collection, "top_k": args.rag_top_k, "mode": args.rag_mode},
                 "temperature": 0,
                 "max_tokens": args.max_tokens,
             });
@@ -237,7 +273,15 @@ pub fn run(args: RagEvalArgs) -> anyhow::Result<()> {
             args.squad.display()
         );
         let ingest_rate = load(&client, &args, &paragraphs).await?;
-        let r = retrieval(&client, &args, &spread(&questions, args.retrieval_questions)).await?;
+        let sampled = spread(&questions, args.retrieval_questions);
+        let mut by_mode = serde_json::Map::new();
+        let mut embedder = String::new();
+        for mode in &args.modes {
+            eprintln!("eval rag: retrieval, mode {mode}");
+            let r = retrieval(&client, &args, mode, &sampled).await?;
+            by_mode.insert(mode.clone(), r.report());
+            embedder = r.model;
+        }
         let a = if args.answer_questions > 0 {
             let model = first_model(&client.http, &url, client.api_key.as_deref()).await?;
             answers(&client, &args, &model, &spread(&questions, args.answer_questions)).await?
@@ -248,16 +292,13 @@ pub fn run(args: RagEvalArgs) -> anyhow::Result<()> {
             "squad": args.squad.display().to_string(),
             "paragraphs": paragraphs.len(),
             "ingest_paragraphs_per_second": ingest_rate,
-            "retrieval": {
-                "questions": r.n,
-                "recall_at_1": ratio(r.at1, r.n),
-                "recall_at_5": ratio(r.at5, r.n),
-                "latency_ms_p50": ms(&r.latency, 50.0),
-                "latency_ms_p99": ms(&r.latency, 99.0),
-            },
+            "embedding_model": embedder,
+            "retrieval_questions": sampled.len(),
+            "retrieval": by_mode,
             "answers": {
                 "questions": a.n,
                 "rag_top_k": args.rag_top_k,
+                "rag_mode": args.rag_mode,
                 "exact_match": ratio(a.em, a.n),
                 "f1": if a.n == 0 { 0.0 } else { a.f1 / a.n as f64 },
                 "dont_know_rate": ratio(a.dont_know, a.n),
@@ -282,19 +323,30 @@ pub fn run(args: RagEvalArgs) -> anyhow::Result<()> {
 
 fn print_table(r: &Value) {
     let f = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"));
-    let (ret, ans) = (&r["retrieval"], &r["answers"]);
+    println!(
+        "retrieval: {} questions, {} paragraphs, embedder {}",
+        r["retrieval_questions"], r["paragraphs"], r["embedding_model"]
+    );
+    println!(
+        "{:<10} {:>9} {:>9} {:>9} {:>22}",
+        "mode", "recall@1", "recall@5", "recall@10", "latency p50 / p99 ms"
+    );
+    for (mode, m) in r["retrieval"].as_object().into_iter().flatten() {
+        let latency = format!("{} / {}", m["latency_ms_p50"], m["latency_ms_p99"]);
+        println!(
+            "{mode:<10} {:>9} {:>9} {:>9} {latency:>22}",
+            f(&m["recall_at_1"]),
+            f(&m["recall_at_5"]),
+            f(&m["recall_at_10"]),
+        );
+    }
+    let ans = &r["answers"];
+    println!();
     println!("{:<34} {:>10}", "metric", "value");
     let rows = [
-        ("paragraphs", r["paragraphs"].to_string()),
         ("ingest paragraphs/s", f(&r["ingest_paragraphs_per_second"])),
-        ("retrieval questions", ret["questions"].to_string()),
-        ("recall@1", f(&ret["recall_at_1"])),
-        ("recall@5", f(&ret["recall_at_5"])),
-        (
-            "search latency p50 / p99 ms",
-            format!("{} / {}", ret["latency_ms_p50"], ret["latency_ms_p99"]),
-        ),
         ("answered questions", ans["questions"].to_string()),
+        ("answer retrieval mode", ans["rag_mode"].to_string()),
         ("exact match", f(&ans["exact_match"])),
         ("F1", f(&ans["f1"])),
         ("don't know rate", f(&ans["dont_know_rate"])),

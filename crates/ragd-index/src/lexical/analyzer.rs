@@ -42,11 +42,14 @@ fn is_latin(word: &str) -> bool {
 pub(crate) fn for_each_term(text: &str, mut each: impl FnMut(&str)) {
     let english = english();
     for word in text.unicode_words() {
-        if word.chars().count() > MAX_WORD_CHARS {
+        if word.len() > MAX_WORD_CHARS && word.chars().count() > MAX_WORD_CHARS {
             continue;
         }
-        // Typographic apostrophes count as ASCII ones ("don’t" = "don't").
-        let lower = word.to_lowercase().replace('\u{2019}', "'");
+        let mut lower = word.to_lowercase();
+        if lower.contains('\u{2019}') {
+            // Typographic apostrophes count as ASCII ones ("don’t" = "don't").
+            lower = lower.replace('\u{2019}', "'");
+        }
         if english.stopwords.contains(lower.as_str()) {
             continue;
         }

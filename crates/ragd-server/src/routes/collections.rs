@@ -4,7 +4,7 @@
 //!   `GET /v1/collections/{name}`, `DELETE /v1/collections/{name}`
 //! - `POST /v1/collections/{name}/documents` (batch upsert),
 //!   `DELETE /v1/collections/{name}/documents/{id}`
-//! - `POST /v1/collections/{name}/search`
+//! - `POST /v1/collections/{name}/search` (dense, lexical or hybrid)
 //!
 //! Every call is keyed by the request's tenant: another tenant's
 //! collection is a 404 exactly like a missing one. The work itself
@@ -14,7 +14,7 @@
 use axum::extract::State;
 use axum::Json as AxumJson;
 use ragd_index::{DocumentInput, Metadata};
-use ragd_service::collections::{CollectionSummary, RetrievedChunk, SearchQuery, Upserted};
+use ragd_service::collections::{CollectionSummary, Ranking, RetrievedChunk, SearchQuery, Upserted};
 use ragd_service::Usage;
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +75,14 @@ pub struct SearchRequest {
     /// Metadata equality: every key must have exactly this value.
     #[serde(default)]
     pub filter: Metadata,
+    /// `dense`, `lexical` or `hybrid` (default).
+    pub mode: Option<String>,
+    /// How `hybrid` fuses: `rrf` (default) or `weighted`.
+    pub fusion: Option<String>,
+    /// Reciprocal-rank fusion's k (default 60).
+    pub rrf_k: Option<f64>,
+    /// Weighted fusion's share of the dense score (default 0.5).
+    pub dense_weight: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,7 +130,16 @@ pub struct SearchHit {
     pub document_id: String,
     pub chunk_id: u64,
     pub chunk_index: usize,
+    /// The fused score in `hybrid` mode, else the one retriever's.
     pub score: f32,
+    /// Rank (from 1) and cosine similarity among the dense candidates;
+    /// null when the dense search did not run or did not return the chunk.
+    pub dense_rank: Option<usize>,
+    pub dense_score: Option<f32>,
+    /// Rank (from 1) and BM25 score among the lexical candidates; null
+    /// when the lexical search did not run or did not return the chunk.
+    pub lexical_rank: Option<usize>,
+    pub lexical_score: Option<f32>,
     pub text: String,
     pub metadata: Metadata,
 }
@@ -143,6 +160,10 @@ impl From<&RetrievedChunk> for SearchHit {
             chunk_id: c.chunk_id,
             chunk_index: c.chunk_index,
             score: c.score,
+            dense_rank: c.dense_rank,
+            dense_score: c.dense_score,
+            lexical_rank: c.lexical_rank,
+            lexical_score: c.lexical_score,
             text: c.text.clone(),
             metadata: c.metadata.clone(),
         }
@@ -290,14 +311,21 @@ pub async fn delete_document(
     }))
 }
 
-/// `POST /v1/collections/{name}/search`: the `top_k` chunks closest to
-/// `query`, best first.
+/// `POST /v1/collections/{name}/search`: the `top_k` chunks best for
+/// `query`, best first: by meaning (`dense`), by words (`lexical`, BM25) or
+/// both fused (`hybrid`, the default).
 pub async fn search(
     State(state): State<AppState>,
     Authed(tenant): Authed,
     Path(name): Path<String>,
     Json(req): Json<SearchRequest>,
 ) -> Result<AxumJson<SearchResponse>, ApiError> {
+    let ranking = Ranking::parse(
+        req.mode.as_deref(),
+        req.fusion.as_deref(),
+        req.rrf_k,
+        req.dense_weight,
+    )?;
     let collections = state.collections()?;
     let embedder = state.embedder(&tenant)?;
     let query = SearchQuery {
@@ -305,6 +333,7 @@ pub async fn search(
         query: req.query,
         top_k: req.top_k.unwrap_or(DEFAULT_TOP_K),
         filter: req.filter,
+        ranking,
     };
     let found = collections.retrieve(&tenant, &embedder, query).await?;
     Ok(AxumJson(SearchResponse {

@@ -205,7 +205,11 @@ fn bucket(parts: &BucketParts<'_>) -> [u8; 32] {
     }
     let rag = parts
         .rag
-        .map(|r| serde_json::json!([r.collection, r.top_k, r.filter, parts.collection_version]).to_string())
+        .map(|r| {
+            let ranking = r.ranking().ok();
+            serde_json::json!([r.collection, r.top_k, r.filter, ranking, parts.collection_version])
+                .to_string()
+        })
         .unwrap_or_default();
     digest(&[
         parts.tenant.as_str().as_bytes(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ragd_index::{Collection, CollectionConfig, DocumentInfo, IndexError, Metadata, Store};
 
 pub use blocking::blocking;
-pub use retrieve::{search, Found, RetrievedChunk, SearchQuery};
+pub use retrieve::{search, Found, Ranking, RetrievedChunk, SearchQuery};
 pub use upsert::{check_embedder, collection_config, upsert_documents, Upserted};
 
 use crate::config::CollectionLimits;
@@ -183,7 +183,8 @@ impl Collections {
         blocking(move || Ok(store.collection(owner.as_str(), &name)?.delete(&[id])? > 0)).await
     }
 
-    /// Checks the query, embeds it and searches `tenant`'s collection.
+    /// Checks the query, embeds it (unless the search is lexical) and
+    /// searches `tenant`'s collection.
     pub async fn retrieve(
         &self,
         tenant: &Tenant,
@@ -211,10 +212,15 @@ impl Collections {
             ));
         }
         let collection = self.open(tenant, q.collection, embedder).await?;
-        let found = search(collection, embedder, q.query, q.top_k, q.filter).await?;
+        let found = search(collection, embedder, q.query, q.top_k, q.filter, q.ranking).await?;
         self.metrics.search_seconds.observe(found.seconds);
-        if let Some(best) = found.chunks.first() {
-            self.metrics.top_score.observe(f64::from(best.score));
+        // The best cosine similarity (fused and BM25 scores are on other
+        // scales); a lexical search has none.
+        let best_dense = (found.chunks.iter())
+            .filter_map(|c| c.dense_score)
+            .reduce(f32::max);
+        if let Some(best) = best_dense {
+            self.metrics.top_score.observe(f64::from(best));
         }
         Ok(Retrieval {
             chunks: found.chunks,
