@@ -75,7 +75,8 @@ pub fn read_rows(path: &Path) -> anyhow::Result<Vec<GuardRow>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}:{}: not a {{\"text\", \"label\"}} row", path.display(), i + 1))
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: not a {{\"text\", \"label\"}} row", path.display(), i + 1))
         })
         .collect()
 }
@@ -117,7 +118,11 @@ impl GuardScorer {
             let mut probs = self.classifier.classify(&batch)?.into_iter();
             for n in counts {
                 // The worst window decides; every label but the first is unsafe.
-                let worst = probs.by_ref().take(n).map(|p| p[1..].iter().sum::<f32>()).fold(0f32, f32::max);
+                let worst = probs
+                    .by_ref()
+                    .take(n)
+                    .map(|p| p[1..].iter().sum::<f32>())
+                    .fold(0f32, f32::max);
                 out.push(worst);
             }
             done(chunk.len());
@@ -131,10 +136,15 @@ pub fn run(args: GuardEvalArgs) -> anyhow::Result<()> {
     if args.limit > 0 {
         rows.truncate(args.limit);
     }
-    let dir = resolve_model_dir(&args.guard, &args.dir.models_dir)?.context("--guard none: nothing to evaluate")?;
+    let dir =
+        resolve_model_dir(&args.guard, &args.dir.models_dir)?.context("--guard none: nothing to evaluate")?;
     let threshold = args.threshold.resolve(Some(&dir))?;
     let mut scorer = GuardScorer::load(&dir, &args.device)?;
-    let file_source = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_source = args
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
     let bar = ragd_client::progress(texts.len() as u64, "scoring");
     let t0 = Instant::now();

@@ -60,7 +60,11 @@ pub fn roc_auc(attacks: &[f32], benign: &[f32]) -> Option<f64> {
     if attacks.is_empty() || benign.is_empty() {
         return None;
     }
-    let mut all: Vec<(f32, bool)> = attacks.iter().map(|&s| (s, true)).chain(benign.iter().map(|&s| (s, false))).collect();
+    let mut all: Vec<(f32, bool)> = attacks
+        .iter()
+        .map(|&s| (s, true))
+        .chain(benign.iter().map(|&s| (s, false)))
+        .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Sum of the attacks' ranks (1-based, ties averaged).
     let mut rank_sum = 0.0;
@@ -110,7 +114,11 @@ impl Report {
         let split = |rows: &mut dyn Iterator<Item = &Scored>| -> (Vec<f32>, Vec<f32>) {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for r in rows {
-                if r.attack { a.push(r.score) } else { b.push(r.score) }
+                if r.attack {
+                    a.push(r.score)
+                } else {
+                    b.push(r.score)
+                }
             }
             (a, b)
         };

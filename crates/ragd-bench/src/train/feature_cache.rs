@@ -49,7 +49,10 @@ impl FeatureCache {
         for r in bytes.chunks_exact(record) {
             let mut k = [0u8; 32];
             k.copy_from_slice(&r[..32]);
-            let v = r[32..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let v = r[32..]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
             map.insert(k, v);
         }
         let file = OpenOptions::new()
@@ -85,14 +88,20 @@ impl FeatureCache {
     pub fn insert(&mut self, texts: &[&str], features: Vec<Vec<f32>>) -> anyhow::Result<()> {
         let mut buf = Vec::new();
         for (text, f) in texts.iter().zip(features) {
-            anyhow::ensure!(f.len() == self.dim, "a feature vector of {} values, expected {}", f.len(), self.dim);
+            anyhow::ensure!(
+                f.len() == self.dim,
+                "a feature vector of {} values, expected {}",
+                f.len(),
+                self.dim
+            );
             let k = key(text);
             buf.extend_from_slice(&k);
             f.iter().for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
             self.map.insert(k, f);
         }
         if let Some((path, file)) = &mut self.file {
-            file.write_all(&buf).with_context(|| format!("writing {}", path.display()))?;
+            file.write_all(&buf)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(())
     }
@@ -107,7 +116,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ragd-feature-cache-{}", std::process::id()));
         let path = dir.join("c.f32");
         let mut c = FeatureCache::open(&path, 2).unwrap();
-        c.insert(&["a", "b"], vec![vec![1.0, 2.0], vec![3.0, 4.0]]).unwrap();
+        c.insert(&["a", "b"], vec![vec![1.0, 2.0], vec![3.0, 4.0]])
+            .unwrap();
         drop(c);
         // A torn record at the end.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();

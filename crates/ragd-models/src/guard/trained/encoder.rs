@@ -108,7 +108,9 @@ pub fn weights_sha256(kind: EncoderKind, dir: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|e| ModelError::load(path.display(), e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| ModelError::load(path.display(), e))?;
         if n == 0 {
             break;
         }

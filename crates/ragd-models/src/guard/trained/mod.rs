@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::Device;
-use ragd_core::{Classifier, Framing, ModelError, ModelInfo, ModelKind, Overflow, Result, TextTokenizer, TokenBatch};
+use ragd_core::{
+    Classifier, Framing, ModelError, ModelInfo, ModelKind, Overflow, Result, TextTokenizer, TokenBatch,
+};
 use serde::{Deserialize, Serialize};
 
 pub use calibration::{threshold_at_fpr, Calibration, GuardThreshold};
@@ -82,7 +84,8 @@ pub fn read_config(dir: &Path) -> Result<Option<TrainedGuardConfig>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path).map_err(|e| ModelError::load(path.display(), e))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::load(path.display(), e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ModelError::load(path.display(), e))?;
     if json.get("model_type").and_then(|v| v.as_str()) != Some(MODEL_TYPE) {
         return Ok(None);
     }
@@ -142,7 +145,11 @@ impl TextTokenizer for ByteTokenizer {
         let mut out = Vec::with_capacity(text.len());
         for (start, ch) in text.char_indices() {
             let end = start + ch.len_utf8();
-            out.extend(text.as_bytes()[start..end].iter().map(|&b| (u32::from(b), (start, end))));
+            out.extend(
+                text.as_bytes()[start..end]
+                    .iter()
+                    .map(|&b| (u32::from(b), (start, end))),
+            );
         }
         Ok(out)
     }
@@ -196,7 +203,11 @@ impl TrainedGuard {
             if encoder.dim() != e.dim {
                 return Err(ModelError::load(
                     enc_dir.display(),
-                    format!("its features have {} values, config.json says {}", encoder.dim(), e.dim),
+                    format!(
+                        "its features have {} values, config.json says {}",
+                        encoder.dim(),
+                        e.dim
+                    ),
                 ));
             }
             encoders.push(encoder);
@@ -283,7 +294,11 @@ mod tests {
         assert!(read_config(&dir).unwrap().is_none());
         std::fs::write(dir.join("config.json"), r#"{"model_type": "deberta-v2"}"#).unwrap();
         assert!(read_config(&dir).unwrap().is_none());
-        std::fs::write(dir.join("config.json"), format!(r#"{{"model_type": "{MODEL_TYPE}"}}"#)).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            format!(r#"{{"model_type": "{MODEL_TYPE}"}}"#),
+        )
+        .unwrap();
         assert!(read_config(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
