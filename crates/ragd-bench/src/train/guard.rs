@@ -20,8 +20,9 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use ragd_models::guard::trained::{
-    text_windows, train_head, weights_sha256, Calibration, EncoderKind, EncoderRef, FeatureEncoder, Head,
-    TrainOptions, TrainSet, Trained, TrainedGuardConfig, DEFAULT_WINDOW_BYTES, HEAD_FILE, MODEL_TYPE,
+    text_windows, train_head, weights_sha256, Calibration, EncoderKind, EncoderRef, FeatureEncoder,
+    Head, TrainOptions, TrainSet, Trained, TrainedGuardConfig, DEFAULT_WINDOW_BYTES, HEAD_FILE,
+    MODEL_TYPE,
 };
 use ragd_models::{resolve_model_dir, DeviceChoice};
 use sha2::{Digest, Sha256};
@@ -136,7 +137,10 @@ fn unit(key: &str) -> f64 {
 }
 
 fn normalized(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 fn holds_out(row: &GuardRow, fraction: f64) -> bool {
@@ -154,7 +158,9 @@ struct Encoder {
 
 fn cache_dir(args: &TrainGuardArgs) -> PathBuf {
     args.cache.clone().unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         home.join(".cache/ragd/guard-features")
     })
 }
@@ -167,7 +173,8 @@ fn load_encoders(args: &TrainGuardArgs) -> anyhow::Result<Vec<Encoder>> {
             EncoderKind::Embedder => &args.embedder,
             EncoderKind::NanoGuard => &args.nanoguard,
         };
-        let dir = resolve_model_dir(name, &args.dir.models_dir)?.with_context(|| format!("{kind:?} encoder: none"))?;
+        let dir = resolve_model_dir(name, &args.dir.models_dir)?
+            .with_context(|| format!("{kind:?} encoder: none"))?;
         let sha = weights_sha256(kind, &dir)?;
         let model = FeatureEncoder::load(kind, &dir, &device)?;
         let dim = model.dim();
@@ -198,13 +205,20 @@ const WINDOWS_PER_CALL: usize = 64;
 /// Makes sure every window in `windows` has features in every cache.
 fn compute_features(encoders: &mut [Encoder], windows: &[&str]) -> anyhow::Result<()> {
     for e in encoders {
-        let mut missing: Vec<&str> = windows.iter().copied().filter(|w| e.cache.get(w).is_none()).collect();
+        let mut missing: Vec<&str> = windows
+            .iter()
+            .copied()
+            .filter(|w| e.cache.get(w).is_none())
+            .collect();
         missing.sort_unstable();
         missing.dedup();
         if missing.is_empty() {
             continue;
         }
-        let bar = ragd_client::progress(missing.len() as u64, &format!("{:?} features", e.reference.kind));
+        let bar = ragd_client::progress(
+            missing.len() as u64,
+            &format!("{:?} features", e.reference.kind),
+        );
         for chunk in missing.chunks(WINDOWS_PER_CALL) {
             let features = e.model.encode(chunk)?;
             e.cache.insert(chunk, features)?;
@@ -236,12 +250,26 @@ fn train_set(encoders: &[Encoder], texts: &[(Vec<String>, u32)], dim: usize) -> 
 }
 
 /// Each text's score: the worst window's probability of not being benign.
-fn score_texts(encoders: &[Encoder], head: &Head, texts: &[Vec<String>]) -> anyhow::Result<Vec<f32>> {
-    let rows: Vec<Vec<f32>> = texts.iter().flatten().map(|w| window_features(encoders, w)).collect();
+fn score_texts(
+    encoders: &[Encoder],
+    head: &Head,
+    texts: &[Vec<String>],
+) -> anyhow::Result<Vec<f32>> {
+    let rows: Vec<Vec<f32>> = texts
+        .iter()
+        .flatten()
+        .map(|w| window_features(encoders, w))
+        .collect();
     let mut probs = head.probs(&rows)?.into_iter();
     Ok(texts
         .iter()
-        .map(|t| probs.by_ref().take(t.len()).map(|p| 1.0 - p[0]).fold(0f32, f32::max))
+        .map(|t| {
+            probs
+                .by_ref()
+                .take(t.len())
+                .map(|p| 1.0 - p[0])
+                .fold(0f32, f32::max)
+        })
         .collect())
 }
 
@@ -249,7 +277,10 @@ fn scored(rows: &[&GuardRow], scores: &[f32], default_source: &str) -> Vec<Score
     rows.iter()
         .zip(scores)
         .map(|(r, &score)| Scored {
-            source: r.source.clone().unwrap_or_else(|| default_source.to_string()),
+            source: r
+                .source
+                .clone()
+                .unwrap_or_else(|| default_source.to_string()),
             attack: r.is_attack(),
             score,
         })
@@ -271,7 +302,11 @@ fn encoder_path(out: &Path, enc_dir: &Path) -> anyhow::Result<String> {
 pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
     let rows = read_rows(&args.data)?;
     let mut labels = vec!["benign".to_string()];
-    let mut attacks: Vec<String> = rows.iter().filter(|r| r.is_attack()).map(|r| r.label.clone()).collect();
+    let mut attacks: Vec<String> = rows
+        .iter()
+        .filter(|r| r.is_attack())
+        .map(|r| r.label.clone())
+        .collect();
     attacks.sort();
     attacks.dedup();
     anyhow::ensure!(
@@ -289,13 +324,25 @@ pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
     };
     let eval_refs: Vec<&GuardRow> = eval_rows.iter().collect();
     let windows = |rs: &[&GuardRow]| -> Vec<Vec<String>> {
-        rs.iter().map(|r| text_windows(&r.text, args.window_bytes)).collect()
+        rs.iter()
+            .map(|r| text_windows(&r.text, args.window_bytes))
+            .collect()
     };
-    let (train_w, val_w, eval_w) = (windows(&train_rows), windows(&val_rows), windows(&eval_refs));
+    let (train_w, val_w, eval_w) = (
+        windows(&train_rows),
+        windows(&val_rows),
+        windows(&eval_refs),
+    );
 
     let t0 = Instant::now();
     let mut encoders = load_encoders(args)?;
-    let all: Vec<&str> = train_w.iter().chain(&val_w).chain(&eval_w).flatten().map(String::as_str).collect();
+    let all: Vec<&str> = train_w
+        .iter()
+        .chain(&val_w)
+        .chain(&eval_w)
+        .flatten()
+        .map(String::as_str)
+        .collect();
     compute_features(&mut encoders, &all)?;
     let feature_seconds = t0.elapsed().as_secs_f64();
 
@@ -323,7 +370,10 @@ pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
         epochs,
         ..
     } = train_head(&train_data, &val_data, labels.len(), &opts, &mut |e| {
-        bar.set_message(format!("training (val loss {:.4}, train loss {:.4})", e.val_loss, e.train_loss));
+        bar.set_message(format!(
+            "training (val loss {:.4}, train loss {:.4})",
+            e.val_loss, e.train_loss
+        ));
         bar.inc(1);
     })?;
     bar.finish_and_clear();
@@ -337,15 +387,22 @@ pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
         .map(|(_, &s)| s)
         .collect();
     let calibration = Calibration::new("validation", benign, args.target_fpr);
-    let validation = Report::new(&scored(&val_rows, &val_scores, "validation"), calibration.threshold);
+    let validation = Report::new(
+        &scored(&val_rows, &val_scores, "validation"),
+        calibration.threshold,
+    );
     let eval = if eval_rows.is_empty() {
         None
     } else {
         let scores = score_texts(&encoders, &head, &eval_w)?;
-        Some(Report::new(&scored(&eval_refs, &scores, "eval"), calibration.threshold))
+        Some(Report::new(
+            &scored(&eval_refs, &scores, "eval"),
+            calibration.threshold,
+        ))
     };
 
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     for e in &mut encoders {
         e.reference.path = encoder_path(&args.out, &e.dir)?;
     }
@@ -373,7 +430,8 @@ pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
         feature_seconds,
         train_seconds,
     };
-    let card = super::model_card::model_card(args, &summary, &train_rows, &val_rows, train_data.len());
+    let card =
+        super::model_card::model_card(args, &summary, &train_rows, &val_rows, train_data.len());
     std::fs::write(args.out.join("README.md"), card)?;
     Ok(summary)
 }
@@ -399,7 +457,12 @@ pub fn run(args: TrainGuardArgs) -> anyhow::Result<()> {
         args.target_fpr
     );
     if let Some(eval) = &s.eval {
-        println!("\nevaluation file {}:\n\n{}\n{}", args.eval.as_deref().unwrap_or(Path::new("")).display(), eval.table(), eval.legend());
+        println!(
+            "\nevaluation file {}:\n\n{}\n{}",
+            args.eval.as_deref().unwrap_or(Path::new("")).display(),
+            eval.table(),
+            eval.legend()
+        );
     }
     println!(
         "\nserve it with: ragd serve --guard {} --guard-threshold fpr:{}",

@@ -25,9 +25,17 @@ pub fn model_card(
     val: &[&GuardRow],
     train_windows: usize,
 ) -> String {
-    let name = args.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = args
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let c = &s.config;
-    let encoders: Vec<String> = c.encoders.iter().map(|e| format!("{:?} (`{}`, {} values)", e.kind, e.path, e.dim)).collect();
+    let encoders: Vec<String> = c
+        .encoders
+        .iter()
+        .map(|e| format!("{:?} (`{}`, {} values)", e.kind, e.path, e.dim))
+        .collect();
     let head = if c.hidden == 0 {
         "logistic regression".to_string()
     } else {
@@ -43,7 +51,11 @@ pub fn model_card(
         s.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", "),
         c.window_bytes
     );
-    let _ = writeln!(out, "## Use\n\n```sh\nragd serve --guard {name} --guard-threshold fpr:{}\n```\n", args.target_fpr);
+    let _ = writeln!(
+        out,
+        "## Use\n\n```sh\nragd serve --guard {name} --guard-threshold fpr:{}\n```\n",
+        args.target_fpr
+    );
     let _ = writeln!(out, "## Data\n");
     let _ = writeln!(
         out,
@@ -55,11 +67,21 @@ pub fn model_card(
         s.val_texts,
         args.val_fraction * 100.0
     );
-    let _ = writeln!(out, "| source | label | training | held out |\n|---|---|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| source | label | training | held out |\n|---|---|---:|---:|"
+    );
     let (t, v) = (counts(train), counts(val));
     let keys: std::collections::BTreeSet<_> = t.keys().chain(v.keys()).collect();
     for k in keys {
-        let _ = writeln!(out, "| {} | {} | {} | {} |", k.0, k.1, t.get(k).unwrap_or(&0), v.get(k).unwrap_or(&0));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            k.0,
+            k.1,
+            t.get(k).unwrap_or(&0),
+            v.get(k).unwrap_or(&0)
+        );
     }
     let _ = writeln!(out, "\n## Training\n");
     let _ = writeln!(
@@ -91,7 +113,12 @@ pub fn model_card(
             let _ = writeln!(out, "| {rate} | {:.4} |", cal.threshold_for_fpr(rate));
         }
     }
-    let _ = writeln!(out, "\n## Held-out validation\n\n{}\n{}\n", s.validation.table(), s.validation.legend());
+    let _ = writeln!(
+        out,
+        "\n## Held-out validation\n\n{}\n{}\n",
+        s.validation.table(),
+        s.validation.legend()
+    );
     if let (Some(eval), Some(path)) = (&s.eval, &args.eval) {
         let _ = writeln!(
             out,

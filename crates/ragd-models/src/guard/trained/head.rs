@@ -23,7 +23,12 @@ pub struct Head {
 }
 
 impl Head {
-    fn forward(mean: &Tensor, inv_std: &Tensor, layers: &[(Tensor, Tensor)], x: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(
+        mean: &Tensor,
+        inv_std: &Tensor,
+        layers: &[(Tensor, Tensor)],
+        x: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let mut h = x.broadcast_sub(mean)?.broadcast_mul(inv_std)?;
         for (i, (w, b)) in layers.iter().enumerate() {
             if i > 0 {
@@ -59,7 +64,8 @@ impl Head {
                 r.len()
             )));
         }
-        let x = Tensor::from_vec(rows.concat(), (rows.len(), dim), &self.device).map_err(inference)?;
+        let x =
+            Tensor::from_vec(rows.concat(), (rows.len(), dim), &self.device).map_err(inference)?;
         Self::forward(&self.mean, &self.inv_std, &self.layers, &x)
             .and_then(|l| candle_nn::ops::softmax_last_dim(&l))
             .and_then(|p| p.to_vec2())
@@ -76,11 +82,18 @@ impl Head {
             tensors.insert(format!("layers.{i}.weight"), w.clone());
             tensors.insert(format!("layers.{i}.bias"), b.clone());
         }
-        candle_core::safetensors::save(&tensors, path).map_err(|e| ModelError::load(path.display(), e))
+        candle_core::safetensors::save(&tensors, path)
+            .map_err(|e| ModelError::load(path.display(), e))
     }
 
     /// Reads a head written by [`Head::save`], checking its shapes.
-    pub fn load(path: &Path, input_dim: usize, hidden: usize, classes: usize, device: &Device) -> Result<Self> {
+    pub fn load(
+        path: &Path,
+        input_dim: usize,
+        hidden: usize,
+        classes: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let fail = |e: &dyn std::fmt::Display| ModelError::load(path.display(), e);
         let tensors = candle_core::safetensors::load(path, device).map_err(|e| fail(&e))?;
         let get = |name: &str, shape: &[usize]| -> Result<Tensor> {
@@ -88,7 +101,10 @@ impl Head {
                 .get(name)
                 .ok_or_else(|| fail(&format!("tensor {name} is missing")))?;
             if t.dims() != shape {
-                return Err(fail(&format!("tensor {name} has shape {:?}, expected {shape:?}", t.dims())));
+                return Err(fail(&format!(
+                    "tensor {name} has shape {:?}, expected {shape:?}",
+                    t.dims()
+                )));
             }
             t.to_dtype(DType::F32).map_err(|e| fail(&e))
         };
@@ -286,7 +302,12 @@ struct Batchable {
 
 impl Batchable {
     fn new(set: &TrainSet, cw: &[f32], device: &Device) -> candle_core::Result<Self> {
-        let w: Vec<f32> = set.y.iter().zip(&set.weight).map(|(&y, &w)| w * cw[y as usize]).collect();
+        let w: Vec<f32> = set
+            .y
+            .iter()
+            .zip(&set.weight)
+            .map(|(&y, &w)| w * cw[y as usize])
+            .collect();
         Ok(Self {
             x: Tensor::from_slice(&set.x, (set.len(), set.dim), device)?,
             y: Tensor::from_slice(&set.y, set.len(), device)?,
@@ -309,7 +330,9 @@ fn loss(logits: &Tensor, b: &Batchable) -> candle_core::Result<Tensor> {
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let picked = logp.gather(&b.y.unsqueeze(1)?, 1)?.squeeze(1)?;
     let total = b.w.sum_all()?.to_scalar::<f32>()?.max(f32::MIN_POSITIVE);
-    (picked * &b.w)?.sum_all()?.affine(-1.0 / f64::from(total), 0.0)
+    (picked * &b.w)?
+        .sum_all()?
+        .affine(-1.0 / f64::from(total), 0.0)
 }
 
 fn train_inner(
@@ -336,8 +359,16 @@ fn train_inner(
     let mut vars = Vec::new();
     for io in layer_dims(train.dim, opts.hidden, classes).windows(2) {
         let bound = 1.0 / (io[0] as f64).sqrt();
-        let mut init = |n: usize| -> Vec<f32> { (0..n).map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32).collect() };
-        let w = Var::from_tensor(&Tensor::from_vec(init(io[0] * io[1]), (io[0], io[1]), &device)?)?;
+        let mut init = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32)
+                .collect()
+        };
+        let w = Var::from_tensor(&Tensor::from_vec(
+            init(io[0] * io[1]),
+            (io[0], io[1]),
+            &device,
+        )?)?;
         let b = Var::from_tensor(&Tensor::from_vec(init(io[1]), io[1], &device)?)?;
         vars.push((w, b));
     }
@@ -346,12 +377,19 @@ fn train_inner(
         weight_decay: opts.weight_decay,
         ..ParamsAdamW::default()
     };
-    let mut optimizer = AdamW::new(vars.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect(), params)?;
+    let mut optimizer = AdamW::new(
+        vars.iter()
+            .flat_map(|(w, b)| [w.clone(), b.clone()])
+            .collect(),
+        params,
+    )?;
     let cw = class_weights(train, classes, opts.class_weighting);
     let all = Batchable::new(train, &cw, &device)?;
     let held_out = Batchable::new(val, &cw, &device)?;
     let layers = |vars: &[(Var, Var)]| -> Vec<(Tensor, Tensor)> {
-        vars.iter().map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone())).collect()
+        vars.iter()
+            .map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone()))
+            .collect()
     };
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let mut best: Option<(f64, usize, Vec<(Tensor, Tensor)>)> = None;
@@ -367,11 +405,20 @@ fn train_inner(
             batches += 1;
         }
         let current = layers(&vars);
-        let val_loss = f64::from(loss(&Head::forward(&mean, &inv_std, &current, &held_out.x)?, &held_out)?.to_scalar::<f32>()?);
+        let val_loss = f64::from(
+            loss(
+                &Head::forward(&mean, &inv_std, &current, &held_out.x)?,
+                &held_out,
+            )?
+            .to_scalar::<f32>()?,
+        );
         let improved = best.as_ref().is_none_or(|(b, _, _)| val_loss < *b);
         if improved {
             // Copies: the optimizer updates the variables in place.
-            let copies = current.iter().map(|(w, b)| Ok((w.copy()?, b.copy()?))).collect::<candle_core::Result<_>>()?;
+            let copies = current
+                .iter()
+                .map(|(w, b)| Ok((w.copy()?, b.copy()?)))
+                .collect::<candle_core::Result<_>>()?;
             best = Some((val_loss, epoch, copies));
         }
         let e = Epoch {
@@ -382,7 +429,10 @@ fn train_inner(
         };
         on_epoch(&e);
         epochs.push(e);
-        if best.as_ref().is_some_and(|(_, at, _)| epoch - at >= opts.patience.max(1)) {
+        if best
+            .as_ref()
+            .is_some_and(|(_, at, _)| epoch - at >= opts.patience.max(1))
+        {
             break;
         }
     }
@@ -413,7 +463,9 @@ mod tests {
         for i in 0..n {
             let class = (i % 3 == 0) as u32;
             let shift = if class == 1 { 1.5 } else { -1.5 };
-            let row: Vec<f32> = (0..4).map(|_| (shift + rng.unit() * 2.0 - 1.0) as f32).collect();
+            let row: Vec<f32> = (0..4)
+                .map(|_| (shift + rng.unit() * 2.0 - 1.0) as f32)
+                .collect();
             set.push(&row, class, 1.0);
         }
         set
@@ -434,7 +486,11 @@ mod tests {
             let rows: Vec<Vec<f32>> = val.x.chunks(4).map(<[f32]>::to_vec).collect();
             let (pa, pb) = (a.head.probs(&rows).unwrap(), b.head.probs(&rows).unwrap());
             assert_eq!(pa, pb);
-            let right = pa.iter().zip(&val.y).filter(|(p, &y)| (p[1] > 0.5) == (y == 1)).count();
+            let right = pa
+                .iter()
+                .zip(&val.y)
+                .filter(|(p, &y)| (p[1] > 0.5) == (y == 1))
+                .count();
             assert_eq!(right, val.len(), "hidden {hidden}");
             assert_eq!(a.head.hidden(), hidden);
             // Balanced: the minority class (a third) weighs twice as much.
