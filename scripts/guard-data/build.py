@@ -360,6 +360,8 @@ def fixture(train: list, path: Path, per_label: int = 150):
     """A small training file for the test suite: short texts, both classes,
     every source that has short texts, chosen by hash."""
     chosen = []
+    # Hate-speech rows stay out of the repository.
+    train = [r for r in train if "hate-speech" not in r["source"]]
     for benign in (True, False):
         pool = sorted((r for r in train if (r["label"] == "benign") == benign and len(r["text"]) <= 600),
                       key=lambda r: h64("fixture:" + r["text"]))

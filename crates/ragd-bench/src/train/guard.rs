@@ -20,9 +20,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use ragd_models::guard::trained::{
-    text_windows, train_head, weights_sha256, Calibration, EncoderKind, EncoderRef, FeatureEncoder,
-    Head, TrainOptions, TrainSet, Trained, TrainedGuardConfig, DEFAULT_WINDOW_BYTES, HEAD_FILE,
-    MODEL_TYPE,
+    text_windows, train_head, weights_sha256, Calibration, EncoderKind, EncoderRef, FeatureEncoder, Head,
+    TrainOptions, TrainSet, Trained, TrainedGuardConfig, DEFAULT_WINDOW_BYTES, HEAD_FILE, MODEL_TYPE,
 };
 use ragd_models::{resolve_model_dir, DeviceChoice};
 use sha2::{Digest, Sha256};
@@ -143,7 +142,8 @@ fn normalized(text: &str) -> String {
         .to_lowercase()
 }
 
-fn holds_out(row: &GuardRow, fraction: f64) -> bool {
+/// Whether `row` is in the held-out validation share.
+pub fn holds_out(row: &GuardRow, fraction: f64) -> bool {
     let key = row.group.clone().unwrap_or_else(|| normalized(&row.text));
     unit(&format!("validation:{key}")) < fraction
 }
@@ -215,10 +215,7 @@ fn compute_features(encoders: &mut [Encoder], windows: &[&str]) -> anyhow::Resul
         if missing.is_empty() {
             continue;
         }
-        let bar = ragd_client::progress(
-            missing.len() as u64,
-            &format!("{:?} features", e.reference.kind),
-        );
+        let bar = ragd_client::progress(missing.len() as u64, &format!("{:?} features", e.reference.kind));
         for chunk in missing.chunks(WINDOWS_PER_CALL) {
             let features = e.model.encode(chunk)?;
             e.cache.insert(chunk, features)?;
@@ -237,24 +234,19 @@ fn window_features(encoders: &[Encoder], window: &str) -> Vec<f32> {
         .collect()
 }
 
-/// Rows (one per window of each text, weight 1/windows) of a training set.
+/// The texts of a training set, each with its windows' features.
 fn train_set(encoders: &[Encoder], texts: &[(Vec<String>, u32)], dim: usize) -> TrainSet {
     let mut set = TrainSet::new(dim);
     for (windows, class) in texts {
-        let w = 1.0 / windows.len() as f32;
-        for window in windows {
-            set.push(&window_features(encoders, window), *class, w);
-        }
+        let features: Vec<Vec<f32>> = windows.iter().map(|w| window_features(encoders, w)).collect();
+        let refs: Vec<&[f32]> = features.iter().map(Vec::as_slice).collect();
+        set.push(&refs, *class);
     }
     set
 }
 
 /// Each text's score: the worst window's probability of not being benign.
-fn score_texts(
-    encoders: &[Encoder],
-    head: &Head,
-    texts: &[Vec<String>],
-) -> anyhow::Result<Vec<f32>> {
+fn score_texts(encoders: &[Encoder], head: &Head, texts: &[Vec<String>]) -> anyhow::Result<Vec<f32>> {
     let rows: Vec<Vec<f32>> = texts
         .iter()
         .flatten()
@@ -277,10 +269,7 @@ fn scored(rows: &[&GuardRow], scores: &[f32], default_source: &str) -> Vec<Score
     rows.iter()
         .zip(scores)
         .map(|(r, &score)| Scored {
-            source: r
-                .source
-                .clone()
-                .unwrap_or_else(|| default_source.to_string()),
+            source: r.source.clone().unwrap_or_else(|| default_source.to_string()),
             attack: r.is_attack(),
             score,
         })
@@ -328,11 +317,7 @@ pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
             .map(|r| text_windows(&r.text, args.window_bytes))
             .collect()
     };
-    let (train_w, val_w, eval_w) = (
-        windows(&train_rows),
-        windows(&val_rows),
-        windows(&eval_refs),
-    );
+    let (train_w, val_w, eval_w) = (windows(&train_rows), windows(&val_rows), windows(&eval_refs));
 
     let t0 = Instant::now();
     let mut encoders = load_encoders(args)?;
@@ -401,8 +386,7 @@ pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
         ))
     };
 
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     for e in &mut encoders {
         e.reference.path = encoder_path(&args.out, &e.dir)?;
     }
@@ -430,8 +414,7 @@ pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
         feature_seconds,
         train_seconds,
     };
-    let card =
-        super::model_card::model_card(args, &summary, &train_rows, &val_rows, train_data.len());
+    let card = super::model_card::model_card(args, &summary, &train_rows, &val_rows, train_data.len());
     std::fs::write(args.out.join("README.md"), card)?;
     Ok(summary)
 }

@@ -48,7 +48,11 @@ pub fn model_card(
         "A prompt-injection guard trained by `ragd train guard`: {head} over the frozen features of {}, \
          classes {}. Texts are scored in windows of {} bytes; the worst window decides.\n",
         encoders.join(" + "),
-        s.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", "),
+        s.labels
+            .iter()
+            .map(|l| format!("`{l}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
         c.window_bytes
     );
     let _ = writeln!(
@@ -86,8 +90,10 @@ pub fn model_card(
     let _ = writeln!(out, "\n## Training\n");
     let _ = writeln!(
         out,
-        "AdamW (lr {}, weight decay {}), batches of {}, class-weighted cross-entropy, seed {}; early stopping \
-         after {} epochs without a better validation loss: best epoch {} of {} run. Features {:.0} s, head {:.0} s.\n",
+        "AdamW (lr {}, weight decay {}), batches of {}, class-weighted cross-entropy, seed {}; after the first \
+         epoch an attack text trains on its most attack-like window (a text is scored by its worst window); early \
+         stopping after {} epochs without a better validation loss: best epoch {} of {} run. Features {:.0} s, \
+         head {:.0} s.\n",
         args.lr,
         args.weight_decay,
         args.batch_size,

@@ -2,7 +2,8 @@
 //! then logistic regression (`hidden` 0) or one hidden ReLU layer; and its
 //! training with candle-nn's AdamW (class-weighted cross-entropy,
 //! mini-batches, early stopping on a held-out part), deterministic for a
-//! seed.
+//! seed. A text is scored by its worst window, so a long attack text
+//! trains on its most attack-like window ([`TrainSet`]'s selection).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,12 +14,14 @@ use ragd_core::{ModelError, Result};
 
 use crate::error::inference;
 
+/// Weight (`[in, out]`) and bias of each linear layer.
+type Layers = Vec<(Tensor, Tensor)>;
+
 /// The head: `x -> (x - mean) * inv_std -> [W b ReLU]* -> W b` (logits).
-/// Weights are stored `[in, out]`.
 pub struct Head {
     mean: Tensor,
     inv_std: Tensor,
-    layers: Vec<(Tensor, Tensor)>,
+    layers: Layers,
     device: Device,
 }
 
@@ -64,8 +67,7 @@ impl Head {
                 r.len()
             )));
         }
-        let x =
-            Tensor::from_vec(rows.concat(), (rows.len(), dim), &self.device).map_err(inference)?;
+        let x = Tensor::from_vec(rows.concat(), (rows.len(), dim), &self.device).map_err(inference)?;
         Self::forward(&self.mean, &self.inv_std, &self.layers, &x)
             .and_then(|l| candle_nn::ops::softmax_last_dim(&l))
             .and_then(|p| p.to_vec2())
@@ -82,8 +84,7 @@ impl Head {
             tensors.insert(format!("layers.{i}.weight"), w.clone());
             tensors.insert(format!("layers.{i}.bias"), b.clone());
         }
-        candle_core::safetensors::save(&tensors, path)
-            .map_err(|e| ModelError::load(path.display(), e))
+        candle_core::safetensors::save(&tensors, path).map_err(|e| ModelError::load(path.display(), e))
     }
 
     /// Reads a head written by [`Head::save`], checking its shapes.
@@ -136,15 +137,17 @@ fn layer_dims(input: usize, hidden: usize, classes: usize) -> Vec<usize> {
     }
 }
 
-/// Feature vectors (`dim` values each, concatenated), their class and
-/// their weight (a text split into `n` windows gives `n` rows of weight
-/// `1/n`, so each text counts once).
+/// Texts to train on: each text is one or more windows, each window a
+/// feature vector (`dim` values; all concatenated in `x`), with the text's
+/// class.
 #[derive(Debug, Clone, Default)]
 pub struct TrainSet {
     pub dim: usize,
     pub x: Vec<f32>,
+    /// Class of each window (its text's).
     pub y: Vec<u32>,
-    pub weight: Vec<f32>,
+    /// Windows `texts[i].0 .. texts[i].1` are text `i`'s.
+    pub texts: Vec<(usize, usize)>,
 }
 
 impl TrainSet {
@@ -155,19 +158,48 @@ impl TrainSet {
         }
     }
 
-    pub fn push(&mut self, features: &[f32], class: u32, weight: f32) {
-        debug_assert_eq!(features.len(), self.dim);
-        self.x.extend_from_slice(features);
-        self.y.push(class);
-        self.weight.push(weight);
+    /// Adds a text of class `class` made of `windows` (at least one).
+    pub fn push(&mut self, windows: &[&[f32]], class: u32) {
+        let start = self.y.len();
+        for w in windows {
+            debug_assert_eq!(w.len(), self.dim);
+            self.x.extend_from_slice(w);
+            self.y.push(class);
+        }
+        self.texts.push((start, self.y.len()));
     }
 
+    /// Number of windows.
     pub fn len(&self) -> usize {
         self.y.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
+    }
+
+    /// The windows an epoch trains on and their weights, so that each text
+    /// counts once: every window of a benign text (`1/n` each: each is
+    /// benign); of an attack text, its most attack-like window by `probs`
+    /// (multiple-instance learning: the attack may sit in one window of a
+    /// long text, the rest of it benign), or all its windows (`1/n` each)
+    /// without `probs`.
+    fn selection(&self, probs: Option<&[Vec<f32>]>) -> Vec<(u32, f32)> {
+        let mut out = Vec::with_capacity(self.len());
+        for &(start, end) in &self.texts {
+            let n = end - start;
+            match probs {
+                Some(p) if self.y[start] != 0 && n > 1 => {
+                    let attack = |i: &usize| 1.0 - p[*i][0];
+                    let worst = (start..end)
+                        .max_by(|a, b| attack(a).total_cmp(&attack(b)))
+                        .unwrap_or(start);
+                    out.push((worst as u32, 1.0));
+                }
+                _ => out.extend((start..end).map(|i| (i as u32, 1.0 / n as f32))),
+            }
+        }
+        out
     }
 }
 
@@ -259,8 +291,8 @@ pub fn train_head(
 
 fn class_weights(set: &TrainSet, classes: usize, balanced: bool) -> Vec<f32> {
     let mut per_class = vec![0f64; classes];
-    for (&y, &w) in set.y.iter().zip(&set.weight) {
-        per_class[y as usize] += f64::from(w);
+    for &(start, _) in &set.texts {
+        per_class[set.y[start] as usize] += 1.0;
     }
     let total: f64 = per_class.iter().sum();
     per_class
@@ -293,7 +325,8 @@ fn standardisation(set: &TrainSet) -> (Vec<f32>, Vec<f32>) {
     (mean.into_iter().map(|m| m as f32).collect(), inv_std)
 }
 
-/// Rows, classes and loss weights of a set as tensors.
+/// Windows and classes of a set as tensors, with the loss weights of
+/// the windows an epoch trains on.
 struct Batchable {
     x: Tensor,
     y: Tensor,
@@ -301,18 +334,22 @@ struct Batchable {
 }
 
 impl Batchable {
-    fn new(set: &TrainSet, cw: &[f32], device: &Device) -> candle_core::Result<Self> {
-        let w: Vec<f32> = set
-            .y
-            .iter()
-            .zip(&set.weight)
-            .map(|(&y, &w)| w * cw[y as usize])
-            .collect();
+    fn new(set: &TrainSet, device: &Device) -> candle_core::Result<Self> {
         Ok(Self {
             x: Tensor::from_slice(&set.x, (set.len(), set.dim), device)?,
             y: Tensor::from_slice(&set.y, set.len(), device)?,
-            w: Tensor::from_vec(w, set.len(), device)?,
+            w: Tensor::zeros(set.len(), DType::F32, device)?,
         })
+    }
+
+    /// Weights `selection`'s windows (times their class weight), the rest 0.
+    fn weigh(&mut self, set: &TrainSet, selection: &[(u32, f32)], cw: &[f32]) -> candle_core::Result<()> {
+        let mut w = vec![0f32; set.len()];
+        for &(i, weight) in selection {
+            w[i as usize] = weight * cw[set.y[i as usize] as usize];
+        }
+        self.w = Tensor::from_vec(w, set.len(), self.x.device())?;
+        Ok(())
     }
 
     fn rows(&self, idx: &[u32]) -> candle_core::Result<Self> {
@@ -325,14 +362,22 @@ impl Batchable {
     }
 }
 
+/// Class probabilities of every window of `b` under `layers`.
+fn all_probs(
+    mean: &Tensor,
+    inv_std: &Tensor,
+    layers: &[(Tensor, Tensor)],
+    b: &Batchable,
+) -> candle_core::Result<Vec<Vec<f32>>> {
+    candle_nn::ops::softmax_last_dim(&Head::forward(mean, inv_std, layers, &b.x)?)?.to_vec2()
+}
+
 /// Weighted mean cross-entropy of `logits` against the set's classes.
 fn loss(logits: &Tensor, b: &Batchable) -> candle_core::Result<Tensor> {
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let picked = logp.gather(&b.y.unsqueeze(1)?, 1)?.squeeze(1)?;
     let total = b.w.sum_all()?.to_scalar::<f32>()?.max(f32::MIN_POSITIVE);
-    (picked * &b.w)?
-        .sum_all()?
-        .affine(-1.0 / f64::from(total), 0.0)
+    (picked * &b.w)?.sum_all()?.affine(-1.0 / f64::from(total), 0.0)
 }
 
 fn train_inner(
@@ -364,11 +409,7 @@ fn train_inner(
                 .map(|_| ((rng.unit() * 2.0 - 1.0) * bound) as f32)
                 .collect()
         };
-        let w = Var::from_tensor(&Tensor::from_vec(
-            init(io[0] * io[1]),
-            (io[0], io[1]),
-            &device,
-        )?)?;
+        let w = Var::from_tensor(&Tensor::from_vec(init(io[0] * io[1]), (io[0], io[1]), &device)?)?;
         let b = Var::from_tensor(&Tensor::from_vec(init(io[1]), io[1], &device)?)?;
         vars.push((w, b));
     }
@@ -378,23 +419,30 @@ fn train_inner(
         ..ParamsAdamW::default()
     };
     let mut optimizer = AdamW::new(
-        vars.iter()
-            .flat_map(|(w, b)| [w.clone(), b.clone()])
-            .collect(),
+        vars.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect(),
         params,
     )?;
     let cw = class_weights(train, classes, opts.class_weighting);
-    let all = Batchable::new(train, &cw, &device)?;
-    let held_out = Batchable::new(val, &cw, &device)?;
-    let layers = |vars: &[(Var, Var)]| -> Vec<(Tensor, Tensor)> {
+    let mut all = Batchable::new(train, &device)?;
+    let mut held_out = Batchable::new(val, &device)?;
+    let layers = |vars: &[(Var, Var)]| -> Layers {
         vars.iter()
             .map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone()))
             .collect()
     };
-    let mut order: Vec<u32> = (0..train.len() as u32).collect();
-    let mut best: Option<(f64, usize, Vec<(Tensor, Tensor)>)> = None;
+    // (validation loss, epoch, weights) of the best epoch so far.
+    let mut best: Option<(f64, usize, Layers)> = None;
     let mut epochs = Vec::new();
     for epoch in 1..=opts.epochs.max(1) {
+        // The first epoch sees every window; later ones an attack text's
+        // most attack-like window under the current head.
+        let probs = match epoch {
+            1 => None,
+            _ => Some(all_probs(&mean, &inv_std, &layers(&vars), &all)?),
+        };
+        let selection = train.selection(probs.as_deref());
+        all.weigh(train, &selection, &cw)?;
+        let mut order: Vec<u32> = selection.iter().map(|&(i, _)| i).collect();
         rng.shuffle(&mut order);
         let (mut sum, mut batches) = (0.0, 0usize);
         for idx in order.chunks(opts.batch_size.max(1)) {
@@ -405,12 +453,10 @@ fn train_inner(
             batches += 1;
         }
         let current = layers(&vars);
+        let val_probs = all_probs(&mean, &inv_std, &current, &held_out)?;
+        held_out.weigh(val, &val.selection(Some(&val_probs)), &cw)?;
         let val_loss = f64::from(
-            loss(
-                &Head::forward(&mean, &inv_std, &current, &held_out.x)?,
-                &held_out,
-            )?
-            .to_scalar::<f32>()?,
+            loss(&Head::forward(&mean, &inv_std, &current, &held_out.x)?, &held_out)?.to_scalar::<f32>()?,
         );
         let improved = best.as_ref().is_none_or(|(b, _, _)| val_loss < *b);
         if improved {
@@ -463,10 +509,8 @@ mod tests {
         for i in 0..n {
             let class = (i % 3 == 0) as u32;
             let shift = if class == 1 { 1.5 } else { -1.5 };
-            let row: Vec<f32> = (0..4)
-                .map(|_| (shift + rng.unit() * 2.0 - 1.0) as f32)
-                .collect();
-            set.push(&row, class, 1.0);
+            let row: Vec<f32> = (0..4).map(|_| (shift + rng.unit() * 2.0 - 1.0) as f32).collect();
+            set.push(&[&row], class);
         }
         set
     }
@@ -496,6 +540,28 @@ mod tests {
             // Balanced: the minority class (a third) weighs twice as much.
             assert!((a.class_weights[1] / a.class_weights[0] - 2.0).abs() < 0.05);
         }
+    }
+
+    #[test]
+    fn an_attack_text_trains_on_its_worst_window_and_a_benign_one_on_all() {
+        let mut set = TrainSet::new(1);
+        set.push(&[&[0.0], &[1.0]], 0);
+        set.push(&[&[2.0], &[3.0], &[4.0]], 1);
+        set.push(&[&[5.0]], 1);
+        let all = set.selection(None);
+        assert_eq!(all.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(all[0].1, 0.5);
+        assert!((all[2].1 - 1.0 / 3.0).abs() < 1e-6);
+        let probs: Vec<Vec<f32>> = [0.9, 0.1, 0.8, 0.2, 0.6, 0.5]
+            .iter()
+            .map(|&b| vec![b, 1.0 - b])
+            .collect();
+        // Text 1's most attack-like window is 3 (benign 0.2); text 0 keeps both.
+        assert_eq!(
+            set.selection(Some(&probs)),
+            [(0, 0.5), (1, 0.5), (3, 1.0), (5, 1.0)]
+        );
+        assert_eq!(set.texts, [(0, 2), (2, 5), (5, 6)]);
     }
 
     #[test]
