@@ -10,6 +10,8 @@ pub enum ModelKind {
     Embedder,
     Guard,
     Generator,
+    /// A cross-encoder scoring (query, document) pairs.
+    Reranker,
 }
 
 /// Static facts about a loaded model, for `/v1/models` and for validation.

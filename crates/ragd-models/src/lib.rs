@@ -1,5 +1,6 @@
-//! ragd-models: ragd's models. The BERT embedder ([`embed`]) and the guard
-//! classifiers ([`guard`]: NanoGuard, DeBERTa-v2) run on candle; the Llama
+//! ragd-models: ragd's models. The BERT embedder ([`embed`]), the guard
+//! classifiers ([`guard`]: NanoGuard, DeBERTa-v2) and the cross-encoder
+//! reranker ([`rerank`]) run on candle; the Llama
 //! generator ([`llama`], GGUF or safetensors) runs on ragd's own kernels
 //! (`ragd-kernels`) over a paged KV cache. Also: tokenizers, chat
 //! templates, finding a model's folder ([`resolve_model_dir`]).
@@ -19,6 +20,7 @@ pub mod llama;
 mod model_dir;
 mod model_id;
 mod padding;
+pub mod rerank;
 
 pub use candle_core::Device;
 pub use device::DeviceChoice;
@@ -26,3 +28,4 @@ pub use embed::BertEmbedder;
 pub use hf_tokenizer::HfTokenizer;
 pub use model_dir::resolve_model_dir;
 pub use model_id::model_id;
+pub use rerank::CrossEncoder;

@@ -43,7 +43,7 @@ struct SentenceBertConfig {
     max_seq_length: usize,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::load(path.display(), e))?;
     serde_json::from_str(&text).map_err(|e| ModelError::load(path.display(), e))
 }
@@ -110,19 +110,47 @@ impl BertEmbedder {
     fn sub_batch_end(&self, batch: &TokenBatch, order: &[usize], start: usize) -> usize {
         match self.backend {
             Backend::Padded(_) => (start + SUB_BATCH_SEQS).min(order.len()),
-            Backend::Packed(_) => {
-                let mut tokens = 0;
-                let mut end = start;
-                while end < order.len()
-                    && (end == start || tokens + batch.seq(order[end]).len() <= SUB_BATCH_TOKENS)
-                {
-                    tokens += batch.seq(order[end]).len();
-                    end += 1;
-                }
-                end
-            }
+            Backend::Packed(_) => packed_sub_batch_end(batch, order, start),
         }
     }
+}
+
+/// End of the packed sub-batch starting at `order[start]`: within
+/// [`SUB_BATCH_TOKENS`], always at least one sequence.
+pub(crate) fn packed_sub_batch_end(batch: &TokenBatch, order: &[usize], start: usize) -> usize {
+    let mut tokens = 0;
+    let mut end = start;
+    while end < order.len() && (end == start || tokens + batch.seq(order[end]).len() <= SUB_BATCH_TOKENS) {
+        tokens += batch.seq(order[end]).len();
+        end += 1;
+    }
+    end
+}
+
+/// Runs `run` on sub-batches of `batch` sorted by length (equal lengths
+/// share attention matmuls when packed; short sequences are not padded to
+/// long ones), each from `order[start]` to `end(order, start)`, and
+/// returns the outputs in the batch's order.
+pub(crate) fn by_length<T: Default + Clone>(
+    batch: &TokenBatch,
+    end: impl Fn(&[usize], usize) -> usize,
+    mut run: impl FnMut(&[&[u32]]) -> candle_core::Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| batch.seq(i).len());
+    let mut out = vec![T::default(); batch.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let end = end(&order, start);
+        let chunk = &order[start..end];
+        let seqs: Vec<&[u32]> = chunk.iter().map(|&i| batch.seq(i)).collect();
+        let _span = tracing::trace_span!("bert_forward", seqs = seqs.len()).entered();
+        for (&i, v) in chunk.iter().zip(run(&seqs).map_err(inference)?) {
+            out[i] = v;
+        }
+        start = end;
+    }
+    Ok(out)
 }
 
 impl Embedder for BertEmbedder {
@@ -136,25 +164,10 @@ impl Embedder for BertEmbedder {
 
     fn embed(&mut self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
         crate::padding::check_window(batch, self.info.framing.max_len)?;
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|&i| batch.seq(i).len());
-        let mut out = vec![Vec::new(); batch.len()];
-        let mut start = 0;
-        while start < order.len() {
-            let end = self.sub_batch_end(batch, &order, start);
-            let chunk = &order[start..end];
-            let seqs: Vec<&[u32]> = chunk.iter().map(|&i| batch.seq(i)).collect();
-            let _span = tracing::trace_span!("bert_forward", seqs = seqs.len()).entered();
-            let vecs = match &self.backend {
-                Backend::Packed(m) => m.embed(&seqs).and_then(|t| t.to_vec2()),
-                Backend::Padded(m) => self.forward_padded(m, &seqs),
-            }
-            .map_err(inference)?;
-            for (&i, v) in chunk.iter().zip(vecs) {
-                out[i] = v;
-            }
-            start = end;
-        }
-        Ok(out)
+        let end = |order: &[usize], start| self.sub_batch_end(batch, order, start);
+        by_length(batch, end, |seqs| match &self.backend {
+            Backend::Packed(m) => m.embed(seqs).and_then(|t| t.to_vec2()),
+            Backend::Padded(m) => self.forward_padded(m, seqs),
+        })
     }
 }

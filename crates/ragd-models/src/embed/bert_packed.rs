@@ -103,7 +103,9 @@ fn attention_per_sequence(qkv: &Tensor, lens: &[usize]) -> Result<Tensor> {
     Tensor::cat(&outs, 0)
 }
 
-/// The BERT encoder (embeddings + layers), without pooler.
+/// The BERT encoder (embeddings + layers), without pooler. Also runs
+/// RoBERTa-family encoders (XLM-R): the same layers, with positions
+/// counted from `pad_token_id + 1`.
 pub struct PackedBert {
     word: Embedding,
     position: Embedding,
@@ -111,17 +113,31 @@ pub struct PackedBert {
     norm: LayerNorm,
     layers: Vec<Layer>,
     heads: usize,
+    /// Position id of a sequence's first token: 0 for BERT, `pad_token_id
+    /// + 1` for RoBERTa.
+    position_offset: u32,
     device: Device,
+}
+
+/// Whether `cfg` describes a RoBERTa-family model (positions offset by
+/// the padding id, weights under `roberta.`).
+pub fn is_roberta(cfg: &Config) -> bool {
+    matches!(
+        cfg.model_type.as_deref(),
+        Some("roberta" | "xlm-roberta" | "camembert")
+    )
 }
 
 impl PackedBert {
     /// Loads from a VarBuilder rooted where `embeddings.*` and `encoder.*`
-    /// live (with or without a `bert.` prefix).
+    /// live (with or without a `bert.` or `roberta.` prefix).
     pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
-        } else {
-            vb
+        let vb = match ["bert", "roberta"]
+            .into_iter()
+            .find(|p| vb.contains_tensor(&format!("{p}.embeddings.word_embeddings.weight")))
+        {
+            Some(prefix) => vb.pp(prefix),
+            None => vb,
         };
         let emb = vb.pp("embeddings");
         let h = cfg.hidden_size;
@@ -135,8 +151,69 @@ impl PackedBert {
             norm: layer_norm(h, cfg.layer_norm_eps, emb.pp("LayerNorm"))?,
             layers,
             heads: cfg.num_attention_heads,
+            position_offset: if is_roberta(cfg) {
+                cfg.pad_token_id as u32 + 1
+            } else {
+                0
+            },
             device: vb.device().clone(),
         })
+    }
+
+    /// Longest sequence the position embeddings allow.
+    pub fn max_len(&self) -> candle_core::Result<usize> {
+        Ok(self
+            .position
+            .embeddings()
+            .dim(0)?
+            .saturating_sub(self.position_offset as usize))
+    }
+
+    /// Hidden states `[tokens, hidden]` of the packed sequences. `type_ids`:
+    /// one token type per token of the packed batch; `None`: all 0.
+    pub fn encode(&self, seqs: &[&[u32]], type_ids: Option<Vec<u32>>) -> Result<Tensor> {
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let tokens: usize = lens.iter().sum();
+        let ids: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
+        let offset = self.position_offset;
+        let positions: Vec<u32> = lens.iter().flat_map(|&n| offset..offset + n as u32).collect();
+        let ids = Tensor::from_vec(ids, tokens, &self.device)?;
+        let positions = Tensor::from_vec(positions, tokens, &self.device)?;
+        let x = self
+            .word
+            .forward(&ids)?
+            .add(&self.position.forward(&positions)?)?;
+        let x = match type_ids {
+            Some(types) => x.add(&self.token_type.forward(&Tensor::from_vec(
+                types,
+                tokens,
+                &self.device,
+            )?)?)?,
+            None => {
+                let type0 = self
+                    .token_type
+                    .forward(&Tensor::zeros(1, DType::U32, &self.device)?)?;
+                x.broadcast_add(&type0)?
+            }
+        };
+        let mut x = self.norm.forward(&x)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &lens, self.heads)?;
+        }
+        Ok(x)
+    }
+
+    /// The hidden state of each sequence's first token (`[CLS]` or `<s>`):
+    /// `[batch, hidden]`. `type_ids` as for [`Self::encode`].
+    pub fn first_tokens(&self, seqs: &[&[u32]], type_ids: Option<Vec<u32>>) -> Result<Tensor> {
+        let x = self.encode(seqs, type_ids)?;
+        let mut starts = Vec::with_capacity(seqs.len());
+        let mut at = 0u32;
+        for s in seqs {
+            starts.push(at);
+            at += s.len() as u32;
+        }
+        x.index_select(&Tensor::from_vec(starts, seqs.len(), &self.device)?, 0)
     }
 
     /// Mean-pooled, L2-normalised sentence vectors `[batch, hidden]` of the
@@ -144,22 +221,7 @@ impl PackedBert {
     pub fn embed(&self, seqs: &[&[u32]]) -> Result<Tensor> {
         let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let tokens: usize = lens.iter().sum();
-        let ids: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
-        let positions: Vec<u32> = lens.iter().flat_map(|&n| 0..n as u32).collect();
-        let ids = Tensor::from_vec(ids, tokens, &self.device)?;
-        let positions = Tensor::from_vec(positions, tokens, &self.device)?;
-        let type0 = self
-            .token_type
-            .forward(&Tensor::zeros(1, DType::U32, &self.device)?)?;
-        let x = self
-            .word
-            .forward(&ids)?
-            .add(&self.position.forward(&positions)?)?
-            .broadcast_add(&type0)?;
-        let mut x = self.norm.forward(&x)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &lens, self.heads)?;
-        }
+        let x = self.encode(seqs, None)?;
         // Mean pooling as one matmul: row i of `pool` holds 1/len_i over
         // sequence i's tokens.
         let mut pool = vec![0f32; lens.len() * tokens];

@@ -8,7 +8,7 @@ pub mod deberta;
 pub mod nanoguard;
 mod nanoguard_checkpoint;
 mod nanoguard_model;
-mod special_tokens;
+pub(crate) mod special_tokens;
 pub mod tiktoken;
 #[doc(hidden)] // For the fuzz target `tiktoken_pickle` (fuzz/).
 pub mod tiktoken_pickle;
