@@ -224,7 +224,7 @@ async fn malformed_requests_get_openai_errors() {
 async fn request_ids_are_echoed_or_generated() {
     let (addr, _stop) = start_on_own_thread(|c| {
         c.models.embedder = "none".into();
-        c.models.guard = "none".into();
+        c.models.guards = vec![];
     });
     let client = reqwest::Client::new();
     let given = client

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 const ADMIN_KEY: &str = "collections-admin-key-0123456789";
 /// Only the embedder: collections need no guard or generator.
 fn embedder_only(c: &mut ServeConfig) {
-    c.models.guard = "none".into();
+    c.models.guards = vec![];
     c.models.generator = "none".into();
 }
 

@@ -24,7 +24,7 @@ fn child_server() {
     };
     let (addr, _stop) = ragd_suite::start_on_own_thread(|c| {
         c.data_dir = Some(dir.into());
-        c.models.guard = "none".into();
+        c.models.guards = vec![];
         c.models.generator = "none".into();
     });
     ragd_suite::announce_listening(addr);

@@ -102,7 +102,7 @@ async fn token_arrays_embed_like_their_text() {
 /// the batch-size metric shows that they were batched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_requests_are_correct_and_batched() {
-    let (addr, _stop) = start_on_own_thread(|c| c.models.guard = "none".into());
+    let (addr, _stop) = start_on_own_thread(|c| c.models.guards = vec![]);
     let base = format!("http://{addr}");
     let c = reqwest::Client::new();
     let texts: Vec<String> = (0..20)
@@ -148,7 +148,7 @@ async fn two_hundred_concurrent_requests_are_correct_and_batched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_queue_answers_429_with_retry_after() {
     let (addr, _stop) = start_on_own_thread(|c| {
-        c.models.guard = "none".into();
+        c.models.guards = vec![];
         c.models.queue_capacity = 1;
     });
     let base = format!("http://{addr}");

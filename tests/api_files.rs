@@ -41,7 +41,7 @@ fn fixture(name: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn uploaded_files_of_every_format_are_searchable() {
     let (addr, _server) = start_on_own_thread(|c| {
-        c.models.guard = "none".into();
+        c.models.guards = vec![];
         c.models.generator = "none".into();
     });
     let base = format!("http://{addr}");

@@ -210,7 +210,7 @@ async fn a_cancelled_stream_frees_its_kv_blocks_and_the_others_go_on() {
     // Its own server, so no other test's requests hold blocks.
     let (addr, _stop) = start_on_own_thread(|c| {
         c.models.embedder = "none".into();
-        c.models.guard = "none".into();
+        c.models.guards = vec![];
     });
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();

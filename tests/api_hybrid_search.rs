@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 const ADMIN_KEY: &str = "hybrid-admin-key-0123456789abcdef";
 
 fn embedder_only(c: &mut ServeConfig) {
-    c.models.guard = "none".into();
+    c.models.guards = vec![];
     c.models.generator = "none".into();
 }
 
@@ -246,7 +246,7 @@ async fn tenants_never_get_each_others_lexical_hits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rag_takes_a_mode() {
-    let (addr, _server) = start_on_own_thread(|c| c.models.guard = "none".into());
+    let (addr, _server) = start_on_own_thread(|c| c.models.guards = vec![]);
     let base = format!("http://{addr}");
     ok(&base, None, "/v1/collections", json!({"name": "kb"})).await;
     ok(&base, None, "/v1/collections/kb/documents", docs()).await;

@@ -20,7 +20,7 @@ fn base() -> String {
     let (addr, _) = SERVER.get_or_init(|| {
         start_on_own_thread(|c| {
             c.models.embedder = "none".into();
-            c.models.guard = "none".into();
+            c.models.guards = vec![];
         })
     });
     format!("http://{addr}")

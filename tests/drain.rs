@@ -37,7 +37,7 @@ fn drain_child_server() {
     ragd_cli::telemetry::init(ragd_cli::cli::LogFormat::Text);
     let mut config = ragd_suite::test_config(ragd_suite::models_dir());
     config.data_dir = Some(dir.into());
-    config.models.guard = "none".into();
+    config.models.guards = vec![];
     config.shutdown_grace = std::env::var(GRACE_ENV)
         .ok()
         .and_then(|s| s.parse().ok())

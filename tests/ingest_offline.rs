@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 fn embedder_only(data: &Path) -> impl FnOnce(&mut ServeConfig) {
     let data = data.to_path_buf();
     move |c: &mut ServeConfig| {
-        c.models.guard = "none".into();
+        c.models.guards = vec![];
         c.models.generator = "none".into();
         c.data_dir = Some(data);
     }

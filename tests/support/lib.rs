@@ -47,13 +47,13 @@ pub fn test_config(models_dir: PathBuf) -> ServeConfig {
 /// Only the generator: for tests of generation endpoints.
 pub fn generator_only(config: &mut ServeConfig) {
     config.models.embedder = "none".into();
-    config.models.guard = "none".into();
+    config.models.guards = vec![];
 }
 
 /// Turns the default models off where a test needs none of them.
 pub fn no_models(config: &mut ServeConfig) {
     config.models.embedder = "none".into();
-    config.models.guard = "none".into();
+    config.models.guards = vec![];
     config.models.generator = "none".into();
 }
 

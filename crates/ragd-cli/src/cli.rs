@@ -114,14 +114,27 @@ pub struct ServeArgs {
 
     /// Guard classifier: a name in the models folder (NanoGuard, a
     /// DeBERTa-v2 sequence classifier such as Prompt-Guard-86M, or a guard
-    /// trained by `ragd train guard`), a path, or `none`.
-    #[arg(long, env = "RAGD_GUARD", default_value = "nanoguard")]
-    pub guard: String,
+    /// trained by `ragd train guard`), a path, or `none`. Repeat it (or
+    /// give a comma-separated list) to run several guards side by side;
+    /// `--guard-combine` says how their verdicts make one.
+    #[arg(long, env = "RAGD_GUARD", default_value = "nanoguard", value_delimiter = ',')]
+    pub guard: Vec<String>,
     /// Injection probability at or above which a text is flagged, or a
     /// false-positive rate (`fpr:0.01`) turned into that probability by
-    /// the calibration of a guard trained by `ragd train guard`.
-    #[arg(long, env = "RAGD_GUARD_THRESHOLD", default_value = "0.5")]
-    pub guard_threshold: ragd_models::guard::GuardThreshold,
+    /// the calibration of a guard trained by `ragd train guard`. Once for
+    /// every guard, or once per `--guard`, in the same order.
+    #[arg(
+        long,
+        env = "RAGD_GUARD_THRESHOLD",
+        default_value = "0.5",
+        value_delimiter = ','
+    )]
+    pub guard_threshold: Vec<ragd_models::guard::GuardThreshold>,
+    /// How several guards' verdicts combine: `any` flags what any guard
+    /// flags at its own threshold, `all` what every guard flags, `max`
+    /// compares the highest score with the first threshold.
+    #[arg(long, env = "RAGD_GUARD_COMBINE", default_value = "any")]
+    pub guard_combine: ragd_service::guard_policy::GuardCombine,
     /// Screen chat completions with the guard: a flagged last user message
     /// is refused (400), and flagged retrieved chunks are left out of RAG
     /// prompts (listed in `blocked_sources`). The input is scored while

@@ -24,6 +24,11 @@ pub fn apply_as_env_defaults(path: &Path) -> anyhow::Result<()> {
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            // A list (`guard = ["nanoguard", "trained-guard"]`) for a repeatable flag.
+            toml::Value::Array(items) if items.iter().all(|v| v.is_str()) => {
+                let items: Vec<&str> = items.iter().filter_map(toml::Value::as_str).collect();
+                items.join(",")
+            }
             other => bail!("config key `{key}`: expected a string, number or boolean, got {other}"),
         };
         if std::env::var_os(&var).is_none() {
@@ -52,6 +57,9 @@ mod tests {
         assert_eq!(std::env::var("RAGD_CFG_TEST_PORT").unwrap(), "9000");
         assert_eq!(std::env::var("RAGD_CFG_TEST_GUARD").unwrap(), "from-env");
         assert_eq!(std::env::var("RAGD_CFG_TEST_RATIO").unwrap(), "0.25");
+        std::fs::write(&path, "cfg_test_list = [\"a\", \"b\"]\n").unwrap();
+        apply_as_env_defaults(&path).unwrap();
+        assert_eq!(std::env::var("RAGD_CFG_TEST_LIST").unwrap(), "a,b");
         std::fs::write(&path, "nested = { a = 1 }\n").unwrap();
         assert!(apply_as_env_defaults(&path).is_err());
         std::fs::write(&path, "not toml [").unwrap();

@@ -1,8 +1,10 @@
 //! From parsed flags to the plain configs the server and the service layer
 //! take: the one place that knows both.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use anyhow::bail;
 use ragd_models::guard::GuardThreshold;
 use ragd_server::config::{AuthConfig, CacheSettings, ConnectionConfig, ServeConfig};
 use ragd_service::{CollectionLimits, GuardConfig, ModelsConfig, RequestLimits};
@@ -31,9 +33,9 @@ impl ServeArgs {
     /// The server's config. Fails only when `--guard-threshold fpr:RATE`
     /// cannot be resolved (no guard, or one without a calibration).
     pub fn into_config(self) -> anyhow::Result<ServeConfig> {
-        let threshold = self.guard_threshold_score()?;
+        let (threshold, thresholds) = self.guard_thresholds()?;
         let models = ModelsConfig {
-            guard: self.guard,
+            guards: self.guards(),
             generator: self.generator,
             exact_weights: self.exact_weights,
             kv_cache_mb: self.kv_cache_mb,
@@ -57,6 +59,8 @@ impl ServeArgs {
             },
             guard: GuardConfig {
                 threshold,
+                thresholds,
+                combine: self.guard_combine,
                 max_windows: self.max_guard_windows,
                 screen_chat: self.guard_chat,
                 screen_output: self.guard_output,
@@ -100,19 +104,46 @@ impl ServeArgs {
         })
     }
 
-    /// `--guard-threshold` as a score: as given, or from the guard's
-    /// calibration for `fpr:RATE`.
-    fn guard_threshold_score(&self) -> anyhow::Result<f32> {
-        let score = match self.guard_threshold {
-            GuardThreshold::Score(v) => v,
-            GuardThreshold::Fpr(_) => {
-                let dir = ragd_models::resolve_model_dir(&self.guard, &self.models.dir.models_dir)?;
-                let score = self.guard_threshold.resolve(dir.as_deref())?;
-                tracing::info!(threshold = %self.guard_threshold, score, "guard threshold from the guard's calibration");
-                score
-            }
-        };
-        Ok(score)
+    /// The `--guard` names, `none` left out.
+    fn guards(&self) -> Vec<String> {
+        (self.guard.iter())
+            .filter(|g| g.as_str() != "none")
+            .cloned()
+            .collect()
+    }
+
+    /// `--guard-threshold` as scores: the default (the first guard's) and
+    /// each guard's own by model id where they differ: a score as given,
+    /// a false-positive rate from each guard's calibration.
+    fn guard_thresholds(&self) -> anyhow::Result<(f32, BTreeMap<String, f32>)> {
+        let (guards, given) = (self.guards(), &self.guard_threshold);
+        if let [GuardThreshold::Score(v)] = given[..] {
+            return Ok((v, BTreeMap::new()));
+        }
+        if given.len() != 1 && given.len() != guards.len() {
+            bail!(
+                "--guard-threshold is given {} times for {} guards: give it once, or once per --guard",
+                given.len(),
+                guards.len()
+            );
+        }
+        if guards.is_empty() {
+            bail!(
+                "--guard-threshold {}: there is no guard to calibrate it",
+                given[0]
+            );
+        }
+        let (mut own, mut first) = (BTreeMap::new(), None);
+        for (i, guard) in guards.iter().enumerate() {
+            let wanted = &given[i.min(given.len() - 1)];
+            let dir = ragd_models::resolve_model_dir(guard, &self.models.dir.models_dir)?;
+            let score = wanted.resolve(dir.as_deref())?;
+            let id = dir.as_deref().map(ragd_models::model_id).transpose()?;
+            tracing::info!(guard, threshold = %wanted, score, "guard threshold");
+            own.insert(id.unwrap_or_else(|| guard.clone()), score);
+            first.get_or_insert(score);
+        }
+        Ok((first.unwrap_or(0.5), own))
     }
 }
 
@@ -160,7 +191,8 @@ mod tests {
             "--max-top-k",
             "5",
         ]);
-        assert_eq!((c.port, c.models.guard.as_str()), (0, "none"));
+        assert_eq!(c.port, 0);
+        assert!(c.models.guards.is_empty());
         assert!(c.guard.screen_chat);
         assert_eq!(c.request_limits.max_chat_bytes, 7);
         assert_eq!(c.caches.semantic_threshold, Some(0.9));

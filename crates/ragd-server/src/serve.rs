@@ -86,10 +86,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         bail!("--semantic-cache-threshold must be a cosine similarity between 0 and 1 (got {t})");
     }
     if !expected.contains(&"guard") && config.guard.screen_chat {
-        bail!(
-            "--guard-chat needs a guard model (--guard is `{}`)",
-            config.models.guard
-        );
+        bail!("--guard-chat needs a guard model (--guard is `none`)");
     }
     let state_config = StateConfig {
         expected,

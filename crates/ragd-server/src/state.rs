@@ -218,14 +218,15 @@ impl ServerState {
     pub fn chat_pipeline(&self, tenant: &Tenant) -> ChatPipeline<'_> {
         let models = self.models.get();
         let policy = self.guard_policy(tenant);
-        let guard = (models.and_then(|m| m.guard.clone()))
-            .filter(|_| policy.screens())
-            .map(|handle| Guard {
-                handle: handle.for_tenant(tenant),
-                policy,
-                config: self.guard.clone(),
-                metrics: self.guard_metrics.clone(),
-            });
+        let handles: Vec<ModelHandle> = (models.iter().flat_map(|m| &m.guards))
+            .map(|g| g.clone().for_tenant(tenant))
+            .collect();
+        let guard = (!handles.is_empty() && policy.screens()).then(|| Guard {
+            handles,
+            policy,
+            config: self.guard.clone(),
+            metrics: self.guard_metrics.clone(),
+        });
         ChatPipeline {
             embedder: models
                 .and_then(|m| m.embedder.clone())

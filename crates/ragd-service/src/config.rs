@@ -2,11 +2,13 @@
 //! `RAGD_*` variables, TOML) or in code by tests. `Default` gives the same
 //! values as `ragd serve` with no flags (a CLI test checks they agree).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use ragd_models::llama::KvDtype;
 use ragd_models::DeviceChoice;
 
+use crate::guard_policy::GuardCombine;
 use crate::tool_format::ToolCallFormat;
 
 /// Which models run, from where, on what, and their queue and batch budgets.
@@ -16,7 +18,8 @@ pub struct ModelsConfig {
     pub models_dir: PathBuf,
     /// Each model: a name in `models_dir`, a folder, or `none`.
     pub embedder: String,
-    pub guard: String,
+    /// The guards, run side by side on every screened text (none: empty).
+    pub guards: Vec<String>,
     pub generator: String,
     pub device: DeviceChoice,
     /// Requests that may wait per model before new ones get 429.
@@ -51,7 +54,7 @@ impl Default for ModelsConfig {
         Self {
             models_dir: PathBuf::from("models/cache"),
             embedder: "all-minilm-l6-v2".into(),
-            guard: "nanoguard".into(),
+            guards: vec!["nanoguard".into()],
             generator: "smollm2-135m-instruct-q4_1".into(),
             device: DeviceChoice::Auto,
             queue_capacity: 1024,
@@ -97,6 +100,11 @@ impl Default for RequestLimits {
 pub struct GuardConfig {
     /// Injection probability at or above which a text is flagged.
     pub threshold: f32,
+    /// A guard's own threshold, by model id (`--guard-threshold` given
+    /// once per guard).
+    pub thresholds: BTreeMap<String, f32>,
+    /// How several guards' verdicts combine.
+    pub combine: GuardCombine,
     /// Most guard windows (full forward passes) one request may cost.
     pub max_windows: usize,
     /// Screen chat requests (last user message, retrieved chunks).
@@ -112,6 +120,8 @@ impl Default for GuardConfig {
     fn default() -> Self {
         Self {
             threshold: 0.5,
+            thresholds: BTreeMap::new(),
+            combine: GuardCombine::Any,
             max_windows: 32,
             screen_chat: false,
             screen_output: false,

@@ -6,6 +6,9 @@
 //! anything reaches the generator. Retrieved chunks are scored before they
 //! go into the prompt: flagged ones are left out and listed in
 //! `blocked_sources`, so a poisoned document cannot steer the answer.
+//!
+//! Several guards (`--guard` repeated) score each text side by side; the
+//! policy's `combine` makes one verdict of theirs.
 
 use tracing::Instrument;
 
@@ -68,12 +71,13 @@ pub async fn injection_scores(
     Ok(windows.iter().map(|w| injection(w)).collect())
 }
 
-/// The guard as the chat path uses it: the model (queued as the
+/// The guard as the chat path uses it: the models (queued as the
 /// request's tenant), the tenant's policy, the server's window budget and
 /// the block counters.
 #[derive(Clone)]
 pub struct Guard {
-    pub handle: ModelHandle,
+    /// At least one.
+    pub handles: Vec<ModelHandle>,
     pub policy: GuardPolicy,
     pub config: GuardConfig,
     pub metrics: GuardMetrics,
@@ -92,27 +96,45 @@ pub struct GuardFlag {
 }
 
 impl Guard {
-    /// The injection score of each text, the policy's allowed phrases
-    /// taken out first.
-    async fn scores(
+    /// The verdict on each text, `Some(score)` when flagged: every guard
+    /// scores it at once (the policy's allowed phrases taken out first),
+    /// and the policy combines their scores.
+    async fn verdicts(
         &self,
         texts: Vec<String>,
         max_windows: usize,
         stage: &'static str,
-    ) -> Result<Vec<f32>, ServiceError> {
-        let texts = texts.iter().map(|t| self.policy.without_allowed(t)).collect();
-        injection_scores(&self.handle, texts, max_windows)
-            .instrument(tracing::info_span!("guard", stage))
-            .await
+    ) -> Result<Vec<Option<f32>>, ServiceError> {
+        let texts: Vec<String> = texts.iter().map(|t| self.policy.without_allowed(t)).collect();
+        let per_guard = self.handles.iter().map(|handle| {
+            let span = tracing::info_span!("guard", stage, model = %handle.info.id);
+            injection_scores(handle, texts.clone(), max_windows).instrument(span)
+        });
+        let per_guard = futures::future::try_join_all(per_guard).await?;
+        let thresholds: Vec<f32> = (self.handles.iter())
+            .map(|h| self.policy.threshold_of(&h.info.id))
+            .collect();
+        Ok((0..texts.len())
+            .map(|i| {
+                let scores: Vec<(f32, f32)> = per_guard
+                    .iter()
+                    .map(|s| s[i])
+                    .zip(thresholds.iter().copied())
+                    .collect();
+                self.policy.combine.verdict(&scores, self.policy.threshold)
+            })
+            .collect())
     }
 
     /// The question's verdict: refused (`block`, `redact`) or let through
     /// with a flag (`flag`) when flagged.
     pub async fn check_input(&self, text: String) -> Result<Option<GuardFlag>, ServiceError> {
-        let score = self.scores(vec![text], self.config.max_windows, "input").await?[0];
-        if score < self.policy.threshold {
+        let verdict = self
+            .verdicts(vec![text], self.config.max_windows, "input")
+            .await?[0];
+        let Some(score) = verdict else {
             return Ok(None);
-        }
+        };
         if self.policy.action == GuardAction::Flag {
             self.metrics.flags.with_label_values(&["input"]).inc();
             return Ok(Some(GuardFlag {
@@ -135,18 +157,14 @@ impl Guard {
         }
         // Retrieved chunks are each at most one embedder window long and
         // their number is bounded by `max_top_k`: no budget of their own.
-        let scores = self.scores(texts, usize::MAX, "context").await?;
-        let threshold = self.policy.threshold;
-        Ok(scores
-            .into_iter()
-            .map(|s| (s >= threshold).then_some(s))
-            .collect())
+        self.verdicts(texts, usize::MAX, "context").await
     }
 
     /// The answer's score when flagged.
     pub async fn check_output(&self, text: String) -> Result<Option<f32>, ServiceError> {
-        let score = self.scores(vec![text], self.config.max_windows, "output").await?[0];
-        Ok((score >= self.policy.threshold).then_some(score))
+        Ok(self
+            .verdicts(vec![text], self.config.max_windows, "output")
+            .await?[0])
     }
 }
 

@@ -8,6 +8,12 @@
 //! | `block` | 400 | 400 | withheld (`content_filter`) |
 //! | `redact` (default) | 400 | left out of the prompt (`blocked_sources`) | withheld |
 //! | `flag` | answered, listed in `guard_flags` | kept, listed | kept, listed |
+//!
+//! With several guards (`--guard` repeated), `combine` says when a text is
+//! flagged: `any` guard flags it at its own threshold, `all` do, or the
+//! highest of their scores (`max`) reaches `threshold`.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +27,44 @@ pub enum GuardAction {
     #[default]
     Redact,
     Flag,
+}
+
+/// How the verdicts of several guards make one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardCombine {
+    /// Flagged when any guard flags it (at its own threshold): fewest misses.
+    #[default]
+    Any,
+    /// Flagged when every guard flags it: fewest false alarms.
+    All,
+    /// Flagged when the highest score reaches the policy's `threshold`.
+    Max,
+}
+
+impl GuardCombine {
+    /// The verdict on one text from each guard's `(score, threshold)`:
+    /// `Some(score)` when flagged, the score being the highest.
+    pub fn verdict(self, scores: &[(f32, f32)], threshold: f32) -> Option<f32> {
+        let max = scores.iter().map(|&(s, _)| s).fold(f32::NEG_INFINITY, f32::max);
+        let flags = |&(s, t): &(f32, f32)| s >= t;
+        let flagged = match self {
+            _ if scores.is_empty() => false,
+            GuardCombine::Any => scores.iter().any(flags),
+            GuardCombine::All => scores.iter().all(flags),
+            GuardCombine::Max => max >= threshold,
+        };
+        flagged.then_some(max)
+    }
+}
+
+impl std::str::FromStr for GuardCombine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("{s:?}: expected any, all or max"))
+    }
 }
 
 /// Where the guard looks and what it does there.
@@ -38,6 +82,12 @@ pub struct GuardPolicy {
     pub output: bool,
     /// Score at or above which a text is flagged.
     pub threshold: f32,
+    /// A guard's own threshold, by model id, in place of `threshold`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds: BTreeMap<String, f32>,
+    /// How several guards' verdicts combine.
+    #[serde(default)]
+    pub combine: GuardCombine,
     #[serde(default)]
     pub action: GuardAction,
     /// Phrases taken out of a text before it is scored (case-insensitive):
@@ -58,6 +108,8 @@ impl GuardPolicy {
             context: config.screen_chat,
             output: config.screen_output,
             threshold: config.threshold,
+            thresholds: config.thresholds.clone(),
+            combine: config.combine,
             action: GuardAction::Redact,
             allow: Vec::new(),
         }
@@ -68,13 +120,21 @@ impl GuardPolicy {
         self.input || self.context || self.output
     }
 
+    /// The threshold of the guard `id`.
+    pub fn threshold_of(&self, id: &str) -> f32 {
+        self.thresholds.get(id).copied().unwrap_or(self.threshold)
+    }
+
     /// Refuses a policy that could not work.
     pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.threshold) || self.threshold.is_nan() {
-            return Err(format!(
-                "`threshold` must be within 0 and 1 (got {})",
-                self.threshold
-            ));
+        let named = self
+            .thresholds
+            .iter()
+            .map(|(id, &t)| (format!("thresholds.{id}"), t));
+        for (name, t) in std::iter::once(("threshold".to_string(), self.threshold)).chain(named) {
+            if !(0.0..=1.0).contains(&t) || t.is_nan() {
+                return Err(format!("`{name}` must be within 0 and 1 (got {t})"));
+            }
         }
         if self.allow.len() > MAX_ALLOW {
             return Err(format!("at most {MAX_ALLOW} `allow` phrases"));
@@ -142,7 +202,33 @@ mod tests {
         assert_eq!((p.input, p.context, p.action), (true, false, GuardAction::Flag));
         assert!(p.validate().is_ok());
         assert!(serde_json::from_str::<GuardPolicy>(r#"{"threshold": 0.5, "action": "shout"}"#).is_err());
-        let bad = GuardPolicy { threshold: 1.5, ..p };
+        let bad = GuardPolicy {
+            threshold: 1.5,
+            ..p.clone()
+        };
         assert!(bad.validate().is_err());
+        let bad: GuardPolicy =
+            serde_json::from_str(r#"{"threshold": 0.5, "thresholds": {"trained-guard": 2.0}}"#).unwrap();
+        assert!(bad.validate().unwrap_err().contains("thresholds.trained-guard"));
+    }
+
+    #[test]
+    fn several_guards_combine_as_the_policy_says() {
+        // (score, own threshold) of two guards: only the second flags.
+        let split = [(0.6, 0.9), (0.4, 0.3)];
+        assert_eq!(GuardCombine::Any.verdict(&split, 0.5), Some(0.6));
+        assert_eq!(GuardCombine::All.verdict(&split, 0.5), None);
+        assert_eq!(GuardCombine::Max.verdict(&split, 0.5), Some(0.6));
+        assert_eq!(GuardCombine::Max.verdict(&split, 0.7), None);
+        let both = [(0.95, 0.9), (0.4, 0.3)];
+        assert_eq!(GuardCombine::All.verdict(&both, 0.5), Some(0.95));
+        assert_eq!(GuardCombine::Any.verdict(&[], 0.0), None);
+        let p: GuardPolicy =
+            serde_json::from_str(r#"{"threshold": 0.5, "thresholds": {"b": 0.3}, "combine": "all"}"#)
+                .unwrap();
+        assert_eq!(
+            (p.threshold_of("a"), p.threshold_of("b"), p.combine),
+            (0.5, 0.3, GuardCombine::All)
+        );
     }
 }

@@ -134,10 +134,12 @@ pub fn fake_embedder() -> ModelHandle {
 
 /// A guard handle over [`FakeClassifier`] that flags (score 0.9) every text
 /// holding the whitespace-separated word `word`, and nothing else (0.1).
+/// Its model id is `fake-guard-WORD`.
 pub fn fake_guard(word: &str) -> ModelHandle {
     let trigger = WhitespaceTokenizer.encode(word).expect("tokenize")[0];
     let model = FakeClassifier::new(trigger, WINDOW);
-    let (info, labels) = (model.info().clone(), model.labels().to_vec());
+    let (mut info, labels) = (model.info().clone(), model.labels().to_vec());
+    info.id = format!("fake-guard-{word}");
     let dim = labels.len();
     batch_handle(info, Box::new(model) as Box<dyn Classifier>, labels, dim)
 }
@@ -231,7 +233,7 @@ impl Fixture {
         };
         let metrics = GuardMetrics::register(&registry).expect("register guard metrics");
         let guard = Guard {
-            handle: fake_guard(GUARD_WORD),
+            handles: vec![fake_guard(GUARD_WORD)],
             policy: crate::guard_policy::GuardPolicy::from_config(&config),
             config,
             metrics,
@@ -260,7 +262,9 @@ impl Fixture {
     /// The pipeline as a request of `tenant` sees it (models queued as it).
     pub fn pipeline(&self, tenant: &Tenant) -> ChatPipeline<'_> {
         let mut guard = self.guard.clone();
-        guard.handle = guard.handle.for_tenant(tenant);
+        guard.handles = (guard.handles.into_iter())
+            .map(|h| h.for_tenant(tenant))
+            .collect();
         ChatPipeline {
             embedder: Some(self.embedder.clone().for_tenant(tenant)),
             guard: Some(guard),

@@ -8,8 +8,9 @@ use ragd_index::Metadata;
 use ragd_models::llama::ChatMessage;
 use ragd_service::chat::{BlockedChunk, CacheHit, ChatJob, ChatRequest, Prepared};
 use ragd_service::generation::{self, GenSettings, SamplingFields};
+use ragd_service::guard_policy::GuardCombine;
 use ragd_service::rag::{RagRequest, Source};
-use ragd_service::testing::{AsciiTokenizer, Caches, Fixture, COLLECTION, IM_END, TENANT, VOCAB};
+use ragd_service::testing::{fake_guard, AsciiTokenizer, Caches, Fixture, COLLECTION, IM_END, TENANT, VOCAB};
 use ragd_service::{ServiceError, Tenant};
 use serde_json::{json, Value};
 
@@ -102,6 +103,41 @@ async fn a_flagged_question_is_refused_and_counted() {
     prepared_job(&f, chat(TENANT, QUESTION, None, greedy(8))).await;
     assert_eq!(blocks(), 1.0);
     assert_eq!(f.counter("ragd_guard_blocks_total", "stage", "context"), 0.0);
+}
+
+/// Whether the guard refuses `question`.
+async fn blocked(f: &Fixture, question: &str) -> bool {
+    let req = chat(TENANT, question, None, greedy(4));
+    matches!(prepare(f, req).await, Err(ServiceError::Blocked(_)))
+}
+
+#[tokio::test]
+async fn several_guards_make_one_verdict_as_the_policy_combines_them() {
+    let mut f = Fixture::new(Caches::default(), &[]).await;
+    // A second guard that flags another word; INJECT is the first's.
+    f.guard.handles.push(fake_guard("LEAK"));
+    let (first, second, both) = ("please INJECT now", "please LEAK now", "INJECT and LEAK");
+
+    f.guard.policy.combine = GuardCombine::Any;
+    assert!(blocked(&f, first).await, "any: the first guard alone blocks");
+    assert!(blocked(&f, second).await, "any: the second guard alone blocks");
+    assert!(!blocked(&f, "a clean question").await);
+
+    f.guard.policy.combine = GuardCombine::All;
+    assert!(!blocked(&f, first).await, "all: one guard is not enough");
+    assert!(blocked(&f, both).await, "all: both flag it");
+
+    f.guard.policy.combine = GuardCombine::Max;
+    assert!(blocked(&f, second).await, "max: 0.9 >= 0.5");
+    f.guard.policy.threshold = 0.95;
+    assert!(!blocked(&f, both).await, "max: 0.9 < 0.95");
+
+    // `any`, each guard at its own threshold: the second's is out of reach.
+    f.guard.policy.combine = GuardCombine::Any;
+    f.guard.policy.threshold = 0.5;
+    f.guard.policy.thresholds.insert("fake-guard-LEAK".into(), 0.99);
+    assert!(!blocked(&f, second).await);
+    assert!(blocked(&f, first).await);
 }
 
 #[tokio::test]

@@ -48,6 +48,10 @@ pub struct GuardEvalArgs {
     /// instead of the table).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write every row's score to this JSONL file (`{"source", "label",
+    /// "score", "flagged", "text"}`), to look at the misses and false alarms.
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
 }
 
 /// One line of a labelled guard file.
@@ -160,6 +164,18 @@ pub fn run(args: GuardEvalArgs) -> anyhow::Result<()> {
             score,
         })
         .collect();
+    if let Some(path) = &args.scores {
+        let lines: Vec<String> = rows
+            .iter()
+            .zip(&scored)
+            .map(|(r, s)| {
+                json!({"source": s.source, "label": r.label, "score": s.score, "flagged": s.score >= threshold, "text": r.text})
+                    .to_string()
+            })
+            .collect();
+        std::fs::write(path, lines.join("\n") + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let report = Report::new(&scored, threshold);
     let summary = json!({
         "guard": scorer.id,

@@ -58,10 +58,10 @@ pub async fn moderations(
     Json(req): Json<ModerationRequest>,
 ) -> Result<AxumJson<ModerationResponse>, ApiError> {
     let handle = state
-        .model_for("guard", |m| m.guard.as_ref(), req.model.as_deref())?
+        .model_for("guard", |m| m.guard(req.model.as_deref()), req.model.as_deref())?
         .for_tenant(&tenant);
     let inputs = input::parse(&req.input, input::limits(&state.request_limits, false))?;
-    let threshold = state.guard.threshold;
+    let threshold = (state.guard_policy(&tenant)).threshold_of(&handle.info.id);
     let results = guard::window_probs(&handle, inputs, state.guard.max_windows)
         .await?
         .iter()

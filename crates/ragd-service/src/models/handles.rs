@@ -57,14 +57,24 @@ pub struct GeneratorHandle {
 #[derive(Clone, Default)]
 pub struct Models {
     pub embedder: Option<ModelHandle>,
-    pub guard: Option<ModelHandle>,
+    /// The guards, in `--guard` order (the first answers
+    /// `/v1/moderations` unless another is named).
+    pub guards: Vec<ModelHandle>,
     pub generator: Option<GeneratorHandle>,
 }
 
 impl Models {
+    /// The guard named `requested`, else the first.
+    pub fn guard(&self, requested: Option<&str>) -> Option<&ModelHandle> {
+        match requested {
+            Some(id) => self.guards.iter().find(|g| g.info.id == id),
+            None => self.guards.first(),
+        }
+    }
+
     /// Facts of every loaded model, for `/v1/models` and `/ready`.
     pub fn all(&self) -> impl Iterator<Item = &ModelInfo> {
-        let batch = self.embedder.iter().chain(self.guard.iter()).map(|h| &h.info);
+        let batch = self.embedder.iter().chain(&self.guards).map(|h| &h.info);
         batch.chain(self.generator.iter().map(|g| &g.info))
     }
 }

@@ -21,12 +21,10 @@ use crate::tool_format::ToolCallFormat;
 /// that order: what `/ready` waits for. Fails on a name that is not found.
 pub fn models_configured(config: &ModelsConfig) -> anyhow::Result<Vec<&'static str>> {
     let mut roles = Vec::new();
-    for (role, spec) in [
-        ("embedder", &config.embedder),
-        ("guard", &config.guard),
-        ("generator", &config.generator),
-    ] {
-        if resolve_model_dir(spec, &config.models_dir)?.is_some() {
+    let guards = config.guards.iter().map(|g| ("guard", g));
+    let specs = [("embedder", &config.embedder)].into_iter().chain(guards);
+    for (role, spec) in specs.chain([("generator", &config.generator)]) {
+        if resolve_model_dir(spec, &config.models_dir)?.is_some() && !roles.contains(&role) {
             roles.push(role);
         }
     }
@@ -52,10 +50,17 @@ pub fn load(config: &ModelsConfig, registry: &prometheus::Registry) -> anyhow::R
         embedder: load_embedder(flags, &device, registry)?,
         ..Models::default()
     };
-    if let Some(dir) = resolve_model_dir(&config.guard, models_dir)? {
-        models.guard = Some(timed("guard", &dir, || {
-            load_guard(&dir, &device, flags, registry)
-        })?);
+    for spec in &config.guards {
+        if let Some(dir) = resolve_model_dir(spec, models_dir)? {
+            let guard = timed("guard", &dir, || load_guard(&dir, &device, flags, registry))?;
+            if models.guards.iter().any(|g| g.info.id == guard.info.id) {
+                anyhow::bail!(
+                    "--guard {spec}: a guard named {} is already loaded",
+                    guard.info.id
+                );
+            }
+            models.guards.push(guard);
+        }
     }
     if let Some(dir) = resolve_model_dir(&config.generator, models_dir)? {
         models.generator = Some(timed("generator", &dir, || {
