@@ -21,7 +21,6 @@ from sentence_transformers import SentenceTransformer, models  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MODELS_DIR = pathlib.Path(os.environ.get("RAGD_MODELS_DIR", REPO / "models" / "cache"))
-MODEL_DIR = MODELS_DIR / "all-minilm-l6-v2"
 OUT = REPO / "tests" / "fixtures" / "embeddings.json"
 MAX_SEQ = 256
 
@@ -87,41 +86,51 @@ TEXTS = [
 ]
 
 
-def load_model() -> SentenceTransformer:
+def load_model(model_dir: pathlib.Path, max_seq: int) -> SentenceTransformer:
     try:
-        m = SentenceTransformer(str(MODEL_DIR), device="cpu")
+        m = SentenceTransformer(str(model_dir), device="cpu")
     except Exception as e:  # pragma: no cover - fallback path
         print(f"SentenceTransformer(folder) failed ({e!r}); building modules manually")
-        word = models.Transformer(str(MODEL_DIR), max_seq_length=MAX_SEQ)
+        word = models.Transformer(str(model_dir), max_seq_length=max_seq)
         pool = models.Pooling(word.get_word_embedding_dimension(), pooling_mode="mean")
         m = SentenceTransformer(modules=[word, pool, models.Normalize()], device="cpu")
-    m.max_seq_length = MAX_SEQ
+    m.max_seq_length = max_seq
     return m
 
 
-def main() -> None:
+def write_fixture(name: str, out_path: pathlib.Path, texts: list, max_seq: int, batch_size: int, check) -> None:
+    """Embeds `texts` with model `name` of MODELS_DIR and writes the fixture;
+    `check(counts, untruncated_counts)` asserts what the texts must cover."""
     torch.set_num_threads(2)
-    model = load_model()
+    model = load_model(MODELS_DIR / name, max_seq)
     print(model)
-    vecs = model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True, batch_size=8)
+    vecs = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=batch_size)
     tok = model.tokenizer
-    token_ids = [tok(t, truncation=True, max_length=MAX_SEQ)["input_ids"] for t in TEXTS]
+    token_ids = [tok(t, truncation=True, max_length=max_seq)["input_ids"] for t in texts]
     counts = [len(ids) for ids in token_ids]
-    full = [len(tok(t, truncation=False)["input_ids"]) for t in TEXTS]
-    for t, c, f, v in zip(TEXTS, counts, full, vecs):
+    full = [len(tok(t, truncation=False)["input_ids"]) for t in texts]
+    for t, c, f, v in zip(texts, counts, full, vecs):
         print(f"{c:4d} (untrunc {f:4d}) norm={float((v ** 2).sum() ** 0.5):.6f} {t[:50]!r}")
-    assert sum(1 for f in full if f > MAX_SEQ) >= 4, "need >=4 truncated texts"
+    check(counts, full)
     out = {
-        "model": "all-minilm-l6-v2",
-        "max_seq_length": MAX_SEQ,
-        "texts": TEXTS,
+        "model": name,
+        "max_seq_length": max_seq,
+        "texts": texts,
         "vectors": [[r7(float(x)) for x in v] for v in vecs],
         "token_counts": counts,
         "token_ids": token_ids,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {out_path} ({out_path.stat().st_size} bytes)")
+
+
+def check(counts: list, full: list) -> None:
+    assert sum(1 for f in full if f > MAX_SEQ) >= 4, "need >=4 truncated texts"
+
+
+def main() -> None:
+    write_fixture("all-minilm-l6-v2", OUT, TEXTS, MAX_SEQ, batch_size=8, check=check)
 
 
 if __name__ == "__main__":

@@ -103,18 +103,18 @@ pub fn run(args: EmbedBenchArgs) -> anyhow::Result<()> {
     let dir = ragd_models::resolve_model_dir(&args.embedder, &args.dir.models_dir)?
         .context("an embedder is required")?;
     let (mut model, tok) =
-        ragd_models::BertEmbedder::load(&dir, &ragd_models::model_id(&dir)?, &ragd_models::Device::Cpu)?;
+        ragd_models::embed::load_embedder(&dir, &ragd_models::model_id(&dir)?, &ragd_models::Device::Cpu)?;
     let (questions, paragraphs) = squad_texts(&args.squad, args.n)?;
     let mut results = serde_json::Map::new();
     for (name, texts) in [("queries", &questions), ("passages", &paragraphs)] {
         throughput(
-            &mut model,
+            model.as_mut(),
             tok.as_ref(),
             &texts[..texts.len().min(64)],
             args.batch,
         )?;
         let runs = (0..args.runs.max(1))
-            .map(|_| throughput(&mut model, tok.as_ref(), texts, args.batch))
+            .map(|_| throughput(model.as_mut(), tok.as_ref(), texts, args.batch))
             .collect::<anyhow::Result<Vec<_>>>()?;
         results.insert(
             name.into(),

@@ -48,17 +48,44 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
     serde_json::from_str(&text).map_err(|e| ModelError::load(path.display(), e))
 }
 
+/// What a sentence-transformers embedder folder shows: its framing
+/// (`[cls] text [sep]`, truncated) and window, `sentence_bert_config.json`'s
+/// `max_seq_length` when present, within the model's `position_limit`.
+pub(crate) fn sentence_embedder_info(
+    dir: &Path,
+    id: &str,
+    tokenizer: &HfTokenizer,
+    [cls, sep]: [&str; 2],
+    position_limit: usize,
+) -> Result<ModelInfo> {
+    let max_len = match dir.join("sentence_bert_config.json") {
+        p if p.is_file() => read_json::<SentenceBertConfig>(&p)?.max_seq_length,
+        _ => position_limit,
+    }
+    .min(position_limit);
+    let special = |t: &str| {
+        tokenizer
+            .token_id(t)
+            .ok_or_else(|| ModelError::load(dir.display(), format!("tokenizer has no {t} token")))
+    };
+    Ok(ModelInfo {
+        id: id.to_string(),
+        kind: ModelKind::Embedder,
+        framing: Framing {
+            prefix: vec![special(cls)?],
+            suffix: vec![special(sep)?],
+            max_len,
+            overflow: Overflow::Truncate,
+        },
+    })
+}
+
 impl BertEmbedder {
     /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from
     /// `dir`. The window is `sentence_bert_config.json`'s `max_seq_length`
     /// when present, else the model's position limit.
     pub fn load(dir: &Path, id: &str, device: &Device) -> Result<(Self, Arc<HfTokenizer>)> {
         let config: Config = read_json(&dir.join("config.json"))?;
-        let max_len = match dir.join("sentence_bert_config.json") {
-            p if p.is_file() => read_json::<SentenceBertConfig>(&p)?.max_seq_length,
-            _ => config.max_position_embeddings,
-        }
-        .min(config.max_position_embeddings);
         let weights = dir.join("model.safetensors");
         let tensors = candle_core::safetensors::load(&weights, device)
             .map_err(|e| ModelError::load(weights.display(), e))?;
@@ -70,24 +97,16 @@ impl BertEmbedder {
         }
         .map_err(|e| ModelError::load(weights.display(), e))?;
         let tokenizer = HfTokenizer::from_file(&dir.join("tokenizer.json"))?;
-        let special = |t: &str| {
-            tokenizer
-                .token_id(t)
-                .ok_or_else(|| ModelError::load(dir.display(), format!("tokenizer has no {t} token")))
-        };
-        let framing = Framing {
-            prefix: vec![special("[CLS]")?],
-            suffix: vec![special("[SEP]")?],
-            max_len,
-            overflow: Overflow::Truncate,
-        };
+        let info = sentence_embedder_info(
+            dir,
+            id,
+            &tokenizer,
+            ["[CLS]", "[SEP]"],
+            config.max_position_embeddings,
+        )?;
         let embedder = Self {
             backend,
-            info: ModelInfo {
-                id: id.to_string(),
-                kind: ModelKind::Embedder,
-                framing,
-            },
+            info,
             dim: config.hidden_size,
             pad_id: config.pad_token_id as u32,
             device: device.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use ragd_core::{Classifier, Embedder, Generator};
+use ragd_core::{Classifier, Generator};
 use ragd_engine::{
     BatchLimits, BatchWorker, GenerationEngine, GenerationLimits, GenerationMetrics, WorkerMetrics,
 };
@@ -106,12 +106,12 @@ fn embedder(
     registry: &prometheus::Registry,
 ) -> anyhow::Result<ModelHandle> {
     let id = ragd_models::model_id(dir)?;
-    let (model, tokenizer) = ragd_models::BertEmbedder::load(dir, &id, device)?;
+    // BERT or MPNet, by config.json's model_type.
+    let (model, tokenizer) = ragd_models::embed::load_embedder(dir, &id, device)?;
     let info = model.info().clone();
     let output_dim = model.dim();
     let metrics = WorkerMetrics::new(&id);
     register(&metrics, registry)?;
-    let model: Box<dyn Embedder> = Box::new(model);
     let (worker, _thread) = BatchWorker::spawn(&id, model, limits(flags), metrics)?;
     Ok(ModelHandle {
         info,
