@@ -26,18 +26,26 @@ struct RequestStats {
     cached_tokens: Option<u64>,
 }
 
+/// What every request asks of the server.
+pub(super) struct RequestShape {
+    /// Tokens of sources shared by every request (0: none), and of each
+    /// request's own text.
+    pub prompt_tokens: [usize; 2],
+    pub max_tokens: usize,
+    /// Added to every request when set (structured outputs).
+    pub response_format: Option<serde_json::Value>,
+    /// RAG chat requests over this collection, with this `top_k`, instead
+    /// of completions: the request's text is the question.
+    pub rag: Option<(String, usize)>,
+}
+
 /// The server under test and what every request asks of it.
 pub(super) struct Target {
     client: reqwest::Client,
     url: String,
     api_key: Option<String>,
     model: String,
-    /// Tokens of sources shared by every request (0: none), and of each
-    /// request's own text.
-    prompt_tokens: [usize; 2],
-    max_tokens: usize,
-    /// Added to every request when set (structured outputs).
-    response_format: Option<serde_json::Value>,
+    shape: RequestShape,
     /// Differs per run (milliseconds of the clock): part of every request number.
     run: u64,
     next_id: AtomicU64,
@@ -49,18 +57,14 @@ impl Target {
         url: String,
         api_key: Option<String>,
         model: String,
-        prompt_tokens: [usize; 2],
-        max_tokens: usize,
-        response_format: Option<serde_json::Value>,
+        shape: RequestShape,
     ) -> Self {
         Self {
             client,
             url,
             api_key,
             model,
-            prompt_tokens,
-            max_tokens,
-            response_format,
+            shape,
             run: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64 % 1_000_000),
@@ -78,24 +82,35 @@ impl Target {
 
     async fn one_request(&self) -> anyhow::Result<RequestStats> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let text = match self.prompt_tokens {
+        let shape = &self.shape;
+        let text = match shape.prompt_tokens {
             [0, own] => prompt(&format!("{}-{id}", self.run), own),
             [shared, own] => rag_prompt(self.run, id, shared, own),
         };
         let mut body = json!({
             "model": self.model,
-            "prompt": text,
-            "max_tokens": self.max_tokens,
+            "max_tokens": shape.max_tokens,
             "temperature": 0,
             "stream": true,
             "stream_options": {"include_usage": true},
             "ignore_eos": true,
         });
-        if let Some(format) = &self.response_format {
+        let path = match &shape.rag {
+            None => {
+                body["prompt"] = json!(text);
+                "/v1/completions"
+            }
+            Some((collection, top_k)) => {
+                body["messages"] = json!([{"role": "user", "content": text}]);
+                body["rag"] = json!({"collection": collection, "top_k": top_k});
+                "/v1/chat/completions"
+            }
+        };
+        if let Some(format) = &shape.response_format {
             body["response_format"] = format.clone();
         }
         let t0 = Instant::now();
-        let mut resp = self.post("/v1/completions").json(&body).send().await?;
+        let mut resp = self.post(path).json(&body).send().await?;
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();

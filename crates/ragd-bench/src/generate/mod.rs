@@ -16,8 +16,13 @@
 //! a chunk that carries several tokens has its gap divided among them) and
 //! the end-to-end time. Output tokens come from the final `usage` chunk
 //! (`stream_options.include_usage`), else from the number of content chunks.
+//! `--rag-collection NAME` sends streaming RAG chat requests instead
+//! (`/v1/chat/completions` with ragd's `rag` extension: the numbered text
+//! is the question, `--rag-top-k` chunks go into the prompt), so the whole
+//! RAG path is timed: guard, retrieval, screening, prefill, decode.
 //! `benches/generate_vs_llama_server.sh` runs it against ragd and
-//! llama-server in turn.
+//! llama-server in turn; `benches/guard_cost.sh` the RAG path with and
+//! without the guard.
 
 mod load;
 mod prompt;
@@ -32,7 +37,7 @@ use clap::Args;
 use ragd_client::{first_model, runtime};
 use serde_json::json;
 
-use load::{run_level, Target};
+use load::{run_level, RequestShape, Target};
 pub use prompt::prompt;
 pub use report::{print_table, LevelReport};
 
@@ -82,6 +87,13 @@ pub struct GenerateBenchArgs {
     /// request (structured outputs), e.g. `{"type": "json_object"}`.
     #[arg(long, env = "RAGD_BENCH_RESPONSE_FORMAT")]
     pub response_format: Option<PathBuf>,
+    /// Send RAG chat requests over this collection (ragd only) instead of
+    /// completions.
+    #[arg(long, env = "RAGD_BENCH_RAG_COLLECTION")]
+    pub rag_collection: Option<String>,
+    /// Chunks each RAG request puts into its prompt.
+    #[arg(long, env = "RAGD_BENCH_RAG_TOP_K", default_value_t = 3)]
+    pub rag_top_k: usize,
 }
 
 pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
@@ -116,9 +128,12 @@ pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
             url.clone(),
             args.api_key,
             model.clone(),
-            [args.shared_prefix_tokens, args.prompt_tokens],
-            args.max_tokens,
-            response_format,
+            RequestShape {
+                prompt_tokens: [args.shared_prefix_tokens, args.prompt_tokens],
+                max_tokens: args.max_tokens,
+                response_format,
+                rag: (args.rag_collection.clone()).map(|c| (c, args.rag_top_k)),
+            },
         ));
         let mut levels = Vec::new();
         for &c in &args.concurrency {
@@ -141,6 +156,7 @@ pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
                 "shared_prefix_tokens": args.shared_prefix_tokens,
                 "max_tokens": args.max_tokens,
                 "requests_per_client": args.requests_per_client,
+                "rag": args.rag_collection.as_ref().map(|c| json!({"collection": c, "top_k": args.rag_top_k})),
                 "levels": levels.iter().map(LevelReport::to_json).collect::<Vec<_>>(),
             });
             let text = serde_json::to_string_pretty(&out)?;
