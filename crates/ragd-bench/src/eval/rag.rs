@@ -51,6 +51,15 @@ pub struct RagEvalArgs {
     #[arg(long, value_delimiter = ',', default_value = "dense,lexical,hybrid",
           value_parser = ["dense", "lexical", "hybrid"])]
     pub modes: Vec<String>,
+    /// Hybrid searches' fusion: `rrf` (the server's default) or `weighted`.
+    #[arg(long, value_parser = ["rrf", "weighted"])]
+    pub fusion: Option<String>,
+    /// Hybrid searches' reciprocal-rank-fusion k (with `rrf`; server default 60).
+    #[arg(long)]
+    pub rrf_k: Option<f64>,
+    /// Hybrid searches' share of the dense score (with `weighted`; server default 0.5).
+    #[arg(long)]
+    pub dense_weight: Option<f64>,
     /// Search mode of the answers' retrieval.
     #[arg(long, default_value = "hybrid", value_parser = ["dense", "lexical", "hybrid"])]
     pub rag_mode: String,
@@ -114,6 +123,22 @@ async fn load(client: &Client, args: &RagEvalArgs, paragraphs: &[Paragraph]) -> 
     Ok(Some(paragraphs.len() as f64 / t0.elapsed().as_secs_f64()))
 }
 
+/// The hybrid-search fusion settings given on the command line, as search
+/// body fields (none: the server's defaults).
+fn fusion_fields(args: &RagEvalArgs) -> serde_json::Map<String, Value> {
+    let mut fields = serde_json::Map::new();
+    for (name, value) in [
+        ("fusion", args.fusion.as_ref().map(|f| json!(f))),
+        ("rrf_k", args.rrf_k.map(|k| json!(k))),
+        ("dense_weight", args.dense_weight.map(|w| json!(w))),
+    ] {
+        if let Some(v) = value {
+            fields.insert(name.into(), v);
+        }
+    }
+    fields
+}
+
 /// Recall is measured at these depths (distinct documents).
 const RECALL_AT: [usize; 3] = [1, 5, 10];
 
@@ -138,7 +163,10 @@ async fn retrieval(
     let top_k = RECALL_AT[RECALL_AT.len() - 1];
     let mut results = stream::iter(questions)
         .map(|q| {
-            let body = json!({"query": q.text, "top_k": top_k, "mode": mode});
+            let mut body = json!({"query": q.text, "top_k": top_k, "mode": mode});
+            if mode == "hybrid" {
+                body.as_object_mut().unwrap().extend(fusion_fields(args));
+            }
             let path = &path;
             async move {
                 let t0 = Instant::now();
@@ -295,6 +323,7 @@ pub fn run(args: RagEvalArgs) -> anyhow::Result<()> {
             "embedding_model": embedder,
             "retrieval_questions": sampled.len(),
             "retrieval": by_mode,
+            "hybrid_fusion": fusion_fields(&args),
             "answers": {
                 "questions": a.n,
                 "rag_top_k": args.rag_top_k,
@@ -324,8 +353,8 @@ pub fn run(args: RagEvalArgs) -> anyhow::Result<()> {
 fn print_table(r: &Value) {
     let f = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"));
     println!(
-        "retrieval: {} questions, {} paragraphs, embedder {}",
-        r["retrieval_questions"], r["paragraphs"], r["embedding_model"]
+        "retrieval: {} questions, {} paragraphs, embedder {}, hybrid fusion {}",
+        r["retrieval_questions"], r["paragraphs"], r["embedding_model"], r["hybrid_fusion"]
     );
     println!(
         "{:<10} {:>9} {:>9} {:>9} {:>22}",
