@@ -156,6 +156,12 @@ pub struct ServeArgs {
     /// safetensors, tokenizer.json), or `none`.
     #[arg(long, env = "RAGD_GENERATOR", default_value = "smollm2-135m-instruct-q4_1")]
     pub generator: String,
+    /// Reranker for `/v1/rerank` and RAG's `"rerank": true`: a name in the
+    /// models folder or a folder holding a one-label cross-encoder (a
+    /// BERT or XLM-RoBERTa `ForSequenceClassification`: config.json,
+    /// model.safetensors, tokenizer.json), or `none`.
+    #[arg(long, env = "RAGD_RERANKER", default_value = "none")]
+    pub reranker: String,
     /// Use the generator's GGUF weights exactly as stored. By default
     /// matrices of types candle has no SIMD kernel for (Q4_1, Q5_1) are
     /// re-quantized to Q8_0 at load: several times faster, near-lossless.
@@ -207,7 +213,8 @@ pub struct ServeArgs {
     /// from the model's chat template and name.
     #[arg(long, env = "RAGD_TOOL_CALL_FORMAT")]
     pub tool_call_format: Option<ragd_service::tools::ToolCallFormat>,
-    /// Most inputs in one embeddings or moderations request.
+    /// Most inputs in one embeddings or moderations request, and most
+    /// documents in one rerank request.
     #[arg(long, env = "RAGD_MAX_INPUTS", default_value_t = 2048)]
     pub max_inputs: usize,
     /// Longest single input text in bytes (longer gets 400). Bounds the

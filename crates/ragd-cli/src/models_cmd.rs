@@ -28,7 +28,10 @@ pub fn detect_kind(dir: &Path) -> Option<&'static str> {
     }
     let config = std::fs::read_to_string(dir.join("config.json")).ok()?;
     let config: serde_json::Value = serde_json::from_str(&config).ok()?;
+    let classifier = (config.get("architectures").and_then(|a| a.get(0)?.as_str()))
+        .is_some_and(|a| a.ends_with("ForSequenceClassification"));
     match config.get("model_type").and_then(|v| v.as_str()) {
+        Some("bert" | "roberta" | "xlm-roberta") if classifier => Some("reranker (cross-encoder)"),
         Some("bert") => Some("embedder (bert)"),
         Some("deberta-v2") => Some("guard (deberta-v2)"),
         Some("llama") => Some("generator (llama)"),

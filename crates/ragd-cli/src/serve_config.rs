@@ -37,6 +37,7 @@ impl ServeArgs {
         let models = ModelsConfig {
             guards: self.guards(),
             generator: self.generator,
+            reranker: self.reranker,
             exact_weights: self.exact_weights,
             kv_cache_mb: self.kv_cache_mb,
             kv_cache_dtype: self.kv_cache_dtype,
@@ -190,7 +191,10 @@ mod tests {
             "3",
             "--max-top-k",
             "5",
+            "--reranker",
+            "my-reranker",
         ]);
+        assert_eq!(c.models.reranker, "my-reranker");
         assert_eq!(c.port, 0);
         assert!(c.models.guards.is_empty());
         assert!(c.guard.screen_chat);

@@ -14,7 +14,7 @@ use crate::auth;
 use crate::body_budget::{BodyBudget, DEFAULT_BUDGET_BYTES};
 use crate::error::ApiError;
 use crate::routes::{
-    admin, chat, collections, completions, embeddings, files, health, metrics, models, moderations,
+    admin, chat, collections, completions, embeddings, files, health, metrics, models, moderations, rerank,
     responses, tokenize,
 };
 use crate::state::AppState;
@@ -41,6 +41,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/moderations", post(moderations::moderations))
+        // Cohere's, Jina's and vLLM's paths (vLLM's also without a version).
+        .route("/v1/rerank", post(rerank::rerank_documents))
+        .route("/v2/rerank", post(rerank::rerank_documents))
+        .route("/rerank", post(rerank::rerank_documents))
         .route(
             "/v1/collections",
             post(collections::create).get(collections::list),

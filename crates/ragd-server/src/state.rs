@@ -14,7 +14,8 @@ use ragd_service::guard_policy::GuardPolicy;
 use ragd_service::metrics::{GuardMetrics, IndexMetrics};
 use ragd_service::rag::{RagTemplate, DEFAULT_TEMPLATE};
 use ragd_service::{
-    CollectionLimits, GeneratorHandle, GuardConfig, ModelHandle, Models, RequestLimits, Tenant,
+    CollectionLimits, GeneratorHandle, GuardConfig, ModelHandle, Models, RequestLimits, RerankerHandle,
+    Tenant,
 };
 
 use crate::auth::{Auth, AuthState};
@@ -183,6 +184,20 @@ impl ServerState {
         }
     }
 
+    /// The reranker, when `requested` names it (or names nothing), queued
+    /// as `tenant`.
+    pub fn reranker(&self, requested: Option<&str>, tenant: &Tenant) -> Result<RerankerHandle, ApiError> {
+        match (&self.loaded()?.reranker, requested) {
+            (Some(r), Some(name)) if name != r.model.info.id => {
+                Err(ApiError::ModelNotFound(name.to_string()))
+            }
+            (Some(r), _) => Ok(r.clone().for_tenant(tenant)),
+            (None, _) => Err(ApiError::NotFound(
+                "this server runs no reranker model (start it with `--reranker NAME`)".into(),
+            )),
+        }
+    }
+
     /// The model a request names, of the role the endpoint serves.
     /// `requested = None` picks the role's model.
     pub fn model_for(
@@ -236,6 +251,9 @@ impl ServerState {
             rag_template: &self.rag_template,
             exact_cache: self.response_cache.as_ref(),
             semantic_cache: self.semantic_cache.as_ref(),
+            reranker: models
+                .and_then(|m| m.reranker.clone())
+                .map(|r| r.for_tenant(tenant)),
         }
     }
 }

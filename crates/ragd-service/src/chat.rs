@@ -27,8 +27,9 @@ use crate::generation::output_check::OutputCheck;
 use crate::generation::GenSettings;
 use crate::guard::{Guard, GuardFlag};
 use crate::guard_policy::GuardAction;
-use crate::models::{GeneratorHandle, ModelHandle};
+use crate::models::{GeneratorHandle, ModelHandle, RerankerHandle};
 use crate::rag::{self, RagRequest, RagTemplate, Source};
+use crate::rerank::rerank_chunks;
 use crate::tenant::Tenant;
 use crate::timing;
 use crate::tools::Tools;
@@ -43,6 +44,8 @@ pub struct ChatPipeline<'a> {
     pub rag_template: &'a RagTemplate,
     pub exact_cache: Option<&'a ResponseCache>,
     pub semantic_cache: Option<&'a SemanticCache>,
+    /// The cross-encoder for `"rag": {"rerank": true}` (`--reranker`).
+    pub reranker: Option<RerankerHandle>,
 }
 
 /// A validated chat request.
@@ -178,6 +181,7 @@ impl ChatPipeline<'_> {
     async fn stages(&self, generator: &GeneratorHandle, req: ChatRequest) -> Result<Prepared, ServiceError> {
         // A bad retrieval mode is a 400 even when a cache would answer.
         req.rag.as_ref().map(RagRequest::ranking).transpose()?;
+        req.rag.as_ref().map(|r| self.reranker_for(r)).transpose()?;
         let cacheable = cache::cacheable(&req.settings, req.client_bypass);
         let question = rag::question_index(&req.messages).ok();
         let input_check = self.check_input(&req);
@@ -352,8 +356,22 @@ impl ChatPipeline<'_> {
         })
     }
 
-    /// For RAG: retrieves chunks for the question, leaves out those the
-    /// guard flags, and puts the rest into the question.
+    /// The reranker when `rag` asks for reranking (a 400 when this server
+    /// runs none).
+    fn reranker_for(&self, rag: &RagRequest) -> Result<Option<&RerankerHandle>, ServiceError> {
+        match (rag.rerank, &self.reranker) {
+            (false, _) => Ok(None),
+            (true, Some(r)) => Ok(Some(r)),
+            (true, None) => Err(ServiceError::invalid(
+                "`rerank` needs a reranker model, and this server runs none (start it with `--reranker NAME`)",
+                "rerank",
+            )),
+        }
+    }
+
+    /// For RAG: retrieves chunks for the question (candidates, reranked
+    /// down to `top_k` when asked), leaves out those the guard flags, and
+    /// puts the rest into the question.
     async fn augment(&self, req: &ChatRequest) -> Result<Augmented, ServiceError> {
         let Some(rag) = &req.rag else {
             return Ok(Augmented {
@@ -372,10 +390,12 @@ impl ChatPipeline<'_> {
             .embedder
             .as_ref()
             .ok_or_else(|| ServiceError::NotFound("this server runs no embedding model".into()))?;
+        let reranker = self.reranker_for(rag)?;
+        let top_k = rag.top_k.unwrap_or(rag::DEFAULT_TOP_K);
         let query = SearchQuery {
             collection: rag.collection.clone(),
             query: req.messages[q].content.clone(),
-            top_k: rag.top_k.unwrap_or(rag::DEFAULT_TOP_K),
+            top_k: rag.retrieved(top_k, collections.max_top_k())?,
             filter: rag.filter.clone(),
             ranking: rag.ranking()?,
         };
@@ -390,6 +410,10 @@ impl ChatPipeline<'_> {
             .instrument(span.clone());
         let mut chunks = timing::timed("retrieve", retrieve).await?.chunks;
         span.record("rag.chunks", chunks.len() as i64);
+        if let Some(reranker) = reranker {
+            let question = req.messages[q].content.clone();
+            chunks = timing::timed("rerank", rerank_chunks(reranker, question, chunks, top_k)).await?;
+        }
         let (mut blocked, mut flags) = (None, Vec::new());
         if let Some(guard) = self.guard.as_ref().filter(|g| g.policy.context) {
             let screen = guard.screen(chunks.iter().map(|c| c.text.clone()).collect());

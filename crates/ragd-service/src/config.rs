@@ -21,6 +21,8 @@ pub struct ModelsConfig {
     /// The guards, run side by side on every screened text (none: empty).
     pub guards: Vec<String>,
     pub generator: String,
+    /// The cross-encoder of `/v1/rerank` and RAG's `rerank` (default `none`).
+    pub reranker: String,
     pub device: DeviceChoice,
     /// Requests that may wait per model before new ones get 429.
     pub queue_capacity: usize,
@@ -56,6 +58,7 @@ impl Default for ModelsConfig {
             embedder: "all-minilm-l6-v2".into(),
             guards: vec!["nanoguard".into()],
             generator: "smollm2-135m-instruct-q4_1".into(),
+            reranker: "none".into(),
             device: DeviceChoice::Auto,
             queue_capacity: 1024,
             per_tenant_queue_capacity: None,
@@ -77,7 +80,8 @@ impl Default for ModelsConfig {
 /// Bounds on what one request may hand the models.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
-    /// Most inputs in one embeddings or moderations request.
+    /// Most inputs in one embeddings or moderations request, and most
+    /// documents in one rerank request.
     pub max_inputs: usize,
     /// Longest single input text (and chat message, and search query), in bytes.
     pub max_input_bytes: usize,

@@ -93,7 +93,7 @@ async fn embed_pieces(
 
 /// Splits `seqs`, in order, into pieces within the batch budget (a
 /// sequence over the budget alone is a piece of its own).
-fn pieces(seqs: Vec<Vec<u32>>, limits: &BatchLimits) -> Vec<Vec<Vec<u32>>> {
+pub(crate) fn pieces(seqs: Vec<Vec<u32>>, limits: &BatchLimits) -> Vec<Vec<Vec<u32>>> {
     let mut out: Vec<Vec<Vec<u32>>> = Vec::new();
     let mut tokens = 0;
     for seq in seqs {

@@ -46,6 +46,15 @@ impl ServiceError {
         }
     }
 
+    /// A 400 for the text in `field` (`param`) being `bytes` long, over
+    /// its limit of `max` bytes.
+    pub fn too_long(field: &str, bytes: usize, max: usize, param: &'static str) -> Self {
+        Self::invalid(
+            format!("`{field}` is {bytes} bytes long; at most {max} are allowed"),
+            param,
+        )
+    }
+
     /// An engine error. `prompt_field` is the request field that held the
     /// prompt (`messages` for chat, `prompt` for completions), the `param`
     /// of errors about the prompt.

@@ -11,6 +11,7 @@
 //! - [`collections`]: each tenant's collections: upsert and retrieval.
 //! - [`guard`]: the injection guard on inputs and retrieved chunks.
 //! - [`rag`]: the RAG request and the prompt built from retrieved chunks.
+//! - [`rerank`]: (query, document) pairs scored by the cross-encoder.
 //! - [`generation`]: sampling settings, submitting choices, decoding them.
 //! - [`cache`]: the exact and the semantic response caches.
 //! - [`chat`]: the one chat pipeline that orders these stages.
@@ -31,6 +32,7 @@ pub mod local;
 pub mod metrics;
 pub mod models;
 pub mod rag;
+pub mod rerank;
 pub mod resilience;
 pub mod tenant;
 #[cfg(any(test, feature = "testing"))]
@@ -43,6 +45,6 @@ pub mod usage;
 
 pub use config::{CollectionLimits, GuardConfig, ModelsConfig, RequestLimits};
 pub use error::ServiceError;
-pub use models::{GeneratorHandle, ModelHandle, Models};
+pub use models::{GeneratorHandle, ModelHandle, Models, RerankerHandle};
 pub use tenant::Tenant;
 pub use usage::Usage;

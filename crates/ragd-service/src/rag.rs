@@ -16,7 +16,9 @@ use crate::error::ServiceError;
 
 /// `"rag": {"collection": "docs", "top_k": 4, "filter": {...}, "mode":
 /// "hybrid"}` in a chat completion request (`mode`, `fusion`, `rrf_k`,
-/// `dense_weight`: as for search, see [`Ranking::parse`]).
+/// `dense_weight`: as for search, see [`Ranking::parse`]). With `"rerank":
+/// true`, `candidates` chunks are retrieved and the reranker's best
+/// `top_k` of them go into the prompt.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RagRequest {
@@ -28,6 +30,11 @@ pub struct RagRequest {
     pub fusion: Option<String>,
     pub rrf_k: Option<f64>,
     pub dense_weight: Option<f64>,
+    /// Rerank the retrieved chunks with the cross-encoder (`--reranker`).
+    #[serde(default)]
+    pub rerank: bool,
+    /// Chunks retrieved for the reranker (see [`RagRequest::retrieved`]).
+    pub candidates: Option<usize>,
 }
 
 impl RagRequest {
@@ -40,7 +47,30 @@ impl RagRequest {
             self.dense_weight,
         )
     }
+
+    /// How many chunks to retrieve for `top_k` in the prompt: `top_k`, or
+    /// when reranking `candidates` (default [`CANDIDATES_PER_TOP_K`] ×
+    /// `top_k`, at most `max_top_k`). A 400 naming `candidates` when it is
+    /// set without `rerank`, or outside `top_k..=max_top_k`.
+    pub fn retrieved(&self, top_k: usize, max_top_k: usize) -> Result<usize, ServiceError> {
+        match (self.rerank, self.candidates) {
+            (false, None) => Ok(top_k),
+            (false, Some(_)) => Err(ServiceError::invalid(
+                "`candidates` goes with `\"rerank\": true`",
+                "candidates",
+            )),
+            (true, None) => Ok((top_k * CANDIDATES_PER_TOP_K).min(max_top_k).max(top_k)),
+            (true, Some(n)) if n < top_k || n > max_top_k => Err(ServiceError::invalid(
+                format!("`candidates` must be from `top_k` ({top_k}) to {max_top_k}, got {n}"),
+                "candidates",
+            )),
+            (true, Some(n)) => Ok(n),
+        }
+    }
 }
+
+/// Candidates retrieved per chunk of `top_k` when reranking.
+pub const CANDIDATES_PER_TOP_K: usize = 4;
 
 /// Chunks used when the request names no `top_k`.
 pub const DEFAULT_TOP_K: usize = 4;
@@ -171,6 +201,34 @@ mod tests {
         let p = &out[1].content;
         assert!(p.starts_with("You are an assistant for question-answering tasks."));
         assert!(p.contains("Question: What is the capital of France?\nContext: Paris is the capital of France.\n\nBerlin is in Germany.\nAnswer:"), "{p}");
+    }
+
+    #[test]
+    fn candidates_go_with_rerank_and_default_to_four_per_chunk() {
+        let rag = |json: serde_json::Value| serde_json::from_value::<RagRequest>(json).unwrap();
+        let plain = rag(serde_json::json!({"collection": "c"}));
+        assert_eq!(plain.retrieved(4, 100).unwrap(), 4);
+        let reranked = rag(serde_json::json!({"collection": "c", "rerank": true}));
+        assert_eq!(reranked.retrieved(4, 100).unwrap(), 16);
+        assert_eq!(reranked.retrieved(4, 10).unwrap(), 10, "capped by max_top_k");
+        let some = rag(serde_json::json!({"collection": "c", "rerank": true, "candidates": 7}));
+        assert_eq!(some.retrieved(4, 100).unwrap(), 7);
+        for (json, top_k) in [
+            (serde_json::json!({"collection": "c", "candidates": 8}), 4),
+            (
+                serde_json::json!({"collection": "c", "rerank": true, "candidates": 3}),
+                4,
+            ),
+            (
+                serde_json::json!({"collection": "c", "rerank": true, "candidates": 101}),
+                4,
+            ),
+        ] {
+            match rag(json.clone()).retrieved(top_k, 100) {
+                Err(ServiceError::Invalid { param, .. }) => assert_eq!(param.as_deref(), Some("candidates")),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
     }
 
     #[test]

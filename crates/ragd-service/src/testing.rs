@@ -272,6 +272,7 @@ impl Fixture {
             rag_template: &self.rag_template,
             exact_cache: self.exact_cache.as_ref(),
             semantic_cache: self.semantic_cache.as_ref(),
+            reranker: None,
         }
     }
 

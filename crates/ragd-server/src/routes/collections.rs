@@ -140,6 +140,10 @@ pub struct SearchHit {
     /// when the lexical search did not run or did not return the chunk.
     pub lexical_rank: Option<usize>,
     pub lexical_score: Option<f32>,
+    /// RAG with `"rerank": true` only: the reranker's relevance score
+    /// (sigmoid of its logit), what the sources are ordered by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_score: Option<f32>,
     pub text: String,
     pub metadata: Metadata,
 }
@@ -164,6 +168,7 @@ impl From<&RetrievedChunk> for SearchHit {
             dense_score: c.dense_score,
             lexical_rank: c.lexical_rank,
             lexical_score: c.lexical_score,
+            rerank_score: c.rerank_score,
             text: c.text.clone(),
             metadata: c.metadata.clone(),
         }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod metrics;
 pub mod models;
 pub mod moderations;
+pub mod rerank;
 pub mod responses;
 pub mod tokenize;
 pub mod tool_calls;

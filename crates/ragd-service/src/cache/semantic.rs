@@ -207,8 +207,16 @@ fn bucket(parts: &BucketParts<'_>) -> [u8; 32] {
         .rag
         .map(|r| {
             let ranking = r.ranking().ok();
-            serde_json::json!([r.collection, r.top_k, r.filter, ranking, parts.collection_version])
-                .to_string()
+            let rerank = (r.rerank, r.candidates);
+            serde_json::json!([
+                r.collection,
+                r.top_k,
+                r.filter,
+                ranking,
+                parts.collection_version,
+                rerank
+            ])
+            .to_string()
         })
         .unwrap_or_default();
     digest(&[

@@ -76,6 +76,11 @@ impl Collections {
         &self.store
     }
 
+    /// Largest `top_k` of a search.
+    pub fn max_top_k(&self) -> usize {
+        self.limits.max_top_k
+    }
+
     pub fn metrics(&self) -> &IndexMetrics {
         &self.metrics
     }
@@ -202,14 +207,8 @@ impl Collections {
             return Err(ServiceError::invalid("`query` must not be empty", "query"));
         }
         if q.query.len() > self.max_query_bytes {
-            return Err(ServiceError::invalid(
-                format!(
-                    "`query` is {} bytes long; at most {} are allowed",
-                    q.query.len(),
-                    self.max_query_bytes
-                ),
-                "query",
-            ));
+            let (bytes, max) = (q.query.len(), self.max_query_bytes);
+            return Err(ServiceError::too_long("query", bytes, max, "query"));
         }
         let collection = self.open(tenant, q.collection, embedder).await?;
         let found = search(collection, embedder, q.query, q.top_k, q.filter, q.ranking).await?;

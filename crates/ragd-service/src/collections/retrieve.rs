@@ -23,8 +23,9 @@ pub struct RetrievedChunk {
     pub document_id: String,
     pub chunk_id: u64,
     pub chunk_index: usize,
-    /// What the chunks are ordered by: the cosine similarity (`dense`),
-    /// the BM25 score (`lexical`) or the fused score (`hybrid`).
+    /// The retrieval's score: the cosine similarity (`dense`), the BM25
+    /// score (`lexical`) or the fused score (`hybrid`). What the chunks
+    /// are ordered by, unless they were reranked.
     pub score: f32,
     /// Rank (from 1) and cosine similarity among the dense candidates;
     /// `None` when the dense search did not run or did not return it.
@@ -34,6 +35,10 @@ pub struct RetrievedChunk {
     /// when the lexical search did not run or did not return it.
     pub lexical_rank: Option<usize>,
     pub lexical_score: Option<f32>,
+    /// The cross-encoder's relevance score (sigmoid of its logit) when RAG
+    /// reranked the candidates: then the chunks are ordered by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_score: Option<f32>,
     pub text: String,
     pub metadata: Metadata,
 }
@@ -49,6 +54,7 @@ impl From<Hit> for RetrievedChunk {
             dense_score: h.dense.map(|r| r.score),
             lexical_rank: h.lexical.map(|r| r.rank),
             lexical_score: h.lexical.map(|r| r.score),
+            rerank_score: None,
             text: h.text,
             metadata: h.metadata,
         }

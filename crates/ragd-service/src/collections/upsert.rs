@@ -106,14 +106,8 @@ fn check_documents(docs: &[DocumentInput], limits: &CollectionLimits) -> Result<
     }
     for (i, d) in docs.iter().enumerate() {
         if d.text.len() > limits.max_document_bytes {
-            return Err(ServiceError::invalid(
-                format!(
-                    "`documents[{i}].text` is {} bytes long; at most {} are allowed",
-                    d.text.len(),
-                    limits.max_document_bytes
-                ),
-                "documents",
-            ));
+            let (field, max) = (format!("documents[{i}].text"), limits.max_document_bytes);
+            return Err(ServiceError::too_long(&field, d.text.len(), max, "documents"));
         }
         if d.text.trim().is_empty() {
             return Err(ServiceError::invalid(

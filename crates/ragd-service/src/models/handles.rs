@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ragd_core::{ModelInfo, TextTokenizer};
 use ragd_engine::{BatchLimits, BatchWorker, GenerationEngine, TenantKey};
 use ragd_models::llama::ChatTemplate;
+use ragd_models::rerank::PairFraming;
 
 use crate::generation::structured::{Grammars, TokenBytes};
 use crate::tenant::Tenant;
@@ -53,6 +54,23 @@ pub struct GeneratorHandle {
     pub tool_format: ToolCallFormat,
 }
 
+/// The loaded reranker (cross-encoder): its batch handle, whose worker
+/// returns one logit per framed (query, document) pair, and how it frames
+/// a pair.
+#[derive(Clone)]
+pub struct RerankerHandle {
+    pub model: ModelHandle,
+    pub pairs: PairFraming,
+}
+
+impl RerankerHandle {
+    /// This handle queueing for `tenant` (see [`ModelHandle::for_tenant`]).
+    pub fn for_tenant(mut self, tenant: &Tenant) -> Self {
+        self.model = self.model.for_tenant(tenant);
+        self
+    }
+}
+
 /// Every model the server runs, once loaded.
 #[derive(Clone, Default)]
 pub struct Models {
@@ -61,6 +79,8 @@ pub struct Models {
     /// `/v1/moderations` unless another is named).
     pub guards: Vec<ModelHandle>,
     pub generator: Option<GeneratorHandle>,
+    /// The cross-encoder of `/v1/rerank` and RAG's `rerank` (`--reranker`).
+    pub reranker: Option<RerankerHandle>,
 }
 
 impl Models {
@@ -75,6 +95,7 @@ impl Models {
     /// Facts of every loaded model, for `/v1/models` and `/ready`.
     pub fn all(&self) -> impl Iterator<Item = &ModelInfo> {
         let batch = self.embedder.iter().chain(&self.guards).map(|h| &h.info);
+        let batch = batch.chain(self.reranker.iter().map(|r| &r.model.info));
         batch.chain(self.generator.iter().map(|g| &g.info))
     }
 }

@@ -17,7 +17,8 @@ use crate::config::ModelsConfig;
 use crate::generation::structured;
 use crate::tool_format::ToolCallFormat;
 
-/// The roles `config` configures (`embedder`, `guard`, `generator`), in
+/// The roles `config` configures (`embedder`, `guard`, `generator`,
+/// `reranker`), in
 /// that order: what `/ready` waits for. Fails on a name that is not found.
 pub fn models_configured(config: &ModelsConfig) -> anyhow::Result<Vec<&'static str>> {
     let mut roles = Vec::new();
@@ -27,6 +28,9 @@ pub fn models_configured(config: &ModelsConfig) -> anyhow::Result<Vec<&'static s
         if resolve_model_dir(spec, &config.models_dir)?.is_some() && !roles.contains(&role) {
             roles.push(role);
         }
+    }
+    if resolve_model_dir(&config.reranker, &config.models_dir)?.is_some() {
+        roles.push("reranker");
     }
     Ok(roles)
 }
@@ -65,6 +69,11 @@ pub fn load(config: &ModelsConfig, registry: &prometheus::Registry) -> anyhow::R
     if let Some(dir) = resolve_model_dir(&config.generator, models_dir)? {
         models.generator = Some(timed("generator", &dir, || {
             load_generator(&dir, &device, config, registry)
+        })?);
+    }
+    if let Some(dir) = resolve_model_dir(&config.reranker, models_dir)? {
+        models.reranker = Some(timed("reranker", &dir, || {
+            load_reranker(&dir, &device, flags, registry)
         })?);
     }
     Ok(models)
@@ -143,6 +152,44 @@ fn load_guard(
         labels,
         batch: limits(flags),
     })
+}
+
+/// A cross-encoder on a batch worker: one vector per framed pair, holding
+/// its logit.
+struct Reranker(ragd_models::CrossEncoder);
+
+impl ragd_engine::BatchModel for Reranker {
+    fn run(&mut self, batch: &ragd_core::TokenBatch) -> ragd_core::Result<Vec<Vec<f32>>> {
+        Ok(self
+            .0
+            .score(batch)?
+            .into_iter()
+            .map(|logit| vec![logit])
+            .collect())
+    }
+}
+
+fn load_reranker(
+    dir: &Path,
+    device: &Device,
+    flags: &ModelsConfig,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<super::handles::RerankerHandle> {
+    let id = ragd_models::model_id(dir)?;
+    let (model, tokenizer) = ragd_models::CrossEncoder::load(dir, &id, device)?;
+    let (info, pairs) = (model.info().clone(), model.pairs().clone());
+    let metrics = WorkerMetrics::new(&id);
+    register(&metrics, registry)?;
+    let (worker, _thread) = BatchWorker::spawn(&id, Reranker(model), limits(flags), metrics)?;
+    let model = ModelHandle {
+        info,
+        tokenizer,
+        worker,
+        labels: vec!["relevance".into()],
+        output_dim: 1,
+        batch: limits(flags),
+    };
+    Ok(super::handles::RerankerHandle { model, pairs })
 }
 
 fn load_generator(

@@ -4,5 +4,5 @@
 mod handles;
 mod load;
 
-pub use handles::{GeneratorHandle, ModelHandle, Models};
+pub use handles::{GeneratorHandle, ModelHandle, Models, RerankerHandle};
 pub use load::{load, load_embedder, models_configured};
