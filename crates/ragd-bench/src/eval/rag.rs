@@ -7,7 +7,9 @@
 //! 2. Retrieval: for evenly spaced questions, `POST .../search` with
 //!    `top_k` 10 in each search mode (`dense`, `lexical`, `hybrid`):
 //!    recall@k = the question's own paragraph is among the first k
-//!    distinct documents retrieved (k = 1, 5, 10).
+//!    distinct documents retrieved (k = 1, 5, 10). With `--reranker`, a
+//!    `hybrid+rerank` row too: `--rerank-candidates` hybrid hits reordered
+//!    by the server's `POST /v1/rerank`.
 //! 3. Answers: for a smaller evenly spaced set, a chat completion with the
 //!    retrieval extension (`"rag": {"collection", "top_k", "mode"}`), greedy:
 //!    SQuAD exact match and F1 against the gold answers, the "don't know"
@@ -60,6 +62,13 @@ pub struct RagEvalArgs {
     /// Hybrid searches' share of the dense score (with `weighted`; server default 0.5).
     #[arg(long)]
     pub dense_weight: Option<f64>,
+    /// The server's reranker (its model id): adds a `hybrid+rerank` row,
+    /// hybrid candidates reordered by `POST /v1/rerank`.
+    #[arg(long)]
+    pub reranker: Option<String>,
+    /// Hybrid candidates the reranker reorders.
+    #[arg(long, default_value_t = 40)]
+    pub rerank_candidates: usize,
     /// Search mode of the answers' retrieval.
     #[arg(long, default_value = "hybrid", value_parser = ["dense", "lexical", "hybrid"])]
     pub rag_mode: String,
@@ -142,6 +151,22 @@ fn fusion_fields(args: &RagEvalArgs) -> serde_json::Map<String, Value> {
 /// Recall is measured at these depths (distinct documents).
 const RECALL_AT: [usize; 3] = [1, 5, 10];
 
+/// The row of hybrid candidates reordered by the reranker.
+const RERANKED: &str = "hybrid+rerank";
+
+/// `hits` (search hits) reordered by the reranker `model`'s scores for
+/// `query`.
+async fn rerank(client: &Client, model: &str, query: &str, hits: Vec<Value>) -> anyhow::Result<Vec<Value>> {
+    if hits.is_empty() {
+        return Ok(hits);
+    }
+    let texts: Vec<&Value> = hits.iter().map(|h| &h["text"]).collect();
+    let body = json!({"model": model, "query": query, "documents": texts});
+    let v = client.ok(Method::POST, "/v1/rerank", Some(&body)).await?;
+    let order = (v["results"].as_array().into_iter().flatten()).filter_map(|r| r["index"].as_u64());
+    Ok(order.filter_map(|i| hits.get(i as usize).cloned()).collect())
+}
+
 #[derive(Default)]
 struct Retrieval {
     /// Questions whose paragraph is among the first `RECALL_AT[i]`.
@@ -161,18 +186,27 @@ async fn retrieval(
     let path = format!("/v1/collections/{}/search", args.collection);
     let mut out = Retrieval::default();
     let top_k = RECALL_AT[RECALL_AT.len() - 1];
+    let reranker = args.reranker.as_deref().filter(|_| mode == RERANKED);
+    let (search_mode, top_k) = match reranker {
+        Some(_) => ("hybrid", args.rerank_candidates.max(top_k)),
+        None => (mode, top_k),
+    };
     let mut results = stream::iter(questions)
         .map(|q| {
-            let mut body = json!({"query": q.text, "top_k": top_k, "mode": mode});
-            if mode == "hybrid" {
+            let mut body = json!({"query": q.text, "top_k": top_k, "mode": search_mode});
+            if search_mode == "hybrid" {
                 body.as_object_mut().unwrap().extend(fusion_fields(args));
             }
             let path = &path;
             async move {
                 let t0 = Instant::now();
                 let v = client.ok(Method::POST, path, Some(&body)).await?;
+                let mut hits = v["data"].as_array().cloned().unwrap_or_default();
+                if let Some(model) = reranker {
+                    hits = rerank(client, model, &q.text, hits).await?;
+                }
                 let mut docs: Vec<String> = Vec::new();
-                for hit in v["data"].as_array().into_iter().flatten() {
+                for hit in &hits {
                     let d = hit["document_id"].as_str().unwrap_or_default().to_string();
                     if !docs.contains(&d) {
                         docs.push(d);
@@ -304,7 +338,8 @@ pub fn run(args: RagEvalArgs) -> anyhow::Result<()> {
         let sampled = spread(&questions, args.retrieval_questions);
         let mut by_mode = serde_json::Map::new();
         let mut embedder = String::new();
-        for mode in &args.modes {
+        let reranked = args.reranker.as_ref().map(|_| RERANKED.to_string());
+        for mode in args.modes.iter().chain(&reranked) {
             eprintln!("eval rag: retrieval, mode {mode}");
             let r = retrieval(&client, &args, mode, &sampled).await?;
             by_mode.insert(mode.clone(), r.report());
@@ -324,6 +359,8 @@ pub fn run(args: RagEvalArgs) -> anyhow::Result<()> {
             "retrieval_questions": sampled.len(),
             "retrieval": by_mode,
             "hybrid_fusion": fusion_fields(&args),
+            "reranker": args.reranker,
+            "rerank_candidates": args.reranker.as_ref().map(|_| args.rerank_candidates),
             "answers": {
                 "questions": a.n,
                 "rag_top_k": args.rag_top_k,
@@ -357,13 +394,13 @@ fn print_table(r: &Value) {
         r["retrieval_questions"], r["paragraphs"], r["embedding_model"], r["hybrid_fusion"]
     );
     println!(
-        "{:<10} {:>9} {:>9} {:>9} {:>22}",
+        "{:<13} {:>9} {:>9} {:>9} {:>22}",
         "mode", "recall@1", "recall@5", "recall@10", "latency p50 / p99 ms"
     );
     for (mode, m) in r["retrieval"].as_object().into_iter().flatten() {
         let latency = format!("{} / {}", m["latency_ms_p50"], m["latency_ms_p99"]);
         println!(
-            "{mode:<10} {:>9} {:>9} {:>9} {latency:>22}",
+            "{mode:<13} {:>9} {:>9} {:>9} {latency:>22}",
             f(&m["recall_at_1"]),
             f(&m["recall_at_5"]),
             f(&m["recall_at_10"]),
