@@ -134,7 +134,7 @@ pub struct ServeArgs {
     /// flags at its own threshold, `all` what every guard flags, `max`
     /// compares the highest score with the first threshold.
     #[arg(long, env = "RAGD_GUARD_COMBINE", default_value = "any")]
-    pub guard_combine: ragd_service::guard_policy::GuardCombine,
+    pub guard_combine: ragd_service::guard_combine::GuardCombine,
     /// Screen chat completions with the guard: a flagged last user message
     /// is refused (400), and flagged retrieved chunks are left out of RAG
     /// prompts (listed in `blocked_sources`). The input is scored while

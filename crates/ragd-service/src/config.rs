@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use ragd_models::llama::KvDtype;
 use ragd_models::DeviceChoice;
 
-use crate::guard_policy::GuardCombine;
+use crate::guard_combine::GuardCombine;
 use crate::tool_format::ToolCallFormat;
 
 /// Which models run, from where, on what, and their queue and batch budgets.

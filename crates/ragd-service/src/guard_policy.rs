@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::GuardConfig;
+use crate::guard_combine::GuardCombine;
 
 /// What a flagged text does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -27,44 +28,6 @@ pub enum GuardAction {
     #[default]
     Redact,
     Flag,
-}
-
-/// How the verdicts of several guards make one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GuardCombine {
-    /// Flagged when any guard flags it (at its own threshold): fewest misses.
-    #[default]
-    Any,
-    /// Flagged when every guard flags it: fewest false alarms.
-    All,
-    /// Flagged when the highest score reaches the policy's `threshold`.
-    Max,
-}
-
-impl GuardCombine {
-    /// The verdict on one text from each guard's `(score, threshold)`:
-    /// `Some(score)` when flagged, the score being the highest.
-    pub fn verdict(self, scores: &[(f32, f32)], threshold: f32) -> Option<f32> {
-        let max = scores.iter().map(|&(s, _)| s).fold(f32::NEG_INFINITY, f32::max);
-        let flags = |&(s, t): &(f32, f32)| s >= t;
-        let flagged = match self {
-            _ if scores.is_empty() => false,
-            GuardCombine::Any => scores.iter().any(flags),
-            GuardCombine::All => scores.iter().all(flags),
-            GuardCombine::Max => max >= threshold,
-        };
-        flagged.then_some(max)
-    }
-}
-
-impl std::str::FromStr for GuardCombine {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        serde_json::from_value(serde_json::Value::String(s.to_string()))
-            .map_err(|_| format!("{s:?}: expected any, all or max"))
-    }
 }
 
 /// Where the guard looks and what it does there.
@@ -213,22 +176,5 @@ mod tests {
     }
 
     #[test]
-    fn several_guards_combine_as_the_policy_says() {
-        // (score, own threshold) of two guards: only the second flags.
-        let split = [(0.6, 0.9), (0.4, 0.3)];
-        assert_eq!(GuardCombine::Any.verdict(&split, 0.5), Some(0.6));
-        assert_eq!(GuardCombine::All.verdict(&split, 0.5), None);
-        assert_eq!(GuardCombine::Max.verdict(&split, 0.5), Some(0.6));
-        assert_eq!(GuardCombine::Max.verdict(&split, 0.7), None);
-        let both = [(0.95, 0.9), (0.4, 0.3)];
-        assert_eq!(GuardCombine::All.verdict(&both, 0.5), Some(0.95));
-        assert_eq!(GuardCombine::Any.verdict(&[], 0.0), None);
-        let p: GuardPolicy =
-            serde_json::from_str(r#"{"threshold": 0.5, "thresholds": {"b": 0.3}, "combine": "all"}"#)
-                .unwrap();
-        assert_eq!(
-            (p.threshold_of("a"), p.threshold_of("b"), p.combine),
-            (0.5, 0.3, GuardCombine::All)
-        );
-    }
+    fn each_guard_may_have_its_own_threshold() {}
 }

@@ -27,6 +27,7 @@ pub mod embedding;
 pub mod error;
 pub mod generation;
 pub mod guard;
+pub mod guard_combine;
 pub mod guard_policy;
 pub mod local;
 pub mod metrics;

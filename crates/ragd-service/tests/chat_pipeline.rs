@@ -8,7 +8,7 @@ use ragd_index::Metadata;
 use ragd_models::llama::ChatMessage;
 use ragd_service::chat::{BlockedChunk, CacheHit, ChatJob, ChatRequest, Prepared};
 use ragd_service::generation::{self, GenSettings, SamplingFields};
-use ragd_service::guard_policy::GuardCombine;
+use ragd_service::guard_combine::GuardCombine;
 use ragd_service::rag::{RagRequest, Source};
 use ragd_service::testing::{fake_guard, AsciiTokenizer, Caches, Fixture, COLLECTION, IM_END, TENANT, VOCAB};
 use ragd_service::{ServiceError, Tenant};

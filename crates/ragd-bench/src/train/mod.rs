@@ -3,4 +3,5 @@
 
 pub mod feature_cache;
 pub mod guard;
+mod guard_args;
 mod model_card;

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use crate::eval::guard::GuardRow;
 
-use super::guard::{TrainGuardArgs, TrainSummary};
+use super::guard_args::{TrainGuardArgs, TrainSummary};
 
 /// Rows per source and label.
 fn counts(rows: &[&GuardRow]) -> BTreeMap<(String, String), usize> {
