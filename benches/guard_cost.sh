@@ -5,8 +5,8 @@
 # goes into the prompt) and once without, the same models loaded both
 # times, one after the other on the same release build. Each run is
 # driven by `ragd bench generate --rag-collection`: 16 clients send
-# streaming RAG chat requests (a ~24-token question, top_k chunks of
-# ragd's own docs, 64 new tokens, ignore_eos). Prints both runs and the
+# streaming RAG chat requests (a numbered question about ragd, top_k chunks
+# of ragd's own docs, 64 new tokens, ignore_eos). Prints both runs and the
 # ratios on / off of the end-to-end p50 (the issue's figure), TTFT p50 and
 # throughput, and writes them to one JSON file. With ROUNDS=N the pair
 # runs N times in ABBA order and the ratios are the medians over rounds.
@@ -15,7 +15,8 @@
 #
 # GUARD may be several, comma-separated (`nanoguard,trained-guard`).
 # Environment: ROUNDS (1), CONCURRENCY (16), REQUESTS_PER_CLIENT (4),
-# PROMPT_TOKENS (24), MAX_TOKENS (64), TOP_K (3), GUARD_THRESHOLD (0.5),
+# MAX_TOKENS (64), TOP_K (3), GUARD_THRESHOLD (0.5; `fpr:0.01` for a
+# trained guard),
 # OUT_DIR (bench-results), OUT_JSON ($OUT_DIR/guard_cost.json). The binary
 # is built in CARGO_TARGET_DIR (default target/).
 set -euo pipefail
@@ -24,7 +25,6 @@ guard="${1:-nanoguard}"
 threads="${2:-2}"
 conc="${CONCURRENCY:-16}"
 per_client="${REQUESTS_PER_CLIENT:-4}"
-prompt_tokens="${PROMPT_TOKENS:-24}"
 max_tokens="${MAX_TOKENS:-64}"
 top_k="${TOP_K:-3}"
 threshold="${GUARD_THRESHOLD:-0.5}"
@@ -57,9 +57,9 @@ run() {
     wait_http "$base/ready" "$pid"
     curl -sf "$base/v1/collections" -H 'content-type: application/json' -d '{"name": "docs"}' >/dev/null
     curl -sf "$base/v1/collections/docs/files" -F file=@README.md -F file=@ARCHITECTURE.md \
-        -F file=@benches/README.md >/dev/null
+        -F "file=@benches/README.md;filename=benches-README.md" >/dev/null
     "$ragd" bench generate --url "$base" --label "guard $label" --concurrency "$conc" \
-        --requests-per-client "$per_client" --prompt-tokens "$prompt_tokens" --max-tokens "$max_tokens" \
+        --requests-per-client "$per_client" --max-tokens "$max_tokens" \
         --rag-collection docs --rag-top-k "$top_k" --json "$out/guard_cost_${label}.json"
     curl -sf "$base/metrics" | grep -E '^ragd_guard_|^ragd_batch_' >"$out/guard_cost_${label}_metrics.txt" || true
     stop "$pid"
@@ -82,6 +82,9 @@ print(f"\n{'round':>5} | {'e2e_p50 on':>10} {'off':>8} {'ratio':>6} | {'ttft_p50
       f" | {'tok/s on':>8} {'off':>7} {'ratio':>6} | errors")
 for r in range(1, rounds + 1):
     on, off = (json.load(open(f"{out}/guard_cost_{k}_r{r}.json"))["levels"][0] for k in ("on", "off"))
+    for name, run in (("on", on), ("off", off)):
+        if run["errors"]:
+            print(f"round {r}, guard {name}: {run['errors']} requests refused or failed: {run['first_error']}")
     ratios = {k: on[v] / off[v] for k, v in keys.items()}
     print(f"{r:>5} | {on['e2e_p50_ms']:>10.0f} {off['e2e_p50_ms']:>8.0f} {ratios['e2e_p50']:>6.3f}"
           f" | {on['ttft_p50_ms']:>11.0f} {off['ttft_p50_ms']:>8.0f} {ratios['ttft_p50']:>6.3f}"

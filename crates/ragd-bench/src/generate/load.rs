@@ -9,7 +9,7 @@ use std::time::Instant;
 use ragd_client::{parse_chunk, SseEvent, SseParser};
 use serde_json::json;
 
-use super::prompt::{prompt, rag_prompt};
+use super::prompt::{prompt, rag_prompt, rag_question};
 use super::report::LevelReport;
 use crate::stats::percentile;
 
@@ -101,7 +101,7 @@ impl Target {
                 "/v1/completions"
             }
             Some((collection, top_k)) => {
-                body["messages"] = json!([{"role": "user", "content": text}]);
+                body["messages"] = json!([{"role": "user", "content": rag_question(self.run, id)}]);
                 body["rag"] = json!({"collection": collection, "top_k": top_k});
                 "/v1/chat/completions"
             }

@@ -17,8 +17,8 @@
 //! the end-to-end time. Output tokens come from the final `usage` chunk
 //! (`stream_options.include_usage`), else from the number of content chunks.
 //! `--rag-collection NAME` sends streaming RAG chat requests instead
-//! (`/v1/chat/completions` with ragd's `rag` extension: the numbered text
-//! is the question, `--rag-top-k` chunks go into the prompt), so the whole
+//! (`/v1/chat/completions` with ragd's `rag` extension: numbered questions
+//! about ragd's docs, `--rag-top-k` chunks in the prompt), so the whole
 //! RAG path is timed: guard, retrieval, screening, prefill, decode.
 //! `benches/generate_vs_llama_server.sh` runs it against ragd and
 //! llama-server in turn; `benches/guard_cost.sh` the RAG path with and
@@ -88,7 +88,8 @@ pub struct GenerateBenchArgs {
     #[arg(long, env = "RAGD_BENCH_RESPONSE_FORMAT")]
     pub response_format: Option<PathBuf>,
     /// Send RAG chat requests over this collection (ragd only) instead of
-    /// completions.
+    /// completions: questions about ragd's docs (`--prompt-tokens` and
+    /// `--shared-prefix-tokens` do not apply).
     #[arg(long, env = "RAGD_BENCH_RAG_COLLECTION")]
     pub rag_collection: Option<String>,
     /// Chunks each RAG request puts into its prompt.

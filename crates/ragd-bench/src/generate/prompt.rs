@@ -38,6 +38,34 @@ pub fn rag_prompt(run: u64, id: u64, shared_tokens: usize, question_tokens: usiz
     out
 }
 
+/// Questions about ragd's own docs, for RAG requests: plain questions a
+/// guard should let through (a request number followed by bench text
+/// reads like an injection to NanoGuard).
+const QUESTIONS: [&str; 16] = [
+    "How does ragd batch requests from many clients?",
+    "Which models does ragd run by default?",
+    "How are API keys mapped to tenants?",
+    "What does the prefix cache store?",
+    "Which endpoints does ragd serve?",
+    "Which metrics does ragd export for Prometheus?",
+    "What happens when the request queue is full?",
+    "How does hybrid search combine dense and lexical results?",
+    "What is the default chunk size of a collection?",
+    "How can a tenant change its guard policy?",
+    "How does the knowledge base survive a restart?",
+    "Where are the benchmark results kept?",
+    "What does the reranker do in a RAG request?",
+    "How do upstream fallbacks work when the generator is busy?",
+    "Which document formats can be uploaded?",
+    "How is a streamed answer checked for a leaked canary?",
+];
+
+/// The question of RAG request `id` of run `run`: one of [`QUESTIONS`]
+/// after its number, so no cache can answer it.
+pub fn rag_question(run: u64, id: u64) -> String {
+    format!("Request {run}-{id}. {}", QUESTIONS[id as usize % QUESTIONS.len()])
+}
+
 /// Appends about `tokens` tokens of [`WORDS`], less `taken` words already
 /// spent on a header.
 fn push_words(out: &mut String, tokens: usize, taken: usize) {
