@@ -47,8 +47,8 @@ fn drain_child_server() {
     rt.block_on(async {
         let mut server = ragd_server::serve::start(config).await.expect("server starts");
         server.wait_ready().await.expect("models load");
-        // The parent signals only after streams are running, long after
-        // `run_until_signal` has installed its handlers.
+        // Before the parent hears of it: its first SIGTERM may come at once.
+        server.catch_signals().expect("signal handlers");
         ragd_suite::announce_listening(server.addr);
         server.run_until_signal().await.expect("clean drain");
     });

@@ -44,6 +44,8 @@ pub struct RunningServer {
     /// Taken by the first `wait_ready`.
     loader: Option<JoinHandle<anyhow::Result<()>>>,
     grace: Duration,
+    /// SIGTERM and Ctrl-C, once caught ([`Self::catch_signals`]).
+    signals: Option<Signals>,
 }
 
 /// Binds and starts serving at once (`/health` answers); models load on the
@@ -161,6 +163,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         server,
         loader: Some(loader),
         grace,
+        signals: None,
     })
 }
 
@@ -289,12 +292,23 @@ impl RunningServer {
         self.drain.start();
     }
 
+    /// From now on SIGTERM and Ctrl-C wait for [`Self::run_until_signal`]
+    /// (which drains) instead of killing the process: call it before
+    /// telling anyone the server is up, so an early signal is not lost.
+    pub fn catch_signals(&mut self) -> anyhow::Result<()> {
+        if self.signals.is_none() {
+            self.signals = Some(Signals::new().context("cannot listen for SIGTERM and Ctrl-C")?);
+        }
+        Ok(())
+    }
+
     /// Serves until stopped (by [`Self::stop`] or a signal), then drains:
     /// in-flight requests get the grace period. A second signal during the
     /// drain exits the process at once. A model that fails to load stops
     /// the server with its error: fail fast, loudly.
     pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
-        let mut signals = Signals::new().context("cannot listen for SIGTERM and Ctrl-C")?;
+        self.catch_signals()?;
+        let mut signals = self.signals.take().expect("caught above");
         let drain = self.drain.clone();
         tokio::spawn(async move {
             let first = signals.next().await;
@@ -386,7 +400,9 @@ fn joined(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Res
 }
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
-    start(config).await?.run_until_signal().await
+    let mut server = start(config).await?;
+    server.catch_signals()?;
+    server.run_until_signal().await
 }
 
 /// The stop signals, listened for from start to exit (so that no second
