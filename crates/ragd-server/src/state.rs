@@ -233,11 +233,10 @@ impl ServerState {
     pub fn chat_pipeline(&self, tenant: &Tenant) -> ChatPipeline<'_> {
         let models = self.models.get();
         let policy = self.guard_policy(tenant);
-        let handles: Vec<ModelHandle> = (models.iter().flat_map(|m| &m.guards))
-            .map(|g| g.clone().for_tenant(tenant))
-            .collect();
-        let guard = (!handles.is_empty() && policy.screens()).then(|| Guard {
-            handles,
+        // Guard handles are cloned only for a tenant whose policy screens.
+        let guards = models.map_or(&[][..], |m| &m.guards[..]);
+        let guard = (!guards.is_empty() && policy.screens()).then(|| Guard {
+            handles: guards.iter().map(|g| g.clone().for_tenant(tenant)).collect(),
             policy,
             config: self.guard.clone(),
             metrics: self.guard_metrics.clone(),
