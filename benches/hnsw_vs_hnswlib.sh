@@ -28,7 +28,7 @@ if ! "$venv/bin/python" -c 'import numpy, hnswlib' 2>/dev/null; then
 fi
 models/fetch --only all-minilm-l6-v2 >/dev/null
 cargo build --release -p ragd-index --example hnsw_bench -q
-bin=target/release/examples/hnsw_bench
+bin="${CARGO_TARGET_DIR:-target}/release/examples/hnsw_bench"
 export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
 
 "$bin" embed --data "$data" --squad "$squad"

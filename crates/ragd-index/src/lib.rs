@@ -24,6 +24,7 @@ pub mod document;
 mod error;
 mod filter;
 mod fsutil;
+mod graph;
 mod hybrid;
 mod lexical;
 mod names;

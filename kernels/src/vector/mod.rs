@@ -20,6 +20,17 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     portable::dot(a, b)
 }
 
+/// A hint to start loading the first cache lines of `v`: the HNSW search
+/// calls it for the next neighbour's vector while it scores the current
+/// one. Does nothing off x86-64.
+#[inline]
+pub fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch(v);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
 /// `out[i] = silu(g[i]) * u[i]` with `silu(x) = x / (1 + e^-x)`. The AVX2
 /// path uses an eight-lane exp (within a few ulp of libm's `expf`).
 pub fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {

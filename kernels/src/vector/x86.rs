@@ -37,6 +37,19 @@ pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
+/// Prefetches the first two cache lines of `v` (SSE, part of every
+/// x86-64 CPU).
+#[inline]
+pub(super) fn prefetch(v: &[f32]) {
+    let p = v.as_ptr().cast::<i8>();
+    // SAFETY: a prefetch is a hint and never faults; `p.wrapping_add(64)`
+    // is only an address, never read here.
+    unsafe {
+        _mm_prefetch::<_MM_HINT_T0>(p);
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+    }
+}
+
 /// `out[i] = silu(g[i]) * u[i]`, eight lanes at a time through [`exp8`],
 /// the tail with libm's `exp` as in the portable version.
 ///
