@@ -1,7 +1,11 @@
 """Reference token ids and chat-template renderings for the default
 generator's GGUF tokenizer.
 
-    python scripts/reference/gguf_tokenizer.py
+    python scripts/reference/gguf_tokenizer.py [MODEL GGUF_FILE FIXTURE]
+
+(default: the SmolLM2 generator into gguf_tokenizer.json; the Qwen2 one is
+`qwen2.5-coder-0.5b-instruct-q4_k_m qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+gguf_tokenizer_qwen2.json`)
 
 Builds a corpus of at least 200 strings (SQuAD questions and paragraph
 snippets, code, unicode, digits, whitespace runs, chat markup) and encodes
@@ -9,16 +13,18 @@ each without BOS with transformers' tokenizer built from the same GGUF file
 (`AutoTokenizer.from_pretrained(dir, gguf_file=...)`, needs `pip install
 gguf`). When llama-cpp-python is installed, llama.cpp's own tokenizer is run
 too and every disagreement is printed (the fixture keeps transformers' ids).
-Writes tests/fixtures/gguf_tokenizer.json.
+Writes tests/fixtures/FIXTURE.
 """
 import json
 import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = Path(os.environ.get("RAGD_MODELS_DIR", ROOT / "models" / "cache"))
-GGUF_DIR = MODELS / "smollm2-135m-instruct-q4_1"
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL, GGUF, FIXTURE = (sys.argv[1:4] if len(sys.argv) == 4
+                        else ("smollm2-135m-instruct-q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf", "gguf_tokenizer.json"))
+GGUF_DIR = MODELS / MODEL
 SQUAD = Path(os.environ.get("SQUAD", ROOT.parent / "shared" / "data" / "squaddev_v1.1.json"))
 
 
@@ -102,7 +108,7 @@ def main():
         for gen in (True, False):
             text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
             chat_cases.append({"messages": msgs, "add_generation_prompt": gen, "text": text})
-    out = ROOT / "tests" / "fixtures" / "gguf_tokenizer.json"
+    out = ROOT / "tests" / "fixtures" / FIXTURE
     fixture = {"gguf": GGUF, "reference": "transformers GGUF tokenizer", "cases": cases, "chat_cases": chat_cases}
     out.write_text(json.dumps(fixture, ensure_ascii=False, indent=0))
     print(f"wrote {len(cases)} cases to {out}")

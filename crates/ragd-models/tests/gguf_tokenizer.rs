@@ -13,14 +13,37 @@ fn gguf_path() -> PathBuf {
     common::model_file("smollm2-135m-instruct-q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+/// Qwen2.5-Coder-0.5B's GGUF (optional: fetched when missing), whose
+/// tokenizer uses Qwen2's pre-tokenizer.
+fn qwen2_path() -> PathBuf {
+    let name = "qwen2.5-coder-0.5b-instruct-q4_k_m";
+    common::fetched_model(name, &format!("{name}.gguf"))
+}
+
 #[test]
 fn ids_match_the_reference_on_the_corpus() {
     let vocab = GgufVocab::read(&gguf_path()).unwrap();
     assert_eq!(vocab.tokens.len(), 49152);
     assert_eq!((vocab.bos, vocab.eos), (Some(1), Some(2)));
     assert!(vocab.chat_template.as_deref().unwrap().contains("<|im_start|>"));
-    let tok = GgufTokenizer::new(&vocab).unwrap();
-    let fixture: Value = common::fixture_json("gguf_tokenizer.json");
+    assert_ids_match(&vocab, "gguf_tokenizer.json");
+}
+
+#[test]
+fn qwen2_ids_and_chat_template_match_the_reference() {
+    let vocab = GgufVocab::read(&qwen2_path()).unwrap();
+    assert_eq!(vocab.tokens.len(), 151_936);
+    assert_eq!(vocab.pre.as_deref(), Some("qwen2"));
+    assert_eq!(vocab.tokens[vocab.eos.unwrap() as usize], "<|im_end|>");
+    assert_ids_match(&vocab, "gguf_tokenizer_qwen2.json");
+    assert_chat_renders_like_fixture(&vocab, "gguf_tokenizer_qwen2.json");
+}
+
+/// Every corpus string of `fixture` encodes to its reference ids and
+/// decodes back to itself.
+fn assert_ids_match(vocab: &GgufVocab, fixture: &str) {
+    let tok = GgufTokenizer::new(vocab).unwrap();
+    let fixture: Value = common::fixture_json(fixture);
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 200);
     let mut wrong = Vec::new();
@@ -51,15 +74,21 @@ fn ids_match_the_reference_on_the_corpus() {
 
 #[test]
 fn the_gguf_chat_template_renders_like_transformers() {
+    assert_chat_renders_like_fixture(&GgufVocab::read(&gguf_path()).unwrap(), "gguf_tokenizer.json");
+}
+
+/// The GGUF's chat template renders `fixture`'s conversations as
+/// transformers did.
+fn assert_chat_renders_like_fixture(vocab: &GgufVocab, fixture: &str) {
     use ragd_models::llama::{ChatMessage, ChatTemplate};
-    let vocab = GgufVocab::read(&gguf_path()).unwrap();
+    let token = |id: Option<u32>| id.map_or("", |i| vocab.tokens[i as usize].as_str());
     let template = ChatTemplate::new(
         vocab.chat_template.as_deref().unwrap(),
-        "<|im_start|>",
-        "<|im_end|>",
+        token(vocab.bos),
+        token(vocab.eos),
     )
     .unwrap();
-    let fixture: Value = common::fixture_json("gguf_tokenizer.json");
+    let fixture: Value = common::fixture_json(fixture);
     let cases = fixture["chat_cases"].as_array().unwrap();
     assert!(cases.len() >= 8);
     for c in cases {

@@ -1,12 +1,41 @@
-//! Hyper-parameters of a Llama model, from GGUF metadata or a Hugging Face
-//! `config.json`.
+//! Hyper-parameters of a Llama-family model (Llama, Qwen2), from GGUF
+//! metadata or a Hugging Face `config.json`.
 
 use candle_core::quantized::gguf_file;
 use ragd_core::{ModelError, Result};
 use ragd_kernels::{KvDtype, RopeStyle};
 
+/// The architectures the forward runs. Qwen2 is Llama with biases on Q, K
+/// and V, and its rotary pairs are the two halves of a head (llama.cpp
+/// leaves its Q/K unpermuted), so the forward differs only in data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Llama,
+    Qwen2,
+}
+
+impl Architecture {
+    /// The GGUF `general.architecture` value, also the prefix of its keys.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+        }
+    }
+
+    /// Rotary pairs as llama.cpp stores each architecture's Q/K.
+    fn gguf_rope_style(self) -> RopeStyle {
+        match self {
+            // convert_hf_to_gguf permutes Llama's Q/K for interleaved pairs.
+            Self::Llama => RopeStyle::Interleaved,
+            Self::Qwen2 => RopeStyle::Half,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    pub arch: Architecture,
     pub n_layers: usize,
     pub hidden: usize,
     pub n_heads: usize,
@@ -21,28 +50,35 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
-    /// Reads `llama.*` keys (llama.cpp's names).
+    /// Reads `llama.*` or `qwen2.*` keys (llama.cpp's names).
     pub fn from_gguf(content: &gguf_file::Content, path: &str) -> Result<Self> {
         let md = &content.metadata;
-        let get = |key: &str| -> Result<u32> {
-            md.get(key)
+        let arch = match md.get("general.architecture").and_then(|v| v.to_string().ok()) {
+            Some(a) if a == "llama" => Architecture::Llama,
+            Some(a) if a == "qwen2" => Architecture::Qwen2,
+            other => {
+                return Err(ModelError::load(
+                    path,
+                    format!("architecture {other:?} is not supported (llama or qwen2)"),
+                ))
+            }
+        };
+        let key = |name: &str| format!("{}.{name}", arch.gguf_name());
+        let get = |name: &str| -> Result<u32> {
+            let key = key(name);
+            md.get(&key)
                 .ok_or_else(|| ModelError::load(path, format!("no {key} in the GGUF metadata")))?
                 .to_u32()
                 .map_err(|e| ModelError::load(path, format!("{key}: {e}")))
         };
-        let float = |key: &str, default: f32| md.get(key).and_then(|v| v.to_f32().ok()).unwrap_or(default);
-        match md.get("general.architecture").and_then(|v| v.to_string().ok()) {
-            Some(a) if a == "llama" => {}
-            other => {
-                return Err(ModelError::load(
-                    path,
-                    format!("architecture {other:?} is not supported (llama only)"),
-                ))
-            }
-        }
-        let hidden = get("llama.embedding_length")? as usize;
-        let n_heads = get("llama.attention.head_count")? as usize;
-        let vocab_size = match md.get("llama.vocab_size").and_then(|v| v.to_u32().ok()) {
+        let float = |name: &str, default: f32| {
+            md.get(&key(name))
+                .and_then(|v| v.to_f32().ok())
+                .unwrap_or(default)
+        };
+        let hidden = get("embedding_length")? as usize;
+        let n_heads = get("attention.head_count")? as usize;
+        let vocab_size = match md.get(&key("vocab_size")).and_then(|v| v.to_u32().ok()) {
             Some(v) => v as usize,
             None => md
                 .get("tokenizer.ggml.tokens")
@@ -52,23 +88,28 @@ impl LlamaConfig {
         };
         check_heads(hidden, n_heads, path)?;
         Self {
-            n_layers: get("llama.block_count")? as usize,
+            arch,
+            n_layers: get("block_count")? as usize,
             hidden,
             n_heads,
-            n_kv_heads: get("llama.attention.head_count_kv")? as usize,
+            n_kv_heads: get("attention.head_count_kv")? as usize,
             head_dim: hidden / n_heads,
             vocab_size,
-            rms_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5),
-            rope_base: float("llama.rope.freq_base", 10_000.0),
-            // llama.cpp stores Llama's Q/K permuted for interleaved pairs.
-            rope_style: RopeStyle::Interleaved,
-            context_len: get("llama.context_length")? as usize,
+            rms_eps: float("attention.layer_norm_rms_epsilon", 1e-5),
+            rope_base: float("rope.freq_base", 10_000.0),
+            rope_style: arch.gguf_rope_style(),
+            context_len: get("context_length")? as usize,
         }
         .checked(path)
     }
 
-    /// Reads a Hugging Face `LlamaForCausalLM` `config.json`.
+    /// Reads a Hugging Face `LlamaForCausalLM` or `Qwen2ForCausalLM`
+    /// `config.json`.
     pub fn from_hf_json(json: &serde_json::Value, path: &str) -> Result<Self> {
+        let arch = match json.get("model_type").and_then(|v| v.as_str()) {
+            Some("qwen2") => Architecture::Qwen2,
+            _ => Architecture::Llama,
+        };
         let int = |key: &str| -> Result<usize> {
             json.get(key)
                 .and_then(|v| v.as_u64())
@@ -79,6 +120,7 @@ impl LlamaConfig {
         let n_heads = int("num_attention_heads")?;
         check_heads(hidden, n_heads, path)?;
         Self {
+            arch,
             n_layers: int("num_hidden_layers")?,
             hidden,
             n_heads,

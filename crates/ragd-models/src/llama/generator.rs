@@ -74,7 +74,7 @@ pub struct LlamaGenerator {
 }
 
 impl LlamaGenerator {
-    /// Loads a GGUF Llama.
+    /// Loads a GGUF Llama or Qwen2.
     pub fn from_gguf(path: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Result<Self> {
         let fail = |e: std::io::Error| ModelError::load(path.display(), e);
         let mut file = std::fs::File::open(path).map_err(fail)?;
@@ -84,7 +84,7 @@ impl LlamaGenerator {
         Ok(Self::new(id, cfg, weights, opts))
     }
 
-    /// Loads a Hugging Face Llama folder (`config.json` + safetensors).
+    /// Loads a Hugging Face Llama or Qwen2 folder (`config.json` + safetensors).
     pub fn from_safetensors(dir: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::load(cfg_path.display(), e))?;
@@ -205,7 +205,11 @@ impl LlamaGenerator {
         let mut att = vec![0f32; n * q_dim];
         for (layer, cache) in self.weights.layers.iter().zip(self.cache.iter_mut()) {
             ops::rms_norm(&x, &layer.attn_norm, cfg.rms_eps, &mut h);
-            let qkv = layer.qkv.forward(&h, n)?;
+            let mut qkv = layer.qkv.forward(&h, n)?;
+            if let Some(bias) = &layer.qkv_bias {
+                qkv.chunks_exact_mut(bias.len())
+                    .for_each(|row| ops::add_assign(row, bias));
+            }
             for (t, row) in qkv.chunks_exact(q_dim + 2 * kv_dim).enumerate() {
                 let (rq, rest) = row.split_at(q_dim);
                 let (rk, rv) = rest.split_at(kv_dim);

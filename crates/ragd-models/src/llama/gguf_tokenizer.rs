@@ -3,8 +3,11 @@
 //! GGUF files that ship without a `tokenizer.json`.
 //!
 //! The pipeline matches what Hugging Face's GPT-2-style tokenizers do:
-//! ByteLevel pre-tokenisation (GPT-2 regex, no prefix space), BPE with the
-//! file's merges, ByteLevel decoding. Control tokens (token type 3, such as
+//! ByteLevel pre-tokenisation (GPT-2 regex, no prefix space; Qwen2's own
+//! regex when `tokenizer.ggml.pre` is `qwen2`), BPE with the file's merges,
+//! ByteLevel decoding. No Unicode normalisation: Qwen2's `tokenizer.json`
+//! applies NFC, but llama.cpp and transformers' GGUF tokenizer (the
+//! reference) do not, and a GGUF model runs as llama.cpp tokenizes. Control tokens (token type 3, such as
 //! `<|im_start|>`) are special tokens: matched whole in the text, never split.
 
 use std::path::Path;
@@ -14,12 +17,18 @@ use ragd_core::{ModelError, Result, TextTokenizer};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
 
 use crate::error::tokenizer as tok_err;
 
 /// GGUF token type of control tokens (llama.cpp's `LLAMA_TOKEN_TYPE_CONTROL`).
 const CONTROL: i32 = 3;
+
+/// Qwen2's pre-tokenizer split (its `tokenizer.json`): like GPT-4's, with
+/// single digits.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// The tokenizer metadata of a GGUF file.
 #[derive(Debug, Clone)]
@@ -30,6 +39,9 @@ pub struct GgufVocab {
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub chat_template: Option<String>,
+    /// llama.cpp's name of the pre-tokenizer (`tokenizer.ggml.pre`), such
+    /// as `smollm` or `qwen2`.
+    pub pre: Option<String>,
 }
 
 impl GgufVocab {
@@ -72,6 +84,10 @@ impl GgufVocab {
             eos: id("tokenizer.ggml.eos_token_id"),
             chat_template: md
                 .get("tokenizer.chat_template")
+                .and_then(|v| v.to_string().ok())
+                .cloned(),
+            pre: md
+                .get("tokenizer.ggml.pre")
                 .and_then(|v| v.to_string().ok())
                 .cloned(),
             tokens,
@@ -137,9 +153,22 @@ impl GgufTokenizer {
             .build()
             .map_err(tok_err)?;
         let mut inner = Tokenizer::new(bpe);
-        inner
-            .with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
-            .with_decoder(Some(ByteLevelDecoder::default()));
+        if vocab.pre.as_deref() == Some("qwen2") {
+            let split = Split::new(
+                SplitPattern::Regex(QWEN2_SPLIT.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(tok_err)?;
+            let steps = vec![
+                PreTokenizerWrapper::Split(split),
+                PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)),
+            ];
+            inner.with_pre_tokenizer(Some(Sequence::new(steps)));
+        } else {
+            inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        }
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
         let specials: Vec<AddedToken> = vocab
             .tokens
             .iter()

@@ -1,5 +1,6 @@
-//! The Llama generator: batched forward over a paged KV cache, weights from
-//! GGUF or safetensors, tokenizer from GGUF metadata, chat template.
+//! The Llama-family generator (Llama, Qwen2): batched forward over a paged
+//! KV cache, weights from GGUF or safetensors, tokenizer from GGUF
+//! metadata, chat template.
 
 pub mod chat_template;
 mod config;
@@ -11,7 +12,7 @@ mod ops;
 mod weights;
 
 pub use chat_template::{ChatMessage, ChatTemplate, PromptPiece};
-pub use config::LlamaConfig;
+pub use config::{Architecture, LlamaConfig};
 pub use generator::{GeneratorOptions, KvBudget, LlamaGenerator};
 pub use gguf_tokenizer::{read_gguf_header, GgufTokenizer, GgufVocab};
 pub use linear::{Embedding, Linear};

@@ -17,6 +17,8 @@ pub struct LayerWeights {
     pub attn_norm: Vec<f32>,
     /// Q, K and V stacked: `[q_dim + 2 * kv_dim, hidden]`.
     pub qkv: Linear,
+    /// Their biases stacked alike (Qwen2 has them, Llama not).
+    pub qkv_bias: Option<Vec<f32>>,
     pub wo: Linear,
     pub ffn_norm: Vec<f32>,
     /// Gate and up stacked: `[2 * ff, hidden]`.
@@ -77,12 +79,13 @@ impl Part {
     }
 }
 
-/// Builds every layer from two loaders: a norm vector and a matrix by
-/// layer and part.
+/// Builds every layer from three loaders: a norm vector, a matrix and a
+/// bias (`None` when the file has none) by layer and part.
 fn build_layers(
     n_layers: usize,
     mut norm: impl FnMut(usize, Part) -> Result<Vec<f32>>,
     mut matrix: impl FnMut(usize, Part) -> Result<Linear>,
+    mut bias: impl FnMut(usize, Part) -> Result<Option<Vec<f32>>>,
 ) -> Result<Vec<LayerWeights>> {
     (0..n_layers)
         .map(|i| {
@@ -90,6 +93,7 @@ fn build_layers(
             Ok(LayerWeights {
                 attn_norm: norm(i, Part::AttnNorm)?,
                 qkv: Linear::stack(vec![mm(Part::Q)?, mm(Part::K)?, mm(Part::V)?]),
+                qkv_bias: stacked_bias([bias(i, Part::Q)?, bias(i, Part::K)?, bias(i, Part::V)?], i)?,
                 wo: mm(Part::O)?,
                 ffn_norm: norm(i, Part::FfnNorm)?,
                 gate_up: Linear::stack(vec![mm(Part::Gate)?, mm(Part::Up)?]),
@@ -97,6 +101,18 @@ fn build_layers(
             })
         })
         .collect()
+}
+
+/// Q, K and V biases as one vector: all three or none.
+fn stacked_bias(parts: [Option<Vec<f32>>; 3], layer: usize) -> Result<Option<Vec<f32>>> {
+    match parts {
+        [Some(q), Some(k), Some(v)] => Ok(Some([q, k, v].concat())),
+        [None, None, None] => Ok(None),
+        _ => Err(ModelError::load(
+            format!("layer {layer}"),
+            "biases on some of Q, K and V but not all",
+        )),
+    }
 }
 
 fn to_f32_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -135,6 +151,13 @@ impl LlamaWeights {
                 cfg.n_layers,
                 |i, p| float((read.borrow_mut())(&format!("blk.{i}.{}.weight", p.gguf()))?),
                 |i, p| linear((read.borrow_mut())(&format!("blk.{i}.{}.weight", p.gguf()))?),
+                |i, p| {
+                    let name = format!("blk.{i}.{}.bias", p.gguf());
+                    if !content.tensor_infos.contains_key(&name) {
+                        return Ok(None);
+                    }
+                    float((read.borrow_mut())(&name)?).map(Some)
+                },
             )?
         };
         let embed_linear = linear(read("token_embd.weight")?)?;
@@ -194,6 +217,15 @@ impl LlamaWeights {
                 cfg.n_layers,
                 |i, p| to_f32_vec(&take(&mut tensors.borrow_mut(), &name(i, p))?).map_err(fail),
                 |i, p| Linear::dense(take(&mut tensors.borrow_mut(), &name(i, p))?).map_err(fail),
+                |i, p| {
+                    let name = format!("model.layers.{i}.{}.bias", p.hf());
+                    if !tensors.borrow().contains_key(&name) {
+                        return Ok(None);
+                    }
+                    to_f32_vec(&take(&mut tensors.borrow_mut(), &name)?)
+                        .map(Some)
+                        .map_err(fail)
+                },
             )?
         };
         Ok(Self {

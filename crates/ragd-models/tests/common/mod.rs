@@ -37,11 +37,17 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
 /// models that the default `models/fetch` leaves out. Panics with the
 /// fetch's output when that fails.
 pub fn fetched_model_dir(name: &str) -> PathBuf {
+    fetched_model(name, "config.json").parent().unwrap().to_path_buf()
+}
+
+/// File `file` of the optional model `name`, fetched as
+/// [`fetched_model_dir`] does.
+pub fn fetched_model(name: &str, file: &str) -> PathBuf {
     let root = std::env::var_os("RAGD_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("models/cache"));
     let dir = root.join(name);
-    if !dir.join("config.json").is_file() {
+    if !dir.join(file).is_file() {
         eprintln!(
             "{} is missing: running `models/fetch --only {name}`",
             dir.display()
@@ -59,7 +65,7 @@ pub fn fetched_model_dir(name: &str) -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    dir
+    dir.join(file)
 }
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
