@@ -56,6 +56,17 @@ impl QuantFormat {
         }
     }
 
+    /// Byte offsets of a GGUF block's f16 fields: its scale `d`, then its
+    /// minimum (Q4_1) or `dmin` (Q4_K, Q5_K) where it has one. Benches and
+    /// tests that fill blocks with random bytes set these to finite values.
+    pub fn ggml_f16_fields(self) -> &'static [usize] {
+        match self {
+            Self::Q8_0 | Self::Q5_0 => &[0],
+            Self::Q4_1 | Self::Q4K | Self::Q5K => &[0, 2],
+            Self::Q6K => &[208],
+        }
+    }
+
     /// Bytes of one row's block in the kernels' layout (`layout.rs`),
     /// besides its f32 scale and minimum: a multiple of four.
     pub(super) fn qs_bytes(self) -> usize {

@@ -20,7 +20,8 @@ pub(super) fn tile(w: &QMatrix, first: usize, acts: &QuantizedRows, outs: &mut [
 
 /// The reference, lane by lane. Per sub-block of 32 columns (one
 /// activation block): an exact integer dot product `isum` and the weight
-/// scale `wd` it stands for, then `acc = isum * (wd * d_x) + acc` and, where
+/// scale `wd` it stands for (Q6_K: one per group of 16), then
+/// `acc = isum * (wd * d_x) + acc` and, where
 /// the format has minimums, `acc = wm * xm + acc`, all fused multiply-adds.
 /// The SIMD kernels do exactly these operations in this order, so they
 /// give the same bits.
@@ -40,19 +41,24 @@ fn panel_dot(format: QuantFormat, w: &Panel<'_>, x: ActRow<'_>) -> [f32; PANEL] 
                 let dot = |cs: std::ops::Range<usize>, offset: i32| -> i32 {
                     cs.map(|c| (q(c) - offset) * xq[c] as i32).sum()
                 };
-                let (isum, wd) = match format {
-                    QuantFormat::Q8_0 | QuantFormat::Q4_1 => (dot(0..BLOCK, 0), w.d[at]),
-                    QuantFormat::Q5_0 => (dot(0..BLOCK, 16), w.d[at]),
+                // One or two (Q6_K: a group of 16 each) integer sums, each
+                // with the weight scale it stands for.
+                let whole = |isum: i32, wd: f32| ([(isum, wd), (0, 0.0)], 1);
+                let (parts, n) = match format {
+                    QuantFormat::Q8_0 | QuantFormat::Q4_1 => whole(dot(0..BLOCK, 0), w.d[at]),
+                    QuantFormat::Q5_0 => whole(dot(0..BLOCK, 16), w.d[at]),
                     QuantFormat::Q4K | QuantFormat::Q5K => {
-                        (dot(0..BLOCK, 0), w.d[at] * layout::scale(format, byte, s) as f32)
+                        whole(dot(0..BLOCK, 0), w.d[at] * layout::scale(format, byte, s) as f32)
                     }
                     QuantFormat::Q6K => {
-                        let sc = |g| layout::scale(format, byte, g);
-                        let isum = sc(2 * s) * dot(0..16, 32) + sc(2 * s + 1) * dot(16..BLOCK, 32);
-                        (isum, w.d[at])
+                        let group =
+                            |h: usize| layout::scale(format, byte, 2 * s + h) * dot(16 * h..16 * h + 16, 32);
+                        ([(group(0), w.d[at]), (group(1), w.d[at])], 2)
                     }
                 };
-                *a = (isum as f32).mul_add(wd * x.d[xb], *a);
+                for &(isum, wd) in &parts[..n] {
+                    *a = (isum as f32).mul_add(wd * x.d[xb], *a);
+                }
                 match format {
                     QuantFormat::Q4_1 => *a = w.m[at].mul_add(x.s[xb], *a),
                     QuantFormat::Q4K | QuantFormat::Q5K => {

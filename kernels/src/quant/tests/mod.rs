@@ -23,16 +23,6 @@ impl Lcg {
     }
 }
 
-/// Where a GGUF block of `format` keeps its f16 scale and (if any) f16
-/// minimum or `dmin`.
-fn half_fields(format: QuantFormat) -> (usize, Option<usize>) {
-    match format {
-        QuantFormat::Q8_0 | QuantFormat::Q5_0 => (0, None),
-        QuantFormat::Q4_1 | QuantFormat::Q4K | QuantFormat::Q5K => (0, Some(2)),
-        QuantFormat::Q6K => (208, None),
-    }
-}
-
 /// Random GGUF blocks: every value, high-bit and sub-scale byte random,
 /// the f16 scale in [0.01, 0.03) and the minimum (or `dmin`) small.
 fn random_ggml(format: QuantFormat, rows: usize, cols: usize, rng: &mut Lcg) -> Vec<u8> {
@@ -40,7 +30,11 @@ fn random_ggml(format: QuantFormat, rows: usize, cols: usize, rng: &mut Lcg) -> 
     let mut bytes: Vec<u8> = (0..rows * cols / format.block_len() * bb)
         .map(|_| rng.next() as u8)
         .collect();
-    let (d_at, m_at) = half_fields(format);
+    let (d_at, m_at) = match format.ggml_f16_fields() {
+        &[d] => (d, None),
+        &[d, m] => (d, Some(m)),
+        _ => unreachable!(),
+    };
     // K-quant scales multiply 6- or 8-bit sub-block scales: keep weights O(1).
     let unit = if format.block_len() == BLOCK { 1.0 } else { 0.02 };
     for b in bytes.chunks_exact_mut(bb) {

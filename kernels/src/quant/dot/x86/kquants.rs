@@ -49,11 +49,13 @@ pub(super) unsafe fn q4k_q5k<const N: usize, const FIVE: bool>(
     acc
 }
 
-/// Q6_K: per sub-block of 32, `q - 32` as signed bytes (|w| unsigned, its
-/// sign moved onto the activations as for Q8_0), each group of 16 summed
-/// in 16 bits (|q - 32| <= 32 times |x| <= 127, 16 columns: below 2^15),
-/// then widened by `madd` against the group's signed scale, so the sub-block
-/// stays one exact integer times `d`.
+/// Q6_K: per group of 16 columns, `q - 32` as signed bytes (|w| unsigned,
+/// its sign moved onto the activations as for Q8_0), summed in 16 bits
+/// (|q - 32| <= 32 times |x| <= 127, 16 columns: below 2^15), widened by
+/// `madd` against the group's signed scale: one exact integer times `d`.
+/// The two groups of a sub-block go one after the other, so only one set
+/// of 16-bit sums is live beside the float accumulators (two sets spilled
+/// registers).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn q6k<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
@@ -68,35 +70,26 @@ pub(super) unsafe fn q6k<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> 
         let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));
         for s in 0..SUBS {
             let xb = b * SUBS + s;
-            let mut high = [run_at(base, 32 + 2 * s), run_at(base, 32 + 2 * s + 1)];
-            let mut s16 = [[_mm256_setzero_si256(); N]; 2];
-            for k in 0..4 {
-                let raw = run_at(base, 4 * s + k);
-                let nibbles = [
-                    _mm256_and_si256(raw, low),
-                    _mm256_and_si256(_mm256_srli_epi16(raw, 4), low),
-                ];
-                for h in 0..2 {
-                    // Run k's high bits sit at bits 2k..2k+2: shifted right
-                    // by two per run, at 0..2, then moved to 4..6.
-                    let top = _mm256_and_si256(_mm256_slli_epi16(high[h], 4), bits45);
-                    high[h] = _mm256_srli_epi16(high[h], 2);
-                    let wq = _mm256_sub_epi8(_mm256_or_si256(nibbles[h], top), offset);
+            for h in 0..2 {
+                let high = run_at(base, 32 + 2 * s + h);
+                let mut s16 = [_mm256_setzero_si256(); N];
+                for k in 0..4 {
+                    let raw = run_at(base, 4 * s + k);
+                    let nibbles = if h == 0 { raw } else { _mm256_srli_epi16(raw, 4) };
+                    let top = _mm256_and_si256(high_bits_at_4(high, k), bits45);
+                    let q = _mm256_or_si256(_mm256_and_si256(nibbles, low), top);
+                    let wq = _mm256_sub_epi8(q, offset);
                     let wabs = _mm256_abs_epi8(wq);
                     for r in 0..N {
-                        let at = xb * BLOCK + 16 * h + 4 * k;
-                        let xs = _mm256_sign_epi8(broadcast4(x[r].q, at), wq);
-                        s16[h][r] = _mm256_add_epi16(s16[h][r], _mm256_maddubs_epi16(wabs, xs));
+                        let xs = _mm256_sign_epi8(broadcast4(x[r].q, xb * BLOCK + 16 * h + 4 * k), wq);
+                        s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(wabs, xs));
                     }
                 }
-            }
-            let (sc0, sc1) = (group_scale(base, 2 * s), group_scale(base, 2 * s + 1));
-            for r in 0..N {
-                let isum = _mm256_add_epi32(
-                    _mm256_madd_epi16(s16[0][r], sc0),
-                    _mm256_madd_epi16(s16[1][r], sc1),
-                );
-                acc[r] = scale_into(isum, wd, *x[r].d.get_unchecked(xb), acc[r]);
+                let sc = group_scale(base, 2 * s + h);
+                for r in 0..N {
+                    let isum = _mm256_madd_epi16(s16[r], sc);
+                    acc[r] = scale_into(isum, wd, *x[r].d.get_unchecked(xb), acc[r]);
+                }
             }
         }
     }
@@ -113,4 +106,18 @@ unsafe fn group_scale(base: *const u8, g: usize) -> __m256i {
         _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)),
         _mm256_slli_epi32(v, 16),
     )
+}
+
+/// Q6_K run `k`'s high bits (bits `2k..2k+2` of each byte) moved to bits
+/// 4..6, other bits left for the caller's mask. 16-bit shifts of at most
+/// four never carry a byte's bits into the kept ones of its neighbour.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn high_bits_at_4(high: __m256i, k: usize) -> __m256i {
+    match k {
+        0 => _mm256_slli_epi16(high, 4),
+        1 => _mm256_slli_epi16(high, 2),
+        2 => high,
+        _ => _mm256_srli_epi16(high, 2),
+    }
 }
