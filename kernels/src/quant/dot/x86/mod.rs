@@ -137,7 +137,8 @@ unsafe fn lane_byte_i8(v: __m256i, i: usize) -> __m256i {
 ///
 /// Nibbles times |x| <= 127 summed over 32 columns stay below 2^15, so the
 /// `maddubs` pairs add up in 16 bits before one widening; five-bit values
-/// can reach twice that, so they widen per half.
+/// can reach twice that, so they widen per run (a second set of 16-bit sums
+/// would not fit in the registers beside the float accumulators).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn unsigned_sub_block<const N: usize, const FIVE: bool>(
@@ -154,7 +155,7 @@ unsafe fn unsigned_sub_block<const N: usize, const FIVE: bool>(
     } else {
         _mm256_setzero_si256()
     };
-    let mut s16 = [[_mm256_setzero_si256(); N]; 2];
+    let mut sums = [_mm256_setzero_si256(); N];
     for k in 0..4 {
         let raw = run_at(nib, k);
         let mut lo = _mm256_and_si256(raw, low);
@@ -166,21 +167,23 @@ unsafe fn unsigned_sub_block<const N: usize, const FIVE: bool>(
             hi = _mm256_or_si256(hi, _mm256_and_si256(high, bit4));
             high = _mm256_srli_epi16(high, 1);
         }
-        let half = if FIVE { k / 2 } else { 0 };
         for r in 0..N {
             let at = xb * BLOCK + 4 * k;
             let p = _mm256_add_epi16(
                 _mm256_maddubs_epi16(lo, broadcast4(x[r].q, at)),
                 _mm256_maddubs_epi16(hi, broadcast4(x[r].q, at + 16)),
             );
-            s16[half][r] = _mm256_add_epi16(s16[half][r], p);
+            if FIVE {
+                sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(p, ones));
+            } else {
+                // 16-bit sums until the end of the sub-block.
+                sums[r] = _mm256_add_epi16(sums[r], p);
+            }
         }
     }
-    let mut sums = [_mm256_setzero_si256(); N];
-    for r in 0..N {
-        sums[r] = _mm256_madd_epi16(s16[0][r], ones);
-        if FIVE {
-            sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(s16[1][r], ones));
+    if !FIVE {
+        for s in &mut sums {
+            *s = _mm256_madd_epi16(*s, ones);
         }
     }
     sums
