@@ -30,11 +30,8 @@ fn random_ggml(format: QuantFormat, rows: usize, cols: usize, rng: &mut Lcg) -> 
     let mut bytes: Vec<u8> = (0..rows * cols / format.block_len() * bb)
         .map(|_| rng.next() as u8)
         .collect();
-    let (d_at, m_at) = match format.ggml_f16_fields() {
-        &[d] => (d, None),
-        &[d, m] => (d, Some(m)),
-        _ => unreachable!(),
-    };
+    let fields = format.ggml_f16_fields();
+    let (d_at, m_at) = (fields[0], fields.get(1).copied());
     // K-quant scales multiply 6- or 8-bit sub-block scales: keep weights O(1).
     let unit = if format.block_len() == BLOCK { 1.0 } else { 0.02 };
     for b in bytes.chunks_exact_mut(bb) {
