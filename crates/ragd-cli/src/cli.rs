@@ -162,9 +162,11 @@ pub struct ServeArgs {
     /// model.safetensors, tokenizer.json), or `none`.
     #[arg(long, env = "RAGD_RERANKER", default_value = "none")]
     pub reranker: String,
-    /// Use the generator's GGUF weights exactly as stored. By default
-    /// matrices of types candle has no SIMD kernel for (Q4_1, Q5_1) are
-    /// re-quantized to Q8_0 at load: several times faster, near-lossless.
+    /// Use the generator's GGUF weights exactly as stored. Q8_0, Q4_1,
+    /// Q5_0, Q4_K, Q5_K and Q6_K always run ragd's kernels as stored; by
+    /// default matrices of other quantized types (Q4_0, Q5_1, Q2_K, Q3_K)
+    /// are re-quantized to Q8_0 at load: several times faster,
+    /// near-lossless.
     #[arg(long, env = "RAGD_EXACT_WEIGHTS")]
     pub exact_weights: bool,
     /// Memory for the generator's KV cache, in MiB.

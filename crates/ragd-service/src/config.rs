@@ -32,7 +32,8 @@ pub struct ModelsConfig {
     /// Most tokens and sequences in one embedding or classification batch.
     pub max_batch_tokens: usize,
     pub max_batch_seqs: usize,
-    /// Use GGUF weights as stored (no re-quantizing of Q4_1/Q5_1 to Q8_0).
+    /// Use GGUF weights as stored (no re-quantizing to Q8_0 of the types
+    /// ragd has no kernel for, such as Q4_0 and Q5_1).
     pub exact_weights: bool,
     /// The generator's KV cache: MiB, element type, positions per block.
     pub kv_cache_mb: usize,

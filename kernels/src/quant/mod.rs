@@ -6,82 +6,63 @@
 //! weight block is loaded (and unpacked) once and multiplied with every row
 //! of the batch while it sits in registers.
 //!
-//! Activations are quantized per row to 8 bits in blocks of 32 (as llama.cpp
-//! and candle do), and each row's arithmetic is the same whatever else is in
-//! the batch: a sequence's result does not depend on its batch. Weights are
-//! stored in panels of eight interleaved rows (`panel.rs`).
+//! Weights keep their GGUF values and scales (Q8_0, Q4_1, Q5_0, Q4_K, Q5_K,
+//! Q6_K: `format.rs`), rearranged at load (`ggml.rs`, `layout.rs`) and
+//! stored in panels of eight interleaved rows (`panel.rs`). Activations are
+//! quantized per row to 8 bits in blocks of 32 (as llama.cpp and candle do;
+//! `activations/`), and each row's arithmetic is the same whatever else is
+//! in the batch: a sequence's result does not depend on its batch.
 
 mod activations;
 mod dot;
+mod format;
+mod ggml;
+mod layout;
 mod panel;
 
-use half::f16;
 use rayon::prelude::*;
 
 pub use activations::QuantizedRows;
+pub use format::QuantFormat;
 use panel::Blocks;
 pub use panel::PANEL;
 
-/// Values per quantization block (for every supported format).
+/// Values per activation block, and per block of Q8_0, Q4_1 and Q5_0.
 pub const BLOCK: usize = 32;
-
-/// How a weight block is stored (llama.cpp's layouts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuantFormat {
-    /// 32 signed bytes times a scale: `w = d * q`.
-    Q8_0,
-    /// 32 nibbles, a scale and a minimum: `w = d * q + m`.
-    Q4_1,
-}
-
-impl QuantFormat {
-    /// Bytes per block in a GGUF file.
-    pub fn ggml_block_bytes(self) -> usize {
-        match self {
-            Self::Q8_0 => 2 + BLOCK,
-            Self::Q4_1 => 4 + BLOCK / 2,
-        }
-    }
-
-    /// Bytes of quantized values per block once unpacked from the GGUF layout.
-    pub(super) fn qs_bytes(self) -> usize {
-        match self {
-            Self::Q8_0 => BLOCK,
-            Self::Q4_1 => BLOCK / 2,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct QuantError(String);
 
-/// A `[rows, cols]` weight matrix in blocks of 32 along `cols`, with the
-/// quantized values, scales and minimums in separate arrays, rows in
-/// interleaved panels of eight (`panel.rs`).
+/// A `[rows, cols]` weight matrix in blocks along `cols` (32 values, or 256
+/// for K-quants), with the quantized values, scales and minimums in
+/// separate arrays, rows in interleaved panels of eight (`panel.rs`).
 #[derive(Debug, Clone)]
 pub struct QMatrix {
     format: QuantFormat,
     rows: usize,
     cols: usize,
-    /// Values, scales and minimums (Q4_1 only), packed in panels.
+    /// Values, scales and minimums (where the format has them), packed in
+    /// panels.
     blocks: Blocks,
 }
 
 impl QMatrix {
-    /// Reads the blocks of a GGUF tensor (`rows * cols / 32` blocks, row-major).
+    /// Reads the blocks of a GGUF tensor (`rows * cols / block_len` blocks,
+    /// row-major), keeping every value and scale as stored.
     pub fn from_ggml(
         format: QuantFormat,
         rows: usize,
         cols: usize,
         bytes: &[u8],
     ) -> Result<Self, QuantError> {
-        if !cols.is_multiple_of(BLOCK) {
+        let len = format.block_len();
+        if !cols.is_multiple_of(len) {
             return Err(QuantError(format!(
-                "{cols} columns are not a multiple of {BLOCK}"
+                "{cols} columns are not a multiple of {len} ({format:?})"
             )));
         }
-        let nblocks = rows * cols / BLOCK;
+        let nblocks = rows * cols / len;
         let bb = format.ggml_block_bytes();
         if bytes.len() != nblocks * bb {
             return Err(QuantError(format!(
@@ -90,22 +71,7 @@ impl QMatrix {
                 nblocks * bb
             )));
         }
-        let half_at = |b: &[u8], i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
-        let mut blocks = Blocks {
-            qs: Vec::with_capacity(nblocks * format.qs_bytes()),
-            d: Vec::with_capacity(nblocks),
-            m: Vec::new(),
-        };
-        for b in bytes.chunks_exact(bb) {
-            blocks.d.push(half_at(b, 0));
-            match format {
-                QuantFormat::Q8_0 => blocks.qs.extend_from_slice(&b[2..]),
-                QuantFormat::Q4_1 => {
-                    blocks.m.push(half_at(b, 2));
-                    blocks.qs.extend_from_slice(&b[4..]);
-                }
-            }
-        }
+        let blocks = ggml::decode(format, bytes);
         Ok(Self::from_row_major(format, rows, cols, &blocks))
     }
 
@@ -114,7 +80,7 @@ impl QMatrix {
             format,
             rows,
             cols,
-            blocks: panel::pack(format, rows, cols / BLOCK, blocks),
+            blocks: panel::pack(format, rows, cols / format.block_len(), blocks),
         }
     }
 
@@ -163,16 +129,19 @@ impl QMatrix {
     }
 
     fn blocks_per_row(&self) -> usize {
-        self.cols / BLOCK
+        self.cols / self.format.block_len()
     }
 
-    /// Writes row `r` as f32 (an embedding lookup).
+    /// Writes row `r` as f32 (an embedding lookup), with the same bits as
+    /// llama.cpp's and candle's dequantization of the GGUF blocks.
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
-        let nb = self.blocks_per_row();
-        for b in 0..nb {
+        let len = self.format.block_len();
+        let panel = self.panel(r / PANEL);
+        for (b, out) in out.chunks_exact_mut(len).enumerate() {
             let (d, m) = (self.scale(r, b), self.min(r, b));
-            for (c, o) in out[b * BLOCK..(b + 1) * BLOCK].iter_mut().enumerate() {
-                *o = d * panel::value(self.format, nb, &self.blocks.qs, r, b, c) as f32 + m;
+            let byte = |o| panel::byte(self.format, panel.qs, b, r % PANEL, o);
+            for (c, o) in out.iter_mut().enumerate() {
+                *o = layout::weight(self.format, byte, d, m, c);
             }
         }
     }
@@ -182,7 +151,7 @@ impl QMatrix {
         self.blocks.d[self.scale_index(r, b)]
     }
 
-    /// Minimum of row `r`'s block `b` (0 unless Q4_1).
+    /// Minimum of row `r`'s block `b` (0 where the format has none).
     fn min(&self, r: usize, b: usize) -> f32 {
         self.blocks.m.get(self.scale_index(r, b)).copied().unwrap_or(0.0)
     }
@@ -235,7 +204,7 @@ impl QMatrix {
         dot::Panel {
             qs: &self.blocks.qs[p * qsb..(p + 1) * qsb],
             d: &self.blocks.d[p * sc..(p + 1) * sc],
-            m: if self.format == QuantFormat::Q4_1 {
+            m: if self.format.has_min() {
                 &self.blocks.m[p * sc..(p + 1) * sc]
             } else {
                 &[]

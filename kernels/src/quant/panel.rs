@@ -1,16 +1,18 @@
 //! The weight layout the kernels read: rows in panels of eight, interleaved.
 //!
-//! In a panel, each block of 32 columns is stored as runs of 32 bytes that
-//! each hold four consecutive values of all eight rows (row 0's four, row
-//! 1's four, ...). One 256-bit load then feeds eight rows at once against
-//! four activation values broadcast to every lane, and a block's integer
-//! dot product for the eight rows ends up in the eight lanes of one register:
-//! scales are applied lane-wise, with no horizontal sums.
+//! In a panel, each block is stored as runs of 32 bytes that each hold four
+//! consecutive bytes of all eight rows' blocks (row 0's four, row 1's four,
+//! ...), in the byte order of `layout.rs`. One 256-bit load then feeds
+//! eight rows at once against four activation values broadcast to every
+//! lane, and a block's integer dot product for the eight rows ends up in
+//! the eight lanes of one register: scales are applied lane-wise, with no
+//! horizontal sums.
 //!
 //! - Q8_0: run `k` (0..8) holds columns `4k..4k+4` of the block.
-//! - Q4_1: run `k` (0..4) holds, per byte, column `4k+e` in the low nibble
-//!   and column `16+4k+e` in the high nibble (llama.cpp packs a block's byte
-//!   `j` as columns `j` and `j+16`, so a run is a permutation of its bytes).
+//! - Nibble formats: run `k` of a sub-block of 32 holds, per byte, column
+//!   `4k+e` in the low nibble and column `16+4k+e` in the high nibble; the
+//!   runs after the nibbles hold high bits and sub-block scales, four bytes
+//!   of each row per run (`layout.rs`).
 //!
 //! Scales and minimums are stored `[panel][block][8]`. Rows past the end of
 //! the matrix (the last panel's padding) are zero.
@@ -25,9 +27,10 @@ pub(super) fn block_bytes(format: QuantFormat) -> usize {
     PANEL * format.qs_bytes()
 }
 
-/// A matrix's quantized values, scales and minimums (empty unless Q4_1),
-/// in one of two layouts: llama.cpp's row-major block order (`qs` holds
-/// each block's `qs_bytes` in GGUF order), or packed in panels ([`pack`]).
+/// A matrix's quantized values, scales and minimums (empty unless the
+/// format has them), in one of two layouts: row-major block order (`qs`
+/// holds each block's `qs_bytes` in `layout.rs` order), or packed in panels
+/// ([`pack`]).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Blocks {
     pub qs: Vec<u8>,
@@ -80,7 +83,7 @@ fn zeroed(format: QuantFormat, blocks: usize, bytes: usize) -> Blocks {
     Blocks {
         qs: vec![0; bytes],
         d: vec![0.0; blocks],
-        m: if format == QuantFormat::Q4_1 {
+        m: if format.has_min() {
             vec![0.0; blocks]
         } else {
             Vec::new()
@@ -119,16 +122,7 @@ pub(super) fn unpack(format: QuantFormat, rows: usize, nb: usize, src: &Blocks) 
     out
 }
 
-/// Quantized value of `row`, column `c` of block `b` of a packed matrix.
-pub(super) fn value(format: QuantFormat, nb: usize, qs: &[u8], row: usize, b: usize, c: usize) -> i32 {
-    let (p, r) = (row / PANEL, row % PANEL);
-    let base = (p * nb + b) * block_bytes(format);
-    match format {
-        QuantFormat::Q8_0 => qs[base + (c / 4) * 32 + r * 4 + c % 4] as i8 as i32,
-        QuantFormat::Q4_1 => {
-            let (half, cc) = (c / 16, c % 16);
-            let byte = qs[base + (cc / 4) * 32 + r * 4 + cc % 4];
-            (if half == 0 { byte & 0x0F } else { byte >> 4 }) as i32
-        }
-    }
+/// Byte `o` (row-major layout) of row `r`'s block `b` in a panel's bytes.
+pub(super) fn byte(format: QuantFormat, panel: &[u8], b: usize, r: usize, o: usize) -> u8 {
+    panel[b * block_bytes(format) + o / 4 * 32 + r * 4 + o % 4]
 }

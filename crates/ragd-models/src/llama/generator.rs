@@ -42,8 +42,9 @@ pub struct GeneratorOptions {
     /// Caps the model's own context length.
     pub max_context: Option<usize>,
     /// Re-quantize GGUF matrices whose type has no ragd kernel (anything but
-    /// Q8_0 and Q4_1) to Q8_0 so they run the batched kernel; off: such
-    /// matrices go through candle's `QMatMul` exactly as stored.
+    /// Q8_0, Q4_1, Q5_0, Q4_K, Q5_K and Q6_K) to Q8_0 so they run the
+    /// batched kernel; off: such matrices go through candle's `QMatMul`
+    /// exactly as stored.
     pub fast_weights: bool,
 }
 

@@ -1,7 +1,7 @@
 //! A weight matrix the generator multiplies a batch of rows by: ragd's
-//! batched quantized kernel where it applies (CPU, Q8_0 or Q4_1), candle's
-//! `QMatMul` for everything else (other GGUF types, dense safetensors
-//! weights, GPU devices).
+//! batched quantized kernel where it applies (CPU; Q8_0, Q4_1, Q5_0, Q4_K,
+//! Q5_K, Q6_K as stored), candle's `QMatMul` for everything else (other
+//! GGUF types, dense safetensors weights, GPU devices).
 
 use std::sync::Arc;
 
@@ -26,6 +26,10 @@ fn kernel_format(dtype: GgmlDType) -> Option<QuantFormat> {
     match dtype {
         GgmlDType::Q8_0 => Some(QuantFormat::Q8_0),
         GgmlDType::Q4_1 => Some(QuantFormat::Q4_1),
+        GgmlDType::Q5_0 => Some(QuantFormat::Q5_0),
+        GgmlDType::Q4K => Some(QuantFormat::Q4K),
+        GgmlDType::Q5K => Some(QuantFormat::Q5K),
+        GgmlDType::Q6K => Some(QuantFormat::Q6K),
         _ => None,
     }
 }
@@ -35,9 +39,11 @@ fn is_float(dtype: GgmlDType) -> bool {
 }
 
 impl Linear {
-    /// A GGUF matrix `[rows, cols]`. On the CPU, Q8_0 and Q4_1 run ragd's
-    /// kernel as stored; with `requantize`, other quantized types are
-    /// converted to Q8_0 to run it too (near-lossless, not bit-exact).
+    /// A GGUF matrix `[rows, cols]`. On the CPU, the types of
+    /// [`kernel_format`] run ragd's kernel as stored (every value and scale
+    /// kept, whatever `requantize` says); with `requantize`, other quantized
+    /// types (Q4_0, Q5_1, Q2_K, Q3_K, ...) are converted to Q8_0 to run it
+    /// too (near-lossless, not bit-exact), else they run candle's `QMatMul`.
     pub fn from_qtensor(t: QTensor, device: &Device, requantize: bool) -> candle_core::Result<Self> {
         let (rows, cols) = t.shape().dims2()?;
         let mut t = t;
@@ -45,7 +51,7 @@ impl Linear {
             if kernel_format(t.dtype()).is_none() && requantize && !is_float(t.dtype()) {
                 t = QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?;
             }
-            if let Some(format) = kernel_format(t.dtype()) {
+            if let Some(format) = kernel_format(t.dtype()).filter(|f| cols.is_multiple_of(f.block_len())) {
                 let m =
                     QMatrix::from_ggml(format, rows, cols, &t.data()?).map_err(candle_core::Error::wrap)?;
                 return Ok(Self::Quant(Arc::new(m)));

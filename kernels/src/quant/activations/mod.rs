@@ -12,11 +12,20 @@ mod portable;
 mod x86;
 
 /// `[rows, cols]` activations as `q * d` per block of 32, with each block's
-/// `d * sum(q)` (the term a Q4_1 minimum multiplies).
+/// `d * sum(q)` (the term a Q4_1 minimum multiplies) and `sum(q)` exactly.
 ///
 /// Scales are rounded through f16 as in llama.cpp's Q8_0/Q8_1 blocks, so the
 /// products equal those of candle's and llama.cpp's kernels up to the order
 /// of the float additions.
+///
+/// K-quant weights take the same blocks of 32 (llama.cpp quantizes their
+/// activations to Q8_K, one scale per 256): a scale per 32 follows outliers
+/// more closely, one quantization serves matrices of every format (a fused
+/// QKV may mix them), and a K-quant sub-block (32 values, or two groups of
+/// 16 for Q6_K) never straddles two activation scales. The cost is one
+/// float multiply-add per sub-block instead of per 256, which is small
+/// beside the integer work. Minimums multiply the exact `d * sum(q)`, not
+/// Q4_1's rounded one.
 #[derive(Debug, Clone)]
 pub struct QuantizedRows {
     rows: usize,
@@ -24,6 +33,17 @@ pub struct QuantizedRows {
     pub(super) qs: Vec<i8>,
     pub(super) d: Vec<f32>,
     pub(super) s: Vec<f32>,
+    pub(super) sum: Vec<i32>,
+}
+
+/// One quantized activation row: values, and per block of 32 the scale, the
+/// f16-rounded `d * sum(q)` and `sum(q)`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ActRow<'a> {
+    pub q: &'a [i8],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub sum: &'a [i32],
 }
 
 impl QuantizedRows {
@@ -34,21 +54,30 @@ impl QuantizedRows {
         let mut qs = vec![0i8; rows * cols];
         let mut d = vec![0f32; nblocks];
         let mut s = vec![0f32; nblocks];
+        let mut sums = vec![0i32; nblocks];
         let simd = super::dot::select() != super::dot::Kernel::Portable;
         // Rows in parallel (each row's blocks are independent of the rest).
         let nb = cols / BLOCK;
         qs.par_chunks_mut(cols)
             .zip(d.par_chunks_mut(nb).zip(s.par_chunks_mut(nb)))
-            .zip(x.par_chunks(cols))
-            .for_each(|((qs, (d, s)), x)| {
+            .zip(sums.par_chunks_mut(nb).zip(x.par_chunks(cols)))
+            .for_each(|((qs, (d, s)), (sums, x))| {
                 for (b, (src, dst)) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)).enumerate() {
                     let (scale, sum) = quantize_block(simd, src, dst);
                     let dh = f16::from_f32(scale);
                     d[b] = dh.to_f32();
                     s[b] = (f16::from_f32(sum as f32) * dh).to_f32();
+                    sums[b] = sum;
                 }
             });
-        Self { rows, cols, qs, d, s }
+        Self {
+            rows,
+            cols,
+            qs,
+            d,
+            s,
+            sum: sums,
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -59,14 +88,24 @@ impl QuantizedRows {
         self.cols
     }
 
-    /// Row `i`'s quantized values, scales and scaled sums.
-    pub(super) fn row(&self, i: usize) -> (&[i8], &[f32], &[f32]) {
+    /// Row `i`.
+    pub(super) fn row(&self, i: usize) -> ActRow<'_> {
         let nb = self.cols / BLOCK;
-        (
-            &self.qs[i * self.cols..(i + 1) * self.cols],
-            &self.d[i * nb..(i + 1) * nb],
-            &self.s[i * nb..(i + 1) * nb],
-        )
+        ActRow {
+            q: &self.qs[i * self.cols..(i + 1) * self.cols],
+            d: &self.d[i * nb..(i + 1) * nb],
+            s: &self.s[i * nb..(i + 1) * nb],
+            sum: &self.sum[i * nb..(i + 1) * nb],
+        }
+    }
+
+    /// The values the kernels multiply, `q * d` (for references and tests).
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.qs
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| q as f32 * self.d[i / BLOCK])
+            .collect()
     }
 }
 

@@ -15,7 +15,7 @@ pub(super) struct Panel<'a> {
     pub qs: &'a [u8],
     /// `[block][8]` scales.
     pub d: &'a [f32],
-    /// `[block][8]` minimums; empty unless Q4_1.
+    /// `[block][8]` minimums; empty where the format has none.
     pub m: &'a [f32],
 }
 

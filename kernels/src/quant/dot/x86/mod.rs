@@ -1,0 +1,190 @@
+//! AVX2 version of the panel-times-batch dot (`panel.rs` layout).
+//!
+//! Activation rows go in groups of up to four: each panel block is loaded
+//! (and unpacked) once per group and multiplied with every row of it, each
+//! row in its own accumulators. The eight lanes of a register are the
+//! panel's eight weight rows, so a block's integer sums come out one per
+//! lane and its scales apply lane-wise. A row's sequence of instructions is
+//! the same whatever group it is in (the group size is a const parameter;
+//! rows never mix) and the same as `portable.rs`'s arithmetic, so its
+//! result is too.
+//!
+//! `legacy.rs` holds the blocks of 32 (Q8_0, Q4_1, Q5_0), `kquants.rs` the
+//! super-blocks of 256 (Q4_K, Q5_K, Q6_K); this file the dispatch and the
+//! pieces they share.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use super::Panel;
+use crate::quant::activations::ActRow;
+use crate::quant::panel::PANEL;
+use crate::quant::{QMatrix, QuantFormat, QuantizedRows, BLOCK};
+
+mod kquants;
+mod legacy;
+
+/// Rows of the batch that share one pass over a panel.
+const GROUP: usize = 4;
+
+pub(super) fn tile(w: &QMatrix, first: usize, acts: &QuantizedRows, outs: &mut [&mut [f32]]) {
+    let m = outs.len();
+    let mut i = 0;
+    while i < m {
+        let n = (m - i).min(GROUP);
+        let group = &mut outs[i..i + n];
+        // SAFETY: `select` chose this kernel only after detecting AVX2 and
+        // FMA; `group_tile` checks every slice length it reads through.
+        unsafe {
+            match n {
+                4 => group_tile::<4>(w, first, acts, i, group),
+                3 => group_tile::<3>(w, first, acts, i, group),
+                2 => group_tile::<2>(w, first, acts, i, group),
+                _ => group_tile::<1>(w, first, acts, i, group),
+            }
+        }
+        i += n;
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn group_tile<const N: usize>(
+    w: &QMatrix,
+    first: usize,
+    acts: &QuantizedRows,
+    i0: usize,
+    outs: &mut [&mut [f32]],
+) {
+    let x: [ActRow<'_>; N] = std::array::from_fn(|r| acts.row(i0 + r));
+    let format = w.format();
+    let nb = w.cols() / format.block_len();
+    let nx = w.cols() / BLOCK;
+    assert!(x
+        .iter()
+        .all(|r| r.q.len() == w.cols() && r.d.len() == nx && r.s.len() == nx && r.sum.len() == nx));
+    let len = outs[0].len();
+    for (p, start) in (0..len).step_by(PANEL).enumerate() {
+        let panel = w.panel(first / PANEL + p);
+        let mins = if format.has_min() { nb * PANEL } else { 0 };
+        assert!(
+            panel.qs.len() == nb * PANEL * format.qs_bytes()
+                && panel.d.len() == nb * PANEL
+                && panel.m.len() == mins
+        );
+        let sums = match format {
+            QuantFormat::Q8_0 => legacy::q8_0::<N>(&panel, &x),
+            QuantFormat::Q4_1 => legacy::q4_1::<N>(&panel, &x),
+            QuantFormat::Q5_0 => legacy::q5_0::<N>(&panel, &x),
+            QuantFormat::Q4K => kquants::q4k_q5k::<N, false>(&panel, &x),
+            QuantFormat::Q5K => kquants::q4k_q5k::<N, true>(&panel, &x),
+            QuantFormat::Q6K => kquants::q6k::<N>(&panel, &x),
+        };
+        let lanes = (len - start).min(PANEL);
+        for r in 0..N {
+            let mut v = [0f32; PANEL];
+            _mm256_storeu_ps(v.as_mut_ptr(), sums[r]);
+            outs[r][start..start + lanes].copy_from_slice(&v[..lanes]);
+        }
+    }
+}
+
+/// Four activation bytes from `at`, in every 32-bit lane.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn broadcast4(xq: &[i8], at: usize) -> __m256i {
+    _mm256_set1_epi32(std::ptr::read_unaligned(xq.as_ptr().add(at) as *const i32))
+}
+
+/// `acc = isum * (d_w * d_x) + acc`, lane-wise.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scale_into(isum: __m256i, wd: __m256, xd: f32, acc: __m256) -> __m256 {
+    _mm256_fmadd_ps(
+        _mm256_cvtepi32_ps(isum),
+        _mm256_mul_ps(wd, _mm256_set1_ps(xd)),
+        acc,
+    )
+}
+
+/// The 32-bit loads of panel run `run` of the block at `base`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_at(base: *const u8, run: usize) -> __m256i {
+    _mm256_loadu_si256(base.add(run * 32) as *const __m256i)
+}
+
+/// Byte `i` (0..4) of every 32-bit lane, zero-extended (a sub-block's
+/// scale or minimum, one per row).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lane_byte_u8(v: __m256i, i: usize) -> __m256i {
+    _mm256_and_si256(
+        _mm256_srlv_epi32(v, _mm256_set1_epi32(8 * i as i32)),
+        _mm256_set1_epi32(0xFF),
+    )
+}
+
+/// Byte `i` (0..4) of every 32-bit lane, sign-extended.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lane_byte_i8(v: __m256i, i: usize) -> __m256i {
+    _mm256_srai_epi32(_mm256_sllv_epi32(v, _mm256_set1_epi32(24 - 8 * i as i32)), 24)
+}
+
+/// One sub-block of 32 nibbles (four runs from `nib`), with fifth bits
+/// from the run at `qh` when `FIVE`, times activation columns `xb * 32..`
+/// of every row: each row's exact integer dot product, lane per weight row.
+///
+/// Nibbles times |x| <= 127 summed over 32 columns stay below 2^15, so the
+/// `maddubs` pairs add up in 16 bits before one widening; five-bit values
+/// can reach twice that, so they widen per run (a second set of 16-bit sums
+/// would not fit in the registers beside the float accumulators).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unsigned_sub_block<const N: usize, const FIVE: bool>(
+    nib: *const u8,
+    qh: *const u8,
+    x: &[ActRow<'_>; N],
+    xb: usize,
+) -> [__m256i; N] {
+    let low = _mm256_set1_epi8(0x0F);
+    let bit4 = _mm256_set1_epi8(0x10);
+    let ones = _mm256_set1_epi16(1);
+    let mut high = if FIVE {
+        _mm256_loadu_si256(qh as *const __m256i)
+    } else {
+        _mm256_setzero_si256()
+    };
+    let mut sums = [_mm256_setzero_si256(); N];
+    for k in 0..4 {
+        let raw = run_at(nib, k);
+        let mut lo = _mm256_and_si256(raw, low);
+        let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+        if FIVE {
+            // Run k's fifth bits sit at bit k (low nibbles) and 4 + k
+            // (high) of each byte: shifted right k times, at 0 and 4.
+            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(high, 4), bit4));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(high, bit4));
+            high = _mm256_srli_epi16(high, 1);
+        }
+        for r in 0..N {
+            let at = xb * BLOCK + 4 * k;
+            let p = _mm256_add_epi16(
+                _mm256_maddubs_epi16(lo, broadcast4(x[r].q, at)),
+                _mm256_maddubs_epi16(hi, broadcast4(x[r].q, at + 16)),
+            );
+            if FIVE {
+                sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(p, ones));
+            } else {
+                // 16-bit sums until the end of the sub-block.
+                sums[r] = _mm256_add_epi16(sums[r], p);
+            }
+        }
+    }
+    if !FIVE {
+        for s in &mut sums {
+            *s = _mm256_madd_epi16(*s, ones);
+        }
+    }
+    sums
+}
