@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! hnsw_bench embed [--squad FILE] [--models-dir DIR] [--data DIR] [--min-base N] [--batch N] [--force]
-//! hnsw_bench bench [--data DIR] [--ef 16,32,64,96,128,256] [--timing-queries N] [--runs N]
+//! hnsw_bench bench [--data DIR] [--ef 16,32,64,96,128,256] [--timing-queries N] [--runs N] [--ef-construction N]
 //! ```
 //!
 //! `embed` embeds SQuAD v1.1 dev with ragd's own all-MiniLM-L6-v2 embedder:
@@ -64,7 +64,8 @@ fn run() -> Res<()> {
 }
 
 const USAGE: &str = "usage: hnsw_bench embed|bench [--data DIR] [--squad FILE] [--models-dir DIR] \
-                     [--min-base N] [--batch N] [--force] [--ef LIST] [--timing-queries N] [--runs N]";
+                     [--min-base N] [--batch N] [--force] [--ef LIST] [--timing-queries N] [--runs N] \
+                     [--ef-construction N]";
 
 struct Opts {
     data: PathBuf,
@@ -76,6 +77,8 @@ struct Opts {
     efs: Vec<usize>,
     timing_queries: usize,
     runs: usize,
+    /// Overrides the default `HnswParams::ef_construction` (to explore).
+    ef_construction: Option<usize>,
 }
 
 impl Opts {
@@ -94,6 +97,7 @@ impl Opts {
             efs: vec![16, 32, 64, 96, 128, 256],
             timing_queries: 2_000,
             runs: 3,
+            ef_construction: None,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -116,6 +120,7 @@ impl Opts {
                 }
                 "--timing-queries" => o.timing_queries = value.parse::<usize>()?.max(1),
                 "--runs" => o.runs = value.parse::<usize>()?.max(1),
+                "--ef-construction" => o.ef_construction = Some(value.parse()?),
                 _ => return Err(format!("unknown option {flag}\n{USAGE}").into()),
             }
         }
@@ -379,7 +384,8 @@ fn bench(o: &Opts) -> Res<()> {
         }
     };
 
-    let params = HnswParams::default();
+    let mut params = HnswParams::default();
+    params.ef_construction = o.ef_construction.unwrap_or(params.ef_construction);
     let rows: Vec<&[f32]> = (0..base.rows).map(|i| base.row(i)).collect();
     let mut efs = o.efs.clone();
     if !efs.contains(&params.ef_search) {
@@ -394,7 +400,7 @@ fn bench(o: &Opts) -> Res<()> {
         gt_ids: &gt_ids,
         gt_dist: &gt_dist,
         efs: &efs,
-        default_ef: params.ef_search,
+        params: &params,
     };
 
     let t = Instant::now();
@@ -419,7 +425,7 @@ struct Run<'a> {
     gt_ids: &'a [i32],
     gt_dist: &'a [f32],
     efs: &'a [usize],
-    default_ef: usize,
+    params: &'a HnswParams,
 }
 
 impl Run<'_> {
@@ -435,7 +441,7 @@ impl Run<'_> {
     ) -> Value {
         let (o, base, queries) = (self.o, self.base, self.queries);
         let threads = rayon::current_num_threads();
-        let params = HnswParams::default();
+        let params = self.params;
         eprintln!(
             "{engine} build: {build_s:.2} s, {threads} threads (M {}, ef_construction {})",
             params.m, params.ef_construction
@@ -471,7 +477,7 @@ impl Run<'_> {
                 .collect();
             qps.sort_by(f64::total_cmp);
             let (best, median) = (qps[qps.len() - 1], qps[qps.len() / 2]);
-            let default = if ef == self.default_ef { "  (default)" } else { "" };
+            let default = if ef == params.ef_search { "  (default)" } else { "" };
             eprintln!("{ef:>5} {recall:>9.4} {best:>10.0} {median:>10.0}{default}");
             results.push(json!({
                 "ef": ef, "recall": recall, "qps_best": best, "qps_median": median, "qps_runs": qps,
@@ -487,7 +493,7 @@ impl Run<'_> {
             "k": K,
             "m": params.m,
             "ef_construction": params.ef_construction,
-            "default_ef": self.default_ef,
+            "default_ef": params.ef_search,
             "build_threads": threads,
             "build_s": build_s,
             "query_threads": 1,

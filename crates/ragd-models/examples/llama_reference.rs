@@ -1,11 +1,14 @@
-//! Reference greedy tokens for the default generator, from candle-transformers'
-//! `quantized_llama` (one sequence at a time, its own KV cache): the fixture
-//! that ragd's batched Llama forward is checked against.
+//! Reference greedy tokens for a GGUF generator, from candle-transformers'
+//! `quantized_llama` or `quantized_qwen2` (by the file's architecture; one
+//! sequence at a time, its own KV cache): the fixture that ragd's batched
+//! forward is checked against.
 //!
-//!     cargo run --release -p ragd-models --example llama_reference [OUT.json]
+//!     cargo run --release -p ragd-models --example llama_reference [MODEL GGUF_FILE OUT.json]
 //!
 //! Prompts are chat-formatted with the GGUF's own template and tokenizer.
-//! Writes `tests/fixtures/llama_greedy.json` by default.
+//! By default the default generator (SmolLM2) into
+//! `tests/fixtures/llama_greedy.json`; Qwen2 is `qwen2.5-coder-0.5b-instruct-q4_k_m
+//! qwen2.5-coder-0.5b-instruct-q4_k_m.gguf tests/fixtures/qwen2_greedy.json`.
 //!
 //! The quantized pipeline (activations rounded to 8 bits before every
 //! matmul) turns any change in summation order into logit changes of up to
@@ -19,7 +22,7 @@ use std::path::PathBuf;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_llama::ModelWeights;
+use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use ragd_core::TextTokenizer;
 use ragd_models::llama::{ChatMessage, ChatTemplate, GgufTokenizer, GgufVocab};
 
@@ -30,7 +33,7 @@ const KEEP: usize = 8;
 /// Candidates; the fixture keeps the `KEEP` whose greedy path is least
 /// ambiguous: the same tokens whether the prompt is prefilled at once or
 /// token by token, and the largest smallest gap between the two best logits.
-const CANDIDATES: [&str; 20] = [
+const CANDIDATES: [&str; 32] = [
     "Count from 1 to 20.",
     "Count from 1 to 30, one number per line.",
     "List the first ten even numbers.",
@@ -51,6 +54,19 @@ const CANDIDATES: [&str; 20] = [
     "What are the days of the week?",
     "List the numbers from 100 to 110.",
     "Count by twos from 2 to 40.",
+    // Longer answers, for models that stop early on the short ones.
+    "Write a Python function that returns the factorial of n, with a docstring.",
+    "Write a Rust function that reverses a string.",
+    "Write a JavaScript function that checks whether a number is prime.",
+    "Write a SQL query that counts the orders per customer.",
+    "Write a bash script that prints the numbers from 1 to 10.",
+    "Explain what a binary search is, step by step.",
+    "Write a Python class for a stack with push and pop.",
+    "Write a C function that sums an array of integers.",
+    "Explain the difference between a list and a tuple in Python.",
+    "Write a Python function that reads a file and counts its lines.",
+    "Write a Go function that returns the maximum of a slice of ints.",
+    "Explain recursion with an example in Python.",
 ];
 
 /// Gap between the best and second-best logit.
@@ -72,20 +88,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let models = std::env::var_os("RAGD_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("models/cache"));
-    let path = models.join("smollm2-135m-instruct-q4_1/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let out = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("tests/fixtures/llama_greedy.json"));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (model, gguf, out) = match args.as_slice() {
+        [m, g, o] => (m.as_str(), g.as_str(), PathBuf::from(o)),
+        [] => (
+            "smollm2-135m-instruct-q4_1",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            root.join("tests/fixtures/llama_greedy.json"),
+        ),
+        _ => return Err("usage: llama_reference [MODEL GGUF_FILE OUT.json]".into()),
+    };
+    let path = models.join(model).join(gguf);
 
     let mut file = std::fs::File::open(&path)?;
     let content = gguf_file::Content::read(&mut file)?;
     let vocab = GgufVocab::from_content(&content, &path)?;
     let tokenizer = GgufTokenizer::new(&vocab)?;
+    let token = |id: Option<u32>| id.map_or("", |i| vocab.tokens[i as usize].as_str());
     let template = ChatTemplate::new(
         vocab.chat_template.as_deref().ok_or("no chat template")?,
-        "<|im_start|>",
-        "<|im_end|>",
+        token(vocab.bos),
+        token(vocab.eos),
     )?;
     let eos = vocab.eos.ok_or("no eos")?;
     let device = Device::Cpu;
@@ -94,13 +117,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let text = template.render(&[ChatMessage::new("user", prompt)], true)?;
         let prompt_ids = tokenizer.encode(&text)?;
         let (ids, margins) = greedy(&path, &device, &prompt_ids, eos, true)?;
+        if ids.len() < NEW_TOKENS {
+            eprintln!("{prompt:?}: stopped after {} tokens, skipped", ids.len());
+            continue;
+        }
         let (stepwise, _) = greedy(&path, &device, &prompt_ids, eos, false)?;
         if stepwise != ids {
             eprintln!("{prompt:?}: prefill modes disagree, skipped");
-            continue;
-        }
-        if ids.len() < NEW_TOKENS {
-            eprintln!("{prompt:?}: stopped after {} tokens, skipped", ids.len());
             continue;
         }
         let completion = tokenizer.decode(&ids, false)?;
@@ -126,9 +149,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if cases.len() < KEEP {
         return Err(format!("only {} prompts ran {NEW_TOKENS} tokens", cases.len()).into());
     }
+    let arch = Reference::load(&path, &device)?.name();
     let fixture = serde_json::json!({
-        "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "reference": "candle-transformers 0.11.1 quantized_llama, greedy, one sequence at a time, whole prompt in one forward",
+        "gguf": gguf,
+        "reference": format!("candle-transformers 0.11.1 {arch}, greedy, one sequence at a time, whole prompt in one forward"),
         "new_tokens": NEW_TOKENS,
         "cases": cases,
     });
@@ -146,9 +170,7 @@ fn greedy(
     eos: u32,
     one_shot: bool,
 ) -> Result<(Vec<u32>, Vec<f32>), Box<dyn std::error::Error>> {
-    let mut file = std::fs::File::open(path)?;
-    let content = gguf_file::Content::read(&mut file)?;
-    let mut model = ModelWeights::from_gguf(content, &mut file, device)?;
+    let mut model = Reference::load(path, device)?;
     let mut pos = 0;
     let mut logits = None;
     let chunks: Vec<&[u32]> = if one_shot {
@@ -174,4 +196,44 @@ fn greedy(
         pos += 1;
     }
     Ok((ids, margins))
+}
+
+/// candle-transformers' model for the file's architecture.
+enum Reference {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+}
+
+impl Reference {
+    fn load(path: &std::path::Path, device: &Device) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut file = std::fs::File::open(path)?;
+        let content = gguf_file::Content::read(&mut file)?;
+        let arch = content
+            .metadata
+            .get("general.architecture")
+            .map(|v| v.to_string().cloned());
+        Ok(match arch {
+            Some(Ok(a)) if a == "qwen2" => Self::Qwen2(quantized_qwen2::ModelWeights::from_gguf(
+                content, &mut file, device,
+            )?),
+            _ => Self::Llama(quantized_llama::ModelWeights::from_gguf(
+                content, &mut file, device,
+            )?),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Llama(_) => "quantized_llama",
+            Self::Qwen2(_) => "quantized_qwen2",
+        }
+    }
+
+    /// Logits of the last position of `input` (`[1, tokens]`) at `pos`.
+    fn forward(&mut self, input: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Llama(m) => m.forward(input, pos),
+            Self::Qwen2(m) => m.forward(input, pos),
+        }
+    }
 }
