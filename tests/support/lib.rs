@@ -1,5 +1,8 @@
 //! Helpers shared by ragd's end-to-end tests and benchmarks.
 
+pub mod playground;
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
