@@ -17,6 +17,17 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The program `name` on PATH; a failure saying `install` (how to get it)
+/// when it is missing: tests that need a program fail without it, never skip.
+pub fn tool_on_path(name: &str, install: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("`{name}` is not on PATH: {install}"))
+}
+
 /// The models folder: `RAGD_MODELS_DIR`, else `models/cache`. Panics with the
 /// fix when the default models are missing: a test must not pass without them.
 pub fn models_dir() -> PathBuf {

@@ -99,6 +99,16 @@ impl<'a> Page<'a> {
         })
     }
 
+    /// Searches the selected collection for `query` and waits for hits.
+    pub fn search(&self, query: &str) {
+        self.set("#kb-query", query);
+        self.b.find("#kb-search button[type=submit]").click();
+        self.wait_js(
+            "search hits",
+            "return document.querySelectorAll('#kb-hits .hit').length > 0",
+        );
+    }
+
     /// Sends `question` from the chat box (with Enter) and waits until the
     /// answer is no longer streaming; returns the answer's status.
     pub fn ask(&self, question: &str) -> String {

@@ -18,17 +18,10 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// `name` on PATH, or a failure that says how to install it.
 fn on_path(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not on PATH: install `apt-get install chromium chromium-driver`; \
-                 the browser tests need it and do not skip"
-            )
-        })
+    crate::tool_on_path(
+        name,
+        "install `apt-get install chromium chromium-driver`; the browser tests need it and do not skip",
+    )
 }
 
 /// A running `chromedriver`, stopped when dropped.
@@ -199,6 +192,16 @@ impl Browser {
     /// Whether a JavaScript dialog (alert, confirm) is open.
     pub fn alert_open(&self) -> bool {
         self.command(reqwest::Method::GET, "/alert/text", None).is_ok()
+    }
+
+    /// Lays pages out for a `width` x `height` screen (a phone's), below
+    /// the smallest window Chromium opens (Chrome DevTools Protocol).
+    pub fn emulate_screen(&self, width: u32, height: u32) {
+        let params = json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": true});
+        self.post(
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": params}),
+        );
     }
 
     /// The page as a PNG.
