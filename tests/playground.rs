@@ -20,6 +20,9 @@ use ragd_suite::{metric_value, no_models, start_on_own_thread, StopOnDrop};
 use serde_json::{json, Value};
 
 const GENERATOR: &str = "smollm2-135m-instruct-q4_1";
+/// WebDriver's arrow keys.
+const ARROW_LEFT: &str = "\u{E012}";
+const ARROW_RIGHT: &str = "\u{E014}";
 
 /// One server for the binary, guarding chats (so retrieved chunks the
 /// guard leaves out are shown as such).
@@ -96,6 +99,25 @@ fn the_page_loads_from_ragds_origin_alone_under_a_strict_policy() {
     assert!(
         !b.find("#key-box").displayed(),
         "no key field in single-user mode"
+    );
+    // Every field has a label, and the tabs work from the keyboard.
+    let unlabelled = b.exec(
+        "return [...document.querySelectorAll('input, select, textarea')]
+           .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+           .map((e) => e.id);",
+        json!([]),
+    );
+    assert_eq!(unlabelled, json!([]), "fields without a label");
+    b.find("#tab-chat").send_keys(ARROW_RIGHT);
+    p.wait_js(
+        "the next tab",
+        "return document.activeElement.id === 'tab-kb' && !document.querySelector('#view-kb').hidden
+           && document.querySelector('#view-chat').hidden",
+    );
+    b.find("#tab-kb").send_keys(ARROW_LEFT);
+    p.wait_js(
+        "the tab before",
+        "return document.activeElement.id === 'tab-chat' && !document.querySelector('#view-chat').hidden",
     );
     p.wait_js(
         "the load event",
@@ -358,12 +380,13 @@ fn markup_in_a_document_shows_as_text_and_runs_nothing() {
         "The teapot museum opens at nine. {img} Its oldest teapot is blue. {script} Tea is served at noon."
     );
     let name = "teapots<img src=y onerror=alert(1)>.txt";
-    let (_dir, file) = temp_file(name, &text);
     let driver = ChromeDriver::start();
     let b = driver.session(1280, 900);
     let p = Page::open(&b, addr, "kb");
     p.create_collection("pg-markup");
-    assert!(p.upload(&file).contains("Indexed 1 document"));
+    // Dropped on the upload area, as from a file manager.
+    let note = p.drop_file(name, &text);
+    assert!(note.contains("Indexed 1 document"), "{note}");
     // The document list shows the id as text; its chunk too.
     p.wait_js(
         "the document list",
@@ -406,6 +429,20 @@ fn markup_in_a_document_shows_as_text_and_runs_nothing() {
     );
     assert_eq!(ran, json!({"pwned": null, "images": 0, "scripts": 0}));
     assert!(!b.alert_open(), "an alert opened");
+
+    // Deleting the collection asks once more, then it is gone.
+    p.tab("kb");
+    let delete = b.find("#kb-collections button[aria-label='Delete collection pg-markup']");
+    delete.click();
+    assert_eq!(delete.text(), "Really delete?");
+    delete.click();
+    p.wait_js(
+        "the deletion",
+        "return document.querySelector('#kb-note').textContent === 'Deleted pg-markup.'",
+    );
+    let gone = reqwest::blocking::get(format!("http://{addr}/v1/collections/pg-markup")).expect("GET");
+    assert_eq!(gone.status(), 404);
+    assert!(!p.text("#kb-collections").contains("pg-markup"));
 }
 
 #[test]

@@ -109,6 +109,29 @@ impl<'a> Page<'a> {
         );
     }
 
+    /// Drops a file `name` holding `text` on the upload area (a drop
+    /// event as a drag from the desktop fires it) and waits for the
+    /// outcome; returns the upload note.
+    pub fn drop_file(&self, name: &str, text: &str) -> String {
+        self.b.exec(
+            "const data = new DataTransfer();
+             data.items.add(new File([arguments[1]], arguments[0], {type: 'text/plain'}));
+             const area = document.querySelector('#kb-drop');
+             for (const type of ['dragenter', 'dragover', 'drop']) {
+               area.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));
+             }",
+            json!([name, text]),
+        );
+        self.upload_outcome()
+    }
+
+    fn upload_outcome(&self) -> String {
+        self.b.wait("the upload to finish", Duration::from_secs(60), || {
+            let note = self.text("#kb-upload-note");
+            (!note.is_empty() && !note.starts_with("Uploading")).then_some(note)
+        })
+    }
+
     /// Sends `question` from the chat box (with Enter) and waits until the
     /// answer is no longer streaming; returns the answer's status.
     pub fn ask(&self, question: &str) -> String {
