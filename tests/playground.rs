@@ -234,6 +234,19 @@ fn a_chat_message_streams_its_answer_token_by_token() {
     for part in ["TTFT", "tokens/s", "Server-Timing", "total"] {
         assert!(timings.contains(part), "{timings}");
     }
+    // Exported as JSON: the conversation as stored.
+    b.exec(
+        "const make = URL.createObjectURL;
+         URL.createObjectURL = (blob) => { window.exported = blob; return make(blob); };",
+        json!([]),
+    );
+    b.find("#chat-export").click();
+    let exported = b.exec_async(
+        "const done = arguments[arguments.length - 1]; window.exported.text().then(done);",
+        json!([]),
+    );
+    let exported: Value = serde_json::from_str(exported.as_str().expect("the export")).expect("JSON");
+    assert_eq!(exported["messages"], p.stored_conversation(), "{exported}");
     // The conversation is kept in the tab: stored, and shown again after a reload.
     let stored = p.stored_conversation();
     assert_eq!(stored[0]["content"], question);

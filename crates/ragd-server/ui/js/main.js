@@ -25,7 +25,13 @@ function show(view, focus = false) {
 }
 
 function initTabs() {
-  for (const v of VIEWS) $(`#tab-${v}`).addEventListener("click", () => show(v));
+  for (const v of VIEWS) {
+    $(`#tab-${v}`).addEventListener("click", () => {
+      show(v);
+      // Counts may have moved (uploads from elsewhere).
+      if (v === "chat" || v === "kb") loadCollections();
+    });
+  }
   // Arrow keys move between tabs (the WAI-ARIA tabs pattern).
   $("#tabs").addEventListener("keydown", (e) => {
     const i = VIEWS.findIndex((v) => $(`#tab-${v}`) === document.activeElement);
