@@ -537,3 +537,56 @@ async fn documents_survive_a_restart() {
         assert_eq!(ids, [want], "{query}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_list_a_page_at_a_time() {
+    let (addr, _server) = start_on_own_thread(embedder_only);
+    let api = Api::new(&format!("http://{addr}"), None);
+    api.ok("/v1/collections", json!({"name": "listed"})).await;
+    api.ok("/v1/collections/listed/documents", docs()).await;
+    let ids = |page: &Value| -> Vec<String> {
+        (page["data"].as_array().unwrap().iter())
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, all) = api.get("/v1/collections/listed/documents").await;
+    assert_eq!(status, 200, "{all}");
+    let mut want: Vec<String> = (docs()["documents"].as_array().unwrap().iter())
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    want.sort();
+    assert_eq!(ids(&all), want, "{all}");
+    assert_eq!(all["has_more"], false);
+    let first = &all["data"][0];
+    assert_eq!(first["object"], "document.summary");
+    assert_eq!(first["metadata"]["topic"], "food", "{first}");
+    assert!(first["chunks"].as_u64().unwrap() >= 1, "{first}");
+
+    // Two pages of two, the second after the first's last id.
+    let (_, one) = api.get("/v1/collections/listed/documents?limit=2").await;
+    assert_eq!(
+        (ids(&one), one["has_more"].as_bool()),
+        (want[..2].to_vec(), Some(true)),
+        "{one}"
+    );
+    assert_eq!(one["last_id"], want[1].as_str());
+    let after = format!("/v1/collections/listed/documents?limit=2&after={}", want[1]);
+    let (_, two) = api.get(&after).await;
+    assert_eq!(
+        (ids(&two), two["has_more"].as_bool()),
+        (want[2..].to_vec(), Some(false)),
+        "{two}"
+    );
+
+    for (query, what) in [
+        ("?limit=0", "limit 0"),
+        ("?limit=lots", "limit not a number"),
+        ("?limit=100000", "limit too large"),
+        ("?page=2", "unknown parameter"),
+    ] {
+        let (status, body) = api.get(&format!("/v1/collections/listed/documents{query}")).await;
+        assert_error(status, &body, 400, what);
+    }
+    let (status, body) = api.get("/v1/collections/missing/documents").await;
+    assert_error(status, &body, 404, "missing collection");
+}

@@ -29,17 +29,11 @@ fn kit() -> PathBuf {
 
 /// `name` from PATH, or a failure that says how to install it.
 fn tool(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not on PATH: install Prometheus with `apt-get install prometheus` \
-                 (Debian's package ships prometheus and promtool); these tests need it and do not skip"
-            )
-        })
+    ragd_suite::tool_on_path(
+        name,
+        "install Prometheus with `apt-get install prometheus` (Debian's package ships prometheus \
+         and promtool); these tests need it and do not skip",
+    )
 }
 
 /// One server for the whole binary, with every optional metric on (guard

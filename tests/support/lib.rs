@@ -1,5 +1,8 @@
 //! Helpers shared by ragd's end-to-end tests and benchmarks.
 
+pub mod playground;
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +15,17 @@ use ragd_server::serve::{self, RunningServer};
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The program `name` on PATH; a failure saying `install` (how to get it)
+/// when it is missing: tests that need a program fail without it, never skip.
+pub fn tool_on_path(name: &str, install: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("`{name}` is not on PATH: {install}"))
 }
 
 /// The models folder: `RAGD_MODELS_DIR`, else `models/cache`. Panics with the

@@ -315,6 +315,10 @@ pub struct ServeArgs {
     /// `default`. Only on a loopback address (127.0.0.1, ::1).
     #[arg(long, env = "RAGD_NO_AUTH")]
     pub no_auth: bool,
+    /// Do not serve the web playground at `/` and `/playground` (the API
+    /// is unchanged).
+    #[arg(long, env = "RAGD_NO_UI")]
+    pub no_ui: bool,
     /// Most documents in one upsert request.
     #[arg(long, env = "RAGD_MAX_DOCUMENTS", default_value_t = 256)]
     pub max_documents: usize,

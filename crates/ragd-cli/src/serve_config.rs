@@ -102,6 +102,7 @@ impl ServeArgs {
                 ttl: Duration::from_secs(self.response_cache_ttl_seconds),
             },
             upstreams: self.upstreams.config(),
+            ui: !self.no_ui,
         })
     }
 
@@ -203,6 +204,8 @@ mod tests {
         assert_eq!(c.connections.body_timeout, Duration::from_secs(3));
         assert_eq!(c.collection_limits.max_top_k, 5);
         assert!(c.models.prefix_cache, "on by default");
+        assert!(c.ui, "the playground is on by default");
+        assert!(!parse(&["ragd", "serve", "--no-ui"]).ui);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use ragd_core::TextTokenizer;
 use crate::chunking::chunk_text_cancellable;
 use crate::config::{CollectionConfig, StoreOptions};
 use crate::document::{
-    attach_vectors, chunk_texts, CollectionStats, DocumentInfo, DocumentInput, EmbeddedDocument, Hit,
-    PreparedDocument, UpsertOutcome, MAX_DOC_ID_LEN,
+    attach_vectors, chunk_texts, CollectionStats, DocumentInfo, DocumentInput, DocumentSummary,
+    EmbeddedDocument, Hit, PreparedDocument, UpsertOutcome, MAX_DOC_ID_LEN,
 };
 use crate::filter::MetadataFilter;
 use crate::fsutil::{sync_dir, write_atomic};
@@ -368,6 +368,12 @@ impl Collection {
     /// A stored document; `None` if absent.
     pub fn document(&self, id: &str) -> Result<Option<DocumentInfo>> {
         Ok(self.read()?.state.document(id))
+    }
+
+    /// Up to `limit` documents after the id `after`, in id order (see
+    /// the state's listing: time linear in the collection's size).
+    pub fn list_documents(&self, after: Option<&str>, limit: usize) -> Result<Vec<DocumentSummary>> {
+        Ok(self.read()?.state.list_documents(after, limit))
     }
 
     /// Rebuilds the HNSW graph and compacts the lexical index, without

@@ -127,6 +127,14 @@ pub struct DocumentInfo {
     pub chunks: Vec<String>,
 }
 
+/// One document in a listing: its id, metadata and number of chunks.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DocumentSummary {
+    pub id: String,
+    pub metadata: Metadata,
+    pub chunks: usize,
+}
+
 /// Sizes of one collection (for gauges and listings).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CollectionStats {

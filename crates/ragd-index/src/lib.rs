@@ -43,8 +43,8 @@ pub use chunking::{chunk_text, chunk_text_cancellable};
 pub use collection::{Collection, CollectionVersion};
 pub use config::{CollectionConfig, HnswParams, StoreOptions, MAX_DIM};
 pub use document::{
-    attach_vectors, chunk_texts, CollectionStats, DocumentInfo, DocumentInput, EmbeddedChunk,
-    EmbeddedDocument, Hit, Metadata, PreparedDocument, StoreStats, UpsertOutcome,
+    attach_vectors, chunk_texts, CollectionStats, DocumentInfo, DocumentInput, DocumentSummary,
+    EmbeddedChunk, EmbeddedDocument, Hit, Metadata, PreparedDocument, StoreStats, UpsertOutcome,
 };
 pub use error::{IndexError, Result};
 pub use filter::MetadataFilter;

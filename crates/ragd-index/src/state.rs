@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::HnswParams;
-use crate::document::{DocumentInfo, Hit};
+use crate::document::{DocumentInfo, DocumentSummary, Hit};
 use crate::filter::{CompiledFilter, MetadataFilter};
 use crate::hybrid::{fuse, hybrid_window, Fused, Fusion, Query, SearchMode};
 use crate::lexical::LexicalIndex;
@@ -235,6 +235,30 @@ impl State {
             metadata: doc.metadata.clone(),
             chunks: doc.chunks.iter().map(|c| self.chunks[c].text.clone()).collect(),
         })
+    }
+
+    /// Up to `limit` documents with ids after `after` (all when `None`),
+    /// in id order: one page of a listing, in time linear in the
+    /// collection's size (no sorted copy of every id).
+    pub fn list_documents(&self, after: Option<&str>, limit: usize) -> Vec<DocumentSummary> {
+        let mut ids: Vec<&Arc<str>> = (self.docs.keys())
+            .filter(|id| after.is_none_or(|a| &***id > a))
+            .collect();
+        if ids.len() > limit {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|id| {
+                let doc = &self.docs[id];
+                DocumentSummary {
+                    id: id.to_string(),
+                    metadata: doc.metadata.clone(),
+                    chunks: doc.chunks.len(),
+                }
+            })
+            .collect()
     }
 
     /// Every document, sorted by id, borrowed for a snapshot.

@@ -463,3 +463,48 @@ fn concurrent_searches_and_writes() {
     }
     assert_eq!(store.collection("t", "c").unwrap().stats().unwrap().documents, 60);
 }
+
+#[test]
+fn documents_list_in_id_order_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let c = store.create_collection("t", "c", config()).unwrap();
+    let ids = ["b", "a", "long", "c", "e", "d"];
+    let docs = ids
+        .iter()
+        .map(|id| {
+            let text = if *id == "long" {
+                words("w", 40)
+            } else {
+                format!("text of {id}")
+            };
+            doc(id, &text, json!({"id": id}))
+        })
+        .collect();
+    upsert(&c, docs);
+    let all = c.list_documents(None, 100).unwrap();
+    let listed: Vec<&str> = all.iter().map(|d| d.id.as_str()).collect();
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    assert_eq!(listed, sorted);
+    let long = all.iter().find(|d| d.id == "long").unwrap();
+    assert_eq!(long.chunks, c.document("long").unwrap().unwrap().chunks.len());
+    assert!(long.chunks > 1);
+    assert_eq!(long.metadata["id"], "long");
+    // Pages of two, each starting after the last id of the one before.
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = c.list_documents(after.as_deref(), 2).unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        paged.extend(page.into_iter().map(|d| d.id));
+    }
+    assert_eq!(paged, sorted);
+    c.delete(&["c"]).unwrap();
+    let after_b: Vec<String> = (c.list_documents(Some("b"), 2).unwrap().into_iter())
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(after_b, ["d", "e"]);
+}

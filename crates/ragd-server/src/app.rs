@@ -14,21 +14,22 @@ use crate::auth;
 use crate::body_budget::{BodyBudget, DEFAULT_BUDGET_BYTES};
 use crate::error::ApiError;
 use crate::routes::{
-    admin, chat, collections, completions, embeddings, files, health, metrics, models, moderations, rerank,
-    responses, tokenize,
+    admin, chat, collections, completions, document_list, embeddings, files, health, metrics, models,
+    moderations, rerank, responses, tokenize, ui,
 };
 use crate::state::AppState;
 use crate::{deadline, drain};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Builds the application. `max_body_bytes` bounds every request body (413 past it).
+/// Builds the application. `max_body_bytes` bounds every request body
+/// (413 past it); `ui`: serve the web playground (see [`ui`]).
 ///
-/// `/health`, `/ready` and `/metrics` are open; `/v1/*` needs a tenant's
+/// `/health`, `/ready`, `/metrics` and the playground's files are open; `/v1/*` needs a tenant's
 /// API key and `/admin/*` the admin key (see [`crate::auth`]). Once the
 /// server drains, `/v1/*` and `/admin/*` answer 503 before anything else
 /// runs (see [`crate::drain`]).
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, max_body_bytes: usize, ui: bool) -> Router {
     let budget = BodyBudget::new(DEFAULT_BUDGET_BYTES, max_body_bytes);
     // Generation has a deadline (see [`crate::deadline`]).
     let generation = Router::new()
@@ -53,7 +54,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/v1/collections/{name}",
             get(collections::get).delete(collections::delete),
         )
-        .route("/v1/collections/{name}/documents", post(collections::upsert))
+        .route(
+            "/v1/collections/{name}/documents",
+            post(collections::upsert).get(document_list::list),
+        )
         .route("/v1/collections/{name}/files", post(files::upload))
         .route(
             "/v1/collections/{name}/documents/{id}",
@@ -96,11 +100,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         ))
         .route_layer(middleware::map_response(crate::upstream::mark_served_by))
         .route_layer(middleware::from_fn(crate::server_timing::add));
-    Router::new()
+    let mut open = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(metrics::render))
-        .merge(api)
+        .route("/metrics", get(metrics::render));
+    if ui {
+        open = open.merge(ui::router(matches!(state.auth.auth, auth::Auth::Disabled)));
+    }
+    open.merge(api)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(

@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub caches: CacheSettings,
     /// Other servers to fall back to; empty: none.
     pub upstreams: UpstreamsConfig,
+    /// Serve the web playground at `/` (`--no-ui`: off).
+    pub ui: bool,
 }
 
 /// API keys, the admin key and request budgets.
@@ -104,6 +106,7 @@ impl Default for ServeConfig {
             connections: ConnectionConfig::default(),
             caches: CacheSettings::default(),
             upstreams: UpstreamsConfig::default(),
+            ui: true,
         }
     }
 }

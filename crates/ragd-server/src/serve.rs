@@ -119,7 +119,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     if let Some(upstreams) = &state.upstreams {
         upstreams.spawn_discovery(Duration::from_secs(30));
     }
-    let app = crate::app::router(state.clone(), config.max_body_bytes).layer(
+    let app = crate::app::router(state.clone(), config.max_body_bytes, config.ui).layer(
         tower_http::timeout::RequestBodyTimeoutLayer::new(config.connections.body_timeout),
     );
     let limits = ConnectionLimits {

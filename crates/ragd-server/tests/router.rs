@@ -16,7 +16,7 @@ fn loading_app() -> axum::Router {
         ..StateConfig::default()
     };
     let state = ServerState::build(config, prometheus::Registry::new()).unwrap();
-    ragd_server::app::router(state, 1024)
+    ragd_server::app::router(state, 1024, true)
 }
 
 fn limits() -> RequestLimits {
@@ -109,7 +109,7 @@ fn keyed_app_with(
         ..StateConfig::default()
     };
     let state = ServerState::build(config, prometheus::Registry::new()).unwrap();
-    (ragd_server::app::router(state, 1024), [acme, globex])
+    (ragd_server::app::router(state, 1024, true), [acme, globex])
 }
 
 #[tokio::test]

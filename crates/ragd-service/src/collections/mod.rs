@@ -9,7 +9,7 @@ mod upsert;
 
 use std::sync::Arc;
 
-use ragd_index::{Collection, CollectionConfig, DocumentInfo, IndexError, Metadata, Store};
+use ragd_index::{Collection, CollectionConfig, DocumentInfo, DocumentSummary, IndexError, Metadata, Store};
 
 pub use blocking::blocking;
 pub use retrieve::{search, Found, Ranking, RetrievedChunk, SearchQuery};
@@ -175,6 +175,19 @@ impl Collections {
     ) -> Result<Option<DocumentInfo>, ServiceError> {
         let (store, owner) = (self.store.clone(), tenant.clone());
         blocking(move || store.collection(owner.as_str(), &name)?.document(&id)).await
+    }
+
+    /// Up to `limit` documents after the id `after`, in id order.
+    pub async fn list_documents(
+        &self,
+        tenant: &Tenant,
+        name: String,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<DocumentSummary>, ServiceError> {
+        let (store, owner) = (self.store.clone(), tenant.clone());
+        blocking(move || (store.collection(owner.as_str(), &name)?).list_documents(after.as_deref(), limit))
+            .await
     }
 
     /// Deletes a document; whether it was there.
