@@ -14,6 +14,8 @@ pub(crate) struct Features {
     pub avx2_fma: bool,
     /// F16C: the f16 cache widening of the attention kernel.
     pub f16c: bool,
+    /// AVX-512F: the index's dot product (16 lanes).
+    pub avx512f: bool,
 }
 
 /// This CPU's features, detected on the first call.
@@ -28,6 +30,7 @@ fn detect() -> Features {
         Features {
             avx2_fma: is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             f16c: is_x86_feature_detected!("f16c"),
+            avx512f: is_x86_feature_detected!("avx512f"),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

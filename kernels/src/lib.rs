@@ -19,6 +19,7 @@
 mod attention;
 mod cpu;
 mod kv_store;
+pub mod memory;
 mod quant;
 mod rope;
 pub mod vector;

@@ -14,10 +14,13 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use hnsw_rs::prelude::{Distance, Hnsw};
+use ragd_kernels::memory::advise_huge_pages;
 use ragd_kernels::vector::{dot, prefetch};
 
 /// Marks a node without upper layers in `FrozenGraph::upper_at`.
 const NO_UPPER: u32 = u32::MAX;
+/// Layer-0 neighbours one search step scores at most (2 * M for M up to 64).
+const MAX_LINKS: usize = 128;
 
 #[derive(Default)]
 pub(crate) struct FrozenGraph {
@@ -59,6 +62,8 @@ impl FrozenGraph {
         };
         graph.vectors = vec![0.0; nodes * graph.dim];
         graph.base = vec![0; nodes * base_stride];
+        advise_huge_pages(&mut graph.vectors);
+        advise_huge_pages(&mut graph.base);
         graph.upper_at = vec![NO_UPPER; nodes];
         // The iterator goes up the layers: its last point is on the top one.
         for point in points {
@@ -128,17 +133,18 @@ impl FrozenGraph {
                 if d > bound(results) && (results.len() >= ef || accept.is_none()) {
                     break;
                 }
-                let links = self.base_links(node);
-                if let Some(&first) = links.first() {
-                    prefetch(self.vector(first));
+                // Unvisited neighbours first, their vectors prefetched all at
+                // once: the loads overlap instead of stalling one by one.
+                let mut fresh = [0u32; MAX_LINKS];
+                let mut count = 0;
+                for &n in self.base_links(node) {
+                    if count < MAX_LINKS && visited.insert(n) {
+                        prefetch(self.vector(n));
+                        fresh[count] = n;
+                        count += 1;
+                    }
                 }
-                for (i, &n) in links.iter().enumerate() {
-                    if let Some(&next) = links.get(i + 1) {
-                        prefetch(self.vector(next));
-                    }
-                    if !visited.insert(n) {
-                        continue;
-                    }
+                for &n in &fresh[..count] {
                     let d = self.distance(query, n);
                     if results.len() < ef || d < bound(results) {
                         candidates.push(Reverse(Scored(d, n)));

@@ -1,7 +1,8 @@
 //! f32 vector primitives: the dot product of the index's (HNSW) distances
-//! and the MLP's `silu(g) * u`. Each runs its AVX2 + FMA version (`x86.rs`)
-//! when the CPU has them (`cpu.rs`), else the portable loop
-//! (`portable.rs`) the compiler vectorises for the baseline target.
+//! and the MLP's `silu(g) * u`. Each runs its AVX2 + FMA version (`x86.rs`;
+//! the dot an AVX-512 one first) when the CPU has them (`cpu.rs`), else the
+//! portable loop (`portable.rs`) the compiler vectorises for the baseline
+//! target.
 
 pub(crate) mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -11,6 +12,12 @@ pub(crate) mod x86;
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::features().avx512f {
+        // SAFETY: AVX-512F was detected; the slices have equal length.
+        #[allow(unsafe_code)]
+        return unsafe { x86::dot_avx512(a, b) };
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::cpu::features().avx2_fma {
         // SAFETY: AVX2 and FMA were detected; the slices have equal length.
@@ -54,7 +61,22 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0).collect();
             let b: Vec<f32> = (0..n).map(|i| ((i * 11 % 13) as f32 - 6.0) / 4.0).collect();
             let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            for got in [dot(&a, &b), portable::dot(&a, &b)] {
+            let mut all = vec![dot(&a, &b), portable::dot(&a, &b)];
+            #[cfg(target_arch = "x86_64")]
+            {
+                let cpu = crate::cpu::features();
+                #[allow(unsafe_code)]
+                // SAFETY: each runs only when the CPU has its features.
+                unsafe {
+                    if cpu.avx2_fma {
+                        all.push(x86::dot(&a, &b));
+                    }
+                    if cpu.avx512f {
+                        all.push(x86::dot_avx512(&a, &b));
+                    }
+                }
+            }
+            for got in all {
                 assert!((got as f64 - exact).abs() < 1e-4, "n {n}: {got} vs {exact}");
             }
         }
