@@ -1,7 +1,9 @@
-//! The batched Llama forward against the reference greedy tokens of
-//! candle-transformers' `quantized_llama` (tests/fixtures/llama_greedy.json,
-//! written by examples/llama_reference.rs): alone, and in ragged batches that
-//! mix chunked prefill with decoding, through scattered KV blocks.
+//! The batched Llama-family forward against the reference greedy tokens of
+//! candle-transformers' `quantized_llama` (SmolLM2,
+//! tests/fixtures/llama_greedy.json) and `quantized_qwen2` (Qwen2.5-Coder
+//! 0.5B, tests/fixtures/qwen2_greedy.json), written by
+//! examples/llama_reference.rs: alone, and in ragged batches that mix
+//! chunked prefill with decoding, through scattered KV blocks.
 
 mod common;
 
@@ -17,8 +19,31 @@ struct Case {
     gaps: Vec<f64>,
 }
 
-fn cases() -> Vec<Case> {
-    let fixture = common::fixture_json("llama_greedy.json");
+/// A GGUF generator and its reference fixture.
+struct Model {
+    name: &'static str,
+    file: &'static str,
+    fixture: &'static str,
+    /// Not fetched by default: the test fetches it.
+    optional: bool,
+}
+
+const SMOLLM2: Model = Model {
+    name: "smollm2-135m-instruct-q4_1",
+    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    fixture: "llama_greedy.json",
+    optional: false,
+};
+
+const QWEN2: Model = Model {
+    name: "qwen2.5-coder-0.5b-instruct-q4_k_m",
+    file: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    fixture: "qwen2_greedy.json",
+    optional: true,
+};
+
+fn cases(model: &Model) -> Vec<Case> {
+    let fixture = common::fixture_json(model.fixture);
     let ids = |v: &serde_json::Value| -> Vec<u32> {
         v.as_array()
             .unwrap()
@@ -43,20 +68,24 @@ fn cases() -> Vec<Case> {
         .collect()
 }
 
-fn generator(dtype: KvDtype) -> LlamaGenerator {
-    let path = common::model_file("smollm2-135m-instruct-q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf");
+fn generator(model: &Model, dtype: KvDtype) -> LlamaGenerator {
+    let path = if model.optional {
+        common::fetched_model(model.name, model.file)
+    } else {
+        common::model_file(model.name, model.file)
+    };
     let kv = KvBudget {
         bytes: 160 * BLOCK * 46_080,
         block_size: BLOCK,
         dtype,
     };
-    // The GGUF's own Q4_1 weights, exactly as the reference ran them.
+    // The GGUF's own weights, exactly as the reference ran them.
     let opts = GeneratorOptions {
         kv,
         max_context: Some(1024),
         fast_weights: false,
     };
-    LlamaGenerator::from_gguf(&path, "smollm2", &Device::Cpu, &opts).unwrap()
+    LlamaGenerator::from_gguf(&path, model.name, &Device::Cpu, &opts).unwrap()
 }
 
 /// A sequence being decoded greedily, with its own (deliberately scattered)
@@ -164,16 +193,23 @@ fn scattered_tables(n_seqs: usize, per_seq: usize) -> Vec<Vec<u32>> {
 fn greedy_tokens_match_the_reference_alone_and_in_ragged_batches() {
     // The f16 cache (the default) rounds K and V; the reference kept f32.
     for dtype in [KvDtype::F16, KvDtype::F32] {
-        greedy_tokens_match(dtype);
+        greedy_tokens_match(&SMOLLM2, dtype);
     }
 }
 
-fn greedy_tokens_match(dtype: KvDtype) {
-    let cases = cases();
+/// Qwen2 (biases on Q/K/V, half-split rotary pairs, K-quant weights) with
+/// the default f16 cache.
+#[test]
+fn qwen2_greedy_tokens_match_the_reference_alone_and_in_ragged_batches() {
+    greedy_tokens_match(&QWEN2, KvDtype::F16);
+}
+
+fn greedy_tokens_match(spec: &Model, dtype: KvDtype) {
+    let cases = cases(spec);
     assert!(cases.len() >= 8);
     let n = cases.iter().map(|c| c.want.len()).min().unwrap();
     assert!(n >= 32, "the fixture holds {n} tokens per prompt");
-    let mut model = generator(dtype);
+    let mut model = generator(spec, dtype);
 
     // Alone: one sequence at a time, whole prompt in one step.
     for (i, case) in cases.iter().enumerate() {
@@ -198,7 +234,7 @@ fn greedy_tokens_match(dtype: KvDtype) {
 /// internal error before it touches the cache.
 #[test]
 fn bad_chunks_are_refused_without_panicking() {
-    let mut model = generator(KvDtype::default());
+    let mut model = generator(&SMOLLM2, KvDtype::default());
     let internal = |r: Result<Vec<Vec<f32>>, ModelError>| matches!(r, Err(ModelError::Inference(_)));
     let blocks = [0u32, 1];
     let past_table = SeqChunk {
