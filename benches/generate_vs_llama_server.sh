@@ -9,9 +9,11 @@
 #   benches/generate_vs_llama_server.sh [THREADS]     (default 2)
 #
 # Environment: CONCURRENCY (1,4,16), REQUESTS_PER_CLIENT (4), PROMPT_TOKENS
-# (128), MAX_TOKENS (128), GGUF (the default SmolLM2 Q4_1), RAGD_SERVE_ARGS
-# (flags for `ragd serve`; default: the generator alone, `--embedder none
-# --guard none`, and `--no-auth` where the binary has it), KV_CACHE_MB (512),
+# (128), MAX_TOKENS (128), GGUF (the default SmolLM2 Q4_1; another GGUF is
+# served by ragd as `--generator` its folder, which must hold only that
+# GGUF), RAGD_SERVE_ARGS (flags for `ragd serve`; default: the generator
+# alone, `--embedder none --guard none`, and `--no-auth` where the binary
+# has it), KV_CACHE_MB (512),
 # SKIP_RAGD=1 (llama-server only), OUT_DIR (bench-results). llama-server is
 # built once by benches/llama_server.sh.
 #
@@ -33,24 +35,29 @@ mkdir -p "$out"
 source benches/lib.sh
 
 bench() { # URL LABEL OUT.json
-    target/release/ragd bench generate --url "$1" --label "$2" --concurrency "$conc" \
+    "$ragd" bench generate --url "$1" --label "$2" --concurrency "$conc" \
         --requests-per-client "$per_client" --prompt-tokens "$prompt_tokens" --max-tokens "$max_tokens" \
         --json "$3"
 }
 
 [ -f "$gguf" ] || models/fetch --only smollm2-135m-instruct-q4_1 >/dev/null
 llama_bin="$(benches/llama_server.sh build)"
-cargo build --release --bin ragd -q
+# OUT_DIR would reach build scripts and rebuild crates: keep it from cargo.
+env -u OUT_DIR cargo build --release --bin ragd -q
+ragd="${CARGO_TARGET_DIR:-target}/release/ragd"
 
 kv_mb="${KV_CACHE_MB:-512}"
 serve_args="${RAGD_SERVE_ARGS:---embedder none --guard none}"
-if target/release/ragd serve --help | grep -q -- --no-auth; then
+if [ -n "${GGUF:-}" ]; then
+    serve_args="$serve_args --generator $(dirname "$gguf")"
+fi
+if "$ragd" serve --help | grep -q -- --no-auth; then
     serve_args="$serve_args --no-auth"
 fi
 if [ "${SKIP_RAGD:-0}" != 1 ]; then
     port="$(free_port)"
     # shellcheck disable=SC2086
-    RAYON_NUM_THREADS="$threads" target/release/ragd serve --host 127.0.0.1 --port "$port" --models-dir "$models" \
+    RAYON_NUM_THREADS="$threads" "$ragd" serve --host 127.0.0.1 --port "$port" --models-dir "$models" \
         --kv-cache-mb "$kv_mb" $serve_args >"$out/generate_ragd_server.log" 2>&1 &
     pid=$!
     pids+=("$pid")

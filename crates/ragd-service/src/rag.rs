@@ -75,16 +75,22 @@ pub const CANDIDATES_PER_TOP_K: usize = 4;
 /// Chunks used when the request names no `top_k`.
 pub const DEFAULT_TOP_K: usize = 4;
 
-/// The default prompt: the widely used question-answering prompt of the
-/// LangChain hub (`rlm/rag-prompt`).
-pub const DEFAULT_TEMPLATE: &str = "You are an assistant for question-answering tasks. \
-Use the following pieces of retrieved context to answer the question. \
-If you don't know the answer, just say that you don't know. \
-Use three sentences maximum and keep the answer concise.
-Question: {{ question }}
-Context: {% for s in sources %}{{ s.text }}{% if not loop.last %}
+/// The default prompt: the sources first, then the question (nearest the
+/// answer, which helps small models), asking for a short answer in the
+/// sources' words. The LangChain hub's `rlm/rag-prompt` that it replaced
+/// ("Use three sentences maximum") made 0.5-1.5B models restate the
+/// question in full sentences; see the answer-quality table in the README.
+pub const DEFAULT_TEMPLATE: &str = "Answer the question using only the context below. \
+Give just the answer, as briefly as possible: a few words taken from the context, \
+not a full sentence, with no explanation. \
+If the context does not contain the answer, say that you don't know.
+
+Context:
+{% for s in sources %}{{ s.text }}{% if not loop.last %}
 
 {% endif %}{% endfor %}
+
+Question: {{ question }}
 Answer:";
 
 /// A retrieved chunk as the template sees it.
@@ -199,8 +205,11 @@ mod tests {
         let out = augment(&t, messages, q, &sources).unwrap();
         assert_eq!(out[0].content, "Be brief.");
         let p = &out[1].content;
-        assert!(p.starts_with("You are an assistant for question-answering tasks."));
-        assert!(p.contains("Question: What is the capital of France?\nContext: Paris is the capital of France.\n\nBerlin is in Germany.\nAnswer:"), "{p}");
+        assert!(p.starts_with("Answer the question using only the context below."));
+        assert!(
+            p.ends_with("Context:\nParis is the capital of France.\n\nBerlin is in Germany.\n\nQuestion: What is the capital of France?\nAnswer:"),
+            "{p}"
+        );
     }
 
     #[test]
