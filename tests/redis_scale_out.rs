@@ -60,15 +60,7 @@ fn redis_replica() {
     let CliCommand::Serve(serve_args) = Cli::try_parse_from(argv).expect("valid flags").command else {
         unreachable!("a serve command")
     };
-    let config = serve_args.into_config().expect("a serve config");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let mut server = ragd_server::serve::start(config).await.expect("server starts");
-        server.wait_ready().await.expect("models load");
-        server.catch_signals().expect("signal handlers");
-        ragd_suite::announce_listening(server.addr);
-        server.run_until_signal().await.expect("clean stop");
-    });
+    ragd_suite::serve_as_child(serve_args.into_config().expect("a serve config"));
 }
 
 /// A `redis-server` on loopback with its own folder, no persistence.
@@ -223,8 +215,9 @@ fn models(http: &Client, base: &str, key: &str) -> Response {
         .unwrap()
 }
 
-/// A greedy (cacheable) chat completion.
-fn chat(http: &Client, base: &str, key: &str, question: &str) -> (StatusCode, Option<String>, Value) {
+/// A greedy (cacheable) chat completion of `question` on `base` with
+/// `key`; asserts a 200 whose `x-ragd-cache` is `expect`. Returns the body.
+fn chat(http: &Client, base: &str, key: &str, question: &str, expect: &str) -> Value {
     let body = json!({"model": GEN, "max_tokens": 8, "temperature": 0,
                       "messages": [{"role": "user", "content": question}]});
     let r = (http
@@ -238,7 +231,13 @@ fn chat(http: &Client, base: &str, key: &str, question: &str) -> (StatusCode, Op
         .headers()
         .get("x-ragd-cache")
         .map(|v| v.to_str().unwrap().to_string());
-    (status, cache, r.json().unwrap())
+    let body: Value = r.json().unwrap();
+    assert_eq!(
+        (status, cache.as_deref()),
+        (StatusCode::OK, Some(expect)),
+        "{question:?} on {base}: {body}"
+    );
+    body
 }
 
 /// Sends `rounds` requests with `key` to each replica in turn; returns the
@@ -358,30 +357,16 @@ fn replicas_share_limits_and_the_exact_cache_through_redis_and_outlive_its_outag
     // same question from another tenant is its own entry.
     let (a, b, c) = (&replicas[0].base, &replicas[1].base, &replicas[2].base);
     let question = "Name one colour.";
-    let (status, cache, first) = chat(&http, a, ACME.0, question);
-    assert_eq!(
-        (status, cache.as_deref()),
-        (StatusCode::OK, Some("miss")),
-        "{first}"
-    );
-    let (status, cache, again) = chat(&http, b, ACME.0, question);
-    assert_eq!(
-        (status, cache.as_deref()),
-        (StatusCode::OK, Some("hit")),
-        "{again}"
-    );
+    let first = chat(&http, a, ACME.0, question, "miss");
+    let again = chat(&http, b, ACME.0, question, "hit");
     assert_eq!(again["choices"], first["choices"]);
     assert_ne!(again["id"], first["id"], "a hit is a new response");
     assert_eq!(
         replicas[1].metric(&http, "ragd_response_cache_shared_lookups_total", "hit"),
         1.0
     );
-    let (status, cache, _) = chat(&http, c, GLOBEX.0, question);
-    assert_eq!(
-        (status, cache.as_deref()),
-        (StatusCode::OK, Some("miss")),
-        "another tenant"
-    );
+    // Another tenant asking the very same: its own entry.
+    chat(&http, c, GLOBEX.0, question, "miss");
     let entries = redis.cli(&["--scan", "--pattern", "ragd:cache:*"]);
     let entries: Vec<&str> = entries.lines().collect();
     assert_eq!(entries.len(), 2, "{entries:?}");
@@ -432,20 +417,10 @@ fn replicas_share_limits_and_the_exact_cache_through_redis_and_outlive_its_outag
         "replica 1 has its own budget"
     );
     let fruit = "Name one fruit.";
-    let (status, cache, _) = chat(&http, c, ACME.0, fruit);
-    assert_eq!((status, cache.as_deref()), (StatusCode::OK, Some("miss")));
-    let (status, cache, _) = chat(&http, c, ACME.0, fruit);
-    assert_eq!(
-        (status, cache.as_deref()),
-        (StatusCode::OK, Some("hit")),
-        "the local cache answers"
-    );
-    let (status, cache, _) = chat(&http, a, ACME.0, fruit);
-    assert_eq!(
-        (status, cache.as_deref()),
-        (StatusCode::OK, Some("miss")),
-        "nothing shared meanwhile"
-    );
+    chat(&http, c, ACME.0, fruit, "miss");
+    // The local cache answers; nothing is shared meanwhile.
+    chat(&http, c, ACME.0, fruit, "hit");
+    chat(&http, a, ACME.0, fruit, "miss");
     for r in &replicas {
         assert_eq!(r.metric(&http, "ragd_redis_up", ""), 0.0);
         r.assert_logged("redis unreachable", 2);
@@ -478,9 +453,8 @@ fn replicas_share_limits_and_the_exact_cache_through_redis_and_outlive_its_outag
     let accepted = round_robin(&http, &replicas, AFTER.0, RPM);
     let total: usize = accepted.iter().sum();
     assert!(total >= RPM && total <= budget(t0.elapsed()), "{accepted:?}");
-    let (_, cache, _) = chat(&http, a, ACME.0, fruit);
-    assert_eq!(cache.as_deref(), Some("miss"), "Redis restarted empty");
-    let (_, cache, _) = chat(&http, b, ACME.0, fruit);
-    assert_eq!(cache.as_deref(), Some("hit"), "shared again");
+    // Redis restarted empty; what replica 0 generates is shared again.
+    chat(&http, a, ACME.0, fruit, "miss");
+    chat(&http, b, ACME.0, fruit, "hit");
     drop(redis);
 }

@@ -226,6 +226,22 @@ fn spawn_child(child_test: &str, envs: &[(&str, &str)], keep_log: bool) -> (Chil
 
 const LISTENING: &str = "LISTENING ";
 
+/// In a child server of [`spawn_child_server`]: runs `config` down the
+/// same path as `ragd serve` (`start`, the models loaded, then
+/// `run_until_signal` with its signal handling), telling the parent where
+/// it listens once it is ready.
+pub fn serve_as_child(config: ServeConfig) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut server = serve::start(config).await.expect("server starts");
+        server.wait_ready().await.expect("models load");
+        // Before the parent hears of it: its first SIGTERM may come at once.
+        server.catch_signals().expect("signal handlers");
+        announce_listening(server.addr);
+        server.run_until_signal().await.expect("clean drain");
+    });
+}
+
 /// In a child server of [`spawn_child_server`]: tells the parent where it
 /// listens (straight to the pipe: libtest may capture `println!`).
 pub fn announce_listening(addr: SocketAddr) {
