@@ -43,15 +43,7 @@ fn drain_child_server() {
         .and_then(|s| s.parse().ok())
         .map_or(GRACE, Duration::from_secs);
     // As `ragd serve` runs it (main.rs).
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let mut server = ragd_server::serve::start(config).await.expect("server starts");
-        server.wait_ready().await.expect("models load");
-        // Before the parent hears of it: its first SIGTERM may come at once.
-        server.catch_signals().expect("signal handlers");
-        ragd_suite::announce_listening(server.addr);
-        server.run_until_signal().await.expect("clean drain");
-    });
+    ragd_suite::serve_as_child(config);
 }
 
 /// A child server; killed when dropped, so a failing test leaves none behind.

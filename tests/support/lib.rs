@@ -163,6 +163,21 @@ impl Drop for StopOnDrop {
 /// The child's later output is copied to stderr, so it never writes into
 /// a closed pipe.
 pub fn spawn_child_server(child_test: &str, envs: &[(&str, &str)]) -> (Child, String) {
+    let (child, base, _) = spawn_child(child_test, envs, false);
+    (child, base)
+}
+
+/// What a child server wrote to stderr so far, line by line.
+pub type ChildLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`spawn_child_server`], also keeping the child's stderr (its log
+/// lines) for the test to read, while still copying it to stderr.
+pub fn spawn_child_server_with_log(child_test: &str, envs: &[(&str, &str)]) -> (Child, String, ChildLog) {
+    spawn_child(child_test, envs, true)
+}
+
+fn spawn_child(child_test: &str, envs: &[(&str, &str)], keep_log: bool) -> (Child, String, ChildLog) {
+    let log = ChildLog::default();
     let mut child = Command::new(std::env::current_exe().expect("the test binary"))
         .args([
             child_test,
@@ -174,8 +189,22 @@ pub fn spawn_child_server(child_test: &str, envs: &[(&str, &str)]) -> (Child, St
         ])
         .envs(envs.iter().copied())
         .stdout(Stdio::piped())
+        .stderr(if keep_log {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .spawn()
         .expect("start the child server");
+    if let Some(stderr) = child.stderr.take() {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[child server] {line}");
+                log.lock().expect("log lock").push(line);
+            }
+        });
+    }
     let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     for line in lines.by_ref() {
         let line = line.expect("the child's stdout");
@@ -187,7 +216,7 @@ pub fn spawn_child_server(child_test: &str, envs: &[(&str, &str)]) -> (Child, St
                     eprintln!("[child server] {line}");
                 }
             });
-            return (child, base);
+            return (child, base, log);
         }
     }
     let _ = child.kill();
@@ -196,6 +225,22 @@ pub fn spawn_child_server(child_test: &str, envs: &[(&str, &str)]) -> (Child, St
 }
 
 const LISTENING: &str = "LISTENING ";
+
+/// In a child server of [`spawn_child_server`]: runs `config` down the
+/// same path as `ragd serve` (`start`, the models loaded, then
+/// `run_until_signal` with its signal handling), telling the parent where
+/// it listens once it is ready.
+pub fn serve_as_child(config: ServeConfig) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut server = serve::start(config).await.expect("server starts");
+        server.wait_ready().await.expect("models load");
+        // Before the parent hears of it: its first SIGTERM may come at once.
+        server.catch_signals().expect("signal handlers");
+        announce_listening(server.addr);
+        server.run_until_signal().await.expect("clean drain");
+    });
+}
 
 /// In a child server of [`spawn_child_server`]: tells the parent where it
 /// listens (straight to the pipe: libtest may capture `println!`).

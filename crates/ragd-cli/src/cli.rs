@@ -311,6 +311,19 @@ pub struct ServeArgs {
     /// Seconds a cached answer is served (both caches).
     #[arg(long, env = "RAGD_RESPONSE_CACHE_TTL_SECONDS", default_value_t = 600)]
     pub response_cache_ttl_seconds: u64,
+    /// Redis shared by replicas behind a load balancer
+    /// (`redis://[:password@]host:6379[/db]`): per-key rate limits hold
+    /// across all replicas, and the exact response cache is shared. While
+    /// Redis is unreachable each replica limits and caches on its own
+    /// (`ragd_redis_up` 0, a warning), and goes back to Redis when it
+    /// answers. Unset: all state is per process.
+    #[arg(long, env = "RAGD_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<ragd_server::config::Secret>,
+    /// Longest a Redis call may take (ms) before the request goes on with
+    /// per-process state; Redis is then skipped for a second.
+    #[arg(long, env = "RAGD_REDIS_TIMEOUT_MS", default_value_t = 100, requires = "redis_url",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub redis_timeout_ms: u64,
     /// Single-user mode: no API keys, every request belongs to the tenant
     /// `default`. Only on a loopback address (127.0.0.1, ::1).
     #[arg(long, env = "RAGD_NO_AUTH")]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use ragd_models::guard::GuardThreshold;
-use ragd_server::config::{AuthConfig, CacheSettings, ConnectionConfig, ServeConfig};
+use ragd_server::config::{AuthConfig, CacheSettings, ConnectionConfig, RedisConfig, ServeConfig};
 use ragd_service::{CollectionLimits, GuardConfig, ModelsConfig, RequestLimits};
 
 use crate::cli::ServeArgs;
@@ -102,6 +102,10 @@ impl ServeArgs {
                 ttl: Duration::from_secs(self.response_cache_ttl_seconds),
             },
             upstreams: self.upstreams.config(),
+            redis: self.redis_url.map(|url| RedisConfig {
+                url,
+                timeout: Duration::from_millis(self.redis_timeout_ms),
+            }),
             ui: !self.no_ui,
         })
     }
@@ -206,6 +210,46 @@ mod tests {
         assert!(c.models.prefix_cache, "on by default");
         assert!(c.ui, "the playground is on by default");
         assert!(!parse(&["ragd", "serve", "--no-ui"]).ui);
+    }
+
+    #[test]
+    fn redis_flags_land_in_their_config_and_the_url_stays_out_of_logs() {
+        assert!(parse(&["ragd", "serve"]).redis.is_none());
+        let c = parse(&[
+            "ragd",
+            "serve",
+            "--redis-url",
+            "redis://:hunter2@127.0.0.1:6390/2",
+            "--redis-timeout-ms",
+            "40",
+        ]);
+        let redis = c.redis.as_ref().expect("a Redis config");
+        assert_eq!(redis.url.0, "redis://:hunter2@127.0.0.1:6390/2");
+        assert_eq!(redis.timeout, Duration::from_millis(40));
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "the password is not in the config's Debug form"
+        );
+        assert_eq!(
+            parse(&["ragd", "serve", "--redis-url", "redis://h"])
+                .redis
+                .unwrap()
+                .timeout,
+            Duration::from_millis(100)
+        );
+        for bad in [
+            &[
+                "ragd",
+                "serve",
+                "--redis-url",
+                "redis://h",
+                "--redis-timeout-ms",
+                "0",
+            ][..],
+            &["ragd", "serve", "--redis-timeout-ms", "50"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

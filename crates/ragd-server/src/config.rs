@@ -40,8 +40,22 @@ pub struct ServeConfig {
     pub caches: CacheSettings,
     /// Other servers to fall back to; empty: none.
     pub upstreams: UpstreamsConfig,
+    /// Redis shared by replicas (rate limits, exact cache); `None`: all
+    /// state is per process.
+    pub redis: Option<RedisConfig>,
     /// Serve the web playground at `/` (`--no-ui`: off).
     pub ui: bool,
+}
+
+/// The Redis that replicas share (`--redis-url`).
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` (`rediss://` is not
+    /// built in); a secret, since it may hold a password.
+    pub url: Secret,
+    /// Longest any one Redis call may take before the request goes on
+    /// with per-process state.
+    pub timeout: Duration,
 }
 
 /// API keys, the admin key and request budgets.
@@ -106,6 +120,7 @@ impl Default for ServeConfig {
             connections: ConnectionConfig::default(),
             caches: CacheSettings::default(),
             upstreams: UpstreamsConfig::default(),
+            redis: None,
             ui: true,
         }
     }

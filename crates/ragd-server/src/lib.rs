@@ -28,6 +28,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod serve;
 pub mod server_timing;
+pub mod shared;
 pub mod sse;
 pub mod state;
 pub mod trace_context;

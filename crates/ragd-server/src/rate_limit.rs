@@ -3,11 +3,18 @@
 //! Each API key (in single-user mode: the one user) may make
 //! `requests_per_minute` requests, in bursts of up to `burst`; the budget
 //! refills evenly (GCRA, through `governor`). Past it a request gets 429
-//! with `Retry-After` before any model or index work. Limits are per
-//! replica: N stateless replicas behind a balancer allow up to N times the
-//! rate, so set them per replica.
+//! with `Retry-After` before any model or index work.
+//!
+//! Without a [`SharedLimiter`] limits are per replica: N stateless
+//! replicas behind a balancer allow up to N times the rate. With one
+//! (Redis: `--redis-url`) every replica draws on the same budget; while it
+//! is unreachable each replica falls back to its own budget (which it did
+//! not charge while the shared one answered).
 
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -22,7 +29,32 @@ type Limiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock,
 /// The request budgets of every key.
 pub struct RateLimits {
     limiter: Limiter,
-    per_minute: u32,
+    budget: Budget,
+    shared: Option<Arc<dyn SharedLimiter>>,
+}
+
+/// A key's budget: `per_minute` requests, at most `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Budget {
+    /// The time one request's share of the budget takes to refill.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(60) / self.per_minute.max(1)
+    }
+}
+
+/// A shared limiter's verdict; `None`: it could not be asked.
+pub type LimitFuture<'a> = Pin<Box<dyn Future<Output = Option<Result<Allowed, Limited>>> + Send + 'a>>;
+
+/// Budgets kept outside the process, shared by replicas.
+pub trait SharedLimiter: Send + Sync {
+    /// Takes one request from `key`'s budget; `None` when the store could
+    /// not be asked in time (the caller falls back to its own budget).
+    fn check<'a>(&'a self, key: &'a str, budget: Budget) -> LimitFuture<'a>;
 }
 
 /// A request within its key's budget.
@@ -45,16 +77,38 @@ pub struct Limited {
 impl RateLimits {
     /// `burst` defaults to a whole minute's worth.
     pub fn new(per_minute: NonZeroU32, burst: Option<NonZeroU32>) -> Self {
-        let quota = Quota::per_minute(per_minute).allow_burst(burst.unwrap_or(per_minute));
+        let burst = burst.unwrap_or(per_minute);
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
         Self {
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
-            per_minute: per_minute.get(),
+            budget: Budget {
+                per_minute: per_minute.get(),
+                burst: burst.get(),
+            },
+            shared: None,
         }
+    }
+
+    /// Budgets drawn from `shared` first, from this process's own while it
+    /// cannot be asked.
+    pub fn with_shared(mut self, shared: Arc<dyn SharedLimiter>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Takes one request from `key`'s budget, or says how long to wait.
     /// `key` is a stable id (the key's record id), never the secret.
-    pub fn check(&self, key: &str) -> Result<Allowed, Limited> {
+    pub async fn check(&self, key: &str) -> Result<Allowed, Limited> {
+        if let Some(shared) = &self.shared {
+            if let Some(verdict) = shared.check(key, self.budget).await {
+                return verdict;
+            }
+        }
+        self.check_local(key)
+    }
+
+    /// [`Self::check`] against this process's budget only.
+    pub fn check_local(&self, key: &str) -> Result<Allowed, Limited> {
         // Keys of revoked API keys would stay in the map forever; drop
         // those whose budget is full again once the map grows.
         if self.limiter.len() > 4096 {
@@ -62,11 +116,11 @@ impl RateLimits {
         }
         match self.limiter.check_key(&key.to_string()) {
             Ok(state) => Ok(Allowed {
-                limit: self.per_minute,
+                limit: self.budget.per_minute,
                 remaining: state.remaining_burst_capacity(),
             }),
             Err(not_until) => Err(Limited {
-                limit: self.per_minute,
+                limit: self.budget.per_minute,
                 retry_after: not_until.wait_time_from(self.limiter.clock().now()),
             }),
         }
@@ -110,9 +164,9 @@ mod tests {
     fn a_key_gets_its_burst_then_waits_and_other_keys_are_untouched() {
         let limits = RateLimits::new(nz(6), Some(nz(3)));
         for remaining in [2, 1, 0] {
-            assert_eq!(limits.check("key_a"), Ok(Allowed { limit: 6, remaining }));
+            assert_eq!(limits.check_local("key_a"), Ok(Allowed { limit: 6, remaining }));
         }
-        let limited = limits.check("key_a").unwrap_err();
+        let limited = limits.check_local("key_a").unwrap_err();
         assert_eq!(limited.limit, 6);
         // Six a minute: one every ten seconds.
         assert!(
@@ -120,15 +174,15 @@ mod tests {
             "{limited:?}"
         );
         assert_eq!(limited.retry_after_secs(), 10);
-        assert_eq!(limits.check("key_b").map(|a| a.remaining), Ok(2));
+        assert_eq!(limits.check_local("key_b").map(|a| a.remaining), Ok(2));
     }
 
     #[test]
     fn burst_defaults_to_a_minute_of_requests() {
         let limits = RateLimits::new(nz(4), None);
         for _ in 0..4 {
-            assert!(limits.check("k").is_ok());
+            assert!(limits.check_local("k").is_ok());
         }
-        assert!(limits.check("k").is_err());
+        assert!(limits.check_local("k").is_err());
     }
 }

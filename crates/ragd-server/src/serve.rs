@@ -19,7 +19,7 @@ use ragd_index::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use ragd_service::cache::{CacheConfig, SemanticConfig};
+use ragd_service::cache::{CacheConfig, SemanticConfig, SharedCache};
 use ragd_service::models;
 use ragd_service::rag::{RagTemplate, DEFAULT_TEMPLATE};
 
@@ -29,6 +29,7 @@ use crate::config::{AuthConfig, ServeConfig};
 use crate::drain::Drain;
 use crate::http_server::{self, ConnectionLimits, ConnectionMetrics};
 use crate::rate_limit::RateLimits;
+use crate::shared::{Redis, RedisCache, RedisLimits};
 use crate::state::{AppState, ServerState, StateConfig};
 
 /// Shortest admin key accepted.
@@ -90,6 +91,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     if !expected.contains(&"guard") && config.guard.screen_chat {
         bail!("--guard-chat needs a guard model (--guard is `none`)");
     }
+    let registry = prometheus::Registry::new();
+    let redis = shared_redis(config.redis.as_ref(), &registry)?;
     let state_config = StateConfig {
         expected,
         request_limits: config.request_limits,
@@ -98,13 +101,21 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         store: Some(Arc::new(store)),
         collection_limits: config.collection_limits,
         rag_template: rag_template(config.rag_template.as_deref())?,
-        rate_limits: (config.auth.rate_limit_rpm)
-            .map(|rpm| RateLimits::new(rpm, config.auth.rate_limit_burst)),
+        rate_limits: (config.auth.rate_limit_rpm).map(|rpm| {
+            let limits = RateLimits::new(rpm, config.auth.rate_limit_burst);
+            match &redis {
+                Some(redis) => limits.with_shared(Arc::new(RedisLimits::new(redis.clone()))),
+                None => limits,
+            }
+        }),
         auth_failures_per_minute: std::num::NonZeroU32::new(config.auth.auth_failures_per_minute),
         response_cache: (caches.response_cache_mb > 0).then_some(CacheConfig {
             max_bytes: caches.response_cache_mb << 20,
             ttl: caches.ttl,
         }),
+        shared_cache: redis
+            .clone()
+            .map(|redis| Arc::new(RedisCache::new(redis)) as Arc<dyn SharedCache>),
         semantic_cache: caches.semantic_threshold.map(|threshold| SemanticConfig {
             threshold,
             max_entries: caches.semantic_entries,
@@ -114,7 +125,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         upstreams: config.upstreams.clone(),
         request_timeout: config.request_timeout,
     };
-    let registry = prometheus::Registry::new();
     let state = ServerState::build(state_config, registry.clone())?;
     if let Some(upstreams) = &state.upstreams {
         upstreams.spawn_discovery(Duration::from_secs(30));
@@ -168,6 +178,21 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
 }
 
 /// `--no-auth` only on a loopback address, and never with keys.
+/// The Redis of `--redis-url`, not connected yet: pinged at once and
+/// every few seconds from now on, so `ragd_redis_up` and the log say
+/// whether it is reachable.
+fn shared_redis(
+    config: Option<&crate::config::RedisConfig>,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<Option<Arc<Redis>>> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let redis = Arc::new(Redis::new(config, registry)?);
+    redis.spawn_health_checks(Duration::from_secs(5));
+    Ok(Some(redis))
+}
+
 fn check_auth_flags(config: &ServeConfig) -> anyhow::Result<()> {
     let args = &config.auth;
     if !args.no_auth {

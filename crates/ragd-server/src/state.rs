@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use prometheus::Registry;
 use ragd_index::Store;
-use ragd_service::cache::{CacheConfig, ResponseCache, SemanticCache, SemanticConfig};
+use ragd_service::cache::{CacheConfig, ResponseCache, SemanticCache, SemanticConfig, SharedCache};
 use ragd_service::chat::ChatPipeline;
 use ragd_service::collections::Collections;
 use ragd_service::guard::Guard;
@@ -72,6 +72,8 @@ pub struct StateConfig {
     pub auth_failures_per_minute: Option<NonZeroU32>,
     /// Size and lifetime of the response cache; `None`: no cache.
     pub response_cache: Option<CacheConfig>,
+    /// A store the response cache shares with other replicas (Redis).
+    pub shared_cache: Option<Arc<dyn SharedCache>>,
     /// The semantic cache's settings; `None`: no semantic cache.
     pub semantic_cache: Option<SemanticConfig>,
     /// Upstreams and routes for fallback.
@@ -92,6 +94,7 @@ impl Default for StateConfig {
             rate_limits: None,
             auth_failures_per_minute: None,
             response_cache: None,
+            shared_cache: None,
             semantic_cache: None,
             upstreams: UpstreamsConfig::default(),
             request_timeout: None,
@@ -108,7 +111,13 @@ impl ServerState {
         let index_metrics = IndexMetrics::register(&registry)?;
         let guard_metrics = GuardMetrics::register(&registry)?;
         let response_cache = (config.response_cache)
-            .map(|c| ResponseCache::new(c.max_bytes, c.ttl, &registry))
+            .map(|c| {
+                let cache = ResponseCache::new(c.max_bytes, c.ttl, &registry)?;
+                match config.shared_cache {
+                    Some(store) => cache.with_shared(store, &registry),
+                    None => Ok(cache),
+                }
+            })
             .transpose()?;
         let semantic_cache = (config.semantic_cache)
             .map(|c| SemanticCache::new(c, &registry))

@@ -232,7 +232,7 @@ impl ChatPipeline<'_> {
             semantic: semantic_query,
         };
         if let Some(cache) = self.exact_cache.filter(|_| cacheable) {
-            let _span = tracing::info_span!("cache", cache.kind = "exact").entered();
+            let span = tracing::info_span!("cache", cache.kind = "exact");
             // What the answer shows besides its text, and the policy that
             // screened it: another policy may answer otherwise.
             let policy = self.guard.as_ref().map(|g| &g.policy);
@@ -252,7 +252,7 @@ impl ChatPipeline<'_> {
                 extra: Some(&shown),
             };
             let started = std::time::Instant::now();
-            let lookup = cache.lookup(parts);
+            let lookup = cache.lookup(parts).instrument(span).await;
             timing::record("cache", started.elapsed());
             match lookup {
                 Lookup::Hit(body) => {
@@ -308,10 +308,11 @@ impl ChatPipeline<'_> {
         }
     }
 
-    /// Stores a fresh answer where the request's keys say.
-    pub fn remember(&self, keys: CacheKeys, body: &Value) {
+    /// Stores a fresh answer where the request's keys say (a shared exact
+    /// cache is waited for, at most its store's timeout).
+    pub async fn remember(&self, keys: CacheKeys, body: &Value) {
         if let (Some(cache), Some(key)) = (self.exact_cache, keys.exact) {
-            cache.put(key, body);
+            cache.put(key, body).await;
         }
         if let (Some(cache), Some(query)) = (self.semantic_cache, keys.semantic) {
             cache.put(query, body);

@@ -211,7 +211,7 @@ async fn the_exact_cache_answers_the_same_tenant_and_request_only() {
     let first = prepared_job(&f, req()).await;
     assert!(first.keys.exact_missed());
     let body = answer(&f, TENANT, &first, &req().settings).await;
-    f.pipeline(&Tenant::new(TENANT)).remember(first.keys, &body);
+    f.pipeline(&Tenant::new(TENANT)).remember(first.keys, &body).await;
 
     match prepare(&f, req()).await.expect("prepare") {
         Prepared::Cached { body: cached, hit } => {
@@ -251,7 +251,7 @@ async fn the_semantic_cache_answers_a_close_question_of_the_same_tenant() {
 
     let first = prepared_job(&f, ask(TENANT, QUESTION)).await;
     let body = answer(&f, TENANT, &first, &greedy(8)).await;
-    f.pipeline(&Tenant::new(TENANT)).remember(first.keys, &body);
+    f.pipeline(&Tenant::new(TENANT)).remember(first.keys, &body).await;
 
     let close = "What is the capital of France please ?";
     match prepare(&f, ask(TENANT, close)).await.expect("prepare") {
@@ -282,7 +282,7 @@ async fn a_semantic_hit_over_a_collection_ends_when_the_collection_changes() {
 
     let first = prepared_job(&f, ask()).await;
     let body = answer(&f, TENANT, &first, &greedy(8)).await;
-    f.pipeline(&tenant).remember(first.keys, &body);
+    f.pipeline(&tenant).remember(first.keys, &body).await;
     assert!(matches!(
         prepare(&f, ask()).await,
         Ok(Prepared::Cached {

@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::rate_limit::RateLimits;
 use keys::KeyRing;
 use throttle::AuthThrottle;
+use tracing::Instrument;
 
 /// How requests are authenticated.
 pub enum Auth {
@@ -178,12 +179,15 @@ pub async fn require_tenant(
     })?;
     tracing::Span::current().record("tenant", tenant.as_str());
     let allowed = match &state.rate_limits {
-        Some(limits) => Some(tracing::info_span!("rate_limit").in_scope(|| {
-            limits.check(&key_id).map_err(|limited| {
-                state.rate_limited.inc();
-                ApiError::RateLimited(limited)
-            })
-        })?),
+        Some(limits) => Some(
+            (limits.check(&key_id))
+                .instrument(tracing::info_span!("rate_limit"))
+                .await
+                .map_err(|limited| {
+                    state.rate_limited.inc();
+                    ApiError::RateLimited(limited)
+                })?,
+        ),
         None => None,
     };
     req.extensions_mut().insert(tenant);

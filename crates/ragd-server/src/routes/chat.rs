@@ -308,7 +308,7 @@ pub async fn chat_completions(
         }
     }
     let cache_missed = job.keys.exact_missed();
-    pipeline.remember(job.keys, &body);
+    pipeline.remember(job.keys, &body).await;
     Ok(cache_http::fresh(body, cache_missed))
 }
 

@@ -82,7 +82,11 @@ pub async fn completions(
         settings: &settings,
         extra: None,
     };
-    let key = match cache.map(|c| c.lookup(parts)) {
+    let lookup = match cache {
+        Some(c) => Some(c.lookup(parts).await),
+        None => None,
+    };
+    let key = match lookup {
         Some(Lookup::Hit(body)) => {
             return Ok(cache_http::reissue(
                 body,
@@ -114,7 +118,7 @@ pub async fn completions(
     });
     let cache_missed = key.is_some();
     if let (Some(cache), Some(key)) = (cache, key) {
-        cache.put(key, &body);
+        cache.put(key, &body).await;
     }
     Ok(cache_http::fresh(body, cache_missed))
 }

@@ -7,7 +7,9 @@ pub mod exact;
 mod key;
 mod lookups;
 pub mod semantic;
+pub mod shared;
 
 pub use exact::{CacheConfig, CacheKey, CacheKeyParts, Lookup, ResponseCache};
 pub use key::{cacheable, deserialize, digest, serialize_capped, settings_bytes, ENTRY_SHARE};
 pub use semantic::{BucketParts, SemanticCache, SemanticConfig, SemanticQuery};
+pub use shared::{SharedCache, SharedKey, StoreFuture, Unavailable};
