@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use ragd_cli::cli::{Cli, Command as CliCommand};
 use ragd_suite::{metric_value, ChildLog};
 use reqwest::blocking::{Client, Response};
