@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{IndexError, Metadata, Result};
 
+/// Largest accepted `HnswParams::m` (hnsw_rs exits the process above 256).
+pub(crate) const MAX_M: usize = 128;
+
 /// Largest accepted vector dimension (keeps a typo from allocating gigabytes).
 pub const MAX_DIM: usize = 65_536;
 
@@ -91,8 +94,8 @@ impl CollectionConfig {
             ));
         }
         let h = &self.hnsw;
-        if !(2..=128).contains(&h.m) {
-            return fail(format!("hnsw.m must be in 2..=128, got {}", h.m));
+        if !(2..=MAX_M).contains(&h.m) {
+            return fail(format!("hnsw.m must be in 2..={MAX_M}, got {}", h.m));
         }
         if h.ef_construction < h.m || h.ef_construction > 4096 {
             return fail(format!(

@@ -17,10 +17,13 @@ use hnsw_rs::prelude::{Distance, Hnsw};
 use ragd_kernels::memory::advise_huge_pages;
 use ragd_kernels::vector::{dot, prefetch};
 
+use crate::config::MAX_M;
+
 /// Marks a node without upper layers in `FrozenGraph::upper_at`.
 const NO_UPPER: u32 = u32::MAX;
-/// Layer-0 neighbours one search step scores at most (2 * M for M up to 64).
-const MAX_LINKS: usize = 128;
+/// Layer-0 neighbours a node has at most: 2 * M, with M validated to
+/// `MAX_M` (`write_list` never stores more than its slot holds).
+const MAX_LINKS: usize = 2 * MAX_M;
 
 #[derive(Default)]
 pub(crate) struct FrozenGraph {
@@ -138,7 +141,7 @@ impl FrozenGraph {
                 let mut fresh = [0u32; MAX_LINKS];
                 let mut count = 0;
                 for &n in self.base_links(node) {
-                    if count < MAX_LINKS && visited.insert(n) {
+                    if visited.insert(n) {
                         prefetch(self.vector(n));
                         fresh[count] = n;
                         count += 1;

@@ -255,6 +255,20 @@ mod tests {
         assert!(live >= 0.95, "recall@10 with tombstones {live}");
     }
 
+    /// Layer-0 lists of 2 * M up to `MAX_M`: every neighbour is scored
+    /// (a search step once kept at most 128 of them).
+    #[test]
+    fn a_large_m_keeps_every_layer_0_neighbour_searchable() {
+        let vs = vectors(1_500, 3);
+        let params = HnswParams {
+            m: crate::config::MAX_M,
+            ..HnswParams::default()
+        };
+        let shard = Shard::build(&params, &items(&vs, 0));
+        let r = recall(&shard, &vs, &|_| true);
+        assert!(r >= 0.95, "recall@10 {r}");
+    }
+
     #[test]
     fn nodes_inserted_after_the_copy_are_found_before_and_after_it_is_refreshed() {
         let vs = vectors(1_500, 2);
