@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+mod common;
+
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 use ragd_kernels::{QMatrix, QuantFormat, QuantizedRows};
@@ -23,43 +25,20 @@ const TYPES: [(GgmlDType, QuantFormat); 6] = [
 const ROWS: usize = 19;
 const COLS: usize = 512;
 
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-
-    /// Roughly normal: the sum of four uniforms in [-1, 1).
-    fn normal(&mut self) -> f32 {
-        (0..4)
-            .map(|_| self.next() as f32 / (1u64 << 30) as f32 - 1.0)
-            .sum()
-    }
-
-    fn floats(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.normal()).collect()
-    }
-}
-
 fn qtensor(dtype: GgmlDType, bytes: &[u8]) -> QTensor {
     let storage = QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, dtype).unwrap();
     QTensor::new(storage, (ROWS, COLS)).unwrap()
 }
 
 /// Blocks as llama.cpp's quantizer (candle's port) writes them.
-fn quantized_blocks(dtype: GgmlDType, rng: &mut Lcg) -> Vec<u8> {
+fn quantized_blocks(dtype: GgmlDType, rng: &mut common::Lcg) -> Vec<u8> {
     let w = Tensor::from_vec(rng.floats(ROWS * COLS), (ROWS, COLS), &Device::Cpu).unwrap();
     QTensor::quantize(&w, dtype).unwrap().data().unwrap().into_owned()
 }
 
 /// Random bytes, with each block's f16 scale (and minimum or `dmin`) set
 /// to a small finite value.
-fn random_blocks(format: QuantFormat, rng: &mut Lcg) -> Vec<u8> {
+fn random_blocks(format: QuantFormat, rng: &mut common::Lcg) -> Vec<u8> {
     let bb = format.ggml_block_bytes();
     let mut bytes: Vec<u8> = (0..ROWS * COLS / format.block_len() * bb)
         .map(|_| rng.next() as u8)
@@ -75,7 +54,7 @@ fn random_blocks(format: QuantFormat, rng: &mut Lcg) -> Vec<u8> {
 
 /// Both kinds of blocks for every type: (type, format, blocks).
 fn cases(seed: u64) -> Vec<(GgmlDType, QuantFormat, Vec<u8>)> {
-    let mut rng = Lcg(seed);
+    let mut rng = common::Lcg(seed);
     TYPES
         .iter()
         .flat_map(|&(dtype, format)| {
@@ -115,7 +94,7 @@ fn weights_dequantize_to_candles_bits() {
 /// every batch.
 #[test]
 fn kernel_equals_the_dequantized_f32_matmul() {
-    let mut rng = Lcg(2);
+    let mut rng = common::Lcg(2);
     for (dtype, format, bytes) in cases(3) {
         let m = QMatrix::from_ggml(format, ROWS, COLS, &bytes).unwrap();
         let w = dequantized(dtype, &bytes);
@@ -158,7 +137,7 @@ fn kernel_equals_the_dequantized_f32_matmul() {
 /// quantizes activations per 256 for K-quants) on realistic blocks.
 #[test]
 fn activation_rounding_costs_no_more_than_in_candle() {
-    let mut rng = Lcg(4);
+    let mut rng = common::Lcg(4);
     for (dtype, format) in TYPES {
         let bytes = quantized_blocks(dtype, &mut rng);
         let m = QMatrix::from_ggml(format, ROWS, COLS, &bytes).unwrap();
@@ -188,7 +167,7 @@ fn activation_rounding_costs_no_more_than_in_candle() {
 /// kernel, as stored; other quantized types go to candle unless re-quantized.
 #[test]
 fn kernel_types_run_ragds_kernel_with_or_without_requantizing() {
-    let mut rng = Lcg(5);
+    let mut rng = common::Lcg(5);
     for (dtype, _, bytes) in cases(6) {
         for requantize in [false, true] {
             let linear = Linear::from_qtensor(qtensor(dtype, &bytes), &Device::Cpu, requantize).unwrap();

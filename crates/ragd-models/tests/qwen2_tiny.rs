@@ -10,6 +10,8 @@ use candle_transformers::models::quantized_qwen2::ModelWeights;
 use ragd_core::{Generator, SeqChunk};
 use ragd_models::llama::{Architecture, GeneratorOptions, KvBudget, KvDtype, LlamaGenerator};
 
+mod common;
+
 const LAYERS: usize = 2;
 const HIDDEN: usize = 64;
 const HEADS: usize = 4;
@@ -18,39 +20,38 @@ const HEAD_DIM: usize = HIDDEN / HEADS;
 const FFN: usize = 96;
 const VOCAB: usize = 80;
 
-/// SplitMix64: seeded, dependency-free random numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-
-    /// An F32 tensor of `shape` with values in `[center - spread, center + spread)`.
-    fn tensor(&mut self, shape: &[usize], center: f32, spread: f32) -> QTensor {
-        let n = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| center + spread * self.uniform()).collect();
-        let t = Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
-        QTensor::quantize(&t, GgmlDType::F32).unwrap()
-    }
+/// An F32 tensor of `shape` with values in `[center - spread, center + spread)`.
+fn random_tensor(rng: &mut common::Lcg, shape: &[usize], center: f32, spread: f32) -> QTensor {
+    let n = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| center + spread * rng.uniform()).collect();
+    let t = Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
+    QTensor::quantize(&t, GgmlDType::F32).unwrap()
 }
 
 /// Writes the tiny model to a temporary file and returns its path.
 fn write_tiny_qwen2() -> std::path::PathBuf {
-    let mut rng = Rng(7);
+    let mut rng = common::Lcg(7);
     let (q_dim, kv_dim) = (HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
     let mut tensors: Vec<(String, QTensor)> = vec![
-        ("token_embd.weight".into(), rng.tensor(&[VOCAB, HIDDEN], 0.0, 0.5)),
-        ("output_norm.weight".into(), rng.tensor(&[HIDDEN], 1.0, 0.2)),
-        ("output.weight".into(), rng.tensor(&[VOCAB, HIDDEN], 0.0, 0.3)),
+        (
+            "token_embd.weight".into(),
+            random_tensor(&mut rng, &[VOCAB, HIDDEN], 0.0, 0.5),
+        ),
+        (
+            "output_norm.weight".into(),
+            random_tensor(&mut rng, &[HIDDEN], 1.0, 0.2),
+        ),
+        (
+            "output.weight".into(),
+            random_tensor(&mut rng, &[VOCAB, HIDDEN], 0.0, 0.3),
+        ),
     ];
     for l in 0..LAYERS {
         let mut add = |name: &str, shape: &[usize], center: f32, spread: f32| {
-            tensors.push((format!("blk.{l}.{name}"), rng.tensor(shape, center, spread)));
+            tensors.push((
+                format!("blk.{l}.{name}"),
+                random_tensor(&mut rng, shape, center, spread),
+            ));
         };
         add("attn_norm.weight", &[HIDDEN], 1.0, 0.2);
         add("attn_q.weight", &[q_dim, HIDDEN], 0.0, 0.2);

@@ -160,3 +160,31 @@ pub fn assert_embeds_like_fixture(
     }
     eprintln!("worst cosine over {} texts: {worst}", fx.texts.len());
 }
+
+/// A seeded linear congruential generator: random test data without a
+/// `rand` dependency, the same on every run.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        self.next() as f32 / (1u64 << 30) as f32 - 1.0
+    }
+
+    /// Roughly normal: the sum of four uniforms in [-1, 1).
+    pub fn normal(&mut self) -> f32 {
+        (0..4).map(|_| self.uniform()).sum()
+    }
+
+    pub fn floats(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.normal()).collect()
+    }
+}
