@@ -216,6 +216,9 @@ async fn tenants_ingest_search_and_never_see_each_other() {
     let (status, body) = b.get("/v1/collections/docs/documents/bread").await;
     assert_eq!(status, 404);
     like_missing(&body);
+    let (status, body) = b.get("/v1/collections/docs/documents").await;
+    assert_eq!(status, 404, "tenant B cannot list tenant A's documents");
+    like_missing(&body);
     let (status, body) = b.delete("/v1/collections/docs").await;
     assert_eq!(status, 404);
     like_missing(&body);
