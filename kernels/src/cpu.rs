@@ -16,6 +16,9 @@ pub(crate) struct Features {
     pub f16c: bool,
     /// AVX-512F: the index's dot product (16 lanes).
     pub avx512f: bool,
+    /// AVX-512 VNNI with VL: the quantized matmul's `vpdpbusd` on 256-bit
+    /// registers (one instruction for AVX2's `maddubs` + `madd` + `add`).
+    pub avx512_vnni: bool,
 }
 
 /// This CPU's features, detected on the first call.
@@ -31,6 +34,7 @@ fn detect() -> Features {
             avx2_fma: is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             f16c: is_x86_feature_detected!("f16c"),
             avx512f: is_x86_feature_detected!("avx512f"),
+            avx512_vnni: is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl"),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -1,7 +1,7 @@
 //! Weight rows times every row of a quantized batch: the kernel choice (made
 //! once per process, from the CPU's features in [`crate::cpu`]) and the
-//! dispatch to the portable version (`portable.rs`) or the AVX2 one
-//! (`x86.rs`).
+//! dispatch to the portable version (`portable.rs`) or the x86 one (`x86/`,
+//! with AVX2 or AVX-512 VNNI integer dot products).
 
 use super::panel::PANEL;
 use super::{QMatrix, QuantizedRows};
@@ -24,22 +24,27 @@ pub(super) enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
 }
 
-/// The fastest kernel this CPU runs. Every call in a process gets the same
-/// one, so results never depend on which rows share a call.
+/// The fastest kernel this CPU runs, or a slower one named by
+/// `RAGD_QUANT_KERNEL` (`portable` or `avx2`). Every call in a process gets
+/// the same one, so results never depend on which rows share a call (and
+/// every kernel gives the same bits anyway: `tests/`).
 pub(super) fn select() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;
         static CHOICE: OnceLock<Kernel> = OnceLock::new();
         *CHOICE.get_or_init(|| {
-            let avx2 = crate::cpu::features().avx2_fma;
-            let forced = std::env::var("RAGD_QUANT_KERNEL").is_ok_and(|v| v == "portable");
-            if avx2 && !forced {
-                Kernel::Avx2
-            } else {
-                Kernel::Portable
+            let cpu = crate::cpu::features();
+            match std::env::var("RAGD_QUANT_KERNEL").as_deref() {
+                Ok("portable") => Kernel::Portable,
+                _ if !cpu.avx2_fma => Kernel::Portable,
+                Ok("avx2") => Kernel::Avx2,
+                _ if cpu.avx512_vnni => Kernel::Avx512Vnni,
+                _ => Kernel::Avx2,
             }
         })
     }
@@ -56,7 +61,9 @@ impl Kernel {
         match self {
             Self::Portable => portable::tile(w, first, acts, outs),
             #[cfg(target_arch = "x86_64")]
-            Self::Avx2 => x86::tile(w, first, acts, outs),
+            Self::Avx2 => x86::tile::<x86::Avx2>(w, first, acts, outs),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512Vnni => x86::tile::<x86::Vnni>(w, first, acts, outs),
         }
     }
 }

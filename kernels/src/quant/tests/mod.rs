@@ -91,6 +91,10 @@ fn kernels() -> Vec<Kernel> {
     if crate::cpu::features().avx2_fma {
         all.push(Kernel::Avx2);
     }
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::features().avx2_fma && crate::cpu::features().avx512_vnni {
+        all.push(Kernel::Avx512Vnni);
+    }
     all
 }
 
@@ -235,15 +239,17 @@ fn simd_and_portable_quantization_agree() {
 fn every_kernel_gives_the_same_bits() {
     let mut rng = Lcg(13);
     for format in QuantFormat::ALL {
-        // 21 rows: two full panels and a padded one; 5 rows: a group of
-        // four and one alone.
-        let (m, n, k) = (5, 21, 2 * SUPER_BLOCK);
+        // 21 rows: two full panels and a padded one; 5 and 13 activation
+        // rows: full groups (of four or eight) and partial ones.
+        let (n, k) = (21, 2 * SUPER_BLOCK);
         let w = random_matrix(format, n, k, &mut rng);
-        let x = random_rows(m, k, &mut rng);
-        let acts = QuantizedRows::quantize(&x, m, k);
-        let want = run(Kernel::Portable, &w, &acts);
-        for kernel in kernels() {
-            assert_eq!(run(kernel, &w, &acts), want, "{format:?} {kernel:?}");
+        for m in [5, 13] {
+            let x = random_rows(m, k, &mut rng);
+            let acts = QuantizedRows::quantize(&x, m, k);
+            let want = run(Kernel::Portable, &w, &acts);
+            for kernel in kernels() {
+                assert_eq!(run(kernel, &w, &acts), want, "{format:?} {kernel:?} {m} rows");
+            }
         }
     }
 }

@@ -1,10 +1,10 @@
-//! AVX2 dots of the K-quant super-blocks of 256 (`layout.rs`): eight
+//! x86 dots of the K-quant super-blocks of 256 (`layout.rs`): eight
 //! sub-blocks of 32, each against one activation block.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
-use super::{broadcast4, lane_byte_i8, lane_byte_u8, run_at, scale_into, unsigned_sub_block, Panel};
+use super::{broadcast4, lane_byte_i8, lane_byte_u8, run_at, scale_into, unsigned_sub_block, IntDot, Panel};
 use crate::quant::activations::ActRow;
 use crate::quant::panel::PANEL;
 use crate::quant::BLOCK;
@@ -15,9 +15,8 @@ const SUBS: usize = 8;
 /// Q4_K (`FIVE` false) and Q5_K: per sub-block, the integer dot of its
 /// unsigned values, times `d * sc` (lane-wise: each row's six-bit scale
 /// widened from its byte), then `-dmin * m` times the exact `d_x * sum(x)`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn q4k_q5k<const N: usize, const FIVE: bool>(
+#[inline(always)]
+pub(super) unsafe fn q4k_q5k<I: IntDot, const N: usize, const FIVE: bool>(
     w: &Panel<'_>,
     x: &[ActRow<'_>; N],
 ) -> [__m256; N] {
@@ -37,7 +36,7 @@ pub(super) unsafe fn q4k_q5k<const N: usize, const FIVE: bool>(
             let (dsc, wms) = (_mm256_mul_ps(wd, sc), _mm256_mul_ps(wm, mn));
             let xb = b * SUBS + s;
             let qh = if FIVE { base.add((32 + s) * 32) } else { base };
-            let isum = unsigned_sub_block::<N, FIVE>(base.add(4 * s * 32), qh, x, xb);
+            let isum = unsigned_sub_block::<I, N, FIVE>(base.add(4 * s * 32), qh, x, xb);
             for r in 0..N {
                 let xd = *x[r].d.get_unchecked(xb);
                 acc[r] = scale_into(isum[r], dsc, xd, acc[r]);
@@ -52,13 +51,13 @@ pub(super) unsafe fn q4k_q5k<const N: usize, const FIVE: bool>(
 /// Q6_K: per group of 16 columns, `q - 32` as signed bytes (|w| unsigned,
 /// its sign moved onto the activations as for Q8_0), summed in 16 bits
 /// (|q - 32| <= 32 times |x| <= 127, 16 columns: below 2^15), widened by
-/// `madd` against the group's signed scale: one exact integer times `d`.
+/// `IntDot::scaled` against the group's signed scale: one exact integer
+/// times `d`.
 /// The two groups of a sub-block go one after the other, so only one set
 /// of 16-bit sums is live beside the float accumulators (two sets spilled
 /// registers).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn q6k<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
+#[inline(always)]
+pub(super) unsafe fn q6k<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
     // Runs: 32 of nibbles, 16 of high bits (two per sub-block), 4 of scales.
     let runs = 52;
     let low = _mm256_set1_epi8(0x0F);
@@ -82,12 +81,12 @@ pub(super) unsafe fn q6k<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> 
                     let wabs = _mm256_abs_epi8(wq);
                     for r in 0..N {
                         let xs = _mm256_sign_epi8(broadcast4(x[r].q, xb * BLOCK + 16 * h + 4 * k), wq);
-                        s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(wabs, xs));
+                        s16[r] = I::short(s16[r], wabs, xs);
                     }
                 }
                 let sc = group_scale(base, 2 * s + h);
                 for r in 0..N {
-                    let isum = _mm256_madd_epi16(s16[r], sc);
+                    let isum = I::scaled(s16[r], sc);
                     acc[r] = scale_into(isum, wd, *x[r].d.get_unchecked(xb), acc[r]);
                 }
             }
@@ -96,23 +95,17 @@ pub(super) unsafe fn q6k<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> 
     acc
 }
 
-/// Q6_K group `g`'s signed scale (byte `g % 4` of run `48 + g / 4`) in both
-/// 16-bit halves of each lane, for `madd`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
+/// Q6_K group `g`'s signed scale (byte `g % 4` of run `48 + g / 4`), one
+/// per lane.
+#[inline(always)]
 unsafe fn group_scale(base: *const u8, g: usize) -> __m256i {
-    let v = lane_byte_i8(run_at(base, 48 + g / 4), g % 4);
-    _mm256_or_si256(
-        _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)),
-        _mm256_slli_epi32(v, 16),
-    )
+    lane_byte_i8(run_at(base, 48 + g / 4), g % 4)
 }
 
 /// Q6_K run `k`'s high bits (bits `2k..2k+2` of each byte) moved to bits
 /// 4..6, other bits left for the caller's mask. 16-bit shifts of at most
 /// four never carry a byte's bits into the kept ones of its neighbour.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
+#[inline(always)]
 unsafe fn high_bits_at_4(high: __m256i, k: usize) -> __m256i {
     match k {
         0 => _mm256_slli_epi16(high, 4),

@@ -1,9 +1,9 @@
-//! AVX2 dots of the blocks of 32: Q8_0, Q4_1, Q5_0.
+//! x86 dots of the blocks of 32: Q8_0, Q4_1, Q5_0.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 
-use super::{broadcast4, scale_into, unsigned_sub_block, Panel};
+use super::{broadcast4, scale_into, unsigned_sub_block, IntDot, Panel};
 use crate::quant::activations::ActRow;
 use crate::quant::panel::PANEL;
 use crate::quant::BLOCK;
@@ -11,13 +11,12 @@ use crate::quant::BLOCK;
 /// Q4_1: a run of 32 bytes is columns `4k..4k+4` (low nibbles) and
 /// `16+4k..16+4k+4` (high nibbles) of the eight rows; then the minimum
 /// times the block's `d * sum(x)`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn q4_1<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
+#[inline(always)]
+pub(super) unsafe fn q4_1<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..w.d.len() / PANEL {
         let base = w.qs.as_ptr().add(b * PANEL * 16);
-        let isum = unsigned_sub_block::<N, false>(base, base, x, b);
+        let isum = unsigned_sub_block::<I, N, false>(base, base, x, b);
         let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));
         let wm = _mm256_loadu_ps(w.m.as_ptr().add(b * PANEL));
         for r in 0..N {
@@ -30,13 +29,12 @@ pub(super) unsafe fn q4_1<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) ->
 
 /// Q5_0: Q4_1's nibbles with a run of fifth bits after them; the offset
 /// of 16 comes off the integer sum as `16 * sum(x)`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn q5_0<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
+#[inline(always)]
+pub(super) unsafe fn q5_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..w.d.len() / PANEL {
         let base = w.qs.as_ptr().add(b * PANEL * 20);
-        let isum = unsigned_sub_block::<N, true>(base, base.add(4 * 32), x, b);
+        let isum = unsigned_sub_block::<I, N, true>(base, base.add(4 * 32), x, b);
         let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));
         for r in 0..N {
             let offset = _mm256_set1_epi32(16 * *x[r].sum.get_unchecked(b));
@@ -49,11 +47,9 @@ pub(super) unsafe fn q5_0<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) ->
 
 /// Q8_0: a run of 32 bytes is columns `4k..4k+4` of the eight rows; |w| as
 /// unsigned bytes, the sign moved onto the activations.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn q8_0<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
+#[inline(always)]
+pub(super) unsafe fn q8_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
     let mut acc = [_mm256_setzero_ps(); N];
-    let ones = _mm256_set1_epi16(1);
     for b in 0..w.d.len() / PANEL {
         let base = w.qs.as_ptr().add(b * PANEL * BLOCK);
         let mut s32 = [_mm256_setzero_si256(); N];
@@ -62,8 +58,7 @@ pub(super) unsafe fn q8_0<const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) ->
             let wabs = _mm256_sign_epi8(wq, wq);
             for r in 0..N {
                 let xs = _mm256_sign_epi8(broadcast4(x[r].q, b * BLOCK + 4 * k), wq);
-                let pairs = _mm256_maddubs_epi16(wabs, xs);
-                s32[r] = _mm256_add_epi32(s32[r], _mm256_madd_epi16(pairs, ones));
+                s32[r] = I::single32(s32[r], wabs, xs);
             }
         }
         let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));
