@@ -2,6 +2,8 @@
 //! public type, and the choice of block quantizer (`portable.rs`, or
 //! `x86.rs` where the matmul kernel is AVX2).
 
+use std::sync::OnceLock;
+
 use half::f16;
 use rayon::prelude::*;
 
@@ -34,6 +36,82 @@ pub struct QuantizedRows {
     pub(super) d: Vec<f32>,
     pub(super) s: Vec<f32>,
     pub(super) sum: Vec<i32>,
+    /// The rows in groups of four and of eight, interleaved for the SIMD
+    /// kernels (built on first use, once per call's activations).
+    interleaved: [OnceLock<Interleaved>; 2],
+}
+
+/// Rows in groups of `group` (the last one may be shorter), each group's
+/// rows interleaved: four bytes of every row of the group, then the next
+/// four; per block of 32, every row's scale, then the next block's. A SIMD
+/// kernel then reaches any row of its group at a constant offset from one
+/// pointer, where separate rows would each hold a register (or spill).
+#[derive(Debug, Clone)]
+pub(super) struct Interleaved {
+    group: usize,
+    cols: usize,
+    /// `[group][cols / 4][rows of the group]` four bytes, as one `i32`.
+    q: Vec<i32>,
+    /// `[group][blocks][rows of the group]`.
+    d: Vec<f32>,
+    s: Vec<f32>,
+    sum: Vec<i32>,
+}
+
+/// One group of an [`Interleaved`]: `rows` rows.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GroupRows<'a> {
+    pub rows: usize,
+    pub q: &'a [i32],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub sum: &'a [i32],
+}
+
+impl Interleaved {
+    fn new(acts: &QuantizedRows, group: usize) -> Self {
+        let (cols, nb) = (acts.cols, acts.cols / BLOCK);
+        let mut out = Self {
+            group,
+            cols,
+            q: Vec::with_capacity(acts.rows * cols / 4),
+            d: Vec::with_capacity(acts.rows * nb),
+            s: Vec::with_capacity(acts.rows * nb),
+            sum: Vec::with_capacity(acts.rows * nb),
+        };
+        for first in (0..acts.rows).step_by(group) {
+            let rows: Vec<ActRow<'_>> = (first..acts.rows.min(first + group))
+                .map(|i| acts.row(i))
+                .collect();
+            for c in (0..cols).step_by(4) {
+                out.q.extend(
+                    rows.iter()
+                        .map(|r| i32::from_le_bytes(std::array::from_fn(|j| r.q[c + j] as u8))),
+                );
+            }
+            for b in 0..nb {
+                out.d.extend(rows.iter().map(|r| r.d[b]));
+                out.s.extend(rows.iter().map(|r| r.s[b]));
+                out.sum.extend(rows.iter().map(|r| r.sum[b]));
+            }
+        }
+        out
+    }
+
+    /// The group that starts at row `first` (a multiple of the group size),
+    /// of `rows` rows.
+    pub fn group(&self, first: usize, rows: usize) -> GroupRows<'_> {
+        debug_assert_eq!(first % self.group, 0);
+        let (q0, b0) = (first * self.cols / 4, first * self.cols / BLOCK);
+        let (qn, bn) = (rows * self.cols / 4, rows * self.cols / BLOCK);
+        GroupRows {
+            rows,
+            q: &self.q[q0..q0 + qn],
+            d: &self.d[b0..b0 + bn],
+            s: &self.s[b0..b0 + bn],
+            sum: &self.sum[b0..b0 + bn],
+        }
+    }
 }
 
 /// One quantized activation row: values, and per block of 32 the scale, the
@@ -77,7 +155,18 @@ impl QuantizedRows {
             d,
             s,
             sum: sums,
+            interleaved: Default::default(),
         }
+    }
+
+    /// The rows in interleaved groups of `group` (4 or 8).
+    pub(super) fn interleaved(&self, group: usize) -> &Interleaved {
+        let slot = match group {
+            4 => 0,
+            8 => 1,
+            _ => panic!("groups of 4 or 8 rows, not {group}"),
+        };
+        self.interleaved[slot].get_or_init(|| Interleaved::new(self, group))
     }
 
     pub fn rows(&self) -> usize {

@@ -4,8 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{broadcast4, lane_byte_i8, lane_byte_u8, run_at, scale_into, unsigned_sub_block, IntDot, Panel};
-use crate::quant::activations::ActRow;
+use super::{lane_byte_i8, lane_byte_u8, run_at, scale_into, unsigned_sub_block, IntDot, Panel, Rows};
 use crate::quant::panel::PANEL;
 use crate::quant::BLOCK;
 
@@ -18,7 +17,7 @@ const SUBS: usize = 8;
 #[inline(always)]
 pub(super) unsafe fn q4k_q5k<I: IntDot, const N: usize, const FIVE: bool>(
     w: &Panel<'_>,
-    x: &[ActRow<'_>; N],
+    x: &Rows<'_, N>,
 ) -> [__m256; N] {
     // Runs: 32 of nibbles, (Q5_K) 8 of fifth bits, 2 of scales, 2 of minimums.
     let scale_run = if FIVE { 40 } else { 32 };
@@ -38,9 +37,9 @@ pub(super) unsafe fn q4k_q5k<I: IntDot, const N: usize, const FIVE: bool>(
             let qh = if FIVE { base.add((32 + s) * 32) } else { base };
             let isum = unsigned_sub_block::<I, N, FIVE>(base.add(4 * s * 32), qh, x, xb);
             for r in 0..N {
-                let xd = *x[r].d.get_unchecked(xb);
+                let xd = x.d(r, xb);
                 acc[r] = scale_into(isum[r], dsc, xd, acc[r]);
-                let xsum = xd * *x[r].sum.get_unchecked(xb) as f32;
+                let xsum = xd * x.sum(r, xb) as f32;
                 acc[r] = _mm256_fmadd_ps(wms, _mm256_set1_ps(xsum), acc[r]);
             }
         }
@@ -57,7 +56,7 @@ pub(super) unsafe fn q4k_q5k<I: IntDot, const N: usize, const FIVE: bool>(
 /// of 16-bit sums is live beside the float accumulators (two sets spilled
 /// registers).
 #[inline(always)]
-pub(super) unsafe fn q6k<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
+pub(super) unsafe fn q6k<I: IntDot, const N: usize>(w: &Panel<'_>, x: &Rows<'_, N>) -> [__m256; N] {
     // Runs: 32 of nibbles, 16 of high bits (two per sub-block), 4 of scales.
     let runs = 52;
     let low = _mm256_set1_epi8(0x0F);
@@ -80,14 +79,14 @@ pub(super) unsafe fn q6k<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<'
                     let wq = _mm256_sub_epi8(q, offset);
                     let wabs = _mm256_abs_epi8(wq);
                     for r in 0..N {
-                        let xs = _mm256_sign_epi8(broadcast4(x[r].q, xb * BLOCK + 16 * h + 4 * k), wq);
+                        let xs = _mm256_sign_epi8(x.q4(r, xb * BLOCK + 16 * h + 4 * k), wq);
                         s16[r] = I::short(s16[r], wabs, xs);
                     }
                 }
                 let sc = group_scale(base, 2 * s + h);
                 for r in 0..N {
                     let isum = I::scaled(s16[r], sc);
-                    acc[r] = scale_into(isum, wd, *x[r].d.get_unchecked(xb), acc[r]);
+                    acc[r] = scale_into(isum, wd, x.d(r, xb), acc[r]);
                 }
             }
         }

@@ -3,8 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{broadcast4, scale_into, unsigned_sub_block, IntDot, Panel};
-use crate::quant::activations::ActRow;
+use super::{scale_into, unsigned_sub_block, IntDot, Panel, Rows};
 use crate::quant::panel::PANEL;
 use crate::quant::BLOCK;
 
@@ -12,7 +11,7 @@ use crate::quant::BLOCK;
 /// `16+4k..16+4k+4` (high nibbles) of the eight rows; then the minimum
 /// times the block's `d * sum(x)`.
 #[inline(always)]
-pub(super) unsafe fn q4_1<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
+pub(super) unsafe fn q4_1<I: IntDot, const N: usize>(w: &Panel<'_>, x: &Rows<'_, N>) -> [__m256; N] {
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..w.d.len() / PANEL {
         let base = w.qs.as_ptr().add(b * PANEL * 16);
@@ -20,8 +19,8 @@ pub(super) unsafe fn q4_1<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<
         let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));
         let wm = _mm256_loadu_ps(w.m.as_ptr().add(b * PANEL));
         for r in 0..N {
-            acc[r] = scale_into(isum[r], wd, *x[r].d.get_unchecked(b), acc[r]);
-            acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(*x[r].s.get_unchecked(b)), acc[r]);
+            acc[r] = scale_into(isum[r], wd, x.d(r, b), acc[r]);
+            acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(x.s(r, b)), acc[r]);
         }
     }
     acc
@@ -30,16 +29,16 @@ pub(super) unsafe fn q4_1<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<
 /// Q5_0: Q4_1's nibbles with a run of fifth bits after them; the offset
 /// of 16 comes off the integer sum as `16 * sum(x)`.
 #[inline(always)]
-pub(super) unsafe fn q5_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
+pub(super) unsafe fn q5_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &Rows<'_, N>) -> [__m256; N] {
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..w.d.len() / PANEL {
         let base = w.qs.as_ptr().add(b * PANEL * 20);
         let isum = unsigned_sub_block::<I, N, true>(base, base.add(4 * 32), x, b);
         let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));
         for r in 0..N {
-            let offset = _mm256_set1_epi32(16 * *x[r].sum.get_unchecked(b));
+            let offset = _mm256_set1_epi32(16 * x.sum(r, b));
             let isum = _mm256_sub_epi32(isum[r], offset);
-            acc[r] = scale_into(isum, wd, *x[r].d.get_unchecked(b), acc[r]);
+            acc[r] = scale_into(isum, wd, x.d(r, b), acc[r]);
         }
     }
     acc
@@ -48,7 +47,7 @@ pub(super) unsafe fn q5_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<
 /// Q8_0: a run of 32 bytes is columns `4k..4k+4` of the eight rows; |w| as
 /// unsigned bytes, the sign moved onto the activations.
 #[inline(always)]
-pub(super) unsafe fn q8_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<'_>; N]) -> [__m256; N] {
+pub(super) unsafe fn q8_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &Rows<'_, N>) -> [__m256; N] {
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..w.d.len() / PANEL {
         let base = w.qs.as_ptr().add(b * PANEL * BLOCK);
@@ -57,13 +56,13 @@ pub(super) unsafe fn q8_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &[ActRow<
             let wq = _mm256_loadu_si256(base.add(k * 32) as *const __m256i);
             let wabs = _mm256_sign_epi8(wq, wq);
             for r in 0..N {
-                let xs = _mm256_sign_epi8(broadcast4(x[r].q, b * BLOCK + 4 * k), wq);
+                let xs = _mm256_sign_epi8(x.q4(r, b * BLOCK + 4 * k), wq);
                 s32[r] = I::single32(s32[r], wabs, xs);
             }
         }
         let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));
         for r in 0..N {
-            acc[r] = scale_into(s32[r], wd, *x[r].d.get_unchecked(b), acc[r]);
+            acc[r] = scale_into(s32[r], wd, x.d(r, b), acc[r]);
         }
     }
     acc

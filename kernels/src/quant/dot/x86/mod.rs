@@ -24,7 +24,7 @@
 use std::arch::x86_64::*;
 
 use super::Panel;
-use crate::quant::activations::ActRow;
+use crate::quant::activations::GroupRows;
 use crate::quant::panel::PANEL;
 use crate::quant::{QMatrix, QuantFormat, QuantizedRows, BLOCK};
 
@@ -58,8 +58,7 @@ pub(super) trait EntryPoint: IntDot {
     unsafe fn group_tile<const N: usize>(
         w: &QMatrix,
         first: usize,
-        acts: &QuantizedRows,
-        i0: usize,
+        x: GroupRows<'_>,
         outs: &mut [&mut [f32]],
     );
 }
@@ -72,11 +71,10 @@ macro_rules! entry_point {
         unsafe fn $name<const N: usize>(
             w: &QMatrix,
             first: usize,
-            acts: &QuantizedRows,
-            i0: usize,
+            x: GroupRows<'_>,
             outs: &mut [&mut [f32]],
         ) {
-            group_tile::<$isa, N>(w, first, acts, i0, outs)
+            group_tile::<$isa, N>(w, first, x, outs)
         }
 
         impl EntryPoint for $isa {
@@ -84,11 +82,10 @@ macro_rules! entry_point {
             unsafe fn group_tile<const N: usize>(
                 w: &QMatrix,
                 first: usize,
-                acts: &QuantizedRows,
-                i0: usize,
+                x: GroupRows<'_>,
                 outs: &mut [&mut [f32]],
             ) {
-                $name::<N>(w, first, acts, i0, outs)
+                $name::<N>(w, first, x, outs)
             }
         }
     };
@@ -173,22 +170,24 @@ impl IntDot for Vnni {
 pub(super) fn tile<I: EntryPoint>(w: &QMatrix, first: usize, acts: &QuantizedRows, outs: &mut [&mut [f32]]) {
     let m = outs.len();
     let group = I::group(w.format());
+    let interleaved = acts.interleaved(group);
     let mut i = 0;
     while i < m {
         let n = (m - i).min(group);
+        let rows = interleaved.group(i, n);
         let group = &mut outs[i..i + n];
         // SAFETY: `select` chose this kernel only after detecting its
         // features; `group_tile` checks every slice length it reads through.
         unsafe {
             match n {
-                8 => I::group_tile::<8>(w, first, acts, i, group),
-                7 => I::group_tile::<7>(w, first, acts, i, group),
-                6 => I::group_tile::<6>(w, first, acts, i, group),
-                5 => I::group_tile::<5>(w, first, acts, i, group),
-                4 => I::group_tile::<4>(w, first, acts, i, group),
-                3 => I::group_tile::<3>(w, first, acts, i, group),
-                2 => I::group_tile::<2>(w, first, acts, i, group),
-                _ => I::group_tile::<1>(w, first, acts, i, group),
+                8 => I::group_tile::<8>(w, first, rows, group),
+                7 => I::group_tile::<7>(w, first, rows, group),
+                6 => I::group_tile::<6>(w, first, rows, group),
+                5 => I::group_tile::<5>(w, first, rows, group),
+                4 => I::group_tile::<4>(w, first, rows, group),
+                3 => I::group_tile::<3>(w, first, rows, group),
+                2 => I::group_tile::<2>(w, first, rows, group),
+                _ => I::group_tile::<1>(w, first, rows, group),
             }
         }
         i += n;
@@ -199,17 +198,20 @@ pub(super) fn tile<I: EntryPoint>(w: &QMatrix, first: usize, acts: &QuantizedRow
 unsafe fn group_tile<I: IntDot, const N: usize>(
     w: &QMatrix,
     first: usize,
-    acts: &QuantizedRows,
-    i0: usize,
+    x: GroupRows<'_>,
     outs: &mut [&mut [f32]],
 ) {
-    let x: [ActRow<'_>; N] = std::array::from_fn(|r| acts.row(i0 + r));
     let format = w.format();
     let nb = w.cols() / format.block_len();
     let nx = w.cols() / BLOCK;
-    assert!(x
-        .iter()
-        .all(|r| r.q.len() == w.cols() && r.d.len() == nx && r.s.len() == nx && r.sum.len() == nx));
+    assert!(
+        x.rows == N
+            && x.q.len() == N * w.cols() / 4
+            && x.d.len() == N * nx
+            && x.s.len() == N * nx
+            && x.sum.len() == N * nx
+    );
+    let x = Rows::<N>(x);
     let len = outs[0].len();
     for (p, start) in (0..len).step_by(PANEL).enumerate() {
         let panel = w.panel(first / PANEL + p);
@@ -236,10 +238,33 @@ unsafe fn group_tile<I: IntDot, const N: usize>(
     }
 }
 
-/// Four activation bytes from `at`, in every 32-bit lane.
-#[inline(always)]
-unsafe fn broadcast4(xq: &[i8], at: usize) -> __m256i {
-    _mm256_set1_epi32(std::ptr::read_unaligned(xq.as_ptr().add(at) as *const i32))
+/// A group of `N` activation rows, interleaved (`activations.rs`): every
+/// row at a constant offset from one pointer. Lengths are checked once, in
+/// `group_tile`.
+pub(super) struct Rows<'a, const N: usize>(GroupRows<'a>);
+
+impl<const N: usize> Rows<'_, N> {
+    /// Row `r`'s four bytes from column `col` (a multiple of four), in every
+    /// 32-bit lane.
+    #[inline(always)]
+    unsafe fn q4(&self, r: usize, col: usize) -> __m256i {
+        _mm256_set1_epi32(*self.0.q.get_unchecked(col / 4 * N + r))
+    }
+    /// Row `r`'s scale of block `b`.
+    #[inline(always)]
+    unsafe fn d(&self, r: usize, b: usize) -> f32 {
+        *self.0.d.get_unchecked(b * N + r)
+    }
+    /// Row `r`'s f16-rounded `d * sum(q)` of block `b`.
+    #[inline(always)]
+    unsafe fn s(&self, r: usize, b: usize) -> f32 {
+        *self.0.s.get_unchecked(b * N + r)
+    }
+    /// Row `r`'s `sum(q)` of block `b`.
+    #[inline(always)]
+    unsafe fn sum(&self, r: usize, b: usize) -> i32 {
+        *self.0.sum.get_unchecked(b * N + r)
+    }
 }
 
 /// `acc = isum * (d_w * d_x) + acc`, lane-wise.
@@ -286,7 +311,7 @@ unsafe fn lane_byte_i8(v: __m256i, i: usize) -> __m256i {
 unsafe fn unsigned_sub_block<I: IntDot, const N: usize, const FIVE: bool>(
     nib: *const u8,
     qh: *const u8,
-    x: &[ActRow<'_>; N],
+    x: &Rows<'_, N>,
     xb: usize,
 ) -> [__m256i; N] {
     let low = _mm256_set1_epi8(0x0F);
@@ -310,7 +335,7 @@ unsafe fn unsigned_sub_block<I: IntDot, const N: usize, const FIVE: bool>(
         }
         for r in 0..N {
             let at = xb * BLOCK + 4 * k;
-            let (x1, x2) = (broadcast4(x[r].q, at), broadcast4(x[r].q, at + 16));
+            let (x1, x2) = (x.q4(r, at), x.q4(r, at + 16));
             sums[r] = if FIVE {
                 I::pair32(sums[r], lo, x1, hi, x2)
             } else {
