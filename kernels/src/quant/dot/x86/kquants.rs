@@ -78,9 +78,9 @@ pub(super) unsafe fn q6k<I: IntDot, const N: usize>(w: &Panel<'_>, x: &Rows<'_, 
                     let q = _mm256_or_si256(_mm256_and_si256(nibbles, low), top);
                     let wq = _mm256_sub_epi8(q, offset);
                     let wabs = _mm256_abs_epi8(wq);
-                    for r in 0..N {
+                    for (r, s16) in s16.iter_mut().enumerate() {
                         let xs = _mm256_sign_epi8(x.q4(r, xb * BLOCK + 16 * h + 4 * k), wq);
-                        s16[r] = I::short(s16[r], wabs, xs);
+                        *s16 = I::short(*s16, wabs, xs);
                     }
                 }
                 let sc = group_scale(base, 2 * s + h);

@@ -55,9 +55,9 @@ pub(super) unsafe fn q8_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &Rows<'_,
         for k in 0..8 {
             let wq = _mm256_loadu_si256(base.add(k * 32) as *const __m256i);
             let wabs = _mm256_sign_epi8(wq, wq);
-            for r in 0..N {
+            for (r, s32) in s32.iter_mut().enumerate() {
                 let xs = _mm256_sign_epi8(x.q4(r, b * BLOCK + 4 * k), wq);
-                s32[r] = I::single32(s32[r], wabs, xs);
+                *s32 = I::single32(*s32, wabs, xs);
             }
         }
         let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));

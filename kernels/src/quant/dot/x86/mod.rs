@@ -333,14 +333,14 @@ unsafe fn unsigned_sub_block<I: IntDot, const N: usize, const FIVE: bool>(
             hi = _mm256_or_si256(hi, _mm256_and_si256(high, bit4));
             high = _mm256_srli_epi16(high, 1);
         }
-        for r in 0..N {
+        for (r, sum) in sums.iter_mut().enumerate() {
             let at = xb * BLOCK + 4 * k;
             let (x1, x2) = (x.q4(r, at), x.q4(r, at + 16));
-            sums[r] = if FIVE {
-                I::pair32(sums[r], lo, x1, hi, x2)
+            *sum = if FIVE {
+                I::pair32(*sum, lo, x1, hi, x2)
             } else {
                 // Short sums until the end of the sub-block.
-                I::short(I::short(sums[r], lo, x1), hi, x2)
+                I::short(I::short(*sum, lo, x1), hi, x2)
             };
         }
     }
