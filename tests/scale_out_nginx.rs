@@ -2,7 +2,7 @@
 //! nginx on loopback (every process started here, each on its own free
 //! port; the nginx config is [`ragd_suite::nginx::config`]: round robin,
 //! passing requests on with the compose file's `docker/nginx/ragd-proxy.conf`,
-//! `proxy_next_upstream error timeout http_502`). Through nginx:
+//! `proxy_next_upstream error timeout http_502 http_503`). Through nginx:
 //!
 //! 1. a key limited to N requests a minute gets exactly N answers in total
 //!    across the replicas, then 429s with `Retry-After`;
@@ -111,7 +111,7 @@ fn load(http: &Client, base: &str, keys: &[(String, String)], during: impl FnOnc
                             break;
                         }
                         let key = &keys[n % keys.len()].0;
-                        let (write, request) = if n % 2 == 0 {
+                        let (write, request) = if n.is_multiple_of(2) {
                             let id = format!("doc-{n}");
                             let text = format!("Note {n}: shipment {} left the depot.", n * 7 % 101);
                             let body = json!({"documents": [{"id": id, "text": text}]});

@@ -10,7 +10,7 @@ const INSTALL: &str = "install nginx with `apt-get install nginx`; this test nee
 
 /// The config: round robin over `upstreams` (`127.0.0.1:PORT`), passed
 /// on as the compose file's nginx does (`docker/nginx/ragd-proxy.conf`: a
-/// replica that refuses a connection, times out or answers 502 is skipped
+/// replica that refuses a connection, times out or answers 502 or 503 is skipped
 /// for the next, for idempotent requests and any request not yet sent to
 /// it); a failed replica is left alone for 2 s. Every answer names the
 /// replicas tried in `X-Upstream` (nginx's `$upstream_addr`: `A, B` when A
