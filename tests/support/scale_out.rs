@@ -197,6 +197,14 @@ impl Replica {
         self.child.wait().expect("wait for the replica");
     }
 
+    /// SIGTERM (ragd drains, checkpoints and exits); waits for the exit
+    /// and asserts it was clean.
+    pub fn terminate(mut self) {
+        kill_process(Pid::from_child(&self.child), Signal::TERM).expect("SIGTERM the replica");
+        let status = self.child.wait().expect("wait for the replica");
+        assert!(status.success(), "{} after SIGTERM: {status}", self.base);
+    }
+
     /// One sample of its `/metrics`; panics when missing.
     pub fn metric(&self, http: &Client, name: &str, labels: &str) -> f64 {
         let text = http
