@@ -76,7 +76,59 @@ def deployment_facts(objects):
         "hpa_metrics": hpa_metrics,
         "env": sorted(e for e in env if e.startswith("RAGD_")),
         "gpus": c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu"),
+        "pod_env": pod_env(c, by_kind),
+        "mounts": mounts(pod, c, by_kind),
     }
+
+
+def secret_data(by_kind, name):
+    (secret,) = [s for s in by_kind["Secret"] if s["metadata"]["name"] == name]
+    return secret["stringData"]
+
+
+def pod_env(c, by_kind):
+    """The container's environment as the kubelet would set it (values
+    from ConfigMaps, Secrets and the container's CPU limit)."""
+    maps = {m["metadata"]["name"]: m["data"] for m in by_kind["ConfigMap"]}
+    env = {}
+    for source in c.get("envFrom", []):
+        env.update(maps[source["configMapRef"]["name"]])
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {})
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif "secretKeyRef" in ref:
+            env[e["name"]] = secret_data(by_kind, ref["secretKeyRef"]["name"])[ref["secretKeyRef"]["key"]]
+        elif "configMapKeyRef" in ref:
+            env[e["name"]] = maps[ref["configMapKeyRef"]["name"]][ref["configMapKeyRef"]["key"]]
+        elif "resourceFieldRef" in ref:
+            kind, _, resource = ref["resourceFieldRef"]["resource"].partition(".")
+            value = c.get("resources", {}).get(kind, {}).get(resource)
+            if value is not None:
+                env[e["name"]] = str(value)
+    return env
+
+
+def mounts(pod, c, by_kind):
+    """The container's volume mounts: kind (secret, pvc, emptyDir) and,
+    for a Secret, the files it holds."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    out = []
+    for m in c["volumeMounts"]:
+        v = volumes[m["name"]]
+        mount = {"path": m["mountPath"], "read_only": m.get("readOnly", False)}
+        if "secret" in v:
+            data = secret_data(by_kind, v["secret"]["secretName"])
+            items = v["secret"].get("items") or [{"key": k, "path": k} for k in data]
+            mount.update(kind="secret", files={i["path"]: data[i["key"]] for i in items})
+        elif "persistentVolumeClaim" in v:
+            mount.update(kind="pvc", claim=v["persistentVolumeClaim"]["claimName"])
+        elif "emptyDir" in v:
+            mount.update(kind="emptyDir")
+        else:
+            raise ValueError(f"volume {m['name']}: a kind this check does not know")
+        out.append(mount)
+    return out
 
 
 def adapter_metrics(objects):

@@ -179,10 +179,16 @@ impl Drop for Replica {
 impl Replica {
     /// Starts `ragd serve args` and waits until its models are loaded.
     pub fn spawn(args: &[String]) -> Self {
+        Self::spawn_with_env(args, &[])
+    }
+
+    /// [`Replica::spawn`] with variables `env` set (`RAGD_*` ones set flags).
+    pub fn spawn_with_env(args: &[String], env: &[(String, String)]) -> Self {
         let args = serde_json::to_string(args).expect("arguments as JSON");
         let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,ragd_server::shared=info".into());
-        let (child, base, log) =
-            crate::spawn_child_server_with_log(REPLICA_TEST, &[(ARGS_ENV, &args), ("RUST_LOG", &log)]);
+        let mut vars = vec![(ARGS_ENV, args.as_str()), ("RUST_LOG", log.as_str())];
+        vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let (child, base, log) = crate::spawn_child_server_with_log(REPLICA_TEST, &vars);
         Self { child, base, log }
     }
 
