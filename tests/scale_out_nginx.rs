@@ -24,9 +24,9 @@
 //! each. Needs `nginx`, `redis-server` and `redis-cli` on PATH (`apt-get
 //! install nginx redis-server`): without them it fails, it does not skip.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ragd_suite::lb_load::{self, upstreams, Outcome, Plan};
 use ragd_suite::nginx::Nginx;
 use ragd_suite::scale_out::{
     free_port, replica_args, wait_redis_up, write_keys, RedisServer, Replica, TestKey,
@@ -61,6 +61,13 @@ fn replica() {
     ragd_suite::scale_out::serve_replica_from_env();
 }
 
+/// The load of a phase: [`WORKERS`] clients, at most [`LOAD_CAP`] requests.
+const PLAN: Plan = Plan {
+    workers: WORKERS,
+    cap: LOAD_CAP,
+    collection: COLLECTION,
+};
+
 /// Secrets of the load keys of phase `phase` (tenant acme).
 fn load_keys(phase: &str) -> Vec<(String, String)> {
     (0..LOAD_KEYS)
@@ -68,91 +75,8 @@ fn load_keys(phase: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The answering replica and those tried before it, from nginx's
-/// `X-Upstream` (`A, B`: A failed, B answered).
-fn upstreams(r: &Response) -> Vec<String> {
-    r.headers()
-        .get("x-upstream")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(", ").map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-/// One request of a load phase.
-struct Outcome {
-    /// The document it wrote, for a write.
-    write: Option<String>,
-    start: Instant,
-    end: Instant,
-    /// None: no HTTP answer at all.
-    status: Option<StatusCode>,
-    upstreams: Vec<String>,
-}
-
-impl Outcome {
-    fn ok(&self) -> bool {
-        self.status.is_some_and(|s| s.is_success())
-    }
-    fn answered_by(&self) -> Option<&str> {
-        self.upstreams.last().map(String::as_str)
-    }
-}
-
-/// [`WORKERS`] threads send writes (an upsert of one new document) and
-/// reads (`GET /v1/models`) in turn through `base`, each request with the
-/// next load key; `during` runs on this thread one second in, the load goes
-/// on for two more seconds. Returns every request's outcome.
-fn load(http: &Client, base: &str, keys: &[(String, String)], during: impl FnOnce()) -> Vec<Outcome> {
-    let stop = AtomicBool::new(false);
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut outcomes = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= LOAD_CAP {
-                            break;
-                        }
-                        let key = &keys[n % keys.len()].0;
-                        let (write, request) = if n.is_multiple_of(2) {
-                            let id = format!("doc-{n}");
-                            let text = format!("Note {n}: shipment {} left the depot.", n * 7 % 101);
-                            let body = json!({"documents": [{"id": id, "text": text}]});
-                            let url = format!("{base}/v1/collections/{COLLECTION}/documents");
-                            (Some(id), http.post(url).json(&body))
-                        } else {
-                            (None, http.get(format!("{base}/v1/models")))
-                        };
-                        let start = Instant::now();
-                        let r = request.bearer_auth(key).send();
-                        let end = Instant::now();
-                        let (status, upstreams) = match &r {
-                            Ok(r) => (Some(r.status()), upstreams(r)),
-                            Err(_) => (None, vec![]),
-                        };
-                        outcomes.push(Outcome {
-                            write,
-                            start,
-                            end,
-                            status,
-                            upstreams,
-                        });
-                    }
-                    outcomes
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_secs(1));
-        during();
-        std::thread::sleep(Duration::from_secs(2));
-        stop.store(true, Ordering::Relaxed);
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("load worker"))
-            .collect()
-    })
+fn secrets(keys: &[(String, String)]) -> Vec<String> {
+    keys.iter().map(|(secret, _)| secret.clone()).collect()
 }
 
 fn send(request: RequestBuilder, key: &str) -> Response {
@@ -328,7 +252,7 @@ fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_repli
     let victim = replicas.remove(1);
     let victim_addr = victim.addr().to_string();
     let mut kill_window = None;
-    let outcomes = load(&http, lb, &kill_keys, || {
+    let outcomes = lb_load::run(&http, lb, &secrets(&kill_keys), &PLAN, || {
         let t = Instant::now();
         victim.kill();
         kill_window = Some((t, Instant::now()));
@@ -407,7 +331,7 @@ fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_repli
     let stopped = replicas.remove(2);
     let stopped_addr = stopped.addr().to_string();
     let mut drain = Duration::ZERO;
-    let outcomes = load(&http, lb, &term_keys, || {
+    let outcomes = lb_load::run(&http, lb, &secrets(&term_keys), &PLAN, || {
         let t = Instant::now();
         stopped.terminate();
         drain = t.elapsed();
@@ -450,7 +374,7 @@ fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_repli
 
     // 5. Redis killed under load: nothing fails; limits become per process.
     wait_redis_up(&http, &replicas, 1.0);
-    let outcomes = load(&http, lb, &outage_keys, || drop(redis));
+    let outcomes = lb_load::run(&http, lb, &secrets(&outage_keys), &PLAN, || drop(redis));
     let failed = outcomes.iter().filter(|o| !o.ok()).count();
     println!(
         "Redis SIGKILLed under load: {} requests, {} ok, {failed} failed",

@@ -1,5 +1,6 @@
 //! Helpers shared by ragd's end-to-end tests and benchmarks.
 
+pub mod lb_load;
 pub mod nginx;
 pub mod playground;
 pub mod scale_out;
