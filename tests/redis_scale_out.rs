@@ -18,17 +18,14 @@
 //! Needs `redis-server` and `redis-cli` on PATH (`apt-get install
 //! redis-server`): without them the test fails, it does not skip.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use ragd_cli::cli::{Cli, Command as CliCommand};
-use ragd_suite::{metric_value, ChildLog};
+use ragd_suite::scale_out::{
+    free_port, replica_args, wait_redis_up, write_keys, RedisServer, Replica, TestKey,
+};
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
-use rustix::process::{kill_process, Pid, Signal};
+use rustix::process::Signal;
 use serde_json::{json, Value};
 
 const GEN: &str = "smollm2-135m-instruct-q4_1";
@@ -36,177 +33,21 @@ const GEN: &str = "smollm2-135m-instruct-q4_1";
 const RPM: usize = 10;
 const CACHE_TTL_SECONDS: u64 = 300;
 const REPLICAS: usize = 3;
-/// The variable that tells the child test its `ragd serve` arguments.
-const ARGS_ENV: &str = "RAGD_REDIS_REPLICA_ARGS";
 
 /// API keys: (secret, id, tenant). Each phase spends its own key's budget.
-const LIMITS: (&str, &str, &str) = ("rk-acme-limits", "key_acme_limits", "acme");
-const ACME: (&str, &str, &str) = ("rk-acme-chat", "key_acme_chat", "acme");
-const GLOBEX: (&str, &str, &str) = ("rk-globex-chat", "key_globex_chat", "globex");
-const HUNG: (&str, &str, &str) = ("rk-acme-hung", "key_acme_hung", "acme");
-const OUTAGE: (&str, &str, &str) = ("rk-acme-outage", "key_acme_outage", "acme");
-const AFTER: (&str, &str, &str) = ("rk-acme-after", "key_acme_after", "acme");
+const LIMITS: TestKey = ("rk-acme-limits", "key_acme_limits", "acme");
+const ACME: TestKey = ("rk-acme-chat", "key_acme_chat", "acme");
+const GLOBEX: TestKey = ("rk-globex-chat", "key_globex_chat", "globex");
+const HUNG: TestKey = ("rk-acme-hung", "key_acme_hung", "acme");
+const OUTAGE: TestKey = ("rk-acme-outage", "key_acme_outage", "acme");
+const AFTER: TestKey = ("rk-acme-after", "key_acme_after", "acme");
 
 /// A replica (does nothing in a normal test run): `ragd serve` with the
-/// arguments in [`ARGS_ENV`], as `main.rs` runs it.
+/// arguments its parent handed over, as `main.rs` runs it.
 #[test]
 #[ignore = "started by the scale-out test in a child process"]
-fn redis_replica() {
-    let Ok(args) = std::env::var(ARGS_ENV) else {
-        return;
-    };
-    let args: Vec<String> = serde_json::from_str(&args).expect("arguments as JSON");
-    ragd_cli::telemetry::init(ragd_cli::cli::LogFormat::Text);
-    let argv = ["ragd".to_string(), "serve".to_string()].into_iter().chain(args);
-    let CliCommand::Serve(serve_args) = Cli::try_parse_from(argv).expect("valid flags").command else {
-        unreachable!("a serve command")
-    };
-    ragd_suite::serve_as_child(serve_args.into_config().expect("a serve config"));
-}
-
-/// A `redis-server` on loopback with its own folder, no persistence.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl RedisServer {
-    fn start(dir: &Path, port: u16) -> Self {
-        let server = ragd_suite::tool_on_path("redis-server", INSTALL);
-        let child = Command::new(server)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
-            .args(["--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
-            .args(["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let redis = Self {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        };
-        let t0 = Instant::now();
-        while redis.cli(&["PING"]) != "PONG" {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "redis-server did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// `redis-cli` output (empty when Redis does not answer).
-    fn cli(&self, args: &[&str]) -> String {
-        let cli = ragd_suite::tool_on_path("redis-cli", INSTALL);
-        let out = Command::new(cli)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill_process(Pid::from_child(&self.child), signal).expect("signal redis-server");
-    }
-
-    /// Kills it (SIGKILL, no goodbye to clients) and waits for the exit.
-    fn kill(mut self) -> (u16, PathBuf) {
-        self.signal(Signal::KILL);
-        self.child.wait().expect("wait for redis-server");
-        (self.port, self.dir.clone())
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const INSTALL: &str = "install Redis with `apt-get install redis-server` (it brings redis-cli); \
-                       this test needs it and does not skip";
-
-/// A replica process, killed when dropped.
-struct Replica {
-    child: Child,
-    base: String,
-    log: ChildLog,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Replica {
-    fn spawn(args: &[String]) -> Self {
-        let args = serde_json::to_string(args).unwrap();
-        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,ragd_server::shared=info".into());
-        let (child, base, log) = ragd_suite::spawn_child_server_with_log(
-            "redis_replica",
-            &[(ARGS_ENV, &args), ("RUST_LOG", &log)],
-        );
-        Self { child, base, log }
-    }
-
-    fn metric(&self, http: &Client, name: &str, labels: &str) -> f64 {
-        let text = http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        metric_value(&text, name, labels).unwrap_or_else(|| panic!("{name}{{{labels}}} missing"))
-    }
-
-    /// Asserts that `n` log lines contain `needle` (waiting a little for
-    /// the child's stderr to be read).
-    fn assert_logged(&self, needle: &str, n: usize) {
-        let count = || {
-            self.log
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains(needle))
-                .count()
-        };
-        let t0 = Instant::now();
-        while count() < n && t0.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert_eq!(count(), n, "log lines with {needle:?} of {}", self.base);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_keys(path: &Path) {
-    let keys: Vec<Value> = [LIMITS, ACME, GLOBEX, HUNG, OUTAGE, AFTER]
-        .iter()
-        .map(|(secret, id, tenant)| {
-            json!({"id": id, "tenant": tenant, "prefix": &secret[..8],
-                   "sha256": ragd_server::auth::keys::hash_key(secret), "created": 0})
-        })
-        .collect();
-    std::fs::write(path, json!({ "keys": keys }).to_string()).unwrap();
+fn replica() {
+    ragd_suite::scale_out::serve_replica_from_env();
 }
 
 fn models(http: &Client, base: &str, key: &str) -> Response {
@@ -270,18 +111,6 @@ fn budget(elapsed: Duration) -> usize {
     RPM + (elapsed.as_secs_f64() / (60.0 / RPM as f64)) as usize
 }
 
-/// Waits until every replica's `ragd_redis_up` is `up`.
-fn wait_redis_up(http: &Client, replicas: &[Replica], up: f64) {
-    let t0 = Instant::now();
-    while !replicas.iter().all(|r| r.metric(http, "ragd_redis_up", "") == up) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "ragd_redis_up never became {up}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn replicas_share_limits_and_the_exact_cache_through_redis_and_outlive_its_outage() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,41 +118,28 @@ fn replicas_share_limits_and_the_exact_cache_through_redis_and_outlive_its_outag
     std::fs::create_dir(&redis_dir).unwrap();
     let redis = RedisServer::start(&redis_dir, free_port());
     let keys = dir.path().join("keys.json");
-    write_keys(&keys);
+    write_keys(&keys, &[LIMITS, ACME, GLOBEX, HUNG, OUTAGE, AFTER]);
+    let (rpm, ttl) = (RPM.to_string(), CACHE_TTL_SECONDS.to_string());
+    let flags = [
+        "--guard",
+        "none",
+        "--embedder",
+        "none",
+        "--generator",
+        GEN,
+        "--rate-limit-rpm",
+        &rpm,
+        "--response-cache-ttl-seconds",
+        &ttl,
+        "--redis-url",
+        &redis.url(),
+        "--redis-timeout-ms",
+        "100",
+    ];
     let replicas: Vec<Replica> = (0..REPLICAS)
         .map(|i| {
             let data = dir.path().join(format!("data{i}"));
-            let args: Vec<String> = [
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--guard",
-                "none",
-                "--embedder",
-                "none",
-                "--generator",
-                GEN,
-                "--no-ui",
-                "--rate-limit-rpm",
-                &RPM.to_string(),
-                "--response-cache-ttl-seconds",
-                &CACHE_TTL_SECONDS.to_string(),
-                "--redis-url",
-                &redis.url(),
-                "--redis-timeout-ms",
-                "100",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(["--keys-file".into(), keys.display().to_string()])
-            .chain(["--data-dir".into(), data.display().to_string()])
-            .chain([
-                "--models-dir".into(),
-                ragd_suite::models_dir().display().to_string(),
-            ])
-            .collect();
-            Replica::spawn(&args)
+            Replica::spawn(&replica_args(0, &keys, &data, &flags))
         })
         .collect();
     let http = Client::builder()

@@ -1,6 +1,9 @@
 //! Helpers shared by ragd's end-to-end tests and benchmarks.
 
+pub mod lb_load;
+pub mod nginx;
 pub mod playground;
+pub mod scale_out;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Write};
