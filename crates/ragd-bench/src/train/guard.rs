@@ -71,15 +71,20 @@ fn load_encoders(args: &TrainGuardArgs) -> anyhow::Result<Vec<Encoder>> {
     let mut out = Vec::new();
     for kind in args.features.kinds() {
         let name = match kind {
-            EncoderKind::Embedder => &args.embedder,
-            EncoderKind::NanoGuard => &args.nanoguard,
+            EncoderKind::Embedder => Some(&args.embedder),
+            EncoderKind::NanoGuard => Some(&args.nanoguard),
+            EncoderKind::CharNgrams => None,
         };
-        let dir = resolve_model_dir(name, &args.dir.models_dir)?
-            .with_context(|| format!("{kind:?} encoder: none"))?;
+        let dir = match name {
+            Some(name) => resolve_model_dir(name, &args.dir.models_dir)?
+                .with_context(|| format!("{kind:?} encoder: none"))?,
+            None => PathBuf::new(),
+        };
         let sha = weights_sha256(kind, &dir)?;
         let model = FeatureEncoder::load(kind, &dir, &device)?;
         let dim = model.dim();
-        let cache = if args.no_cache {
+        // N-grams cost microseconds: a file of them would cost gigabytes.
+        let cache = if args.no_cache || !kind.has_folder() {
             FeatureCache::in_memory(dim)
         } else {
             let file = format!("{}-{}.f32", format!("{kind:?}").to_lowercase(), &sha[..16]);
@@ -215,7 +220,7 @@ pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
     let eval_refs: Vec<&GuardRow> = eval_rows.iter().collect();
     let windows = |rs: &[&GuardRow]| -> Vec<Vec<String>> {
         rs.iter()
-            .map(|r| text_windows(&r.text, args.window_bytes))
+            .map(|r| text_windows(&r.text, args.window_bytes()))
             .collect()
     };
     let (train_w, val_w, eval_w) = (windows(&train_rows), windows(&val_rows), windows(&eval_refs));
@@ -246,6 +251,7 @@ pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
         weight_decay: args.weight_decay,
         patience: args.patience,
         class_weighting: true,
+        standardise: !args.features.kinds().contains(&EncoderKind::CharNgrams),
         seed: args.seed,
     };
     let t1 = Instant::now();
@@ -288,13 +294,13 @@ pub fn train(args: &TrainGuardArgs) -> anyhow::Result<TrainSummary> {
     };
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    for e in &mut encoders {
+    for e in encoders.iter_mut().filter(|e| e.reference.kind.has_folder()) {
         e.reference.path = encoder_path(&args.out, &e.dir)?;
     }
     let config = TrainedGuardConfig {
         model_type: MODEL_TYPE.to_string(),
         labels: labels.clone(),
-        window_bytes: args.window_bytes,
+        window_bytes: args.window_bytes(),
         encoders: encoders.iter().map(|e| e.reference.clone()).collect(),
         hidden: args.hidden,
         calibration: Some(calibration),

@@ -34,7 +34,10 @@ pub fn model_card(
     let encoders: Vec<String> = c
         .encoders
         .iter()
-        .map(|e| format!("{:?} (`{}`, {} values)", e.kind, e.path, e.dim))
+        .map(|e| match e.kind.has_folder() {
+            true => format!("{:?} (`{}`, {} values)", e.kind, e.path, e.dim),
+            false => format!("hashed character 2-5-grams ({} buckets)", e.dim),
+        })
         .collect();
     let head = if c.hidden == 0 {
         "logistic regression".to_string()

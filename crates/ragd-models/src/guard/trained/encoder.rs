@@ -1,6 +1,7 @@
 //! The frozen encoders a trained head reads: the BERT embedder's pooled,
-//! normalised sentence vector, and NanoGuard's pooled features (what its
-//! own classification head sees).
+//! normalised sentence vector, NanoGuard's pooled features (what its own
+//! classification head sees), and hashed character n-grams (`ngrams.rs`,
+//! no weights and no folder).
 
 use std::io::Read;
 use std::path::Path;
@@ -22,21 +23,32 @@ pub enum EncoderKind {
     Embedder,
     /// A NanoGuard folder.
     NanoGuard,
+    /// Hashed character n-grams (`ngrams.rs`).
+    #[serde(rename = "char-ngrams")]
+    CharNgrams,
 }
 
 impl EncoderKind {
-    /// The weights file whose hash identifies the encoder.
+    /// The weights file whose hash identifies the encoder (for n-grams,
+    /// their description stands in for it).
     pub fn weights_file(self) -> &'static str {
         match self {
             Self::Embedder => "model.safetensors",
             Self::NanoGuard => "model.pt",
+            Self::CharNgrams => "(the n-gram featurizer's description)",
         }
+    }
+
+    /// Whether it loads from a model folder.
+    pub fn has_folder(self) -> bool {
+        self != Self::CharNgrams
     }
 }
 
 enum Model {
     Bert(BertEmbedder),
     NanoGuard(NanoGuard),
+    CharNgrams,
 }
 
 /// A loaded encoder: text in, one feature vector out.
@@ -49,7 +61,17 @@ pub struct FeatureEncoder {
 }
 
 impl FeatureEncoder {
+    /// Loads `kind` from `dir` (ignored for n-grams).
     pub fn load(kind: EncoderKind, dir: &Path, device: &Device) -> Result<Self> {
+        if kind == EncoderKind::CharNgrams {
+            return Ok(Self {
+                kind,
+                model: Model::CharNgrams,
+                tokenizer: Arc::new(super::ByteTokenizer),
+                framing: super::framing(usize::MAX),
+                dim: super::ngrams::DIM,
+            });
+        }
         let id = crate::model_id(dir)?;
         Ok(match kind {
             EncoderKind::Embedder => {
@@ -72,6 +94,7 @@ impl FeatureEncoder {
                     tokenizer,
                 }
             }
+            EncoderKind::CharNgrams => unreachable!("loaded above"),
         })
     }
 
@@ -85,9 +108,13 @@ impl FeatureEncoder {
     }
 
     /// One feature vector per text, from the text's first window in the
-    /// encoder's own framing (special tokens added, the rest cut off).
-    /// Special-token strings in the text are read as plain text.
+    /// encoder's own framing (special tokens added, the rest cut off;
+    /// n-grams read the whole text). Special-token strings in the text are
+    /// read as plain text.
     pub fn encode(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if let Model::CharNgrams = self.model {
+            return Ok(texts.iter().map(|t| super::ngrams::features(t)).collect());
+        }
         let mut batch = TokenBatch::new();
         for text in texts {
             let ids = self.tokenizer.encode_literal(text)?;
@@ -97,12 +124,17 @@ impl FeatureEncoder {
         match &mut self.model {
             Model::Bert(m) => m.embed(&batch),
             Model::NanoGuard(m) => m.pooled_features(&batch),
+            Model::CharNgrams => unreachable!("encoded above"),
         }
     }
 }
 
-/// SHA-256 (hex) of the encoder's weights file in `dir`.
+/// SHA-256 (hex) of the encoder's weights file in `dir` (for n-grams, of
+/// their description).
 pub fn weights_sha256(kind: EncoderKind, dir: &Path) -> Result<String> {
+    if kind == EncoderKind::CharNgrams {
+        return Ok(format!("{:x}", Sha256::digest(super::ngrams::spec().as_bytes())));
+    }
     let path = dir.join(kind.weights_file());
     let mut file = std::fs::File::open(&path).map_err(|e| ModelError::load(path.display(), e))?;
     let mut hasher = Sha256::new();

@@ -216,6 +216,10 @@ pub struct TrainOptions {
     pub patience: usize,
     /// Weigh each class by the inverse of its share (balanced classes).
     pub class_weighting: bool,
+    /// Scale each input dimension to zero mean and unit variance. Right
+    /// for dense sentence vectors; wrong for sparse n-gram buckets, where a
+    /// rare bucket's tiny variance would blow its value up a thousandfold.
+    pub standardise: bool,
     pub seed: u64,
 }
 
@@ -229,6 +233,7 @@ impl Default for TrainOptions {
             weight_decay: 1e-2,
             patience: 12,
             class_weighting: true,
+            standardise: true,
             seed: 42,
         }
     }
@@ -397,7 +402,11 @@ fn train_inner(
     }
     let device = Device::Cpu;
     let mut rng = Rng(opts.seed);
-    let (mean, inv_std) = standardisation(train);
+    let (mean, inv_std) = if opts.standardise {
+        standardisation(train)
+    } else {
+        (vec![0.0; train.dim], vec![1.0; train.dim])
+    };
     let mean = Tensor::from_vec(mean, train.dim, &device)?;
     let inv_std = Tensor::from_vec(inv_std, train.dim, &device)?;
     // PyTorch's `nn.Linear` initialisation: U(-1/sqrt(in), 1/sqrt(in)).

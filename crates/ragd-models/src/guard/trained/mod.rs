@@ -1,6 +1,7 @@
 //! Guards trained by `ragd train guard`: a small head ([`head`]) on the
 //! features of frozen encoders ragd already runs ([`encoder`]: the BERT
-//! embedder, NanoGuard, or both concatenated).
+//! embedder, NanoGuard, hashed character n-grams ([`ngrams`]), or several
+//! concatenated).
 //!
 //! The folder holds `config.json` (`model_type` `ragd-trained-guard`: the
 //! labels, the encoders by path relative to the folder and the SHA-256 of
@@ -17,6 +18,7 @@
 pub mod calibration;
 pub mod encoder;
 pub mod head;
+pub mod ngrams;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -178,7 +180,7 @@ impl TrainedGuard {
         let mut encoders = Vec::with_capacity(config.encoders.len());
         for e in &config.encoders {
             let enc_dir = TrainedGuardConfig::encoder_dir(dir, e);
-            if !enc_dir.is_dir() {
+            if e.kind.has_folder() && !enc_dir.is_dir() {
                 return Err(ModelError::load(
                     dir.display(),
                     format!(
