@@ -13,8 +13,10 @@
 # retrieval modes; default dense,lexical,hybrid), THREADS (2), DATA_DIR (a
 # fresh folder under OUT_DIR: its collection is reused across runs when it
 # is given again), EVAL_ARGS (more `ragd eval rag` flags), RAGD_SERVE_ARGS
-# (more `ragd serve` flags), OUT_DIR (bench-results). Each generator's
-# report is OUT_DIR/eval_rag_GENERATOR.json.
+# (more `ragd serve` flags), OUT_DIR (bench-results), RAGD_BIN (a ragd
+# binary to run instead of building one: a long run then survives edits
+# to the working tree). Each generator's report is
+# OUT_DIR/eval_rag_GENERATOR.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 squad="${SQUAD:-../shared/data/squaddev_v1.1.json}"
@@ -30,9 +32,13 @@ fi
 # shellcheck source=benches/lib.sh
 source benches/lib.sh
 
-# OUT_DIR would reach build scripts and rebuild crates: keep it from cargo.
-env -u OUT_DIR cargo build --release --bin ragd -q
-ragd="${CARGO_TARGET_DIR:-target}/release/ragd"
+if [ -n "${RAGD_BIN:-}" ]; then
+    ragd="$RAGD_BIN"
+else
+    # OUT_DIR would reach build scripts and rebuild crates: keep it from cargo.
+    env -u OUT_DIR cargo build --release --bin ragd -q
+    ragd="${CARGO_TARGET_DIR:-target}/release/ragd"
+fi
 
 for gen in "$@"; do
     [ -e "$models/$gen" ] || models/fetch --only "$gen" >/dev/null

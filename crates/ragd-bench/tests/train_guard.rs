@@ -37,10 +37,12 @@ struct Cli {
     args: TrainGuardArgs,
 }
 
-fn args(out: &std::path::Path, cache: &std::path::Path) -> TrainGuardArgs {
+fn args(out: &std::path::Path, cache: &std::path::Path, features: &str) -> TrainGuardArgs {
     let (data, out, cache, models) = (fixture(), out.to_path_buf(), cache.to_path_buf(), models_dir());
     Cli::parse_from([
         "train".as_ref(),
+        "--features".as_ref(),
+        features.as_ref(),
         "--data".as_ref(),
         data.as_os_str(),
         "--out".as_ref(),
@@ -68,7 +70,7 @@ fn a_guard_trained_on_a_small_subset_beats_chance_and_loads_as_a_guard() {
     let (out_a, out_b, cache) = (tmp.join("guard-a"), tmp.join("guard-b"), tmp.join("features"));
 
     let t0 = Instant::now();
-    let a = train(&args(&out_a, &cache)).unwrap();
+    let a = train(&args(&out_a, &cache, "embedder")).unwrap();
     let first = t0.elapsed();
     eprintln!(
         "trained in {first:.1?} (features {:.1} s, head {:.1} s), {} epochs",
@@ -84,7 +86,7 @@ fn a_guard_trained_on_a_small_subset_beats_chance_and_loads_as_a_guard() {
     assert_eq!(a.labels, ["benign", "injection", "jailbreak"]);
 
     // The same seed gives the same head (the features now come from the cache).
-    let b = train(&args(&out_b, &cache)).unwrap();
+    let b = train(&args(&out_b, &cache, "embedder")).unwrap();
     let head = |dir: &std::path::Path| std::fs::read(dir.join("head.safetensors")).unwrap();
     assert_eq!(head(&out_a), head(&out_b), "same seed, same weights");
     assert_eq!(a.validation, b.validation);
@@ -110,12 +112,27 @@ fn a_guard_trained_on_a_small_subset_beats_chance_and_loads_as_a_guard() {
         .unwrap();
     assert!((probs[0].iter().sum::<f32>() - 1.0).abs() < 1e-5);
 
-    // Scored through the loaded guard (as `ragd eval guard` and the server
-    // do), the held-out rows give the AUC the trainer measured.
+    scores_as_trained(&out_a, v.roc_auc.unwrap());
+
+    // `fpr:` thresholds resolve from its calibration, and not for other guards.
+    let t = GuardThreshold::Fpr(0.05).resolve(Some(&out_a)).unwrap();
+    assert_eq!(t, a.validation.threshold);
+    let err = GuardThreshold::Fpr(0.05)
+        .resolve(Some(&models_dir().join("all-minilm-l6-v2")))
+        .unwrap_err();
+    assert!(err.to_string().contains("no calibration"), "{err}");
+
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// Scored through the loaded guard (as `ragd eval guard` and the server
+/// do), the held-out rows give the AUC the trainer measured, and an
+/// injection scores above a question.
+fn scores_as_trained(out: &std::path::Path, trainer_auc: f64) {
     let rows = read_rows(&fixture()).unwrap();
     let held: Vec<_> = rows.iter().filter(|r| holds_out(r, 0.3)).collect();
     let texts: Vec<&str> = held.iter().map(|r| r.text.as_str()).collect();
-    let mut scorer = GuardScorer::load(&out_a, &DeviceChoice::Cpu).unwrap();
+    let mut scorer = GuardScorer::load(out, &DeviceChoice::Cpu).unwrap();
     let scores = scorer.score(&texts, &mut |_| {}).unwrap();
     let (mut attacks, mut benign) = (Vec::new(), Vec::new());
     for (r, s) in held.iter().zip(&scores) {
@@ -127,9 +144,8 @@ fn a_guard_trained_on_a_small_subset_beats_chance_and_loads_as_a_guard() {
     }
     let auc = roc_auc(&attacks, &benign).unwrap();
     assert!(
-        (auc - v.roc_auc.unwrap()).abs() < 1e-3,
-        "loaded {auc}, trainer {:?}",
-        v.roc_auc
+        (auc - trainer_auc).abs() < 1e-3,
+        "loaded {auc}, trainer {trainer_auc}"
     );
     let attack = scorer
         .score(
@@ -141,14 +157,27 @@ fn a_guard_trained_on_a_small_subset_beats_chance_and_loads_as_a_guard() {
         .score(&["Which river flows through Paris?"], &mut |_| {})
         .unwrap()[0];
     assert!(attack > question, "injection {attack}, question {question}");
+}
 
-    // `fpr:` thresholds resolve from its calibration, and not for other guards.
-    let t = GuardThreshold::Fpr(0.05).resolve(Some(&out_a)).unwrap();
-    assert_eq!(t, a.validation.threshold);
-    let err = GuardThreshold::Fpr(0.05)
-        .resolve(Some(&models_dir().join("all-minilm-l6-v2")))
-        .unwrap_err();
-    assert!(err.to_string().contains("no calibration"), "{err}");
-
+#[test]
+fn an_ngram_guard_needs_no_model_folder_and_beats_chance() {
+    let tmp = std::env::temp_dir().join(format!("ragd-train-ngrams-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = tmp.join("ngram-guard");
+    let a = train(&args(&out, &tmp.join("features"), "ngrams")).unwrap();
+    let v = &a.validation.overall;
+    assert!(v.roc_auc.unwrap() >= 0.9, "{v:?}");
+    assert!(v.tpr_at_fpr_5.unwrap() >= 0.6, "{v:?}");
+    // No encoder folder: the config names the featurizer by its hash only,
+    // with 4 KiB windows, and nothing was cached on disk.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["encoders"][0]["kind"], "char-ngrams");
+    assert_eq!(config["encoders"][0]["path"], "");
+    assert_eq!(config["encoders"][0]["dim"], 16384);
+    assert_eq!(config["window_bytes"], 4096);
+    assert!(!tmp.join("features").exists());
+    assert_eq!(detect_guard_format(&out).unwrap(), GuardFormat::Trained);
+    scores_as_trained(&out, v.roc_auc.unwrap());
     std::fs::remove_dir_all(&tmp).unwrap();
 }
