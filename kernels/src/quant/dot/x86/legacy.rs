@@ -44,25 +44,41 @@ pub(super) unsafe fn q5_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &Rows<'_,
     acc
 }
 
-/// Q8_0: a run of 32 bytes is columns `4k..4k+4` of the eight rows; |w| as
-/// unsigned bytes, the sign moved onto the activations.
+/// Q8_0: a run of 32 bytes is columns `4k..4k+4` of the eight rows.
+/// Where 32-bit products sum without saturating (`IntDot::WIDE_PRODUCTS`,
+/// VNNI) the weights go in as unsigned `w + 128` and `128 * sum(x)` comes
+/// off per block: one instruction per row and run. Otherwise (AVX2's 16-bit
+/// pairs would saturate) |w| goes in, its sign moved onto the activations.
 #[inline(always)]
 pub(super) unsafe fn q8_0<I: IntDot, const N: usize>(w: &Panel<'_>, x: &Rows<'_, N>) -> [__m256; N] {
     let mut acc = [_mm256_setzero_ps(); N];
+    let flip = _mm256_set1_epi8(i8::MIN);
     for b in 0..w.d.len() / PANEL {
         let base = w.qs.as_ptr().add(b * PANEL * BLOCK);
         let mut s32 = [_mm256_setzero_si256(); N];
         for k in 0..8 {
             let wq = _mm256_loadu_si256(base.add(k * 32) as *const __m256i);
-            let wabs = _mm256_sign_epi8(wq, wq);
-            for (r, s32) in s32.iter_mut().enumerate() {
-                let xs = _mm256_sign_epi8(x.q4(r, b * BLOCK + 4 * k), wq);
-                *s32 = I::single32(*s32, wabs, xs);
+            if I::WIDE_PRODUCTS {
+                let wu = _mm256_xor_si256(wq, flip);
+                for (r, s32) in s32.iter_mut().enumerate() {
+                    *s32 = I::single32(*s32, wu, x.q4(r, b * BLOCK + 4 * k));
+                }
+            } else {
+                let wabs = _mm256_sign_epi8(wq, wq);
+                for (r, s32) in s32.iter_mut().enumerate() {
+                    let xs = _mm256_sign_epi8(x.q4(r, b * BLOCK + 4 * k), wq);
+                    *s32 = I::single32(*s32, wabs, xs);
+                }
             }
         }
         let wd = _mm256_loadu_ps(w.d.as_ptr().add(b * PANEL));
         for r in 0..N {
-            acc[r] = scale_into(s32[r], wd, x.d(r, b), acc[r]);
+            let isum = if I::WIDE_PRODUCTS {
+                _mm256_sub_epi32(s32[r], _mm256_set1_epi32(128 * x.sum(r, b)))
+            } else {
+                s32[r]
+            };
+            acc[r] = scale_into(isum, wd, x.d(r, b), acc[r]);
         }
     }
     acc

@@ -35,6 +35,10 @@ mod legacy;
 /// lane (one lane per weight row). Callers keep every sum exact: a "short"
 /// accumulator holds 16-bit sums on AVX2, so it takes only what fits.
 pub(super) trait IntDot {
+    /// Whether a byte product goes straight into 32 bits: an unsigned
+    /// operand may then be up to 255 without the 16-bit pair sums of
+    /// AVX2's `maddubs` saturating.
+    const WIDE_PRODUCTS: bool;
     /// Rows of the batch that share one pass over a panel of `format`: as
     /// many as the registers hold beside the unpacking (each row keeps an
     /// integer and a float accumulator).
@@ -98,6 +102,7 @@ entry_point!(Vnni, group_tile_vnni, "avx2,fma,avx512vnni,avx512vl");
 pub(super) struct Avx2;
 
 impl IntDot for Avx2 {
+    const WIDE_PRODUCTS: bool = false;
     fn group(_: QuantFormat) -> usize {
         4
     }
@@ -134,6 +139,7 @@ impl IntDot for Avx2 {
 pub(super) struct Vnni;
 
 impl IntDot for Vnni {
+    const WIDE_PRODUCTS: bool = true;
     /// AVX-512VL code has 32 vector registers (AVX2 code 16): eight rows,
     /// except Q6_K, whose unpacking needs more of them (eight rows spill and
     /// run at 0.6x of four, measured with `examples/quant_matmul`).
