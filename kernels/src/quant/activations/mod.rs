@@ -83,11 +83,14 @@ impl Interleaved {
             let rows: Vec<ActRow<'_>> = (first..acts.rows.min(first + group))
                 .map(|i| acts.row(i))
                 .collect();
-            for c in (0..cols).step_by(4) {
-                out.q.extend(
-                    rows.iter()
-                        .map(|r| i32::from_le_bytes(std::array::from_fn(|j| r.q[c + j] as u8))),
-                );
+            let mut runs: Vec<_> = rows.iter().map(|r| r.q.chunks_exact(4)).collect();
+            for _ in 0..cols / 4 {
+                for run in &mut runs {
+                    let c = run.next().expect("cols is a multiple of 32");
+                    out.q.push(i32::from_le_bytes([
+                        c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8,
+                    ]));
+                }
             }
             for b in 0..nb {
                 out.d.extend(rows.iter().map(|r| r.d[b]));
