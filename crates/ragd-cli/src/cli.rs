@@ -255,6 +255,12 @@ pub struct ServeArgs {
     /// `$XDG_DATA_HOME/ragd`, else `~/.local/share/ragd`, else `./ragd-data`.
     #[arg(long, env = "RAGD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep collections in Postgres instead of the data folder:
+    /// `postgres://user:password@host:5432/db` (needs the pgvector
+    /// extension; the schema is migrated at start-up). Replicas given the
+    /// same URL share every collection.
+    #[arg(long, env = "RAGD_STORE", value_name = "URL")]
+    pub store: Option<ragd_server::config::Secret>,
     /// API keys file (TOML, or JSON if it ends in `.json`): SHA-256 hashes
     /// of the keys and their tenants, managed through `/admin/keys`.
     /// Default: `keys.toml` in the data folder.

@@ -77,6 +77,7 @@ impl ServeArgs {
             request_timeout: (self.request_timeout_seconds > 0.0)
                 .then(|| Duration::from_secs_f64(self.request_timeout_seconds)),
             data_dir: self.data_dir,
+            store: self.store,
             max_collections_per_tenant: self.max_collections_per_tenant,
             max_documents_per_collection: self.max_documents_per_collection,
             rag_template: self.rag_template,

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ragd_index::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -54,32 +53,7 @@ pub struct RunningServer {
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     check_auth_flags(&config)?;
     let data_dir = data_dir(&config);
-    let dir = data_dir.clone();
-    let options = StoreOptions {
-        max_collections_per_tenant: config.max_collections_per_tenant,
-        max_documents_per_collection: config.max_documents_per_collection,
-        ..StoreOptions::default()
-    };
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir, options))
-        .await
-        .context("opening the knowledge base panicked")?
-        .with_context(|| format!("cannot open the knowledge base in {}", data_dir.display()))?;
-    for q in store.quarantined() {
-        tracing::error!(
-            tenant = %q.tenant,
-            collection = %q.name,
-            error = %q.error,
-            "collection quarantined: its files failed to load; every other collection serves"
-        );
-    }
-    let stats = store.stats();
-    tracing::info!(
-        path = %data_dir.display(),
-        tenants = stats.tenants,
-        collections = stats.collections,
-        documents = stats.documents,
-        "knowledge base open"
-    );
+    let store = crate::knowledge_base::open(&config, &data_dir).await?;
     let expected = models::models_configured(&config.models)?;
     let caches = &config.caches;
     if !expected.contains(&"embedder") && caches.semantic_threshold.is_some() {
@@ -98,7 +72,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         request_limits: config.request_limits,
         guard: config.guard,
         auth: auth(&config.auth, &data_dir)?,
-        store: Some(Arc::new(store)),
+        store: Some(store),
         collection_limits: config.collection_limits,
         rag_template: rag_template(config.rag_template.as_deref())?,
         rate_limits: (config.auth.rate_limit_rpm).map(|rpm| {
@@ -408,12 +382,11 @@ impl RunningServer {
 
     /// Checkpoints the knowledge base; a failure is only logged.
     async fn checkpoint(&self) {
-        if let Some(store) = self.state.collections.as_ref().map(|c| c.store().clone()) {
-            match tokio::task::spawn_blocking(move || store.checkpoint_all()).await {
-                Ok(Ok(())) => tracing::info!("knowledge base checkpointed"),
+        if let Some(backend) = self.state.collections.as_ref().map(|c| c.backend().clone()) {
+            match backend.checkpoint().await {
+                Ok(()) => tracing::info!(store = backend.kind(), "knowledge base checkpointed"),
                 // Every acknowledged write is in the logs already.
-                Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint at shutdown failed"),
-                Err(e) => tracing::warn!(error = %e, "checkpoint at shutdown panicked"),
+                Err(e) => tracing::warn!(error = %e, "checkpoint at shutdown failed"),
             }
         }
     }
