@@ -1,6 +1,7 @@
 //! Helpers shared by ragd's end-to-end tests and benchmarks.
 
 pub mod playground;
+pub mod postgres;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Write};
@@ -56,6 +57,53 @@ pub fn test_config(models_dir: PathBuf) -> ServeConfig {
     config.models.models_dir = models_dir;
     config.auth.no_auth = true;
     config
+}
+
+/// Where a test server keeps its collections. Collection, isolation and
+/// durability tests run once per store: one suite, two stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The in-memory store under the data folder (the default).
+    Memory,
+    /// A fresh Postgres with pgvector (`--store postgres://...`).
+    Postgres,
+}
+
+impl StoreKind {
+    /// The database this store needs, started (`None` for memory); keep it
+    /// alive as long as the servers using it.
+    pub fn start(self) -> Option<postgres::Postgres> {
+        (self == Self::Postgres).then(postgres::Postgres::start)
+    }
+}
+
+/// Points `config` at `pg` when there is one (else the data folder).
+pub fn use_store(config: &mut ServeConfig, pg: Option<&postgres::Postgres>) {
+    config.store = pg.map(|pg| ragd_server::config::Secret(pg.url()));
+}
+
+/// Runs each `async fn name(store: StoreKind)` as two tests,
+/// `memory::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::StoreKind::Memory).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::StoreKind::Postgres).await
+                }
+            )*
+        }
+    };
 }
 
 /// Only the generator: for tests of generation endpoints.
