@@ -264,8 +264,14 @@ pub struct ServeArgs {
     /// API keys file (TOML, or JSON if it ends in `.json`): SHA-256 hashes
     /// of the keys and their tenants, managed through `/admin/keys`.
     /// Default: `keys.toml` in the data folder.
-    #[arg(long, env = "RAGD_KEYS_FILE")]
+    #[arg(long, env = "RAGD_KEYS_FILE", conflicts_with = "keys")]
     pub keys_file: Option<PathBuf>,
+    /// Where API keys live: `file` (the keys file, the default) or
+    /// `postgres` (the `--store` database: every replica using it sees a
+    /// new or revoked key within a second).
+    #[arg(long, env = "RAGD_KEYS", value_name = "file|postgres", default_value = "file",
+          value_parser = ["file", "postgres"], requires_if("postgres", "store"))]
+    pub keys: String,
     /// File holding the admin key, which guards `/admin/*`.
     #[arg(long, env = "RAGD_ADMIN_KEY_FILE")]
     pub admin_key_file: Option<PathBuf>,

@@ -84,6 +84,7 @@ impl ServeArgs {
             auth: AuthConfig {
                 no_auth: self.no_auth,
                 keys_file: self.keys_file,
+                keys_in_postgres: self.keys == "postgres",
                 admin_key_file: self.admin_key_file,
                 admin_key: self.admin_key,
                 rate_limit_rpm: self.rate_limit_rpm,

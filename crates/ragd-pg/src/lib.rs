@@ -25,6 +25,7 @@
 mod collection;
 mod error;
 mod filter;
+pub mod keys;
 pub mod migrate;
 mod search;
 mod store;
@@ -32,4 +33,5 @@ pub mod tenant;
 
 pub use collection::PgCollection;
 pub use error::{PgError, Result};
+pub use keys::{KeyRow, KeyTable, PgKeys};
 pub use store::{PgStore, MAX_PG_DIM};

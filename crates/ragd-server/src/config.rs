@@ -69,6 +69,9 @@ pub struct AuthConfig {
     pub no_auth: bool,
     /// The keys file; `None`: `keys.toml` in the data folder.
     pub keys_file: Option<PathBuf>,
+    /// Keep the keys in the Postgres store instead (`--keys postgres`):
+    /// shared by every replica using it.
+    pub keys_in_postgres: bool,
     /// The admin key, from a file or given itself (not both).
     pub admin_key_file: Option<PathBuf>,
     pub admin_key: Option<Secret>,
@@ -135,6 +138,7 @@ impl Default for AuthConfig {
         Self {
             no_auth: false,
             keys_file: None,
+            keys_in_postgres: false,
             admin_key_file: None,
             admin_key: None,
             rate_limit_rpm: None,

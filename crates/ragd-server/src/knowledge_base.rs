@@ -14,23 +14,28 @@ use crate::config::ServeConfig;
 
 /// The store of `config`: Postgres at `config.store` when set, else the
 /// data folder `data_dir`; opened (and, for Postgres, migrated) and its
-/// size logged.
-pub async fn open(config: &ServeConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn CollectionBackend>> {
+/// size logged. Also the Postgres store itself, for what else lives there
+/// (`--keys postgres`).
+pub async fn open(
+    config: &ServeConfig,
+    data_dir: &Path,
+) -> anyhow::Result<(Arc<dyn CollectionBackend>, Option<PgStore>)> {
     let options = StoreOptions {
         max_collections_per_tenant: config.max_collections_per_tenant,
         max_documents_per_collection: config.max_documents_per_collection,
         ..StoreOptions::default()
     };
-    let backend: Arc<dyn CollectionBackend> = match &config.store {
+    let (backend, pg): (Arc<dyn CollectionBackend>, _) = match &config.store {
         Some(url) => {
             let store = PgStore::connect(&url.0, options)
                 .await
                 .context("cannot open the knowledge base in Postgres (--store)")?;
-            Arc::new(PostgresBackend::new(store))
+            (Arc::new(PostgresBackend::new(store.clone())), Some(store))
         }
-        None => Arc::new(MemoryBackend::new(Arc::new(
-            open_folder(data_dir, options).await?,
-        ))),
+        None => {
+            let store = open_folder(data_dir, options).await?;
+            (Arc::new(MemoryBackend::new(Arc::new(store))), None)
+        }
     };
     if let Some(totals) = backend.totals().await {
         let stats = totals.stats;
@@ -42,7 +47,7 @@ pub async fn open(config: &ServeConfig, data_dir: &Path) -> anyhow::Result<Arc<d
             "knowledge base open"
         );
     }
-    Ok(backend)
+    Ok((backend, pg))
 }
 
 /// The data folder's store, its quarantined collections logged.

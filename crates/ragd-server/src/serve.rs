@@ -53,7 +53,7 @@ pub struct RunningServer {
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     check_auth_flags(&config)?;
     let data_dir = data_dir(&config);
-    let store = crate::knowledge_base::open(&config, &data_dir).await?;
+    let (store, pg) = crate::knowledge_base::open(&config, &data_dir).await?;
     let expected = models::models_configured(&config.models)?;
     let caches = &config.caches;
     if !expected.contains(&"embedder") && caches.semantic_threshold.is_some() {
@@ -71,7 +71,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         expected,
         request_limits: config.request_limits,
         guard: config.guard,
-        auth: auth(&config.auth, &data_dir)?,
+        auth: auth(&config.auth, &data_dir, pg.as_ref()).await?,
         store: Some(store),
         collection_limits: config.collection_limits,
         rag_template: rag_template(config.rag_template.as_deref())?,
@@ -202,7 +202,7 @@ pub fn data_dir(config: &ServeConfig) -> PathBuf {
     PathBuf::from("ragd-data")
 }
 
-fn auth(args: &AuthConfig, data_dir: &Path) -> anyhow::Result<Auth> {
+async fn auth(args: &AuthConfig, data_dir: &Path, pg: Option<&ragd_pg::PgStore>) -> anyhow::Result<Auth> {
     if args.no_auth {
         tracing::warn!(
             "authentication is off (--no-auth): every request is the tenant `{}`",
@@ -224,13 +224,16 @@ fn auth(args: &AuthConfig, data_dir: &Path) -> anyhow::Result<Auth> {
     if let Some(key) = &admin {
         check_admin_key(key)?;
     }
-    let path = args
-        .keys_file
-        .clone()
-        .unwrap_or_else(|| data_dir.join("keys.toml"));
-    let keys = KeyRing::load(&path)?;
+    let keys = match (args.keys_in_postgres, pg) {
+        (true, Some(pg)) => KeyRing::from_postgres(ragd_pg::PgKeys::new(pg)).await?,
+        (true, None) => bail!("--keys postgres needs the Postgres store (--store postgres://...)"),
+        (false, _) => {
+            let path = (args.keys_file.clone()).unwrap_or_else(|| data_dir.join("keys.toml"));
+            Arc::new(KeyRing::load(&path)?)
+        }
+    };
     tracing::info!(
-        path = %path.display(),
+        keys_in = %keys.describe(),
         keys = keys.list().len(),
         admin = admin.is_some(),
         "API keys loaded"
@@ -242,7 +245,7 @@ fn auth(args: &AuthConfig, data_dir: &Path) -> anyhow::Result<Auth> {
         );
     }
     Ok(Auth::Keys {
-        keys: Arc::new(keys),
+        keys,
         admin: admin.as_deref().map(AdminKey::new),
     })
 }
