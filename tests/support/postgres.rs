@@ -165,7 +165,8 @@ impl Postgres {
         self.try_psql(sql).unwrap_or_else(|e| panic!("psql `{sql}`: {e}"))
     }
 
-    fn try_psql(&self, sql: &str) -> Result<String, String> {
+    /// Runs `sql` with psql as the superuser: its output, or its error.
+    pub fn try_psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new(bin(&self.home, "psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
             .args([
