@@ -100,8 +100,11 @@ impl PgCollection {
     pub async fn version(&self) -> Result<CollectionVersion> {
         let mut client = self.pool.get().await?;
         let tx = tenant::transaction(&mut client, &self.tenant).await?;
+        let select = tx
+            .prepare_cached("SELECT seq FROM ragd_collections WHERE id = $1")
+            .await?;
         let seq: i64 = tx
-            .query_opt("SELECT seq FROM ragd_collections WHERE id = $1", &[&self.id])
+            .query_opt(&select, &[&self.id])
             .await?
             .ok_or_else(|| self.not_found())?
             .get(0);

@@ -48,10 +48,9 @@ impl PgCollection {
         } else {
             ""
         };
+        let settings = format!("; SET LOCAL hnsw.ef_search = {ef}{iterative}");
         let mut client = self.pool.get().await?;
-        let tx = tenant::transaction(&mut client, &self.tenant).await?;
-        tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {ef}{iterative}"))
-            .await?;
+        let tx = tenant::transaction_with(&mut client, &self.tenant, &settings).await?;
         let dense = match q.vector {
             Some(v) if q.mode.needs_vector() => {
                 let sql = self.dense_sql(filter, window);
@@ -68,15 +67,15 @@ impl PgCollection {
         };
         let fused = fuse(&dense, &lexical, q.mode, q.fusion, q.top_k);
         let ids: Vec<i64> = fused.iter().map(|f| f.chunk as i64).collect();
-        let rows = tx
-            .query(
+        let details = tx
+            .prepare_cached(
                 "SELECT c.id, c.doc_id, c.chunk_index, c.text, d.metadata
                  FROM ragd_chunks c
                  JOIN ragd_documents d ON d.collection_id = c.collection_id AND d.id = c.doc_id
                  WHERE c.id = ANY($1)",
-                &[&ids],
             )
             .await?;
+        let rows = tx.query(&details, &[&ids]).await?;
         tx.commit().await?;
         let mut found: HashMap<i64, _> = rows.into_iter().map(|r| (r.get::<_, i64>(0), r)).collect();
         Ok(fused

@@ -138,11 +138,15 @@ impl PgStore {
         validate_collection(name)?;
         let mut client = self.pool.get().await?;
         let tx = tenant::transaction(&mut client, tenant).await?;
-        let row = tx
-            .query_opt(
+        // Every request opens its collection: a cached statement saves a
+        // round trip each time.
+        let lookup = tx
+            .prepare_cached(
                 "SELECT id, config, incarnation FROM ragd_collections WHERE tenant = $1 AND name = $2",
-                &[&tenant, &name],
             )
+            .await?;
+        let row = tx
+            .query_opt(&lookup, &[&tenant, &name])
             .await?
             .ok_or_else(|| IndexError::NotFound(name.to_string()))?;
         tx.commit().await?;

@@ -21,12 +21,22 @@ use crate::Result;
 /// A transaction of `tenant`: as the role `ragd_tenant`, with
 /// `ragd.tenant` set to it until the transaction ends.
 pub async fn transaction<'a>(client: &'a mut Client, tenant: &str) -> Result<Transaction<'a>> {
+    transaction_with(client, tenant, "").await
+}
+
+/// [`transaction`] with more settings for it (`SET LOCAL ...` statements,
+/// each starting with `;`), sent in the same round trip.
+pub async fn transaction_with<'a>(
+    client: &'a mut Client,
+    tenant: &str,
+    settings: &str,
+) -> Result<Transaction<'a>> {
     // `[A-Za-z0-9_-]` only: safe as a literal (SET takes no parameters),
     // which saves a round trip per request over `set_config($1)`.
     validate_tenant(tenant)?;
     let tx = client.transaction().await?;
     tx.batch_execute(&format!(
-        "SET LOCAL ROLE ragd_tenant; SET LOCAL ragd.tenant = '{tenant}'"
+        "SET LOCAL ROLE ragd_tenant; SET LOCAL ragd.tenant = '{tenant}'{settings}"
     ))
     .await?;
     Ok(tx)
