@@ -18,8 +18,6 @@
 
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use ragd_cli::cli::{Cli, Command as CliCommand};
 use ragd_suite::postgres::Postgres;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
@@ -33,30 +31,11 @@ const ADMIN_KEY: &str = "pg-replicas-admin-key-0123456789abcdef";
 #[test]
 #[ignore = "started by the replicas test in a child process"]
 fn pg_replica() {
-    let Ok(args) = std::env::var(ARGS_ENV) else {
-        return;
-    };
-    let args: Vec<String> = serde_json::from_str(&args).expect("arguments as JSON");
-    ragd_cli::telemetry::init(ragd_cli::cli::LogFormat::Text);
-    let argv = ["ragd".to_string(), "serve".to_string()].into_iter().chain(args);
-    let CliCommand::Serve(serve_args) = Cli::try_parse_from(argv).expect("valid flags").command else {
-        unreachable!("a serve command")
-    };
-    ragd_suite::serve_as_child(serve_args.into_config().expect("a serve config"));
+    ragd_suite::serve_args_from_env(ARGS_ENV);
 }
 
 /// A replica process, killed when dropped.
-struct Replica {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+struct Replica(ragd_suite::ServeReplica);
 
 impl Replica {
     fn spawn(pg: &Postgres, dir: &std::path::Path, name: &str) -> Self {
@@ -86,14 +65,17 @@ impl Replica {
             ragd_suite::models_dir().display().to_string(),
         ])
         .collect();
-        let args = serde_json::to_string(&args).unwrap();
-        let (child, base) = ragd_suite::spawn_child_server("pg_replica", &[(ARGS_ENV, &args)]);
-        Self { child, base }
+        Self(ragd_suite::ServeReplica::spawn(
+            "pg_replica",
+            ARGS_ENV,
+            &args,
+            "warn",
+        ))
     }
 
     /// `method path` with `key`: status and JSON body.
     fn call(&self, http: &Client, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
+        let url = format!("{}{path}", self.0.base);
         let mut req = match method {
             "GET" => http.get(url),
             "DELETE" => http.delete(url),

@@ -23,8 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use ragd_cli::cli::{Cli, Command as CliCommand};
 use ragd_suite::{metric_value, ChildLog};
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
@@ -52,16 +50,7 @@ const AFTER: (&str, &str, &str) = ("rk-acme-after", "key_acme_after", "acme");
 #[test]
 #[ignore = "started by the scale-out test in a child process"]
 fn redis_replica() {
-    let Ok(args) = std::env::var(ARGS_ENV) else {
-        return;
-    };
-    let args: Vec<String> = serde_json::from_str(&args).expect("arguments as JSON");
-    ragd_cli::telemetry::init(ragd_cli::cli::LogFormat::Text);
-    let argv = ["ragd".to_string(), "serve".to_string()].into_iter().chain(args);
-    let CliCommand::Serve(serve_args) = Cli::try_parse_from(argv).expect("valid flags").command else {
-        unreachable!("a serve command")
-    };
-    ragd_suite::serve_as_child(serve_args.into_config().expect("a serve config"));
+    ragd_suite::serve_args_from_env(ARGS_ENV);
 }
 
 /// A `redis-server` on loopback with its own folder, no persistence.
@@ -137,28 +126,24 @@ const INSTALL: &str = "install Redis with `apt-get install redis-server` (it bri
                        this test needs it and does not skip";
 
 /// A replica process, killed when dropped.
-struct Replica {
-    child: Child,
-    base: String,
-    log: ChildLog,
-}
+struct Replica(ragd_suite::ServeReplica);
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Replica {
+    type Target = ragd_suite::ServeReplica;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
 impl Replica {
     fn spawn(args: &[String]) -> Self {
-        let args = serde_json::to_string(args).unwrap();
-        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,ragd_server::shared=info".into());
-        let (child, base, log) = ragd_suite::spawn_child_server_with_log(
+        let log = "warn,ragd_server::shared=info";
+        Self(ragd_suite::ServeReplica::spawn(
             "redis_replica",
-            &[(ARGS_ENV, &args), ("RUST_LOG", &log)],
-        );
-        Self { child, base, log }
+            ARGS_ENV,
+            args,
+            log,
+        ))
     }
 
     fn metric(&self, http: &Client, name: &str, labels: &str) -> f64 {

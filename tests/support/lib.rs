@@ -290,6 +290,55 @@ pub fn serve_as_child(config: ServeConfig) {
     });
 }
 
+/// In a child server of [`spawn_child_server`]: `ragd serve` with the
+/// arguments (a JSON list) in the variable `args_env`, parsed and run as
+/// `main.rs` runs them; nothing when the variable is unset (a normal test
+/// run).
+pub fn serve_args_from_env(args_env: &str) {
+    use ragd_cli::cli::{Cli, Command as CliCommand};
+    let Ok(args) = std::env::var(args_env) else {
+        return;
+    };
+    let args: Vec<String> = serde_json::from_str(&args).expect("arguments as JSON");
+    ragd_cli::telemetry::init(ragd_cli::cli::LogFormat::Text);
+    let argv = ["ragd".to_string(), "serve".to_string()].into_iter().chain(args);
+    let command = <Cli as clap::Parser>::try_parse_from(argv)
+        .expect("valid flags")
+        .command;
+    let CliCommand::Serve(serve_args) = command else {
+        unreachable!("a serve command")
+    };
+    serve_as_child(serve_args.into_config().expect("a serve config"));
+}
+
+/// A `ragd serve` replica in a child process (this test binary again,
+/// running only `child_test`, which calls [`serve_args_from_env`] with
+/// `args_env`), its log kept; killed when dropped.
+pub struct ServeReplica {
+    pub child: Child,
+    pub base: String,
+    pub log: ChildLog,
+}
+
+impl ServeReplica {
+    /// Starts `ragd serve ARGS` (with `RUST_LOG` from the environment, else
+    /// `default_log`) and waits until it listens.
+    pub fn spawn(child_test: &str, args_env: &str, args: &[String], default_log: &str) -> Self {
+        let args = serde_json::to_string(args).expect("arguments as JSON");
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| default_log.into());
+        let (child, base, log) =
+            spawn_child_server_with_log(child_test, &[(args_env, &args), ("RUST_LOG", &log)]);
+        Self { child, base, log }
+    }
+}
+
+impl Drop for ServeReplica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// In a child server of [`spawn_child_server`]: tells the parent where it
 /// listens (straight to the pipe: libtest may capture `println!`).
 pub fn announce_listening(addr: SocketAddr) {

@@ -121,15 +121,7 @@ impl PgStore {
         tx.batch_execute(&format!("SET LOCAL ROLE NONE; {}", hnsw_index_sql(id, &config)))
             .await?;
         tx.commit().await?;
-        Ok(PgCollection::new(
-            self.pool.clone(),
-            tenant,
-            name,
-            id,
-            config,
-            incarnation,
-            self.options.max_documents_per_collection,
-        ))
+        Ok(self.handle(tenant, name, id, config, incarnation))
     }
 
     /// `tenant`'s collection `name`; `NotFound` whether or not another
@@ -233,15 +225,27 @@ impl PgStore {
         let config: CollectionConfig = serde_json::from_value(config).map_err(|e| {
             PgError::Unavailable(format!("collection `{name}` has an unreadable config: {e}"))
         })?;
-        Ok(PgCollection::new(
+        Ok(self.handle(tenant, name, id, config, incarnation))
+    }
+
+    fn handle(
+        &self,
+        tenant: &str,
+        name: &str,
+        id: i64,
+        config: CollectionConfig,
+        incarnation: i64,
+    ) -> PgCollection {
+        let max_documents = self.options.max_documents_per_collection;
+        PgCollection::new(
             self.pool.clone(),
             tenant,
             name,
             id,
             config,
             incarnation,
-            self.options.max_documents_per_collection,
-        ))
+            max_documents,
+        )
     }
 }
 
