@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ragd_suite::{metric_value, ChildLog};
+use ragd_suite::metric_value;
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 use rustix::process::{kill_process, Pid, Signal};

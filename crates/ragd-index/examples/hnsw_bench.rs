@@ -27,7 +27,7 @@
 //! top 10 or no farther than the exact 10th (ties between equal vectors).
 
 use std::collections::HashSet;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

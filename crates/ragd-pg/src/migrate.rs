@@ -36,7 +36,7 @@ pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// An arbitrary constant naming ragd's migration lock among the
 /// database's advisory locks.
-const LOCK_KEY: i64 = 0x7261_6764_6d69_67; // "ragdmig"
+const LOCK_KEY: i64 = 0x0072_6167_646d_6967; // "ragdmig"
 
 /// Brings the schema to [`LATEST`]; returns the versions applied (none
 /// when it was there already).

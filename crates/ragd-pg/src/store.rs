@@ -142,7 +142,7 @@ impl PgStore {
             .await?
             .ok_or_else(|| IndexError::NotFound(name.to_string()))?;
         tx.commit().await?;
-        self.from_row(tenant, name, row.get(0), row.get(1), row.get(2))
+        self.handle_from_row(tenant, name, row.get(0), row.get(1), row.get(2))
     }
 
     /// `tenant`'s collections by name, with their sizes.
@@ -162,7 +162,7 @@ impl PgStore {
         rows.into_iter()
             .map(|r| {
                 let name: String = r.get(1);
-                let c = self.from_row(tenant, &name, r.get(0), r.get(2), r.get(3))?;
+                let c = self.handle_from_row(tenant, &name, r.get(0), r.get(2), r.get(3))?;
                 Ok((c, sizes(r.get(4), r.get(5))))
             })
             .collect()
@@ -213,7 +213,7 @@ impl PgStore {
         })
     }
 
-    fn from_row(
+    fn handle_from_row(
         &self,
         tenant: &str,
         name: &str,
