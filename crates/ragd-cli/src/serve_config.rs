@@ -270,4 +270,37 @@ mod tests {
             assert!(parse(argv).models.prefix_cache, "{argv:?}");
         }
     }
+
+    #[test]
+    fn store_flags_land_in_their_config_and_the_url_stays_out_of_logs() {
+        let c = parse(&["ragd", "serve"]);
+        assert!(
+            c.store.is_none() && !c.auth.keys_in_postgres,
+            "the data folder and the keys file by default"
+        );
+        let url = "postgres://ragd:hunter2@db:5432/ragd";
+        let c = parse(&["ragd", "serve", "--store", url, "--keys", "postgres"]);
+        assert_eq!(c.store.as_ref().map(|s| s.0.as_str()), Some(url));
+        assert!(c.auth.keys_in_postgres);
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "no password in the config's Debug form"
+        );
+        for bad in [
+            &["ragd", "serve", "--keys", "postgres"][..],
+            &["ragd", "serve", "--store", url, "--keys", "redis"][..],
+            &[
+                "ragd",
+                "serve",
+                "--store",
+                url,
+                "--keys",
+                "postgres",
+                "--keys-file",
+                "k.toml",
+            ][..],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
 }
