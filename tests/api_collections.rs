@@ -488,6 +488,28 @@ async fn bad_bodies_get_4xx_openai_errors(store: StoreKind) {
         let (status, resp) = api.post(path, body).await;
         assert_error(status, &resp, want, what);
     }
+    if store == StoreKind::Postgres {
+        // Postgres cannot store U+0000 (the in-memory store can): a 400
+        // naming it, never a 500 from the database.
+        let nul_meta = json!({"documents": [{"id": "n", "text": "t", "metadata": {"k": "a\u{0}b"}}]});
+        for (what, body) in [
+            ("NUL in a text", one("n", "before\u{0}after")),
+            ("NUL in an id", one("a\u{0}b", "text")),
+            ("NUL in metadata", nul_meta),
+        ] {
+            let (status, resp) = api.post("/v1/collections/docs/documents", body).await;
+            assert_error(status, &resp, 400, what);
+        }
+        let search = "/v1/collections/docs/search";
+        let (status, resp) = api
+            .post(search, json!({"query": "q", "filter": {"k": "\u{0}"}}))
+            .await;
+        assert_error(status, &resp, 400, "NUL in a filter");
+        let (status, resp) = api
+            .post(search, json!({"query": "a\u{0}b", "mode": "lexical"}))
+            .await;
+        assert_eq!(status, 200, "a NUL in a query separates words: {resp}");
+    }
     let (status, body) = api.get("/v1/collections/bad.name").await;
     assert_error(status, &body, 400, "invalid name in the path");
     let (status, body) = api.delete("/v1/collections/nope").await;

@@ -123,7 +123,10 @@ impl PgCollection {
         check_ids(docs.iter().map(|d| d.id.as_str()))?;
         for doc in &docs {
             cancel.check()?;
+            storable("a document id", &doc.id)?;
+            storable_json("a document's metadata", &Value::Object(doc.metadata.clone()))?;
             for chunk in &doc.chunks {
+                storable("a document's text", &chunk.text)?;
                 check_vector(self.config.dim, &chunk.vector)?;
             }
         }
@@ -200,6 +203,10 @@ impl PgCollection {
     /// Deletes documents by id; returns how many existed. Durable when it
     /// returns `Ok`.
     pub async fn delete(&self, doc_ids: &[String]) -> Result<usize> {
+        // An id Postgres cannot store is not there.
+        let doc_ids: Vec<&str> = (doc_ids.iter().map(String::as_str))
+            .filter(|id| !id.contains('\0'))
+            .collect();
         let mut client = self.pool.get().await?;
         let tx = tenant::transaction(&mut client, &self.tenant).await?;
         self.bump(&tx).await?;
@@ -218,6 +225,9 @@ impl PgCollection {
         let mut client = self.pool.get().await?;
         let tx = tenant::transaction(&mut client, &self.tenant).await?;
         self.check_exists(&tx).await?;
+        if id.contains('\0') {
+            return Ok(None); // never stored
+        }
         let Some(doc) = tx
             .query_opt(
                 "SELECT metadata FROM ragd_documents WHERE collection_id = $1 AND id = $2",
@@ -247,6 +257,7 @@ impl PgCollection {
     /// Up to `limit` documents after the id `after`, in id order (bytewise,
     /// as the in-memory store orders them: the ids are `COLLATE "C"`).
     pub async fn list_documents(&self, after: Option<&str>, limit: usize) -> Result<Vec<DocumentSummary>> {
+        storable("`after`", after.unwrap_or_default())?;
         let mut client = self.pool.get().await?;
         let tx = tenant::transaction(&mut client, &self.tenant).await?;
         self.check_exists(&tx).await?;
@@ -286,6 +297,35 @@ impl PgCollection {
         tx.commit().await?;
         Ok(sizes(row.get(0), row.get(1)))
     }
+}
+
+/// Postgres `text` and `jsonb` cannot hold U+0000 (the in-memory store
+/// can): a value with one is refused up front as the caller's error (a
+/// 400), never sent to fail in the database (a 500).
+pub(crate) fn storable(what: &str, text: &str) -> Result<()> {
+    if text.contains('\0') {
+        return Err(IndexError::InvalidInput(format!(
+            "{what} contains a NUL character, which Postgres cannot store"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// [`storable`] for JSON (its strings and keys).
+pub(crate) fn storable_json(what: &str, value: &Value) -> Result<()> {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if has_nul(value) {
+        return storable(what, "\0");
+    }
+    Ok(())
 }
 
 /// A stored JSON object as metadata (anything else, which ragd never

@@ -9,7 +9,7 @@ use pgvector::Vector;
 use ragd_index::{check_vector, fuse, hybrid_window, ChunkId, Hit, IndexError, Query, SearchMode};
 use tokio_postgres::types::ToSql;
 
-use crate::collection::{object, PgCollection};
+use crate::collection::{object, storable_json, PgCollection};
 use crate::filter::{compile, Param};
 use crate::{tenant, Result};
 
@@ -32,6 +32,12 @@ impl PgCollection {
             None => {}
         }
         q.fusion.validate()?;
+        if let Some(f) = q.filter {
+            storable_json(
+                "`filter`",
+                &serde_json::to_value(f).map_err(|e| IndexError::InvalidInput(e.to_string()))?,
+            )?;
+        }
         if q.top_k == 0 {
             return Ok(Vec::new());
         }
@@ -63,7 +69,8 @@ impl PgCollection {
             Vec::new()
         } else {
             let sql = self.lexical_sql(filter, window);
-            ranked(&tx, &sql.0, Box::new(q.text.to_string()), sql.1).await?
+            // NUL separates words like a space would (Postgres refuses it).
+            ranked(&tx, &sql.0, Box::new(q.text.replace('\0', " ")), sql.1).await?
         };
         let fused = fuse(&dense, &lexical, q.mode, q.fusion, q.top_k);
         let ids: Vec<i64> = fused.iter().map(|f| f.chunk as i64).collect();

@@ -86,6 +86,7 @@ impl PgStore {
             .into());
         }
         let json = serde_json::to_value(&config).map_err(|e| IndexError::InvalidInput(e.to_string()))?;
+        crate::collection::storable_json("the collection's metadata", &json)?;
         let incarnation = random_i64();
         let mut client = self.pool.get().await?;
         let tx = tenant::transaction(&mut client, tenant).await?;
