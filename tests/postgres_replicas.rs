@@ -12,7 +12,8 @@
 //! 4. tenant isolation holds in the database itself: as the role
 //!    `ragd_tenant`, SQL sees only the rows of the tenant it set, none
 //!    without one, and cannot write rows of another;
-//! 5. a key revoked through B stops working on A within seconds.
+//! 5. a tenant's guard policy set through A is in force on B, and a key
+//!    revoked through B stops working on A, within seconds.
 //!
 //! Without the Postgres install the test fails, it does not skip.
 
@@ -79,6 +80,7 @@ impl Replica {
         let mut req = match method {
             "GET" => http.get(url),
             "DELETE" => http.delete(url),
+            "PUT" => http.put(url),
             _ => http.post(url),
         }
         .bearer_auth(key);
@@ -201,6 +203,26 @@ fn replicas_share_collections_and_keys_through_postgres() {
         "1",
         "the owner sees all; nothing forged"
     );
+
+    // A tenant's guard policy set through A is in force on B.
+    let path = "/admin/tenants/acme/guard-policy";
+    let policy = json!({"input": true, "threshold": 0.8, "action": "flag"});
+    let (status, v) = a.call(&http, "PUT", path, ADMIN_KEY, Some(policy));
+    assert_eq!((status, &v["source"]), (200, &json!("tenant")), "{v}");
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = b.call(&http, "GET", path, ADMIN_KEY, None);
+        if v["source"] == "tenant" {
+            assert_eq!(
+                (&v["action"], &v["threshold"]),
+                (&json!("flag"), &json!(0.8)),
+                "{v}"
+            );
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "B still has {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // 5. Revoked on B, refused on A within seconds.
     let (status, v) = b.call(
