@@ -6,14 +6,21 @@
 //!
 //! The server runs in a child process: this test binary started again with
 //! only the ignored `child_server` test, which serves until it is killed.
+//!
+//! On both stores: in Postgres (`--store postgres://...`, fsync on) the
+//! database is SIGKILLed too, at the same moment, and restarted (crash
+//! recovery) before the new server.
 
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ragd_suite::StoreKind;
 use serde_json::{json, Value};
 
 const CHILD_ENV: &str = "RAGD_DURABILITY_CHILD_DATA_DIR";
+/// The child's `--store` URL, when it uses Postgres.
+const STORE_ENV: &str = "RAGD_DURABILITY_CHILD_STORE";
 
 /// The server of the child process (does nothing in a normal test run).
 #[test]
@@ -22,8 +29,10 @@ fn child_server() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
+    let store = std::env::var(STORE_ENV).ok();
     let (addr, _stop) = ragd_suite::start_on_own_thread(|c| {
         c.data_dir = Some(dir.into());
+        c.store = store.map(ragd_server::config::Secret);
         c.models.guards = vec![];
         c.models.generator = "none".into();
     });
@@ -33,9 +42,12 @@ fn child_server() {
     }
 }
 
-/// Starts a child server on `dir`; returns it and its base URL.
-fn spawn_server(dir: &str) -> (Child, String) {
-    ragd_suite::spawn_child_server("child_server", &[(CHILD_ENV, dir)])
+/// Starts a child server on `dir` (and the Postgres at `store`, if any);
+/// returns it and its base URL.
+fn spawn_server(dir: &str, store: Option<&str>) -> (Child, String) {
+    let mut envs = vec![(CHILD_ENV, dir)];
+    envs.extend(store.map(|url| (STORE_ENV, url)));
+    ragd_suite::spawn_child_server("child_server", &envs)
 }
 
 fn text_of(i: usize) -> String {
@@ -58,13 +70,24 @@ fn post(client: &reqwest::blocking::Client, url: &str, body: &Value) -> Result<V
 }
 
 #[test]
-fn acknowledged_documents_survive_sigkill() {
+fn memory_acknowledged_documents_survive_sigkill() {
+    acknowledged_documents_survive_sigkill(StoreKind::Memory);
+}
+
+#[test]
+fn postgres_acknowledged_documents_survive_sigkill() {
+    acknowledged_documents_survive_sigkill(StoreKind::Postgres);
+}
+
+fn acknowledged_documents_survive_sigkill(store: StoreKind) {
+    let mut pg = store.start();
+    let url = pg.as_ref().map(|pg| pg.url());
     let data = tempfile::Builder::new()
         .prefix("ragd-durability")
         .tempdir()
         .unwrap();
     let dir = data.path().display().to_string();
-    let (mut child, base) = spawn_server(&dir);
+    let (mut child, base) = spawn_server(&dir, url.as_deref());
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -105,13 +128,19 @@ fn acknowledged_documents_survive_sigkill() {
         "durability: {} acknowledged, killing the server",
         acked.lock().unwrap().len()
     );
+    if let Some(pg) = pg.as_mut() {
+        pg.kill(); // SIGKILL, mid-write
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let in_flight = writer.join().unwrap();
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 40);
 
-    let (mut child, base) = spawn_server(&dir);
+    if let Some(pg) = pg.as_mut() {
+        pg.restart();
+    }
+    let (mut child, base) = spawn_server(&dir, url.as_deref());
     eprintln!("durability: restarted at {base}");
     let info: Value = client
         .get(format!("{base}/v1/collections/ledger"))

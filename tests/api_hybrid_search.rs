@@ -5,7 +5,7 @@
 //! index.
 
 use ragd_server::config::ServeConfig;
-use ragd_suite::{assert_openai_error, post_json, start_on_own_thread};
+use ragd_suite::{assert_openai_error, post_json, start_on_own_thread, use_store, StoreKind};
 use serde_json::{json, Value};
 
 const ADMIN_KEY: &str = "hybrid-admin-key-0123456789abcdef";
@@ -46,9 +46,17 @@ fn docs() -> Value {
     ]})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_modes_report_both_retrievers_and_follow_writes() {
-    let (addr, _server) = start_on_own_thread(embedder_only);
+ragd_suite::on_both_stores!(
+    search_modes_report_both_retrievers_and_follow_writes,
+    tenants_never_get_each_others_lexical_hits,
+);
+
+async fn search_modes_report_both_retrievers_and_follow_writes(store: StoreKind) {
+    let pg = store.start();
+    let (addr, _server) = start_on_own_thread(|c| {
+        embedder_only(c);
+        use_store(c, pg.as_ref());
+    });
     let base = format!("http://{addr}");
     ok(&base, None, "/v1/collections", json!({"name": "kb"})).await;
     ok(&base, None, "/v1/collections/kb/documents", docs()).await;
@@ -189,14 +197,15 @@ async fn bad_modes_and_fusion_settings_are_400s_naming_the_field() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_never_get_each_others_lexical_hits() {
+async fn tenants_never_get_each_others_lexical_hits(store: StoreKind) {
+    let pg = store.start();
     let dir = tempfile::tempdir().unwrap();
     let admin_file = dir.path().join("admin.key");
     std::fs::write(&admin_file, ADMIN_KEY).unwrap();
     let keys_file = dir.path().join("keys.json");
     let (addr, _server) = start_on_own_thread(|c| {
         embedder_only(c);
+        use_store(c, pg.as_ref());
         c.auth.no_auth = false;
         c.auth.admin_key_file = Some(admin_file);
         c.auth.keys_file = Some(keys_file);

@@ -3,6 +3,7 @@
 pub mod lb_load;
 pub mod nginx;
 pub mod playground;
+pub mod postgres;
 pub mod scale_out;
 pub mod webdriver;
 
@@ -59,6 +60,53 @@ pub fn test_config(models_dir: PathBuf) -> ServeConfig {
     config.models.models_dir = models_dir;
     config.auth.no_auth = true;
     config
+}
+
+/// Where a test server keeps its collections. Collection, isolation and
+/// durability tests run once per store: one suite, two stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The in-memory store under the data folder (the default).
+    Memory,
+    /// A fresh Postgres with pgvector (`--store postgres://...`).
+    Postgres,
+}
+
+impl StoreKind {
+    /// The database this store needs, started (`None` for memory); keep it
+    /// alive as long as the servers using it.
+    pub fn start(self) -> Option<postgres::Postgres> {
+        (self == Self::Postgres).then(postgres::Postgres::start)
+    }
+}
+
+/// Points `config` at `pg` when there is one (else the data folder).
+pub fn use_store(config: &mut ServeConfig, pg: Option<&postgres::Postgres>) {
+    config.store = pg.map(|pg| ragd_server::config::Secret(pg.url()));
+}
+
+/// Runs each `async fn name(store: StoreKind)` as two tests,
+/// `memory::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::StoreKind::Memory).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::StoreKind::Postgres).await
+                }
+            )*
+        }
+    };
 }
 
 /// Only the generator: for tests of generation endpoints.
@@ -243,6 +291,55 @@ pub fn serve_as_child(config: ServeConfig) {
         announce_listening(server.addr);
         server.run_until_signal().await.expect("clean drain");
     });
+}
+
+/// In a child server of [`spawn_child_server`]: `ragd serve` with the
+/// arguments (a JSON list) in the variable `args_env`, parsed and run as
+/// `main.rs` runs them; nothing when the variable is unset (a normal test
+/// run).
+pub fn serve_args_from_env(args_env: &str) {
+    use ragd_cli::cli::{Cli, Command as CliCommand};
+    let Ok(args) = std::env::var(args_env) else {
+        return;
+    };
+    let args: Vec<String> = serde_json::from_str(&args).expect("arguments as JSON");
+    ragd_cli::telemetry::init(ragd_cli::cli::LogFormat::Text);
+    let argv = ["ragd".to_string(), "serve".to_string()].into_iter().chain(args);
+    let command = <Cli as clap::Parser>::try_parse_from(argv)
+        .expect("valid flags")
+        .command;
+    let CliCommand::Serve(serve_args) = command else {
+        unreachable!("a serve command")
+    };
+    serve_as_child(serve_args.into_config().expect("a serve config"));
+}
+
+/// A `ragd serve` replica in a child process (this test binary again,
+/// running only `child_test`, which calls [`serve_args_from_env`] with
+/// `args_env`), its log kept; killed when dropped.
+pub struct ServeReplica {
+    pub child: Child,
+    pub base: String,
+    pub log: ChildLog,
+}
+
+impl ServeReplica {
+    /// Starts `ragd serve ARGS` (with `RUST_LOG` from the environment, else
+    /// `default_log`) and waits until it listens.
+    pub fn spawn(child_test: &str, args_env: &str, args: &[String], default_log: &str) -> Self {
+        let args = serde_json::to_string(args).expect("arguments as JSON");
+        let log = std::env::var("RUST_LOG").unwrap_or_else(|_| default_log.into());
+        let (child, base, log) =
+            spawn_child_server_with_log(child_test, &[(args_env, &args), ("RUST_LOG", &log)]);
+        Self { child, base, log }
+    }
+}
+
+impl Drop for ServeReplica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// In a child server of [`spawn_child_server`]: tells the parent where it

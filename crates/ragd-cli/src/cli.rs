@@ -255,11 +255,23 @@ pub struct ServeArgs {
     /// `$XDG_DATA_HOME/ragd`, else `~/.local/share/ragd`, else `./ragd-data`.
     #[arg(long, env = "RAGD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep collections in Postgres instead of the data folder:
+    /// `postgres://user:password@host:5432/db` (needs the pgvector
+    /// extension; the schema is migrated at start-up). Replicas given the
+    /// same URL share every collection.
+    #[arg(long, env = "RAGD_STORE", value_name = "URL")]
+    pub store: Option<ragd_server::config::Secret>,
     /// API keys file (TOML, or JSON if it ends in `.json`): SHA-256 hashes
     /// of the keys and their tenants, managed through `/admin/keys`.
     /// Default: `keys.toml` in the data folder.
-    #[arg(long, env = "RAGD_KEYS_FILE")]
+    #[arg(long, env = "RAGD_KEYS_FILE", conflicts_with = "keys")]
     pub keys_file: Option<PathBuf>,
+    /// Where API keys live: `file` (the keys file, the default) or
+    /// `postgres` (the `--store` database: every replica using it sees a
+    /// new or revoked key within a second).
+    #[arg(long, env = "RAGD_KEYS", value_name = "file|postgres", default_value = "file",
+          value_parser = ["file", "postgres"], requires_if("postgres", "store"))]
+    pub keys: String,
     /// File holding the admin key, which guards `/admin/*`.
     #[arg(long, env = "RAGD_ADMIN_KEY_FILE")]
     pub admin_key_file: Option<PathBuf>,

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use ragd_client::{progress, runtime, ApiClient, ServerFlags};
-use ragd_index::{Collection, DocumentInput, Metadata};
+use ragd_index::{DocumentInput, Metadata};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use ragd_service::collections::{self, upsert_documents};
+use ragd_service::collections::{self, upsert_documents, CollectionHandle};
 use ragd_service::local::LocalCollection;
 use ragd_service::tenant::DEFAULT_TENANT;
 use ragd_service::{CollectionLimits, ModelHandle};
@@ -141,7 +141,7 @@ fn documents(path: &Path) -> anyhow::Result<Vec<DocumentInput>> {
 /// folder opened by this process.
 enum Target {
     Server { client: ApiClient, path: String },
-    Local(Arc<Collection>, Box<ModelHandle>),
+    Local(Arc<dyn CollectionHandle>, Box<ModelHandle>),
 }
 
 impl Target {
@@ -172,7 +172,7 @@ impl Target {
             }
             Self::Local(collection, handle) => {
                 let limits = CollectionLimits::default();
-                let done = upsert_documents(collection, handle, batch.to_vec(), &limits).await?;
+                let done = upsert_documents(collection.as_ref(), handle, batch.to_vec(), &limits).await?;
                 Ok(done.outcome.chunks)
             }
         }
@@ -238,7 +238,7 @@ pub fn run_query(args: QueryArgs) -> anyhow::Result<()> {
         return runtime()?.block_on(async {
             let ranking = collections::Ranking::parse(Some(&args.mode), None, None, None)?;
             let found = collections::search(
-                local.collection.clone(),
+                local.collection.as_ref(),
                 &local.handle,
                 args.question,
                 args.top_k,

@@ -77,12 +77,14 @@ impl ServeArgs {
             request_timeout: (self.request_timeout_seconds > 0.0)
                 .then(|| Duration::from_secs_f64(self.request_timeout_seconds)),
             data_dir: self.data_dir,
+            store: self.store,
             max_collections_per_tenant: self.max_collections_per_tenant,
             max_documents_per_collection: self.max_documents_per_collection,
             rag_template: self.rag_template,
             auth: AuthConfig {
                 no_auth: self.no_auth,
                 keys_file: self.keys_file,
+                keys_in_postgres: self.keys == "postgres",
                 admin_key_file: self.admin_key_file,
                 admin_key: self.admin_key,
                 rate_limit_rpm: self.rate_limit_rpm,
@@ -266,6 +268,39 @@ mod tests {
             &["ragd", "serve", "--prefix-cache", "true"],
         ] {
             assert!(parse(argv).models.prefix_cache, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn store_flags_land_in_their_config_and_the_url_stays_out_of_logs() {
+        let c = parse(&["ragd", "serve"]);
+        assert!(
+            c.store.is_none() && !c.auth.keys_in_postgres,
+            "the data folder and the keys file by default"
+        );
+        let url = "postgres://ragd:hunter2@db:5432/ragd";
+        let c = parse(&["ragd", "serve", "--store", url, "--keys", "postgres"]);
+        assert_eq!(c.store.as_ref().map(|s| s.0.as_str()), Some(url));
+        assert!(c.auth.keys_in_postgres);
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "no password in the config's Debug form"
+        );
+        for bad in [
+            &["ragd", "serve", "--keys", "postgres"][..],
+            &["ragd", "serve", "--store", url, "--keys", "redis"][..],
+            &[
+                "ragd",
+                "serve",
+                "--store",
+                url,
+                "--keys",
+                "postgres",
+                "--keys-file",
+                "k.toml",
+            ][..],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -27,12 +27,12 @@
 //! top 10 or no farther than the exact 10th (ties between equal vectors).
 
 use std::collections::HashSet;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ragd_core::{Embedder, TextTokenizer, TokenBatch};
-use ragd_index::bench::BenchShard;
+use ragd_index::bench::{le_f32, le_i32, read_npy, read_npy_f32, recall_hits, BenchShard, Mat};
 use ragd_index::HnswParams;
 use ragd_kernels::vector::dot;
 use ragd_models::{BertEmbedder, Device};
@@ -293,19 +293,6 @@ fn embed(o: &Opts) -> Res<()> {
 
 // ---------------------------------------------------------------- bench
 
-/// Row-major matrix of f32.
-struct Mat {
-    rows: usize,
-    dim: usize,
-    data: Vec<f32>,
-}
-
-impl Mat {
-    fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.dim..(i + 1) * self.dim]
-    }
-}
-
 /// Exact top `K` (ids, cosine distances) of every query, nearest first.
 /// Queries go in blocks so that each base row is read once per block.
 fn ground_truth(base: &Mat, queries: &Mat) -> (Vec<i32>, Vec<f32>) {
@@ -332,16 +319,6 @@ fn ground_truth(base: &Mat, queries: &Mat) -> (Vec<i32>, Vec<f32>) {
     let gt_ids = tops.iter().flatten().map(|&(_, j)| j as i32).collect();
     let gt_dist = tops.iter().flatten().map(|&(d, _)| d).collect();
     (gt_ids, gt_dist)
-}
-
-/// Correct answers among `found` for query `q`, out of `K`.
-fn hits(base: &Mat, query: &[f32], found: &[u64], gt_ids: &[i32], gt_dist: &[f32]) -> usize {
-    let kth = gt_dist[K - 1] + 1e-5;
-    found
-        .iter()
-        .take(K)
-        .filter(|&&id| gt_ids.contains(&(id as i32)) || 1.0 - dot(query, base.row(id as usize)) <= kth)
-        .count()
 }
 
 fn bench(o: &Opts) -> Res<()> {
@@ -462,7 +439,7 @@ impl Run<'_> {
                 .into_par_iter()
                 .map(|q| {
                     let (ids, dist) = (&self.gt_ids[q * K..][..K], &self.gt_dist[q * K..][..K]);
-                    hits(base, queries.row(q), &search(queries.row(q), ef), ids, dist)
+                    recall_hits(base, queries.row(q), &search(queries.row(q), ef), ids, dist, K)
                 })
                 .sum();
             let recall = correct as f64 / (queries.rows * K) as f64;
@@ -509,18 +486,6 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn le_f32(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-fn le_i32(b: &[u8]) -> Vec<i32> {
-    b.chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
 /// A 2-D `.npy` (format 1.0), written to a temporary name and renamed.
 fn write_npy(path: &Path, descr: &str, rows: usize, cols: usize, data: &[u8]) -> Res<()> {
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
@@ -537,61 +502,4 @@ fn write_npy(path: &Path, descr: &str, rows: usize, cols: usize, data: &[u8]) ->
     f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&tmp, path)?;
     Ok(())
-}
-
-struct Npy {
-    rows: usize,
-    dim: usize,
-    bytes: Vec<u8>,
-}
-
-/// Reads a 2-D C-order `.npy` of 4-byte items with dtype `descr`.
-fn read_npy(path: &Path, descr: &str) -> Res<Npy> {
-    let fail = |why: &str| format!("{}: {why}", path.display());
-    let mut raw = Vec::new();
-    std::fs::File::open(path)
-        .map_err(|e| fail(&e.to_string()))?
-        .read_to_end(&mut raw)?;
-    if raw.len() < 10 || &raw[..6] != b"\x93NUMPY" {
-        return Err(fail("not a .npy file").into());
-    }
-    let (len, start) = match raw[6] {
-        1 => (u16::from_le_bytes([raw[8], raw[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]) as usize,
-            12,
-        ),
-    };
-    let header = std::str::from_utf8(&raw[start..start + len])?;
-    if !header.contains(&format!("'descr': '{descr}'")) || !header.contains("'fortran_order': False") {
-        return Err(fail(&format!("expected C-order {descr}, got {header}")).into());
-    }
-    let shape = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| fail("no shape"))?;
-    let dims: Vec<usize> = shape
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    let [rows, dim] = dims[..] else {
-        return Err(fail("not 2-D").into());
-    };
-    let bytes = raw.split_off(start + len);
-    if bytes.len() != rows * dim * 4 {
-        return Err(fail("size does not match its shape").into());
-    }
-    Ok(Npy { rows, dim, bytes })
-}
-
-fn read_npy_f32(path: &Path) -> Res<Mat> {
-    let n = read_npy(path, "<f4")?;
-    Ok(Mat {
-        rows: n.rows,
-        dim: n.dim,
-        data: le_f32(&n.bytes),
-    })
 }

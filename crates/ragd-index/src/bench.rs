@@ -75,3 +75,112 @@ impl BenchLexical {
 pub fn lexical_terms(text: &str) -> Vec<String> {
     crate::lexical::terms(text)
 }
+
+/// Row-major matrix of f32 (a benchmark's vectors).
+pub struct Mat {
+    pub rows: usize,
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+impl Mat {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// Correct answers among the first `k` of `found` (base row ids) for
+/// `query`: a row counts when it is among the exact top `k` (`gt_ids`) or
+/// no farther than the exact `k`-th (`gt_dist`, cosine distances), so ties
+/// between equal vectors are not misses.
+pub fn recall_hits(
+    base: &Mat,
+    query: &[f32],
+    found: &[u64],
+    gt_ids: &[i32],
+    gt_dist: &[f32],
+    k: usize,
+) -> usize {
+    let kth = gt_dist[k - 1] + 1e-5;
+    found
+        .iter()
+        .take(k)
+        .filter(|&&id| {
+            gt_ids.contains(&(id as i32))
+                || 1.0 - ragd_kernels::vector::dot(query, base.row(id as usize)) <= kth
+        })
+        .count()
+}
+
+pub fn le_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+pub fn le_i32(b: &[u8]) -> Vec<i32> {
+    b.chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// A 2-D `.npy` file's shape and raw little-endian items.
+pub struct Npy {
+    pub rows: usize,
+    pub dim: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// Reads a 2-D C-order `.npy` of 4-byte items with dtype `descr`.
+pub fn read_npy(path: &std::path::Path, descr: &str) -> Result<Npy, String> {
+    use std::io::Read;
+    let fail = |why: &str| format!("{}: {why}", path.display());
+    let mut raw = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut raw))
+        .map_err(|e| fail(&e.to_string()))?;
+    if raw.len() < 10 || &raw[..6] != b"\x93NUMPY" {
+        return Err(fail("not a .npy file"));
+    }
+    let (len, start) = match raw[6] {
+        1 => (u16::from_le_bytes([raw[8], raw[9]]) as usize, 10),
+        _ => (
+            u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]) as usize,
+            12,
+        ),
+    };
+    let header = std::str::from_utf8(&raw[start..start + len]).map_err(|e| fail(&e.to_string()))?;
+    if !header.contains(&format!("'descr': '{descr}'")) || !header.contains("'fortran_order': False") {
+        return Err(fail(&format!("expected C-order {descr}, got {header}")));
+    }
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| fail("no shape"))?;
+    let dims: Vec<usize> = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(&format!("bad shape: {e}")))?;
+    let [rows, dim] = dims[..] else {
+        return Err(fail("not 2-D"));
+    };
+    let bytes = raw.split_off(start + len);
+    if bytes.len() != rows * dim * 4 {
+        return Err(fail("size does not match its shape"));
+    }
+    Ok(Npy { rows, dim, bytes })
+}
+
+/// A `.npy` of f32 rows.
+pub fn read_npy_f32(path: &std::path::Path) -> Result<Mat, String> {
+    let n = read_npy(path, "<f4")?;
+    Ok(Mat {
+        rows: n.rows,
+        dim: n.dim,
+        data: le_f32(&n.bytes),
+    })
+}

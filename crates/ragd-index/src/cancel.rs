@@ -40,7 +40,7 @@ impl Cancel {
     }
 
     /// `Err(Cancelled)` once the flag is set.
-    pub(crate) fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<()> {
         if self.is_cancelled() {
             Err(IndexError::Cancelled)
         } else {

@@ -14,11 +14,10 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ragd_core::TextTokenizer;
 
-use crate::chunking::chunk_text_cancellable;
 use crate::config::{CollectionConfig, StoreOptions};
 use crate::document::{
-    attach_vectors, chunk_texts, CollectionStats, DocumentInfo, DocumentInput, DocumentSummary,
-    EmbeddedDocument, Hit, PreparedDocument, UpsertOutcome, MAX_DOC_ID_LEN,
+    attach_vectors, check_ids, check_vector, chunk_texts, prepare_documents, CollectionStats, DocumentInfo,
+    DocumentInput, DocumentSummary, EmbeddedDocument, Hit, PreparedDocument, UpsertOutcome,
 };
 use crate::filter::MetadataFilter;
 use crate::fsutil::{sync_dir, write_atomic};
@@ -208,30 +207,7 @@ impl Collection {
         tokenizer: &dyn TextTokenizer,
         cancel: &Cancel,
     ) -> Result<Vec<PreparedDocument>> {
-        check_ids(docs.iter().map(|d| d.id.as_str()))?;
-        docs.into_iter()
-            .map(|d| {
-                cancel.check()?;
-                let chunks = chunk_text_cancellable(
-                    &d.text,
-                    tokenizer,
-                    self.config.chunk_tokens,
-                    self.config.chunk_overlap,
-                    cancel,
-                )?;
-                if chunks.is_empty() {
-                    return Err(IndexError::InvalidInput(format!(
-                        "document `{}` has no text",
-                        d.id
-                    )));
-                }
-                Ok(PreparedDocument {
-                    id: d.id,
-                    metadata: d.metadata,
-                    chunks,
-                })
-            })
-            .collect()
+        prepare_documents(&self.config, docs, tokenizer, cancel)
     }
 
     /// Inserts or replaces documents, all of them or none. Durable (logged
@@ -483,22 +459,7 @@ impl Collection {
     }
 
     fn check_vector(&self, v: &[f32]) -> Result<()> {
-        if v.len() != self.config.dim {
-            return Err(IndexError::DimensionMismatch {
-                expected: self.config.dim,
-                got: v.len(),
-            });
-        }
-        if !v.iter().all(|x| x.is_finite()) {
-            return Err(IndexError::InvalidInput(
-                "vector has a NaN or infinite component".into(),
-            ));
-        }
-        if v.iter().all(|&x| x == 0.0) {
-            // Cosine distance is undefined for it (hnsw_rs returns 0: "identical").
-            return Err(IndexError::InvalidInput("vector is all zeros".into()));
-        }
-        Ok(())
+        check_vector(self.config.dim, v)
     }
 
     fn unavailable(&self) -> IndexError {
@@ -529,23 +490,6 @@ impl std::fmt::Debug for Collection {
             .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
-}
-
-/// Document ids: non-empty, at most [`MAX_DOC_ID_LEN`] bytes, no duplicates
-/// in one write (which copy would win is a guess the caller should make).
-fn check_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<()> {
-    let mut seen = HashSet::new();
-    for id in ids {
-        if id.is_empty() || id.len() > MAX_DOC_ID_LEN {
-            return Err(IndexError::InvalidInput(format!(
-                "document ids must be 1 to {MAX_DOC_ID_LEN} bytes long"
-            )));
-        }
-        if !seen.insert(id) {
-            return Err(IndexError::InvalidInput(format!("document `{id}` appears twice")));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

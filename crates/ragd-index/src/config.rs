@@ -79,7 +79,8 @@ impl CollectionConfig {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks every field is in range (any store calls it before creating).
+    pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(IndexError::InvalidInput(msg));
         if self.dim == 0 || self.dim > MAX_DIM {
             return fail(format!("dim must be in 1..={MAX_DIM}, got {}", self.dim));

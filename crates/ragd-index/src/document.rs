@@ -9,8 +9,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashSet;
+
+use ragd_core::TextTokenizer;
+
+use crate::chunking::chunk_text_cancellable;
 use crate::hybrid::Ranked;
-use crate::{IndexError, Result};
+use crate::{Cancel, CollectionConfig, IndexError, Result};
 
 /// A document's metadata: any JSON object; filters compare its values.
 pub type Metadata = serde_json::Map<String, serde_json::Value>;
@@ -50,6 +55,80 @@ pub struct EmbeddedDocument {
 pub struct EmbeddedChunk {
     pub text: String,
     pub vector: Vec<f32>,
+}
+
+/// Chunks documents for embedding as `config` says (nothing locked, nothing
+/// written): the first step of a write, whatever store it goes to. Rejects
+/// empty texts and invalid ids; gives up with [`IndexError::Cancelled`] once
+/// `cancel` is set (checked per document and inside chunking).
+pub fn prepare_documents(
+    config: &CollectionConfig,
+    docs: Vec<DocumentInput>,
+    tokenizer: &dyn TextTokenizer,
+    cancel: &Cancel,
+) -> Result<Vec<PreparedDocument>> {
+    check_ids(docs.iter().map(|d| d.id.as_str()))?;
+    docs.into_iter()
+        .map(|d| {
+            cancel.check()?;
+            let chunks = chunk_text_cancellable(
+                &d.text,
+                tokenizer,
+                config.chunk_tokens,
+                config.chunk_overlap,
+                cancel,
+            )?;
+            if chunks.is_empty() {
+                return Err(IndexError::InvalidInput(format!(
+                    "document `{}` has no text",
+                    d.id
+                )));
+            }
+            Ok(PreparedDocument {
+                id: d.id,
+                metadata: d.metadata,
+                chunks,
+            })
+        })
+        .collect()
+}
+
+/// Document ids: non-empty, at most [`MAX_DOC_ID_LEN`] bytes, no duplicates
+/// in one write (which copy would win is a guess the caller should make).
+pub fn check_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = HashSet::new();
+    for id in ids {
+        if id.is_empty() || id.len() > MAX_DOC_ID_LEN {
+            return Err(IndexError::InvalidInput(format!(
+                "document ids must be 1 to {MAX_DOC_ID_LEN} bytes long"
+            )));
+        }
+        if !seen.insert(id) {
+            return Err(IndexError::InvalidInput(format!("document `{id}` appears twice")));
+        }
+    }
+    Ok(())
+}
+
+/// A vector a collection of dimension `dim` can store or be searched by:
+/// that length, finite, not all zeros (its cosine is undefined).
+pub fn check_vector(dim: usize, v: &[f32]) -> Result<()> {
+    if v.len() != dim {
+        return Err(IndexError::DimensionMismatch {
+            expected: dim,
+            got: v.len(),
+        });
+    }
+    if !v.iter().all(|x| x.is_finite()) {
+        return Err(IndexError::InvalidInput(
+            "vector has a NaN or infinite component".into(),
+        ));
+    }
+    if v.iter().all(|&x| x == 0.0) {
+        // Cosine distance is undefined for it (hnsw_rs returns 0: "identical").
+        return Err(IndexError::InvalidInput("vector is all zeros".into()));
+    }
+    Ok(())
 }
 
 /// Every chunk text of `docs`, in order: the batch to embed for

@@ -67,7 +67,7 @@ impl Default for Fusion {
 }
 
 impl Fusion {
-    pub(crate) fn validate(self) -> Result<()> {
+    pub fn validate(self) -> Result<()> {
         match self {
             Self::Rrf { k } if !(k.is_finite() && k >= 0.0) => Err(IndexError::InvalidInput(format!(
                 "the RRF k must be a finite number >= 0, got {k}"
@@ -105,13 +105,14 @@ pub struct Ranked {
 
 /// Each retriever fetches this many candidates for a hybrid search of
 /// `top_k`, so a chunk ranked low by one and high by the other can rise.
-pub(crate) fn hybrid_window(top_k: usize) -> usize {
+/// Every store uses it (and [`fuse`]), so hybrid results agree across them.
+pub fn hybrid_window(top_k: usize) -> usize {
     (top_k * 2).max(50)
 }
 
 /// One chunk of a fused list.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Fused {
+pub struct Fused {
     pub chunk: ChunkId,
     /// The fused score (in a one-retriever mode, that retriever's score).
     pub score: f32,
@@ -133,7 +134,7 @@ fn span(list: &[(ChunkId, f32)]) -> (f32, f32) {
 /// The best `top_k` of `dense` and `lexical` (each best first), fused as
 /// `mode` and `fusion` say; ties go to the lower chunk id. In `dense` or
 /// `lexical` mode the other list is empty and scores are kept as they are.
-pub(crate) fn fuse(
+pub fn fuse(
     dense: &[(ChunkId, f32)],
     lexical: &[(ChunkId, f32)],
     mode: SearchMode,

@@ -43,13 +43,17 @@ pub use chunking::{chunk_text, chunk_text_cancellable};
 pub use collection::{Collection, CollectionVersion};
 pub use config::{CollectionConfig, HnswParams, StoreOptions, MAX_DIM};
 pub use document::{
-    attach_vectors, chunk_texts, CollectionStats, DocumentInfo, DocumentInput, DocumentSummary,
-    EmbeddedChunk, EmbeddedDocument, Hit, Metadata, PreparedDocument, StoreStats, UpsertOutcome,
+    attach_vectors, check_ids, check_vector, chunk_texts, prepare_documents, CollectionStats, DocumentInfo,
+    DocumentInput, DocumentSummary, EmbeddedChunk, EmbeddedDocument, Hit, Metadata, PreparedDocument,
+    StoreStats, UpsertOutcome,
 };
 pub use error::{IndexError, Result};
 pub use filter::MetadataFilter;
-pub use hybrid::{Fusion, Query, Ranked, SearchMode, DEFAULT_DENSE_WEIGHT, DEFAULT_RRF_K};
-pub use names::MAX_NAME_LEN;
+pub use hybrid::{
+    fuse, hybrid_window, Fused, Fusion, Query, Ranked, SearchMode, DEFAULT_DENSE_WEIGHT, DEFAULT_RRF_K,
+};
+pub use names::{validate_collection, validate_tenant, MAX_NAME_LEN};
+pub use shard::ChunkId;
 pub use store::{QuarantinedCollection, Store};
 
 #[cfg(test)]

@@ -33,11 +33,13 @@ pub(crate) fn validate(what: &'static str, name: &str) -> Result<()> {
     }
 }
 
-pub(crate) fn validate_tenant(tenant: &str) -> Result<()> {
+/// A tenant id: `[A-Za-z0-9_-]{1,64}`.
+pub fn validate_tenant(tenant: &str) -> Result<()> {
     validate("tenant id", tenant)
 }
 
-pub(crate) fn validate_collection(name: &str) -> Result<()> {
+/// A collection name: `[A-Za-z0-9_-]{1,64}`.
+pub fn validate_collection(name: &str) -> Result<()> {
     validate("collection name", name)
 }
 

@@ -18,7 +18,8 @@ use crate::config::HnswParams;
 use crate::graph::FrozenGraph;
 
 /// A chunk's id (stable for the chunk's lifetime, never reused).
-pub(crate) type ChunkId = u64;
+/// A chunk's id in its collection (what [`crate::fuse`] ranks and breaks ties by).
+pub type ChunkId = u64;
 
 /// hnsw_rs caps layers at 16; its own examples use that.
 const MAX_LAYERS: usize = 16;

@@ -30,6 +30,9 @@ pub struct ServeConfig {
     /// Folder of the knowledge base; `None`: `$XDG_DATA_HOME/ragd`, else
     /// `~/.local/share/ragd`, else `./ragd-data`.
     pub data_dir: Option<PathBuf>,
+    /// Keep collections in Postgres at this URL (`postgres://...`) instead
+    /// of the data folder; a secret, since it may hold a password.
+    pub store: Option<Secret>,
     /// Most collections per tenant and documents per collection (403 past them).
     pub max_collections_per_tenant: usize,
     pub max_documents_per_collection: usize,
@@ -66,6 +69,9 @@ pub struct AuthConfig {
     pub no_auth: bool,
     /// The keys file; `None`: `keys.toml` in the data folder.
     pub keys_file: Option<PathBuf>,
+    /// Keep the keys in the Postgres store instead (`--keys postgres`):
+    /// shared by every replica using it.
+    pub keys_in_postgres: bool,
     /// The admin key, from a file or given itself (not both).
     pub admin_key_file: Option<PathBuf>,
     pub admin_key: Option<Secret>,
@@ -113,6 +119,7 @@ impl Default for ServeConfig {
             shutdown_grace: Duration::from_secs(30),
             request_timeout: Some(Duration::from_secs(600)),
             data_dir: None,
+            store: None,
             max_collections_per_tenant: 100,
             max_documents_per_collection: 1_000_000,
             rag_template: None,
@@ -131,6 +138,7 @@ impl Default for AuthConfig {
         Self {
             no_auth: false,
             keys_file: None,
+            keys_in_postgres: false,
             admin_key_file: None,
             admin_key: None,
             rate_limit_rpm: None,

@@ -22,6 +22,7 @@ pub mod error;
 pub mod http_server;
 pub mod input;
 pub mod json;
+pub mod knowledge_base;
 pub mod metrics;
 pub mod path;
 pub mod rate_limit;

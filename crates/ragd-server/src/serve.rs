@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ragd_index::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -54,32 +53,7 @@ pub struct RunningServer {
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     check_auth_flags(&config)?;
     let data_dir = data_dir(&config);
-    let dir = data_dir.clone();
-    let options = StoreOptions {
-        max_collections_per_tenant: config.max_collections_per_tenant,
-        max_documents_per_collection: config.max_documents_per_collection,
-        ..StoreOptions::default()
-    };
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir, options))
-        .await
-        .context("opening the knowledge base panicked")?
-        .with_context(|| format!("cannot open the knowledge base in {}", data_dir.display()))?;
-    for q in store.quarantined() {
-        tracing::error!(
-            tenant = %q.tenant,
-            collection = %q.name,
-            error = %q.error,
-            "collection quarantined: its files failed to load; every other collection serves"
-        );
-    }
-    let stats = store.stats();
-    tracing::info!(
-        path = %data_dir.display(),
-        tenants = stats.tenants,
-        collections = stats.collections,
-        documents = stats.documents,
-        "knowledge base open"
-    );
+    let (store, pg) = crate::knowledge_base::open(&config, &data_dir).await?;
     let expected = models::models_configured(&config.models)?;
     let caches = &config.caches;
     if !expected.contains(&"embedder") && caches.semantic_threshold.is_some() {
@@ -97,8 +71,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         expected,
         request_limits: config.request_limits,
         guard: config.guard,
-        auth: auth(&config.auth, &data_dir)?,
-        store: Some(Arc::new(store)),
+        auth: auth(&config.auth, &data_dir, pg.as_ref()).await?,
+        store: Some(store),
         collection_limits: config.collection_limits,
         rag_template: rag_template(config.rag_template.as_deref())?,
         rate_limits: (config.auth.rate_limit_rpm).map(|rpm| {
@@ -228,7 +202,7 @@ pub fn data_dir(config: &ServeConfig) -> PathBuf {
     PathBuf::from("ragd-data")
 }
 
-fn auth(args: &AuthConfig, data_dir: &Path) -> anyhow::Result<Auth> {
+async fn auth(args: &AuthConfig, data_dir: &Path, pg: Option<&ragd_pg::PgStore>) -> anyhow::Result<Auth> {
     if args.no_auth {
         tracing::warn!(
             "authentication is off (--no-auth): every request is the tenant `{}`",
@@ -250,13 +224,16 @@ fn auth(args: &AuthConfig, data_dir: &Path) -> anyhow::Result<Auth> {
     if let Some(key) = &admin {
         check_admin_key(key)?;
     }
-    let path = args
-        .keys_file
-        .clone()
-        .unwrap_or_else(|| data_dir.join("keys.toml"));
-    let keys = KeyRing::load(&path)?;
+    let keys = match (args.keys_in_postgres, pg) {
+        (true, Some(pg)) => KeyRing::from_postgres(ragd_pg::PgKeys::new(pg)).await?,
+        (true, None) => bail!("--keys postgres needs the Postgres store (--store postgres://...)"),
+        (false, _) => {
+            let path = (args.keys_file.clone()).unwrap_or_else(|| data_dir.join("keys.toml"));
+            Arc::new(KeyRing::load(&path)?)
+        }
+    };
     tracing::info!(
-        path = %path.display(),
+        keys_in = %keys.describe(),
         keys = keys.list().len(),
         admin = admin.is_some(),
         "API keys loaded"
@@ -268,7 +245,7 @@ fn auth(args: &AuthConfig, data_dir: &Path) -> anyhow::Result<Auth> {
         );
     }
     Ok(Auth::Keys {
-        keys: Arc::new(keys),
+        keys,
         admin: admin.as_deref().map(AdminKey::new),
     })
 }
@@ -408,12 +385,11 @@ impl RunningServer {
 
     /// Checkpoints the knowledge base; a failure is only logged.
     async fn checkpoint(&self) {
-        if let Some(store) = self.state.collections.as_ref().map(|c| c.store().clone()) {
-            match tokio::task::spawn_blocking(move || store.checkpoint_all()).await {
-                Ok(Ok(())) => tracing::info!("knowledge base checkpointed"),
+        if let Some(backend) = self.state.collections.as_ref().map(|c| c.backend().clone()) {
+            match backend.checkpoint().await {
+                Ok(()) => tracing::info!(store = backend.kind(), "knowledge base checkpointed"),
                 // Every acknowledged write is in the logs already.
-                Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint at shutdown failed"),
-                Err(e) => tracing::warn!(error = %e, "checkpoint at shutdown panicked"),
+                Err(e) => tracing::warn!(error = %e, "checkpoint at shutdown failed"),
             }
         }
     }

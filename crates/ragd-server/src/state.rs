@@ -5,10 +5,9 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 
 use prometheus::Registry;
-use ragd_index::Store;
 use ragd_service::cache::{CacheConfig, ResponseCache, SemanticCache, SemanticConfig, SharedCache};
 use ragd_service::chat::ChatPipeline;
-use ragd_service::collections::Collections;
+use ragd_service::collections::{CollectionBackend, Collections};
 use ragd_service::guard::Guard;
 use ragd_service::guard_policy::GuardPolicy;
 use ragd_service::metrics::{GuardMetrics, IndexMetrics};
@@ -63,7 +62,7 @@ pub struct StateConfig {
     pub request_limits: RequestLimits,
     pub guard: GuardConfig,
     pub auth: Auth,
-    pub store: Option<Arc<Store>>,
+    pub store: Option<Arc<dyn CollectionBackend>>,
     pub collection_limits: CollectionLimits,
     pub rag_template: RagTemplate,
     pub rate_limits: Option<RateLimits>,

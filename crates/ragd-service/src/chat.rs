@@ -330,12 +330,9 @@ impl ChatPipeline<'_> {
         // Read before retrieval: an answer built from newer data than this
         // version lands in a bucket no later request asks.
         let collection_version = match (&req.rag, self.collections) {
-            (Some(r), Some(collections)) => Some(
-                collections
-                    .collection(&req.tenant, r.collection.clone())
-                    .await?
-                    .version(),
-            ),
+            (Some(r), Some(collections)) => {
+                Some(collections.version(&req.tenant, r.collection.clone()).await?)
+            }
             _ => None,
         };
         let parts = cache::BucketParts {

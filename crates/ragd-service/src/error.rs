@@ -139,4 +139,21 @@ impl From<IndexError> for ServiceError {
     }
 }
 
+impl From<ragd_pg::PgError> for ServiceError {
+    fn from(e: ragd_pg::PgError) -> Self {
+        match e {
+            ragd_pg::PgError::Index(e) => e.into(),
+            e if e.is_unavailable() => {
+                tracing::error!(error = %e, "postgres unreachable");
+                Self::Unavailable("the knowledge base's database is unreachable; retry later".into())
+            }
+            e => {
+                // The details (statements, constraint names) go to the log.
+                tracing::error!(error = %e, "postgres failure");
+                Self::Internal("the knowledge base failed; see the server log".into())
+            }
+        }
+    }
+}
+
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

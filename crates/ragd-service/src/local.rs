@@ -9,9 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ragd_index::{Collection, IndexError, Metadata, Store, StoreOptions};
+use ragd_index::{IndexError, Metadata, Store, StoreOptions};
 
-use crate::collections::{check_embedder, collection_config};
+use crate::collections::{check_embedder, collection_config, CollectionHandle, MemoryCollection};
 use crate::config::ModelsConfig;
 use crate::models;
 use crate::models::ModelHandle;
@@ -20,7 +20,7 @@ use crate::models::ModelHandle;
 /// the embedder its vectors come from.
 pub struct LocalCollection {
     store: Store,
-    pub collection: Arc<Collection>,
+    pub collection: Arc<dyn CollectionHandle>,
     pub handle: ModelHandle,
 }
 
@@ -63,7 +63,8 @@ impl LocalCollection {
             }
             other => other?,
         };
-        check_embedder(&collection, &handle)?;
+        let collection: Arc<dyn CollectionHandle> = Arc::new(MemoryCollection(collection));
+        check_embedder(collection.as_ref(), &handle)?;
         Ok(Self {
             store,
             collection,

@@ -23,7 +23,7 @@ use ragd_models::llama::ChatTemplate;
 
 use crate::cache::{ResponseCache, SemanticCache, SemanticConfig};
 use crate::chat::ChatPipeline;
-use crate::collections::Collections;
+use crate::collections::{Collections, MemoryBackend};
 use crate::guard::Guard;
 use crate::metrics::{GuardMetrics, IndexMetrics};
 use crate::rag::RagTemplate;
@@ -180,7 +180,8 @@ pub async fn collections_with(
 ) -> Collections {
     let store = Store::open(dir, StoreOptions::default()).expect("open a store");
     let metrics = IndexMetrics::register(registry).expect("register index metrics");
-    let collections = Collections::new(Arc::new(store), CollectionLimits::default(), 64 * 1024, metrics);
+    let backend = Arc::new(MemoryBackend::new(Arc::new(store)));
+    let collections = Collections::new(backend, CollectionLimits::default(), 64 * 1024, metrics);
     let created = collections.create(tenant, name.into(), embedder, None, None, Metadata::new());
     created.await.expect("create a collection");
     if !docs.is_empty() {

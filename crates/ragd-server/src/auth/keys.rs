@@ -111,12 +111,21 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The keys of every tenant, loaded from and saved to one file.
+/// Where the keys live.
+pub(super) enum Source {
+    /// The keys file.
+    File(PathBuf),
+    /// Postgres, shared by replicas (`--keys postgres`, see `keys_pg`).
+    Postgres(super::keys_pg::PgSource),
+}
+
+/// The keys of every tenant, loaded from and saved to one file, or kept in
+/// Postgres with a copy here refreshed every second.
 pub struct KeyRing {
-    path: PathBuf,
-    table: RwLock<Table>,
+    pub(super) source: Source,
+    pub(super) table: RwLock<Table>,
     /// Held while a change is written, so changes reach the file in order.
-    writer: Mutex<()>,
+    pub(super) writer: Mutex<()>,
 }
 
 /// Who a key belongs to.
@@ -128,14 +137,14 @@ pub struct KeyOwner {
 }
 
 #[derive(Clone, Default)]
-struct Table {
+pub(super) struct Table {
     records: Vec<KeyRecord>,
     by_hash: HashMap<String, KeyOwner>,
     policies: BTreeMap<String, GuardPolicy>,
 }
 
 impl Table {
-    fn new(records: Vec<KeyRecord>, policies: BTreeMap<String, GuardPolicy>) -> Self {
+    pub(super) fn new(records: Vec<KeyRecord>, policies: BTreeMap<String, GuardPolicy>) -> Self {
         let by_hash = records
             .iter()
             .map(|r| {
@@ -166,14 +175,18 @@ impl KeyRing {
             Err(e) => return Err(e).with_context(|| format!("cannot read keys file {}", path.display())),
         };
         Ok(Self {
-            path: path.to_path_buf(),
+            source: Source::File(path.to_path_buf()),
             table: RwLock::new(Table::new(file.keys, file.guard_policies)),
             writer: Mutex::new(()),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the keys are, for logs: the file's path, or `postgres`.
+    pub fn describe(&self) -> String {
+        match &self.source {
+            Source::File(path) => path.display().to_string(),
+            Source::Postgres(_) => "postgres".into(),
+        }
     }
 
     /// Who `key` belongs to, if it is a known key.
@@ -204,13 +217,21 @@ impl KeyRing {
             sha256: hash_key(&key),
             created: unix_now(),
         };
-        self.change(|file| file.keys.push(record.clone()))?;
+        match &self.source {
+            Source::File(_) => self.change(|file| file.keys.push(record.clone()))?,
+            Source::Postgres(pg) => self.publish(pg.insert(&record)?),
+        }
         Ok((record, key))
     }
 
     /// Revokes the key `id` and saves the file; `false` if there is none.
     /// Blocks on disk.
     pub fn delete(&self, id: &str) -> std::io::Result<bool> {
+        if let Source::Postgres(pg) = &self.source {
+            let (found, table) = pg.delete(id)?;
+            self.publish(table);
+            return Ok(found);
+        }
         let mut found = false;
         self.change(|file| {
             let before = file.keys.len();
@@ -228,6 +249,11 @@ impl KeyRing {
     /// Sets (`Some`) or removes (`None`) `tenant`'s guard policy and saves
     /// the file; returns whether the tenant had one. Blocks on disk.
     pub fn set_guard_policy(&self, tenant: &str, policy: Option<GuardPolicy>) -> std::io::Result<bool> {
+        if let Source::Postgres(pg) = &self.source {
+            let (had, table) = pg.set_policy(tenant, policy.as_ref())?;
+            self.publish(table);
+            return Ok(had);
+        }
         let mut had = false;
         self.change(|file| {
             had = match policy {
@@ -242,6 +268,9 @@ impl KeyRing {
     /// Applies `edit` to a copy, writes the copy to disk, then publishes it:
     /// the keys in use are always the ones in the file.
     fn change(&self, edit: impl FnOnce(&mut KeysFile)) -> std::io::Result<()> {
+        let Source::File(path) = &self.source else {
+            return Err(std::io::Error::other("the keys are not in a file"));
+        };
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut file = {
             let table = self.read();
@@ -251,10 +280,15 @@ impl KeyRing {
             }
         };
         edit(&mut file);
-        let bytes = serialize(&self.path, &file)?;
-        write_atomic(&self.path, &bytes)?;
-        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Table::new(file.keys, file.guard_policies);
+        let bytes = serialize(path, &file)?;
+        write_atomic(path, &bytes)?;
+        self.publish(Table::new(file.keys, file.guard_policies));
         Ok(())
+    }
+
+    /// Makes `table` the keys in use.
+    pub(super) fn publish(&self, table: Table) {
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = table;
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {

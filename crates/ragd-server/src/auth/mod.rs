@@ -8,6 +8,7 @@
 //! and puts every request in the tenant `default`.
 
 pub mod keys;
+mod keys_pg;
 pub mod throttle;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -74,13 +74,13 @@ async fn change<T: Send + 'static>(
     keys: Arc<KeyRing>,
     f: impl FnOnce(&KeyRing) -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let path = keys.path().display().to_string();
+    let path = keys.describe();
     tokio::task::spawn_blocking(move || f(&keys))
         .await
         .map_err(|e| ApiError::Internal(format!("key task failed: {e}")))?
         .map_err(|e| {
-            tracing::error!(error = %e, path, "cannot save the keys file");
-            ApiError::Internal("cannot save the keys file; see the server log".into())
+            tracing::error!(error = %e, keys = path, "cannot save the keys");
+            ApiError::Internal("cannot save the keys; see the server log".into())
         })
 }
 

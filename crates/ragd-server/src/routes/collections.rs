@@ -263,7 +263,7 @@ pub async fn upsert(
         collections.upsert(&tenant, name, &embedder, docs).await?;
     Ok(AxumJson(UpsertResponse {
         object: "collection.upsert",
-        collection: collection.name().to_string(),
+        collection,
         documents: outcome.documents,
         chunks: outcome.chunks,
         replaced: outcome.replaced,

@@ -110,7 +110,7 @@ pub async fn upload(
         false => {
             let embedder = state.embedder(&tenant)?;
             let (collection, upserted) = collections.upsert(&tenant, name, &embedder, docs).await?;
-            (collection.name().to_string(), Some(upserted))
+            (collection, Some(upserted))
         }
     };
     let (documents, chunks, replaced, tokens) = written.map_or((0, 0, 0, 0), |w| {

@@ -1,17 +1,26 @@
-//! Each tenant's collections over `ragd_index`: create, list, describe,
-//! delete, upsert documents, retrieve. Every call names its [`Tenant`]:
-//! another tenant's collection is "not found", exactly like a missing one.
-//! Index calls run on the blocking pool.
+//! Each tenant's collections, in whichever store the server was started
+//! with ([`CollectionBackend`]: in memory under the data folder, or in
+//! Postgres): create, list, describe, delete, upsert documents, retrieve.
+//! Every call names its [`Tenant`]: another tenant's collection is "not
+//! found", exactly like a missing one.
 
+mod backend;
 mod blocking;
+mod memory;
+mod postgres;
 mod retrieve;
 mod upsert;
 
 use std::sync::Arc;
 
-use ragd_index::{Collection, CollectionConfig, DocumentInfo, DocumentSummary, IndexError, Metadata, Store};
+use ragd_index::{
+    CollectionConfig, CollectionStats, CollectionVersion, DocumentInfo, DocumentSummary, Metadata,
+};
 
+pub use backend::{CollectionBackend, CollectionHandle, SearchRequest, StoreTotals};
 pub use blocking::blocking;
+pub use memory::{MemoryBackend, MemoryCollection};
+pub use postgres::PostgresBackend;
 pub use retrieve::{search, Found, Ranking, RetrievedChunk, SearchQuery};
 pub use upsert::{check_embedder, collection_config, upsert_documents, Upserted};
 
@@ -30,14 +39,13 @@ pub struct CollectionSummary {
     pub chunks: usize,
 }
 
-fn summary(c: &Collection) -> Result<CollectionSummary, IndexError> {
-    let stats = c.stats()?;
-    Ok(CollectionSummary {
+fn summary(c: &dyn CollectionHandle, stats: CollectionStats) -> CollectionSummary {
+    CollectionSummary {
         name: c.name().to_string(),
         config: c.config().clone(),
         documents: stats.documents,
         chunks: stats.chunks,
-    })
+    }
 }
 
 /// What a retrieval found, the embedding model and the query's tokens.
@@ -50,7 +58,7 @@ pub struct Retrieval {
 
 /// The knowledge base as requests use it.
 pub struct Collections {
-    store: Arc<Store>,
+    backend: Arc<dyn CollectionBackend>,
     limits: CollectionLimits,
     /// Longest search query, in bytes.
     max_query_bytes: usize,
@@ -59,21 +67,21 @@ pub struct Collections {
 
 impl Collections {
     pub fn new(
-        store: Arc<Store>,
+        backend: Arc<dyn CollectionBackend>,
         limits: CollectionLimits,
         max_query_bytes: usize,
         metrics: IndexMetrics,
     ) -> Self {
         Self {
-            store,
+            backend,
             limits,
             max_query_bytes,
             metrics,
         }
     }
 
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
+    pub fn backend(&self) -> &Arc<dyn CollectionBackend> {
+        &self.backend
     }
 
     /// Largest `top_k` of a search.
@@ -91,16 +99,24 @@ impl Collections {
         tenant: &Tenant,
         name: String,
         embedder: &ModelHandle,
-    ) -> Result<Arc<Collection>, ServiceError> {
+    ) -> Result<Arc<dyn CollectionHandle>, ServiceError> {
         let collection = self.collection(tenant, name).await?;
-        check_embedder(&collection, embedder)?;
+        check_embedder(collection.as_ref(), embedder)?;
         Ok(collection)
     }
 
     /// `tenant`'s collection `name`, whatever embedded it.
-    pub async fn collection(&self, tenant: &Tenant, name: String) -> Result<Arc<Collection>, ServiceError> {
-        let (store, owner) = (self.store.clone(), tenant.clone());
-        blocking(move || store.collection(owner.as_str(), &name)).await
+    pub async fn collection(
+        &self,
+        tenant: &Tenant,
+        name: String,
+    ) -> Result<Arc<dyn CollectionHandle>, ServiceError> {
+        self.backend.open(tenant.as_str(), name).await
+    }
+
+    /// The version of `tenant`'s collection `name` (for caches).
+    pub async fn version(&self, tenant: &Tenant, name: String) -> Result<CollectionVersion, ServiceError> {
+        self.collection(tenant, name).await?.version().await
     }
 
     /// Creates a collection for vectors of `embedder` (chunking defaults
@@ -115,55 +131,45 @@ impl Collections {
         metadata: Metadata,
     ) -> Result<CollectionSummary, ServiceError> {
         let config = collection_config(embedder, chunk_tokens, chunk_overlap, metadata)?;
-        let (store, owner) = (self.store.clone(), tenant.clone());
-        let created =
-            blocking(move || summary(&*store.create_collection(owner.as_str(), &name, config)?)).await?;
-        tracing::info!(collection = %created.name, "collection created");
-        Ok(created)
+        let created = self.backend.create(tenant.as_str(), name, config).await?;
+        tracing::info!(collection = %created.name(), "collection created");
+        Ok(summary(created.as_ref(), CollectionStats::default()))
     }
 
     /// `tenant`'s collections, by name.
     pub async fn list(&self, tenant: &Tenant) -> Result<Vec<CollectionSummary>, ServiceError> {
-        let (store, owner) = (self.store.clone(), tenant.clone());
-        blocking(move || {
-            let mut out = Vec::new();
-            for name in store.list_collections(owner.as_str())? {
-                // Deleted meanwhile: leave it out.
-                match store.collection(owner.as_str(), &name).and_then(|c| summary(&c)) {
-                    Ok(s) => out.push(s),
-                    Err(IndexError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(out)
-        })
-        .await
+        let listed = self.backend.list(tenant.as_str()).await?;
+        Ok(listed
+            .into_iter()
+            .map(|(c, stats)| summary(c.as_ref(), stats))
+            .collect())
     }
 
     pub async fn describe(&self, tenant: &Tenant, name: String) -> Result<CollectionSummary, ServiceError> {
-        let (store, owner) = (self.store.clone(), tenant.clone());
-        blocking(move || summary(&*store.collection(owner.as_str(), &name)?)).await
+        let c = self.collection(tenant, name).await?;
+        let stats = c.stats().await?;
+        Ok(summary(c.as_ref(), stats))
     }
 
     pub async fn delete(&self, tenant: &Tenant, name: String) -> Result<(), ServiceError> {
-        let (store, owner, id) = (self.store.clone(), tenant.clone(), name.clone());
-        blocking(move || store.delete_collection(owner.as_str(), &id)).await?;
+        self.backend.delete(tenant.as_str(), name.clone()).await?;
         tracing::info!(collection = %name, "collection deleted");
         Ok(())
     }
 
     /// Inserts or replaces `docs`, all or none; durable when it returns.
+    /// Returns the collection's name and what was written.
     pub async fn upsert(
         &self,
         tenant: &Tenant,
         name: String,
         embedder: &ModelHandle,
         docs: Vec<ragd_index::DocumentInput>,
-    ) -> Result<(Arc<Collection>, Upserted), ServiceError> {
+    ) -> Result<(String, Upserted), ServiceError> {
         let collection = self.open(tenant, name, embedder).await?;
-        let upserted = upsert_documents(&collection, embedder, docs, &self.limits).await?;
+        let upserted = upsert_documents(collection.as_ref(), embedder, docs, &self.limits).await?;
         (self.metrics.ingested_documents).inc_by(upserted.outcome.documents as u64);
-        Ok((collection, upserted))
+        Ok((collection.name().to_string(), upserted))
     }
 
     /// A stored document (`None`: no such id).
@@ -173,8 +179,7 @@ impl Collections {
         name: String,
         id: String,
     ) -> Result<Option<DocumentInfo>, ServiceError> {
-        let (store, owner) = (self.store.clone(), tenant.clone());
-        blocking(move || store.collection(owner.as_str(), &name)?.document(&id)).await
+        self.collection(tenant, name).await?.document(id).await
     }
 
     /// Up to `limit` documents after the id `after`, in id order.
@@ -185,8 +190,8 @@ impl Collections {
         after: Option<String>,
         limit: usize,
     ) -> Result<Vec<DocumentSummary>, ServiceError> {
-        let (store, owner) = (self.store.clone(), tenant.clone());
-        blocking(move || (store.collection(owner.as_str(), &name)?).list_documents(after.as_deref(), limit))
+        (self.collection(tenant, name).await?)
+            .list_documents(after, limit)
             .await
     }
 
@@ -197,8 +202,7 @@ impl Collections {
         name: String,
         id: String,
     ) -> Result<bool, ServiceError> {
-        let (store, owner) = (self.store.clone(), tenant.clone());
-        blocking(move || Ok(store.collection(owner.as_str(), &name)?.delete(&[id])? > 0)).await
+        Ok(self.collection(tenant, name).await?.delete(vec![id]).await? > 0)
     }
 
     /// Checks the query, embeds it (unless the search is lexical) and
@@ -224,7 +228,15 @@ impl Collections {
             return Err(ServiceError::too_long("query", bytes, max, "query"));
         }
         let collection = self.open(tenant, q.collection, embedder).await?;
-        let found = search(collection, embedder, q.query, q.top_k, q.filter, q.ranking).await?;
+        let found = search(
+            collection.as_ref(),
+            embedder,
+            q.query,
+            q.top_k,
+            q.filter,
+            q.ranking,
+        )
+        .await?;
         self.metrics.search_seconds.observe(found.seconds);
         // The best cosine similarity (fused and BM25 scores are on other
         // scales); a lexical search has none.
@@ -243,11 +255,7 @@ impl Collections {
 
     /// Refreshes the store-wide gauges (at each `/metrics` scrape).
     pub async fn refresh_metrics(&self) {
-        let store = self.store.clone();
-        // Collection locks may be held by a write: off the async threads.
-        if let Ok((stats, quarantined)) =
-            tokio::task::spawn_blocking(move || (store.stats(), store.quarantined().len())).await
-        {
+        if let Some(StoreTotals { stats, quarantined }) = self.backend.totals().await {
             let m = &self.metrics;
             m.documents.set(stats.documents as i64);
             m.chunks.set(stats.chunks as i64);

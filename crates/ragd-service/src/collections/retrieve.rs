@@ -3,16 +3,13 @@
 //! the default). The search endpoint, RAG chat and `ragd query --data-dir`
 //! all come here.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use ragd_index::{
-    Collection, Fusion, Hit, Metadata, MetadataFilter, Query, SearchMode, DEFAULT_DENSE_WEIGHT, DEFAULT_RRF_K,
-};
+use ragd_index::{Fusion, Hit, Metadata, MetadataFilter, SearchMode, DEFAULT_DENSE_WEIGHT, DEFAULT_RRF_K};
 use serde::Serialize;
 use tracing::Instrument;
 
-use super::blocking::blocking;
+use super::backend::{CollectionHandle, SearchRequest};
 use crate::embedding::{embed, Input};
 use crate::error::ServiceError;
 use crate::models::ModelHandle;
@@ -161,7 +158,7 @@ pub struct Found {
 /// chunk). The query is embedded with `handle` unless the search is
 /// lexical.
 pub async fn search(
-    collection: Arc<Collection>,
+    collection: &dyn CollectionHandle,
     handle: &ModelHandle,
     query: String,
     top_k: usize,
@@ -187,21 +184,17 @@ pub async fn search(
         mode = ranking.mode.as_str(),
         hits = tracing::field::Empty
     );
-    let (hits, seconds) = blocking(move || {
-        let t0 = Instant::now();
-        let q = Query {
-            vector: vector.as_deref(),
-            text: &query,
-            mode: ranking.mode,
-            fusion: ranking.fusion,
-            top_k,
-            filter: filter.as_ref(),
-        };
-        let hits = collection.query(&q)?;
-        Ok((hits, t0.elapsed().as_secs_f64()))
-    })
-    .instrument(span.clone())
-    .await?;
+    let request = SearchRequest {
+        vector,
+        text: query,
+        mode: ranking.mode,
+        fusion: ranking.fusion,
+        top_k,
+        filter,
+    };
+    let t0 = Instant::now();
+    let hits = collection.query(request).instrument(span.clone()).await?;
+    let seconds = t0.elapsed().as_secs_f64();
     span.record("hits", hits.len() as i64);
     Ok(Found {
         chunks: hits.into_iter().map(RetrievedChunk::from).collect(),

@@ -3,12 +3,12 @@
 //! check that a collection's vectors come from the embedder at hand, and
 //! document upsert (validate, chunk, embed, store).
 
-use std::sync::Arc;
-
 use ragd_index::{
-    attach_vectors, chunk_texts, Cancel, Collection, CollectionConfig, DocumentInput, Metadata, UpsertOutcome,
+    attach_vectors, chunk_texts, prepare_documents, Cancel, CollectionConfig, DocumentInput, Metadata,
+    UpsertOutcome,
 };
 
+use super::backend::CollectionHandle;
 use super::blocking::blocking;
 use crate::config::CollectionLimits;
 use crate::embedding::{embed, Input};
@@ -57,7 +57,7 @@ pub fn collection_config(
 
 /// A collection's vectors must come from the embedder `handle`: same model,
 /// same dimension. Anything else is a conflict, never a mix.
-pub fn check_embedder(collection: &Collection, handle: &ModelHandle) -> Result<(), ServiceError> {
+pub fn check_embedder(collection: &dyn CollectionHandle, handle: &ModelHandle) -> Result<(), ServiceError> {
     let config = collection.config();
     match &config.embedding_model {
         Some(model) if *model != handle.info.id => Err(ServiceError::Conflict(format!(
@@ -134,7 +134,7 @@ pub struct Upserted {
 /// offline `ragd ingest --data-dir` both call it. `handle` must be the
 /// collection's embedder (see [`check_embedder`]).
 pub async fn upsert_documents(
-    collection: &Arc<Collection>,
+    collection: &dyn CollectionHandle,
     handle: &ModelHandle,
     docs: Vec<DocumentInput>,
     limits: &CollectionLimits,
@@ -146,12 +146,12 @@ pub async fn upsert_documents(
     let cancel = Cancel::new();
     let _cancel_on_drop = cancel.cancel_on_drop();
     let tokenizer = handle.tokenizer.clone();
-    let (c, flag) = (collection.clone(), cancel.clone());
-    let prepared = blocking(move || c.prepare_cancellable(docs, tokenizer.as_ref(), &flag)).await?;
+    let (config, flag) = (collection.config().clone(), cancel.clone());
+    let prepared = blocking(move || prepare_documents(&config, docs, tokenizer.as_ref(), &flag)).await?;
     let texts = chunk_texts(&prepared);
     let (vectors, tokens) = embed(handle, texts.into_iter().map(Input::Text).collect()).await?;
-    let c = collection.clone();
-    let outcome = blocking(move || c.upsert_cancellable(attach_vectors(prepared, vectors)?, &cancel)).await?;
+    let embedded = attach_vectors(prepared, vectors)?;
+    let outcome = collection.upsert(embedded, cancel.clone()).await?;
     tracing::info!(
         collection = collection.name(),
         documents = outcome.documents,
