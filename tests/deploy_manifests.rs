@@ -27,10 +27,6 @@ use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// Variables of flags that other work adds (`--store postgres://...` comes
-/// with the Postgres store); the manifests set them ahead of it.
-const PENDING: &[&str] = &["RAGD_STORE"];
-
 /// A replica (does nothing in a normal test run): `ragd serve` with the
 /// pod's environment.
 #[test]
@@ -79,8 +75,9 @@ fn strings(v: &Value) -> Vec<String> {
 
 /// The pod's environment with its mount paths moved into `root` (Secrets'
 /// files written there; the models volume is the test models folder), on
-/// 127.0.0.1 and a free port instead of 0.0.0.0:8080.
-fn pod_env_here(facts: &Value, root: &std::path::Path) -> Vec<(String, String)> {
+/// 127.0.0.1 and a free port instead of 0.0.0.0:8080, and its store the
+/// Postgres at `store_url`.
+fn pod_env_here(facts: &Value, root: &std::path::Path, store_url: &str) -> Vec<(String, String)> {
     let mut mounts: Vec<(String, PathBuf)> = Vec::new();
     for (i, m) in facts["mounts"].as_array().expect("mounts").iter().enumerate() {
         let path = m["path"].as_str().expect("path").to_string();
@@ -111,6 +108,8 @@ fn pod_env_here(facts: &Value, root: &std::path::Path) -> Vec<(String, String)> 
             let here = match name.as_str() {
                 "RAGD_HOST" => "127.0.0.1".to_string(),
                 "RAGD_PORT" => "0".to_string(),
+                // The manifests' Postgres service, here a real one on loopback.
+                "RAGD_STORE" => store_url.to_string(),
                 _ => mounts
                     .iter()
                     .find_map(|(path, local)| {
@@ -151,10 +150,7 @@ fn manifests_and_compose_validate_and_the_pod_configuration_serves() {
             "{name}: grace {grace}s, preStop + drain {needed}s"
         );
     }
-    let unknown: BTreeSet<&String> = variables
-        .iter()
-        .filter(|v| !known.contains(*v) && !PENDING.contains(&v.as_str()))
-        .collect();
+    let unknown: BTreeSet<&String> = variables.iter().filter(|v| !known.contains(*v)).collect();
     assert!(unknown.is_empty(), "variables ragd does not read: {unknown:?}");
     assert_eq!(overlays["overlays/nvidia-gpu"]["gpus"], "1");
     assert_eq!(overlays["overlays/nvidia-gpu"]["pod_env"]["RAGD_DEVICE"], "cuda");
@@ -164,7 +160,8 @@ fn manifests_and_compose_validate_and_the_pod_configuration_serves() {
     // The CPU pod's configuration, run here.
     let cpu = &overlays["overlays/cpu"];
     let root = tempfile::tempdir().unwrap();
-    let env = pod_env_here(cpu, root.path());
+    let pg = ragd_suite::postgres::Postgres::start();
+    let env = pod_env_here(cpu, root.path(), &pg.url());
     let pod = Replica::spawn_with_env(&[], &env);
     let http = Client::builder()
         .timeout(Duration::from_secs(30))

