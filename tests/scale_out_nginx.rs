@@ -143,6 +143,54 @@ fn document_ids(http: &Client, base: &str) -> std::collections::HashSet<String> 
     }
 }
 
+/// [`REPLICAS`] replicas started at once, replica `i` on `data(i)`.
+fn spawn_replicas(
+    keys: &std::path::Path,
+    data: &dyn Fn(usize) -> std::path::PathBuf,
+    flags: &[&str],
+) -> Vec<Replica> {
+    std::thread::scope(|s| {
+        let started: Vec<_> = (0..REPLICAS)
+            .map(|i| {
+                let dir = data(i);
+                s.spawn(move || Replica::spawn(&replica_args(0, keys, &dir, flags)))
+            })
+            .collect();
+        started
+            .into_iter()
+            .map(|r| r.join().expect("a replica"))
+            .collect()
+    })
+}
+
+/// Checks that every client-visible error of a load phase was a 502 of a
+/// request on `victim` while it was killed (`window`); returns the errors
+/// and how many requests were on it then.
+fn errors_of_the_kill<'a>(
+    outcomes: &'a [Outcome],
+    victim: &str,
+    (kill_start, kill_end): (Instant, Instant),
+) -> (Vec<&'a Outcome>, Vec<&'a Outcome>) {
+    let overlaps = |o: &Outcome| o.start <= kill_end && o.end >= kill_start;
+    let on_victim: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| overlaps(o) && o.upstreams.iter().any(|u| u == victim))
+        .collect();
+    let errors: Vec<&Outcome> = outcomes.iter().filter(|o| !o.ok()).collect();
+    for e in &errors {
+        assert!(
+            e.status == Some(StatusCode::BAD_GATEWAY)
+                && overlaps(e)
+                && e.upstreams.iter().any(|u| u == victim),
+            "an error not explained by the kill: {:?} via {:?}",
+            e.status,
+            e.upstreams
+        );
+    }
+    assert!(errors.len() <= on_victim.len());
+    (errors, on_victim)
+}
+
 /// The two tests each run three replicas on 2 cores: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -184,18 +232,7 @@ fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_repli
         "1000",
     ];
     let data = |i: usize| dir.path().join(format!("data{i}"));
-    let mut replicas: Vec<Replica> = std::thread::scope(|s| {
-        let started: Vec<_> = (0..REPLICAS)
-            .map(|i| {
-                let (keys, data, flags) = (&keys, &data, &flags);
-                s.spawn(move || Replica::spawn(&replica_args(0, keys, &data(i), flags)))
-            })
-            .collect();
-        started
-            .into_iter()
-            .map(|r| r.join().expect("a replica"))
-            .collect()
-    });
+    let mut replicas = spawn_replicas(&keys, &data, &flags);
     let http = Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -262,13 +299,8 @@ fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_repli
         kill_window = Some((t, Instant::now()));
     });
     let (kill_start, kill_end) = kill_window.expect("the kill ran");
-    let overlaps = |o: &Outcome| o.start <= kill_end && o.end >= kill_start;
-    let on_victim: Vec<&Outcome> = outcomes
-        .iter()
-        .filter(|o| overlaps(o) && o.upstreams.contains(&victim_addr))
-        .collect();
+    let (errors, on_victim) = errors_of_the_kill(&outcomes, &victim_addr, (kill_start, kill_end));
     let on_victim_at_kill = on_victim.len();
-    let errors: Vec<&Outcome> = outcomes.iter().filter(|o| !o.ok()).collect();
     let retried = outcomes
         .iter()
         .filter(|o| o.ok() && o.upstreams.len() > 1)
@@ -286,15 +318,6 @@ fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_repli
         writes(&on_victim),
         on_victim_at_kill - writes(&on_victim),
     );
-    for e in &errors {
-        assert!(
-            e.status == Some(StatusCode::BAD_GATEWAY) && overlaps(e) && e.upstreams.contains(&victim_addr),
-            "an error not explained by the kill: {:?} via {:?}",
-            e.status,
-            e.upstreams
-        );
-    }
-    assert!(errors.len() <= on_victim_at_kill);
     let after_kill = outcomes.iter().filter(|o| o.start > kill_end);
     assert!(
         after_kill.clone().count() > 0 && after_kill.clone().all(|o| o.answered_by() != Some(&victim_addr)),
@@ -433,18 +456,7 @@ fn three_replicas_on_one_postgres_behind_nginx_lose_no_acknowledged_write() {
         &store,
     ];
     let data = |i: usize| dir.path().join(format!("data{i}"));
-    let mut replicas: Vec<Replica> = std::thread::scope(|s| {
-        let started: Vec<_> = (0..REPLICAS)
-            .map(|i| {
-                let (keys, data, flags) = (&keys, &data, &flags);
-                s.spawn(move || Replica::spawn(&replica_args(0, keys, &data(i), flags)))
-            })
-            .collect();
-        started
-            .into_iter()
-            .map(|r| r.join().expect("a replica"))
-            .collect()
-    });
+    let mut replicas = spawn_replicas(&keys, &data, &flags);
     let http = Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -490,22 +502,9 @@ fn three_replicas_on_one_postgres_behind_nginx_lose_no_acknowledged_write() {
         victim.kill();
         kill_window = Some((t, Instant::now()));
     });
-    let (kill_start, kill_end) = kill_window.expect("the kill ran");
-    let overlaps = |o: &Outcome| o.start <= kill_end && o.end >= kill_start;
-    let on_victim_at_kill = outcomes
-        .iter()
-        .filter(|o| overlaps(o) && o.upstreams.contains(&victim_addr))
-        .count();
-    let errors: Vec<&Outcome> = outcomes.iter().filter(|o| !o.ok()).collect();
-    for e in &errors {
-        assert!(
-            e.status == Some(StatusCode::BAD_GATEWAY) && overlaps(e) && e.upstreams.contains(&victim_addr),
-            "an error not explained by the kill: {:?} via {:?}",
-            e.status,
-            e.upstreams
-        );
-    }
-    assert!(errors.len() <= on_victim_at_kill);
+    let window = kill_window.expect("the kill ran");
+    let (errors, on_victim) = errors_of_the_kill(&outcomes, &victim_addr, window);
+    let on_victim_at_kill = on_victim.len();
 
     // Every acknowledged write, listed through nginx by the live replicas.
     let stored = document_ids(&http, lb);
