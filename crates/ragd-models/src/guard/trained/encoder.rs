@@ -46,56 +46,57 @@ impl EncoderKind {
 }
 
 enum Model {
-    Bert(BertEmbedder),
-    NanoGuard(NanoGuard),
+    Bert(BertEmbedder, TextInput),
+    NanoGuard(NanoGuard, TextInput),
     CharNgrams,
+}
+
+/// How a neural encoder reads a text: its tokenizer and framing.
+struct TextInput {
+    tokenizer: Arc<dyn TextTokenizer>,
+    framing: Framing,
+}
+
+impl TextInput {
+    /// Each text's first window (special tokens added, the rest cut off);
+    /// special-token strings in the text are read as plain text.
+    fn first_windows(&self, texts: &[&str]) -> Result<TokenBatch> {
+        let mut batch = TokenBatch::new();
+        for text in texts {
+            let ids = self.tokenizer.encode_literal(text)?;
+            let first = self.framing.frame(&ids).into_iter().next().unwrap_or_default();
+            batch.push(&first);
+        }
+        Ok(batch)
+    }
 }
 
 /// A loaded encoder: text in, one feature vector out.
 pub struct FeatureEncoder {
     kind: EncoderKind,
     model: Model,
-    tokenizer: Arc<dyn TextTokenizer>,
-    framing: Framing,
     dim: usize,
 }
 
 impl FeatureEncoder {
     /// Loads `kind` from `dir` (ignored for n-grams).
     pub fn load(kind: EncoderKind, dir: &Path, device: &Device) -> Result<Self> {
-        if kind == EncoderKind::CharNgrams {
-            return Ok(Self {
-                kind,
-                model: Model::CharNgrams,
-                tokenizer: Arc::new(super::ByteTokenizer),
-                framing: super::framing(usize::MAX),
-                dim: super::ngrams::DIM,
-            });
-        }
-        let id = crate::model_id(dir)?;
-        Ok(match kind {
+        let (model, dim) = match kind {
             EncoderKind::Embedder => {
-                let (model, tokenizer) = BertEmbedder::load(dir, &id, device)?;
-                Self {
-                    kind,
-                    framing: model.info().framing.clone(),
-                    dim: model.dim(),
-                    model: Model::Bert(model),
-                    tokenizer,
-                }
+                let (model, tokenizer) = BertEmbedder::load(dir, &crate::model_id(dir)?, device)?;
+                let framing = model.info().framing.clone();
+                let dim = model.dim();
+                (Model::Bert(model, TextInput { tokenizer, framing }), dim)
             }
             EncoderKind::NanoGuard => {
-                let (model, tokenizer) = NanoGuard::load(dir, &id, device)?;
-                Self {
-                    kind,
-                    framing: model.info().framing.clone(),
-                    dim: model.config().n_embd,
-                    model: Model::NanoGuard(model),
-                    tokenizer,
-                }
+                let (model, tokenizer) = NanoGuard::load(dir, &crate::model_id(dir)?, device)?;
+                let framing = model.info().framing.clone();
+                let dim = model.config().n_embd;
+                (Model::NanoGuard(model, TextInput { tokenizer, framing }), dim)
             }
-            EncoderKind::CharNgrams => unreachable!("loaded above"),
-        })
+            EncoderKind::CharNgrams => (Model::CharNgrams, super::ngrams::DIM),
+        };
+        Ok(Self { kind, model, dim })
     }
 
     pub fn kind(&self) -> EncoderKind {
@@ -107,24 +108,13 @@ impl FeatureEncoder {
         self.dim
     }
 
-    /// One feature vector per text, from the text's first window in the
-    /// encoder's own framing (special tokens added, the rest cut off;
-    /// n-grams read the whole text). Special-token strings in the text are
-    /// read as plain text.
+    /// One feature vector per text: a neural encoder reads the text's first
+    /// window in its own framing, n-grams read the whole text.
     pub fn encode(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        if let Model::CharNgrams = self.model {
-            return Ok(texts.iter().map(|t| super::ngrams::features(t)).collect());
-        }
-        let mut batch = TokenBatch::new();
-        for text in texts {
-            let ids = self.tokenizer.encode_literal(text)?;
-            let first = self.framing.frame(&ids).into_iter().next().unwrap_or_default();
-            batch.push(&first);
-        }
         match &mut self.model {
-            Model::Bert(m) => m.embed(&batch),
-            Model::NanoGuard(m) => m.pooled_features(&batch),
-            Model::CharNgrams => unreachable!("encoded above"),
+            Model::Bert(m, input) => m.embed(&input.first_windows(texts)?),
+            Model::NanoGuard(m, input) => m.pooled_features(&input.first_windows(texts)?),
+            Model::CharNgrams => Ok(texts.iter().map(|t| super::ngrams::features(t)).collect()),
         }
     }
 }
