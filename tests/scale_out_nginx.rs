@@ -75,6 +75,24 @@ fn load_keys(phase: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The models every replica serves (no guard), then `rate_limit_rpm` and
+/// `extra`.
+fn replica_flags<'a>(rate_limit_rpm: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let models = ["--guard", "none", "--embedder", EMBEDDER, "--generator", GEN];
+    models
+        .into_iter()
+        .chain(["--rate-limit-rpm", rate_limit_rpm])
+        .chain(extra.iter().copied())
+        .collect()
+}
+
+/// Load keys (secret, id) as key records of tenant acme.
+fn acme_records<'a>(keys: impl IntoIterator<Item = &'a (String, String)>) -> Vec<TestKey<'a>> {
+    keys.into_iter()
+        .map(|(secret, id)| (secret.as_str(), id.as_str(), "acme"))
+        .collect()
+}
+
 fn secrets(keys: &[(String, String)]) -> Vec<String> {
     keys.iter().map(|(secret, _)| secret.clone()).collect()
 }
@@ -202,12 +220,7 @@ fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_repli
     std::fs::create_dir(&redis_dir).unwrap();
     let redis = RedisServer::start(&redis_dir, free_port());
     let (kill_keys, term_keys, outage_keys) = (load_keys("kill"), load_keys("term"), load_keys("outage"));
-    let load_key_records: Vec<TestKey> = kill_keys
-        .iter()
-        .chain(&term_keys)
-        .chain(&outage_keys)
-        .map(|(secret, id)| (secret.as_str(), id.as_str(), "acme"))
-        .collect();
+    let load_key_records = acme_records(kill_keys.iter().chain(&term_keys).chain(&outage_keys));
     let keys = dir.path().join("keys.json");
     write_keys(
         &keys,
@@ -215,22 +228,17 @@ fn three_replicas_behind_nginx_share_limits_and_cache_and_survive_a_killed_repli
     );
     let rpm = RPM.to_string();
     let redis_url = redis.url();
-    let flags = [
-        "--guard",
-        "none",
-        "--embedder",
-        EMBEDDER,
-        "--generator",
-        GEN,
-        "--rate-limit-rpm",
+    let flags = replica_flags(
         &rpm,
-        "--redis-url",
-        &redis_url,
-        // Generous: on a busy machine a slow answer must not split the
-        // shared budget (tests/redis_scale_out.rs covers a hung Redis).
-        "--redis-timeout-ms",
-        "1000",
-    ];
+        &[
+            "--redis-url",
+            &redis_url,
+            // Generous: on a busy machine a slow answer must not split the
+            // shared budget (tests/redis_scale_out.rs covers a hung Redis).
+            "--redis-timeout-ms",
+            "1000",
+        ],
+    );
     let data = |i: usize| dir.path().join(format!("data{i}"));
     let mut replicas = spawn_replicas(&keys, &data, &flags);
     let http = Client::builder()
@@ -436,25 +444,11 @@ fn three_replicas_on_one_postgres_behind_nginx_lose_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let pg = ragd_suite::postgres::Postgres::start();
     let kill_keys = load_keys("pg");
-    let load_key_records: Vec<TestKey> = kill_keys
-        .iter()
-        .map(|(secret, id)| (secret.as_str(), id.as_str(), "acme"))
-        .collect();
+    let load_key_records = acme_records(&kill_keys);
     let keys = dir.path().join("keys.json");
     write_keys(&keys, &[&[SETUP][..], &load_key_records[..]].concat());
     let (rpm, store) = (RPM.to_string(), pg.url());
-    let flags = [
-        "--guard",
-        "none",
-        "--embedder",
-        EMBEDDER,
-        "--generator",
-        GEN,
-        "--rate-limit-rpm",
-        &rpm,
-        "--store",
-        &store,
-    ];
+    let flags = replica_flags(&rpm, &["--store", &store]);
     let data = |i: usize| dir.path().join(format!("data{i}"));
     let mut replicas = spawn_replicas(&keys, &data, &flags);
     let http = Client::builder()
