@@ -44,6 +44,12 @@ impl Rope {
         }
     }
 
+    /// The tables, `[max_positions, head_dim / 2]` each: device backends
+    /// upload them to rotate with the same values.
+    pub fn tables(&self) -> (&[f32], &[f32]) {
+        (&self.cos, &self.sin)
+    }
+
     pub fn max_positions(&self) -> usize {
         self.cos.len() / self.half.max(1)
     }

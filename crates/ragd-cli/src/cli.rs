@@ -169,6 +169,11 @@ pub struct ServeArgs {
     /// near-lossless.
     #[arg(long, env = "RAGD_EXACT_WEIGHTS")]
     pub exact_weights: bool,
+    /// Which forward runs the generator: `native` (ragd's CPU kernels),
+    /// `candle` (device-generic: CPU, CUDA, Metal) or `auto` (native on the
+    /// CPU, candle on a GPU).
+    #[arg(long, env = "RAGD_GENERATOR_BACKEND", default_value = "auto")]
+    pub generator_backend: ragd_models::llama::GeneratorBackend,
     /// Memory for the generator's KV cache, in MiB.
     #[arg(long, env = "RAGD_KV_CACHE_MB", default_value_t = 512)]
     pub kv_cache_mb: usize,

@@ -41,6 +41,7 @@ impl ServeArgs {
             exact_weights: self.exact_weights,
             kv_cache_mb: self.kv_cache_mb,
             kv_cache_dtype: self.kv_cache_dtype,
+            generator_backend: self.generator_backend,
             kv_block_size: self.kv_block_size,
             max_context: self.max_context,
             max_step_tokens: self.max_step_tokens,

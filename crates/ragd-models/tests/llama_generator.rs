@@ -3,12 +3,16 @@
 //! tests/fixtures/llama_greedy.json) and `quantized_qwen2` (Qwen2.5-Coder
 //! 0.5B, tests/fixtures/qwen2_greedy.json), written by
 //! examples/llama_reference.rs: alone, and in ragged batches that mix
-//! chunked prefill with decoding, through scattered KV blocks.
+//! chunked prefill with decoding, through scattered KV blocks. Both
+//! backends: ragd's native CPU forward and the device-generic candle one
+//! (here on the CPU; `device_generator.rs` runs it on CUDA).
 
 mod common;
 
 use ragd_core::{Generator, ModelError, SeqChunk};
-use ragd_models::llama::{GeneratorOptions, KvBudget, KvDtype, LlamaGenerator};
+use ragd_models::llama::{
+    CandleLlamaGenerator, GeneratorBackend, GeneratorOptions, KvBudget, KvDtype, LlamaGenerator,
+};
 use ragd_models::Device;
 
 const BLOCK: usize = 16;
@@ -68,7 +72,7 @@ fn cases(model: &Model) -> Vec<Case> {
         .collect()
 }
 
-fn generator(model: &Model, dtype: KvDtype) -> LlamaGenerator {
+fn generator(model: &Model, dtype: KvDtype, backend: GeneratorBackend) -> Box<dyn Generator> {
     let path = if model.optional {
         common::fetched_model(model.name, model.file)
     } else {
@@ -84,8 +88,14 @@ fn generator(model: &Model, dtype: KvDtype) -> LlamaGenerator {
         kv,
         max_context: Some(1024),
         fast_weights: false,
+        backend,
     };
-    LlamaGenerator::from_gguf(&path, model.name, &Device::Cpu, &opts).unwrap()
+    match backend {
+        GeneratorBackend::Candle => {
+            Box::new(CandleLlamaGenerator::from_gguf(&path, model.name, &Device::Cpu, &opts).unwrap())
+        }
+        _ => Box::new(LlamaGenerator::from_gguf(&path, model.name, &Device::Cpu, &opts).unwrap()),
+    }
 }
 
 /// A sequence being decoded greedily, with its own (deliberately scattered)
@@ -147,7 +157,7 @@ fn argmax(l: &[f32]) -> u32 {
 
 /// Runs every sequence to `n` generated tokens, `start[i]` steps late, with
 /// prompts fed `max_prefill` tokens at a time.
-fn run(model: &mut LlamaGenerator, seqs: &mut [Seq], n: usize, start: &[usize], max_prefill: usize) {
+fn run(model: &mut dyn Generator, seqs: &mut [Seq], n: usize, start: &[usize], max_prefill: usize) {
     let mut step = 0;
     while seqs.iter().any(|s| s.out.len() < n) {
         let active: Vec<usize> = (0..seqs.len())
@@ -177,6 +187,20 @@ fn check(seqs: &[Seq], cases: &[Case], n: usize, what: &str) {
     }
 }
 
+/// Positions of each sequence's first `n` tokens equal to the reference's.
+fn matching_positions(seqs: &[Seq], cases: &[Case], n: usize) -> Vec<usize> {
+    seqs.iter()
+        .zip(cases)
+        .map(|(s, c)| {
+            s.out[..n]
+                .iter()
+                .zip(&c.want[..n])
+                .filter(|(a, b)| a == b)
+                .count()
+        })
+        .collect()
+}
+
 /// Blocks 0..160 dealt out round-robin so that every sequence's table is
 /// scattered and interleaved with the others'.
 fn scattered_tables(n_seqs: usize, per_seq: usize) -> Vec<Vec<u32>> {
@@ -193,7 +217,8 @@ fn scattered_tables(n_seqs: usize, per_seq: usize) -> Vec<Vec<u32>> {
 fn greedy_tokens_match_the_reference_alone_and_in_ragged_batches() {
     // The f16 cache (the default) rounds K and V; the reference kept f32.
     for dtype in [KvDtype::F16, KvDtype::F32] {
-        greedy_tokens_match(&SMOLLM2, dtype);
+        let mut model = generator(&SMOLLM2, dtype, GeneratorBackend::Native);
+        greedy_tokens_match(&SMOLLM2, model.as_mut(), true);
     }
 }
 
@@ -201,23 +226,58 @@ fn greedy_tokens_match_the_reference_alone_and_in_ragged_batches() {
 /// the default f16 cache.
 #[test]
 fn qwen2_greedy_tokens_match_the_reference_alone_and_in_ragged_batches() {
-    greedy_tokens_match(&QWEN2, KvDtype::F16);
+    let mut model = generator(&QWEN2, KvDtype::F16, GeneratorBackend::Native);
+    greedy_tokens_match(&QWEN2, model.as_mut(), true);
 }
 
-fn greedy_tokens_match(spec: &Model, dtype: KvDtype) {
+/// The candle backend with an f32 cache gives exactly the reference's
+/// tokens, alone and in ragged batches.
+#[test]
+fn candle_backend_with_an_f32_cache_gives_the_reference_tokens() {
+    let mut model = generator(&SMOLLM2, KvDtype::F32, GeneratorBackend::Candle);
+    greedy_tokens_match(&SMOLLM2, model.as_mut(), true);
+}
+
+/// With an f16 cache the candle backend may round differently from the f32
+/// reference: at least 30 of 32 positions per prompt match.
+#[test]
+fn candle_backend_with_an_f16_cache_matches_at_least_30_of_32_positions() {
+    let cases = cases(&SMOLLM2);
+    let n = 32;
+    let mut model = generator(&SMOLLM2, KvDtype::F16, GeneratorBackend::Candle);
+    let tables = scattered_tables(cases.len(), 20);
+    let mut seqs: Vec<Seq> = cases.iter().zip(tables).map(|(c, t)| Seq::new(c, t)).collect();
+    let start: Vec<usize> = (0..cases.len()).map(|i| i * 3).collect();
+    run(model.as_mut(), &mut seqs, n, &start, 5);
+    let matching = matching_positions(&seqs, &cases, n);
+    eprintln!("candle backend, f16 KV: matching positions of {n} per prompt: {matching:?}");
+    assert!(matching.iter().all(|&m| m >= 30), "{matching:?}");
+}
+
+/// Qwen2 through the candle backend (biases, half-split rotary pairs,
+/// K-quants as candle's `QMatMul` runs them), f32 cache; in ragged batches
+/// only, the slower half of this test on the CPU.
+#[test]
+fn candle_backend_runs_qwen2_to_the_reference_tokens() {
+    let mut model = generator(&QWEN2, KvDtype::F32, GeneratorBackend::Candle);
+    greedy_tokens_match(&QWEN2, model.as_mut(), false);
+}
+
+/// The reference tokens for every prompt: each alone (when `alone`), then
+/// all together in ragged batches.
+fn greedy_tokens_match(spec: &Model, model: &mut dyn Generator, alone: bool) {
     let cases = cases(spec);
     assert!(cases.len() >= 8);
     let n = cases.iter().map(|c| c.want.len()).min().unwrap();
     assert!(n >= 32, "the fixture holds {n} tokens per prompt");
-    let mut model = generator(spec, dtype);
 
     // Alone: one sequence at a time, whole prompt in one step.
-    for (i, case) in cases.iter().enumerate() {
+    for (i, case) in cases.iter().enumerate().filter(|_| alone) {
         let mut seq = [Seq::new(
             case,
             (0..20).rev().map(|b| b + 20 * (i as u32 % 4)).collect(),
         )];
-        run(&mut model, &mut seq, n, &[0], usize::MAX);
+        run(model, &mut seq, n, &[0], usize::MAX);
         check(&seq, std::slice::from_ref(case), n, "alone");
     }
 
@@ -226,7 +286,7 @@ fn greedy_tokens_match(spec: &Model, dtype: KvDtype) {
     let tables = scattered_tables(cases.len(), 20);
     let mut seqs: Vec<Seq> = cases.iter().zip(tables).map(|(c, t)| Seq::new(c, t)).collect();
     let start: Vec<usize> = (0..cases.len()).map(|i| i * 3).collect();
-    run(&mut model, &mut seqs, n, &start, 5);
+    run(model, &mut seqs, n, &start, 5);
     check(&seqs, &cases, n, "batched");
 }
 
@@ -234,7 +294,12 @@ fn greedy_tokens_match(spec: &Model, dtype: KvDtype) {
 /// internal error before it touches the cache.
 #[test]
 fn bad_chunks_are_refused_without_panicking() {
-    let mut model = generator(&SMOLLM2, KvDtype::default());
+    for backend in [GeneratorBackend::Native, GeneratorBackend::Candle] {
+        bad_chunks_are_refused(generator(&SMOLLM2, KvDtype::default(), backend).as_mut());
+    }
+}
+
+fn bad_chunks_are_refused(model: &mut dyn Generator) {
     let internal = |r: Result<Vec<Vec<f32>>, ModelError>| matches!(r, Err(ModelError::Inference(_)));
     let blocks = [0u32, 1];
     let past_table = SeqChunk {

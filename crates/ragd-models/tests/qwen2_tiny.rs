@@ -118,6 +118,7 @@ fn a_tiny_random_qwen2_runs_like_candle_transformers() {
         },
         max_context: None,
         fast_weights: false,
+        ..Default::default()
     };
     let mut model = LlamaGenerator::from_gguf(&path, "tiny-qwen2", &Device::Cpu, &opts).unwrap();
     assert_eq!(model.config().arch, Architecture::Qwen2);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use ragd_models::llama::KvDtype;
+use ragd_models::llama::{GeneratorBackend, KvDtype};
 use ragd_models::DeviceChoice;
 
 use crate::guard_combine::GuardCombine;
@@ -38,6 +38,8 @@ pub struct ModelsConfig {
     /// The generator's KV cache: MiB, element type, positions per block.
     pub kv_cache_mb: usize,
     pub kv_cache_dtype: KvDtype,
+    /// Which forward runs the generator.
+    pub generator_backend: GeneratorBackend,
     pub kv_block_size: usize,
     /// Longest sequence (prompt + generated); capped by the model's own.
     pub max_context: usize,
@@ -68,6 +70,7 @@ impl Default for ModelsConfig {
             exact_weights: false,
             kv_cache_mb: 512,
             kv_cache_dtype: KvDtype::F16,
+            generator_backend: GeneratorBackend::Auto,
             kv_block_size: 16,
             max_context: 4096,
             max_step_tokens: 256,

@@ -103,6 +103,15 @@ impl LlamaConfig {
         .checked(path)
     }
 
+    /// Reads `dir/config.json`.
+    pub fn from_hf_dir(dir: &std::path::Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::load(path.display(), e))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::load(path.display(), e))?;
+        Self::from_hf_json(&json, &path.display().to_string())
+    }
+
     /// Reads a Hugging Face `LlamaForCausalLM` or `Qwen2ForCausalLM`
     /// `config.json`.
     pub fn from_hf_json(json: &serde_json::Value, path: &str) -> Result<Self> {

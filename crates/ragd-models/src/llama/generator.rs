@@ -46,6 +46,44 @@ pub struct GeneratorOptions {
     /// batched kernel; off: such matrices go through candle's `QMatMul`
     /// exactly as stored.
     pub fast_weights: bool,
+    /// Which forward runs the model.
+    pub backend: GeneratorBackend,
+}
+
+/// Which forward runs a generator: ragd's own CPU kernels (`native`), the
+/// device-generic candle forward (`candle`), or `auto`: native on the CPU,
+/// candle on a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GeneratorBackend {
+    #[default]
+    Auto,
+    Native,
+    Candle,
+}
+
+impl GeneratorBackend {
+    /// The backend `auto` means on `device`.
+    pub fn resolve(self, device: &Device) -> Self {
+        match self {
+            Self::Auto if device.is_cpu() => Self::Native,
+            Self::Auto => Self::Candle,
+            other => other,
+        }
+    }
+}
+
+impl std::str::FromStr for GeneratorBackend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "native" => Ok(Self::Native),
+            "candle" => Ok(Self::Candle),
+            _ => Err(format!(
+                "unknown generator backend {s:?}: use native, candle or auto"
+            )),
+        }
+    }
 }
 
 impl Default for GeneratorOptions {
@@ -54,6 +92,7 @@ impl Default for GeneratorOptions {
             kv: KvBudget::default(),
             max_context: None,
             fast_weights: true,
+            backend: GeneratorBackend::Auto,
         }
     }
 }
@@ -87,89 +126,39 @@ impl LlamaGenerator {
 
     /// Loads a Hugging Face Llama or Qwen2 folder (`config.json` + safetensors).
     pub fn from_safetensors(dir: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Result<Self> {
-        let cfg_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::load(cfg_path.display(), e))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ModelError::load(cfg_path.display(), e))?;
-        let cfg = LlamaConfig::from_hf_json(&json, &cfg_path.display().to_string())?;
+        let cfg = LlamaConfig::from_hf_dir(dir)?;
         let weights = LlamaWeights::from_safetensors(dir, &cfg, device)?;
         Ok(Self::new(id, cfg, weights, opts))
     }
 
     fn new(id: &str, cfg: LlamaConfig, weights: LlamaWeights, opts: &GeneratorOptions) -> Self {
-        let (kv, max_context) = (opts.kv, opts.max_context);
-        let context_len = max_context.map_or(cfg.context_len, |m| m.min(cfg.context_len));
-        let block_bytes = cfg.kv_bytes_per_token(kv.dtype) * kv.block_size;
-        let kv_shape = KvShape {
-            num_blocks: (kv.bytes / block_bytes).max(1),
-            block_size: kv.block_size,
-            n_kv_heads: cfg.n_kv_heads,
-            head_dim: cfg.head_dim,
-        };
+        let context_len = opts
+            .max_context
+            .map_or(cfg.context_len, |m| m.min(cfg.context_len));
+        let kv_shape = kv_shape(&cfg, &opts.kv);
         // Zeroed allocations are lazily committed by the OS: an idle cache
         // costs address space, not memory.
         let cache = (0..cfg.n_layers)
             .map(|_| LayerCache {
-                k: KvStore::zeroed(kv.dtype, kv_shape.len()),
-                v: KvStore::zeroed(kv.dtype, kv_shape.len()),
+                k: KvStore::zeroed(opts.kv.dtype, kv_shape.len()),
+                v: KvStore::zeroed(opts.kv.dtype, kv_shape.len()),
             })
             .collect();
+        tracing::info!(model = id, kv_dtype = ?opts.kv.dtype, kv_blocks = kv_shape.num_blocks, backend = "native", "generator loaded");
         Self {
-            info: ModelInfo {
-                id: id.to_string(),
-                kind: ModelKind::Generator,
-                framing: Framing {
-                    prefix: vec![],
-                    suffix: vec![],
-                    max_len: context_len,
-                    overflow: Overflow::Truncate,
-                },
-            },
+            info: generator_info(id, context_len),
             rope: Rope::new(cfg.head_dim, cfg.rope_base, context_len, cfg.rope_style),
             cfg,
             weights,
             cache,
             kv_shape,
-            kv_dtype: kv.dtype,
+            kv_dtype: opts.kv.dtype,
             context_len,
         }
     }
 
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
-    }
-
-    /// Guards the cache before any state changes. Requests are checked
-    /// once, by the engine at submit (prompt length, `max_tokens`,
-    /// vocabulary); a chunk failing here is a scheduler bug, not the
-    /// caller's fault, so it is an internal error (a bad position or block
-    /// table would write outside a sequence's cache, a bad token id outside
-    /// the embeddings).
-    fn check_chunks(&self, chunks: &[SeqChunk<'_>]) -> Result<()> {
-        let bs = self.kv_shape.block_size;
-        let bug = |what: String| Err(ModelError::Inference(format!("the scheduler sent {what}")));
-        for c in chunks {
-            let end = c.start_pos + c.tokens.len();
-            if c.tokens.is_empty() {
-                return bug("an empty chunk".into());
-            }
-            if end > self.context_len {
-                return bug(format!(
-                    "position {end}, past the context length {}",
-                    self.context_len
-                ));
-            }
-            if c.blocks.len() * bs < end || c.blocks.iter().any(|&b| b as usize >= self.kv_shape.num_blocks) {
-                return bug(format!(
-                    "a block table of {} blocks for {end} positions",
-                    c.blocks.len()
-                ));
-            }
-            if let Some(&t) = c.tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-                return bug(format!("token id {t}, outside the vocabulary"));
-            }
-        }
-        Ok(())
     }
 
     fn forward(&mut self, chunks: &[SeqChunk<'_>]) -> candle_core::Result<Vec<Vec<f32>>> {
@@ -269,22 +258,86 @@ impl Generator for LlamaGenerator {
     }
 
     fn kv_layout(&self) -> KvLayout {
-        KvLayout {
-            block_size: self.kv_shape.block_size,
-            num_blocks: self.kv_shape.num_blocks,
-            bytes_per_block: self.cfg.kv_bytes_per_token(self.kv_dtype) * self.kv_shape.block_size,
-        }
+        kv_layout(&self.cfg, self.kv_shape, self.kv_dtype)
     }
 
     fn step(&mut self, chunks: &[SeqChunk<'_>]) -> Result<Vec<Vec<f32>>> {
         if chunks.is_empty() {
             return Ok(Vec::new());
         }
-        self.check_chunks(chunks)?;
+        check_chunks(chunks, self.context_len, self.kv_shape, self.cfg.vocab_size)?;
         // Run the whole step on a rayon worker: the matmuls' parallel loops
         // then fork inside the pool instead of each blocking this thread on
         // a latch and waking a sleeping worker (a futex round trip per
         // matmul, ~120 per token).
         rayon::scope(|_| self.forward(chunks)).map_err(inference)
     }
+}
+
+/// The info of a generator called `id` reaching `context_len` positions.
+pub(super) fn generator_info(id: &str, context_len: usize) -> ModelInfo {
+    ModelInfo {
+        id: id.to_string(),
+        kind: ModelKind::Generator,
+        framing: Framing {
+            prefix: vec![],
+            suffix: vec![],
+            max_len: context_len,
+            overflow: Overflow::Truncate,
+        },
+    }
+}
+
+/// The KV cache shape `kv` buys for `cfg` (at least one block).
+pub(super) fn kv_shape(cfg: &LlamaConfig, kv: &KvBudget) -> KvShape {
+    let block_bytes = cfg.kv_bytes_per_token(kv.dtype) * kv.block_size;
+    KvShape {
+        num_blocks: (kv.bytes / block_bytes).max(1),
+        block_size: kv.block_size,
+        n_kv_heads: cfg.n_kv_heads,
+        head_dim: cfg.head_dim,
+    }
+}
+
+/// The layout the scheduler sees of a cache shaped `shape`.
+pub(super) fn kv_layout(cfg: &LlamaConfig, shape: KvShape, dtype: KvDtype) -> KvLayout {
+    KvLayout {
+        block_size: shape.block_size,
+        num_blocks: shape.num_blocks,
+        bytes_per_block: cfg.kv_bytes_per_token(dtype) * shape.block_size,
+    }
+}
+
+/// Guards the cache before any state changes. Requests are checked once,
+/// by the engine at submit (prompt length, `max_tokens`, vocabulary); a
+/// chunk failing here is a scheduler bug, not the caller's fault, so it is
+/// an internal error (a bad position or block table would write outside a
+/// sequence's cache, a bad token id outside the embeddings).
+pub(super) fn check_chunks(
+    chunks: &[SeqChunk<'_>],
+    context_len: usize,
+    shape: KvShape,
+    vocab_size: usize,
+) -> Result<()> {
+    let bs = shape.block_size;
+    let bug = |what: String| Err(ModelError::Inference(format!("the scheduler sent {what}")));
+    for c in chunks {
+        let end = c.start_pos + c.tokens.len();
+        if c.tokens.is_empty() {
+            return bug("an empty chunk".into());
+        }
+        if end > context_len {
+            return bug(format!("position {end}, past the context length {context_len}"));
+        }
+        if c.blocks.len() * bs < end || c.blocks.iter().any(|&b| b as usize >= shape.num_blocks) {
+            return bug(format!(
+                "a block table of {} blocks for {end} positions",
+                c.blocks.len()
+            ));
+        }
+        if let Some(&t) = c.tokens.iter().find(|&&t| t as usize >= vocab_size) {
+            return bug(format!("token id {t}, outside the vocabulary"));
+        }
+    }
+    Ok(())
 }

@@ -6,14 +6,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::Device;
-use ragd_core::{ModelError, Result, TextTokenizer};
+use ragd_core::{Generator, ModelError, Result, TextTokenizer};
 
-use super::{ChatTemplate, GeneratorOptions, GgufTokenizer, GgufVocab, LlamaGenerator};
+use super::{
+    CandleLlamaGenerator, ChatTemplate, GeneratorBackend, GeneratorOptions, GgufTokenizer, GgufVocab,
+    LlamaGenerator,
+};
 use crate::HfTokenizer;
 
 /// A generator with what the server needs around it.
 pub struct LoadedGenerator {
-    pub model: LlamaGenerator,
+    /// The forward `opts.backend` chose.
+    pub model: Box<dyn Generator>,
     pub tokenizer: Arc<dyn TextTokenizer>,
     pub chat_template: Option<ChatTemplate>,
     /// Tokens that end a turn (EOS).
@@ -65,7 +69,10 @@ fn load_gguf(path: &Path, id: &str, device: &Device, opts: &GeneratorOptions) ->
         .map(|src| ChatTemplate::new(src, &token(vocab.bos), &token(vocab.eos)))
         .transpose()?;
     Ok(LoadedGenerator {
-        model: LlamaGenerator::from_gguf(path, id, device, opts)?,
+        model: match opts.backend.resolve(device) {
+            GeneratorBackend::Candle => Box::new(CandleLlamaGenerator::from_gguf(path, id, device, opts)?),
+            _ => Box::new(LlamaGenerator::from_gguf(path, id, device, opts)?),
+        },
         tokenizer: Arc::new(GgufTokenizer::new(&vocab)?),
         chat_template,
         stop_tokens: vocab.eos.into_iter().collect(),
@@ -95,7 +102,12 @@ fn load_hf(dir: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Re
         .transpose()?;
     let stop_tokens = eos.and_then(|e| tokenizer.token_id(&e)).into_iter().collect();
     Ok(LoadedGenerator {
-        model: LlamaGenerator::from_safetensors(dir, id, device, opts)?,
+        model: match opts.backend.resolve(device) {
+            GeneratorBackend::Candle => {
+                Box::new(CandleLlamaGenerator::from_safetensors(dir, id, device, opts)?)
+            }
+            _ => Box::new(LlamaGenerator::from_safetensors(dir, id, device, opts)?),
+        },
         tokenizer: Arc::new(tokenizer),
         chat_template,
         stop_tokens,

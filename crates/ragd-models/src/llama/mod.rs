@@ -2,6 +2,7 @@
 //! KV cache, weights from GGUF or safetensors, tokenizer from GGUF
 //! metadata, chat template.
 
+mod candle_backend;
 pub mod chat_template;
 mod config;
 mod generator;
@@ -11,9 +12,10 @@ mod load;
 mod ops;
 mod weights;
 
+pub use candle_backend::CandleLlamaGenerator;
 pub use chat_template::{ChatMessage, ChatTemplate, PromptPiece};
 pub use config::{Architecture, LlamaConfig};
-pub use generator::{GeneratorOptions, KvBudget, LlamaGenerator};
+pub use generator::{GeneratorBackend, GeneratorOptions, KvBudget, LlamaGenerator};
 pub use gguf_tokenizer::{read_gguf_header, GgufTokenizer, GgufVocab};
 pub use linear::{Embedding, Linear};
 pub use load::{load_generator, LoadedGenerator};

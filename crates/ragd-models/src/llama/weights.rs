@@ -35,7 +35,7 @@ pub struct LlamaWeights {
 
 /// The tensors of one layer, named independently of the file format.
 #[derive(Debug, Clone, Copy)]
-enum Part {
+pub(super) enum Part {
     AttnNorm,
     Q,
     K,
@@ -49,7 +49,7 @@ enum Part {
 
 impl Part {
     /// llama.cpp's name in a GGUF file.
-    fn gguf(self) -> &'static str {
+    pub(super) fn gguf(self) -> &'static str {
         match self {
             Self::AttnNorm => "attn_norm",
             Self::Q => "attn_q",
@@ -64,7 +64,7 @@ impl Part {
     }
 
     /// Hugging Face's name in a safetensors file.
-    fn hf(self) -> &'static str {
+    pub(super) fn hf(self) -> &'static str {
         match self {
             Self::AttnNorm => "input_layernorm",
             Self::Q => "self_attn.q_proj",
@@ -113,6 +113,20 @@ fn stacked_bias(parts: [Option<Vec<f32>>; 3], layer: usize) -> Result<Option<Vec
             "biases on some of Q, K and V but not all",
         )),
     }
+}
+
+/// The `*.safetensors` files of `dir`, sorted; at least one.
+pub(super) fn safetensors_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| ModelError::load(dir.display(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(ModelError::load(dir.display(), "no .safetensors files"));
+    }
+    Ok(files)
 }
 
 fn to_f32_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -185,16 +199,7 @@ impl LlamaWeights {
     pub fn from_safetensors(dir: &Path, cfg: &LlamaConfig, device: &Device) -> Result<Self> {
         let fail = |e: candle_core::Error| ModelError::load(dir.display(), e);
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| ModelError::load(dir.display(), e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(ModelError::load(dir.display(), "no .safetensors files"));
-        }
-        for f in files {
+        for f in safetensors_files(dir)? {
             tensors.extend(candle_core::safetensors::load(&f, device).map_err(fail)?);
         }
         let take = |tensors: &mut HashMap<String, Tensor>, name: &str| -> Result<Tensor> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use ragd_core::{Classifier, Generator};
+use ragd_core::Classifier;
 use ragd_engine::{
     BatchLimits, BatchWorker, GenerationEngine, GenerationLimits, GenerationMetrics, WorkerMetrics,
 };
@@ -207,6 +207,7 @@ fn load_generator(
         },
         max_context: Some(config.max_context),
         fast_weights: !config.exact_weights,
+        backend: config.generator_backend,
     };
     let loaded = ragd_models::llama::load_generator(dir, &id, device, &opts)?;
     let info = loaded.model.info().clone();
@@ -221,7 +222,7 @@ fn load_generator(
         max_running: config.max_running,
         prefix_cache: config.prefix_cache,
     };
-    let engine = GenerationEngine::spawn(Box::new(loaded.model), limits, metrics);
+    let engine = GenerationEngine::spawn(loaded.model, limits, metrics);
     let (token_bytes, grammars) =
         structured::vocabulary(loaded.tokenizer.as_ref(), loaded.stop_tokens.first().copied())
             .context("building the structured-output grammar compiler")?;

@@ -1,0 +1,216 @@
+//! The device-generic generator backend: the same batched Llama forward as
+//! [`super::LlamaGenerator`], built from candle tensors so it runs on any
+//! candle `Device` (CPU, CUDA, Metal). Same scheduler, block manager and
+//! sampling: only the `Generator` behind the trait differs.
+//!
+//! Weights are `QMatMul`s as the file stores them; the paged KV cache is one
+//! pair of device tensors per layer ([`DeviceKvCache`]); attention reads it
+//! through each sequence's block table ([`attention`]), with the fused CUDA
+//! kernel for decodes when it is compiled in.
+
+mod attention;
+mod kv_cache;
+mod weights;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use ragd_core::{Generator, KvLayout, ModelError, ModelInfo, Result, SeqChunk};
+use ragd_kernels::{KvDtype, Rope, RopeStyle};
+
+use self::attention::Heads;
+use self::kv_cache::DeviceKvCache;
+use self::weights::DeviceWeights;
+use super::generator::{check_chunks, generator_info, kv_layout, kv_shape};
+use super::{GeneratorOptions, LlamaConfig};
+use crate::error::inference;
+
+pub struct CandleLlamaGenerator {
+    info: ModelInfo,
+    cfg: LlamaConfig,
+    weights: DeviceWeights,
+    cache: DeviceKvCache,
+    kv_dtype: KvDtype,
+    /// Rotary tables `[context_len, head_dim / 2]`.
+    cos: Tensor,
+    sin: Tensor,
+    context_len: usize,
+    device: Device,
+}
+
+fn candle_dtype(d: KvDtype) -> DType {
+    match d {
+        KvDtype::F32 => DType::F32,
+        KvDtype::F16 => DType::F16,
+    }
+}
+
+impl CandleLlamaGenerator {
+    /// Loads a GGUF Llama or Qwen2 onto `device`.
+    pub fn from_gguf(path: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Result<Self> {
+        let fail = |e: std::io::Error| ModelError::load(path.display(), e);
+        let mut file = std::fs::File::open(path).map_err(fail)?;
+        let content = super::gguf_tokenizer::read_gguf_header(&mut file, path)?;
+        let cfg = LlamaConfig::from_gguf(&content, &path.display().to_string())?;
+        let weights = DeviceWeights::from_gguf(&content, &mut file, &cfg, path, device)?;
+        Self::new(id, cfg, weights, opts, device)
+    }
+
+    /// Loads a Hugging Face Llama or Qwen2 folder onto `device`.
+    pub fn from_safetensors(dir: &Path, id: &str, device: &Device, opts: &GeneratorOptions) -> Result<Self> {
+        let cfg = LlamaConfig::from_hf_dir(dir)?;
+        let weights = DeviceWeights::from_safetensors(dir, &cfg, device)?;
+        Self::new(id, cfg, weights, opts, device)
+    }
+
+    fn new(
+        id: &str,
+        cfg: LlamaConfig,
+        weights: DeviceWeights,
+        opts: &GeneratorOptions,
+        device: &Device,
+    ) -> Result<Self> {
+        let fail = |e: candle_core::Error| ModelError::load(id, e);
+        let context_len = opts
+            .max_context
+            .map_or(cfg.context_len, |m| m.min(cfg.context_len));
+        let shape = kv_shape(&cfg, &opts.kv);
+        let cache =
+            DeviceKvCache::new(cfg.n_layers, shape, candle_dtype(opts.kv.dtype), device).map_err(fail)?;
+        let rope = Rope::new(cfg.head_dim, cfg.rope_base, context_len, cfg.rope_style);
+        let (cos, sin) = rope.tables();
+        let table = |v: &[f32]| Tensor::from_slice(v, (context_len, cfg.head_dim / 2), device);
+        tracing::info!(
+            model = id,
+            device = ?device,
+            kv_dtype = ?opts.kv.dtype,
+            kv_blocks = shape.num_blocks,
+            backend = "candle",
+            "generator loaded"
+        );
+        Ok(Self {
+            info: generator_info(id, context_len),
+            cos: table(cos).map_err(fail)?,
+            sin: table(sin).map_err(fail)?,
+            cfg,
+            weights,
+            cache,
+            kv_dtype: opts.kv.dtype,
+            context_len,
+            device: device.clone(),
+        })
+    }
+
+    /// Rotates `x` (`[n, heads * head_dim]`) by each row's position.
+    fn rotate(&self, x: &Tensor, heads: usize, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+        let n = x.dim(0)?;
+        let x = x.reshape((n, heads, 1, self.cfg.head_dim))?.contiguous()?;
+        let out = match self.cfg.rope_style {
+            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, cos, sin)?,
+            RopeStyle::Half => candle_nn::rotary_emb::rope(&x, cos, sin)?,
+        };
+        out.reshape((n, heads * self.cfg.head_dim))
+    }
+
+    fn forward(&self, chunks: &[SeqChunk<'_>]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let dev = &self.device;
+        let cfg = &self.cfg;
+        let shape = self.cache.shape();
+        let bs = shape.block_size;
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        let mut slots = Vec::new();
+        let mut logit_rows = Vec::new();
+        for c in chunks {
+            for (i, &t) in c.tokens.iter().enumerate() {
+                let pos = c.start_pos + i;
+                ids.push(t);
+                positions.push(pos as u32);
+                slots.push(c.blocks[pos / bs] * bs as u32 + (pos % bs) as u32);
+            }
+            if c.want_logits {
+                logit_rows.push(ids.len() as u32 - 1);
+            }
+        }
+        let n = ids.len();
+        let kv_dim = cfg.n_kv_heads * cfg.head_dim;
+        let lens: Vec<usize> = chunks.iter().map(|c| c.tokens.len()).collect();
+        let starts: Vec<usize> = chunks.iter().map(|c| c.start_pos).collect();
+        let tables: Vec<&[u32]> = chunks.iter().map(|c| c.blocks).collect();
+        let groups = attention::groups(&lens, &starts, &tables, bs);
+        let heads = Heads {
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.n_kv_heads,
+            head_dim: cfg.head_dim,
+            block_size: bs,
+        };
+        let scale = 1.0 / (cfg.head_dim as f64).sqrt();
+
+        let positions = Tensor::from_slice(&positions, n, dev)?;
+        let rope_shape = (n, 1, cfg.head_dim / 2);
+        let cos = self.cos.index_select(&positions, 0)?.reshape(rope_shape)?;
+        let sin = self.sin.index_select(&positions, 0)?.reshape(rope_shape)?;
+        let slots = Tensor::from_slice(&slots, (n, 1), dev)?
+            .broadcast_as((n, kv_dim))?
+            .contiguous()?;
+
+        let mut x = self
+            .weights
+            .embed
+            .index_select(&Tensor::from_slice(&ids, n, dev)?, 0)?;
+        for (l, layer) in self.weights.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, cfg.rms_eps)?;
+            let (mut q, mut k, mut v) = (layer.q.forward(&h)?, layer.k.forward(&h)?, layer.v.forward(&h)?);
+            if let Some([bq, bk, bv]) = &layer.qkv_bias {
+                q = q.broadcast_add(bq)?;
+                k = k.broadcast_add(bk)?;
+                v = v.broadcast_add(bv)?;
+            }
+            let q = self.rotate(&q, cfg.n_heads, &cos, &sin)?;
+            let k = self.rotate(&k, cfg.n_kv_heads, &cos, &sin)?;
+            self.cache.write(l, &slots, &k, &v.contiguous()?)?;
+            let [k_cache, v_cache] = self.cache.blocks(l)?;
+            let att = attention::attend(&q, &k_cache, &v_cache, &groups, heads, scale)?;
+            x = (x + layer.o.forward(&att)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, cfg.rms_eps)?;
+            let act = (layer.gate.forward(&h)?.silu()? * layer.up.forward(&h)?)?;
+            x = (x + layer.down.forward(&act)?)?;
+        }
+        if logit_rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last = x.index_select(&Tensor::from_slice(&logit_rows, logit_rows.len(), dev)?, 0)?;
+        let normed = candle_nn::ops::rms_norm(&last, &self.weights.norm, cfg.rms_eps)?;
+        self.weights
+            .output
+            .forward(&normed)?
+            .to_dtype(DType::F32)?
+            .to_vec2()
+    }
+}
+
+impl Generator for CandleLlamaGenerator {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.cfg.vocab_size
+    }
+
+    fn context_len(&self) -> usize {
+        self.context_len
+    }
+
+    fn kv_layout(&self) -> KvLayout {
+        kv_layout(&self.cfg, self.cache.shape(), self.kv_dtype)
+    }
+
+    fn step(&mut self, chunks: &[SeqChunk<'_>]) -> Result<Vec<Vec<f32>>> {
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_chunks(chunks, self.context_len, self.cache.shape(), self.cfg.vocab_size)?;
+        self.forward(chunks).map_err(inference)
+    }
+}

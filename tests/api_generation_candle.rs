@@ -1,0 +1,157 @@
+//! The device-generic candle generator backend behind the real server, on
+//! the CPU (`--generator-backend candle`): the reference greedy tokens with
+//! an f32 KV cache, batch invariance for 16 concurrent requests, and
+//! preemption and cancellation returning every KV block.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures::future::join_all;
+use ragd_models::llama::{GeneratorBackend, KvDtype};
+use ragd_server::config::ServeConfig;
+use ragd_suite::{generator_only, get_text, metric_value, repo_root, start_on_own_thread, StopOnDrop};
+use serde_json::{json, Value};
+
+const GEN: &str = "smollm2-135m-instruct-q4_1";
+
+fn candle_f32(c: &mut ServeConfig) {
+    generator_only(c);
+    c.models.generator_backend = GeneratorBackend::Candle;
+    c.models.kv_cache_dtype = KvDtype::F32;
+}
+
+/// One candle server for the tests that only read its answers.
+fn server() -> SocketAddr {
+    static SERVER: OnceLock<(SocketAddr, StopOnDrop)> = OnceLock::new();
+    SERVER.get_or_init(|| start_on_own_thread(candle_f32)).0
+}
+
+async fn chat(addr: SocketAddr, prompt: &str, max_tokens: u32) -> Value {
+    let body = json!({
+        "model": GEN,
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+    });
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("cache-control", "no-cache")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+fn text(body: &Value) -> String {
+    body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn candle_backend_gives_the_reference_greedy_tokens_over_http() {
+    let path = repo_root().join("tests/fixtures/llama_greedy.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 8);
+    for case in cases {
+        let body = chat(server(), case["prompt"].as_str().unwrap(), 32).await;
+        let want = case["output_text"].as_str().unwrap();
+        let got = text(&body);
+        assert!(
+            !got.is_empty() && want.starts_with(&got),
+            "{got:?} is not a prefix of {want:?}"
+        );
+        assert_eq!(body["usage"]["completion_tokens"], 32, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn candle_backend_answers_16_concurrent_requests_as_it_does_alone() {
+    let prompts: Vec<String> = (0..16)
+        .map(|i| match i % 4 {
+            0 => format!("Count from {i} to {}.", i + 5),
+            1 => format!(
+                "Name a fruit that starts with the letter {}.",
+                (b'a' + i as u8) as char
+            ),
+            2 => format!("Write one sentence about the number {i}."),
+            _ => format!("Translate 'good morning' into language number {i} you know."),
+        })
+        .collect();
+    let mut solo = Vec::new();
+    for p in &prompts {
+        solo.push(text(&chat(server(), p, 40).await));
+    }
+    let together = join_all(prompts.iter().map(|p| chat(server(), p, 40))).await;
+    for (i, (a, b)) in solo.iter().zip(&together).enumerate() {
+        assert_eq!(a, &text(b), "request {i} differs when batched");
+    }
+    let metrics = get_text(&format!("http://{}", server()), "/metrics").await;
+    let batches = metric_value(&metrics, "ragd_generation_batch_size_count", "").unwrap();
+    let seqs = metric_value(&metrics, "ragd_generation_batch_size_sum", "").unwrap();
+    assert!(
+        seqs / batches > 1.0,
+        "no step ran more than one sequence: {seqs} / {batches}"
+    );
+}
+
+/// Waits for `ragd_kv_blocks_used` to return to 0.
+async fn assert_blocks_return_to_idle(base: &str, after: &str) {
+    let mut used = f64::NAN;
+    for _ in 0..100 {
+        let m = get_text(base, "/metrics").await;
+        used = metric_value(&m, "ragd_kv_blocks_used", "").unwrap();
+        if used == 0.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{used} KV blocks still held {after}");
+}
+
+#[tokio::test]
+async fn candle_backend_preemption_and_cancellation_free_every_block() {
+    // 4 MiB of f32 cache holds 5 blocks of 16 positions: one request of
+    // about 60 positions fits, four at once do not, so some are preempted.
+    let (addr, _stop) = start_on_own_thread(|c| {
+        candle_f32(c);
+        c.models.kv_cache_mb = 4;
+    });
+    let base = format!("http://{addr}");
+    let prompts: Vec<String> = (0..4)
+        .map(|i| format!("Tell a short story about robot number {i}."))
+        .collect();
+    let mut solo = Vec::new();
+    for p in &prompts {
+        solo.push(text(&chat(addr, p, 40).await));
+    }
+    let together = join_all(prompts.iter().map(|p| chat(addr, p, 40))).await;
+    for (i, (a, b)) in solo.iter().zip(&together).enumerate() {
+        assert_eq!(a, &text(b), "request {i} differs after preemption");
+    }
+    let m = get_text(&base, "/metrics").await;
+    let preempted = metric_value(&m, "ragd_preemptions_total", "").unwrap();
+    assert!(preempted > 0.0, "no preemption: the test exercised nothing");
+    assert_blocks_return_to_idle(&base, "after the preempted requests ended").await;
+
+    // A stream dropped mid-answer frees its blocks.
+    let client = reqwest::Client::new();
+    let body = json!({"model": GEN, "prompt": "Once upon a time", "max_tokens": 60,
+                      "temperature": 0, "ignore_eos": true, "stream": true});
+    let mut cancelled = client
+        .post(format!("{base}/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        cancelled.chunk().await.unwrap().expect("a first chunk");
+    }
+    drop(cancelled);
+    assert_blocks_return_to_idle(&base, "after the stream was dropped").await;
+}
