@@ -71,7 +71,7 @@ impl KvStore {
         }
     }
 
-    pub(crate) fn view(&self) -> KvView<'_> {
+    pub fn view(&self) -> KvView<'_> {
         match self {
             Self::F32(v) => KvView::F32(v),
             Self::F16(v) => KvView::F16(v),
@@ -79,10 +79,12 @@ impl KvStore {
     }
 }
 
-/// A read-only cache array, shared by the attention tasks.
+/// A read-only cache array, shared by the attention tasks: a [`KvStore`]'s,
+/// or one borrowed from another owner (a candle tensor's CPU storage).
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum KvView<'a> {
+pub enum KvView<'a> {
     F32(&'a [f32]),
+    /// f16 values as their bits.
     F16(&'a [u16]),
 }
 

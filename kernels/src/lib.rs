@@ -24,7 +24,7 @@ mod quant;
 mod rope;
 pub mod vector;
 
-pub use attention::{paged_attention, write_kv, KvShape, QueryToken};
-pub use kv_store::{KvDtype, KvStore};
+pub use attention::{paged_attention, paged_attention_over, write_kv, KvShape, QueryToken};
+pub use kv_store::{KvDtype, KvStore, KvView};
 pub use quant::{QMatrix, QuantError, QuantFormat, QuantizedRows, BLOCK as QUANT_BLOCK};
 pub use rope::{Rope, RopeStyle};

@@ -49,3 +49,9 @@ impl DeviceChoice {
         }
     }
 }
+
+/// Whether a CUDA device can be opened: built with the `cuda` feature and a
+/// GPU with its driver present. Device tests skip themselves without one.
+pub fn cuda_available() -> bool {
+    candle_core::utils::cuda_is_available() && Device::new_cuda(0).is_ok()
+}

@@ -23,7 +23,7 @@ mod padding;
 pub mod rerank;
 
 pub use candle_core::Device;
-pub use device::DeviceChoice;
+pub use device::{cuda_available, DeviceChoice};
 pub use embed::BertEmbedder;
 pub use hf_tokenizer::HfTokenizer;
 pub use model_dir::resolve_model_dir;

@@ -11,7 +11,8 @@ mod common;
 
 use ragd_core::{Generator, ModelError, SeqChunk};
 use ragd_models::llama::{
-    CandleLlamaGenerator, GeneratorBackend, GeneratorOptions, KvBudget, KvDtype, LlamaGenerator,
+    AttentionPath, CandleLlamaGenerator, GeneratorBackend, GeneratorOptions, KvBudget, KvDtype,
+    LlamaGenerator,
 };
 use ragd_models::Device;
 
@@ -73,6 +74,15 @@ fn cases(model: &Model) -> Vec<Case> {
 }
 
 fn generator(model: &Model, dtype: KvDtype, backend: GeneratorBackend) -> Box<dyn Generator> {
+    generator_on(model, dtype, backend, &Device::Cpu)
+}
+
+fn generator_on(
+    model: &Model,
+    dtype: KvDtype,
+    backend: GeneratorBackend,
+    device: &Device,
+) -> Box<dyn Generator> {
     let path = if model.optional {
         common::fetched_model(model.name, model.file)
     } else {
@@ -92,7 +102,7 @@ fn generator(model: &Model, dtype: KvDtype, backend: GeneratorBackend) -> Box<dy
     };
     match backend {
         GeneratorBackend::Candle => {
-            Box::new(CandleLlamaGenerator::from_gguf(&path, model.name, &Device::Cpu, &opts).unwrap())
+            Box::new(CandleLlamaGenerator::from_gguf(&path, model.name, device, &opts).unwrap())
         }
         _ => Box::new(LlamaGenerator::from_gguf(&path, model.name, &Device::Cpu, &opts).unwrap()),
     }
@@ -238,19 +248,57 @@ fn candle_backend_with_an_f32_cache_gives_the_reference_tokens() {
     greedy_tokens_match(&SMOLLM2, model.as_mut(), true);
 }
 
+/// So does its portable attention (gathered blocks, masked matmuls: the
+/// path of devices without a kernel of their own), run here on the CPU.
+#[test]
+fn candle_backend_portable_attention_gives_the_reference_tokens() {
+    let path = common::model_file(SMOLLM2.name, SMOLLM2.file);
+    let opts = GeneratorOptions {
+        kv: KvBudget {
+            bytes: 160 * BLOCK * 46_080,
+            block_size: BLOCK,
+            dtype: KvDtype::F32,
+        },
+        max_context: Some(1024),
+        fast_weights: false,
+        backend: GeneratorBackend::Candle,
+    };
+    let mut model = CandleLlamaGenerator::from_gguf(&path, SMOLLM2.name, &Device::Cpu, &opts)
+        .unwrap()
+        .with_attention(AttentionPath::Portable);
+    greedy_tokens_match(&SMOLLM2, &mut model, false);
+}
+
 /// With an f16 cache the candle backend may round differently from the f32
 /// reference: at least 30 of 32 positions per prompt match.
 #[test]
 fn candle_backend_with_an_f16_cache_matches_at_least_30_of_32_positions() {
+    let mut model = generator(&SMOLLM2, KvDtype::F16, GeneratorBackend::Candle);
+    at_least_30_of_32_positions_match(model.as_mut(), "CPU");
+}
+
+/// The same tolerance on a CUDA GPU (candle's CUDA `QMatMul`, the fused
+/// paged-attention kernel for decodes). Skipped without one.
+#[test]
+fn cuda_generator_matches_at_least_30_of_32_positions() {
+    if !ragd_models::cuda_available() {
+        eprintln!("skipped: no CUDA device (or built without the `cuda` feature)");
+        return;
+    }
+    let device = Device::new_cuda(0).unwrap();
+    let mut model = generator_on(&SMOLLM2, KvDtype::F16, GeneratorBackend::Candle, &device);
+    at_least_30_of_32_positions_match(model.as_mut(), "CUDA");
+}
+
+fn at_least_30_of_32_positions_match(model: &mut dyn Generator, device: &str) {
     let cases = cases(&SMOLLM2);
     let n = 32;
-    let mut model = generator(&SMOLLM2, KvDtype::F16, GeneratorBackend::Candle);
     let tables = scattered_tables(cases.len(), 20);
     let mut seqs: Vec<Seq> = cases.iter().zip(tables).map(|(c, t)| Seq::new(c, t)).collect();
     let start: Vec<usize> = (0..cases.len()).map(|i| i * 3).collect();
-    run(model.as_mut(), &mut seqs, n, &start, 5);
+    run(model, &mut seqs, n, &start, 5);
     let matching = matching_positions(&seqs, &cases, n);
-    eprintln!("candle backend, f16 KV: matching positions of {n} per prompt: {matching:?}");
+    eprintln!("candle backend on {device}, f16 KV: matching positions of {n} per prompt: {matching:?}");
     assert!(matching.iter().all(|&m| m >= 30), "{matching:?}");
 }
 
@@ -332,4 +380,66 @@ fn bad_chunks_are_refused(model: &mut dyn Generator) {
     let logits = model.step(&[ok]).unwrap();
     assert_eq!(logits.len(), 1);
     assert_eq!(logits[0].len(), model.vocab_size());
+}
+
+/// A sequence's logits are bit-identical whatever else is in its batch:
+/// alone, or decoding beside longer sequences (whose block tables are
+/// longer) and prefill chunks. Both backends.
+#[test]
+fn logits_do_not_depend_on_the_rest_of_the_batch() {
+    let cases = cases(&SMOLLM2);
+    for backend in [GeneratorBackend::Native, GeneratorBackend::Candle] {
+        let mut model = generator(&SMOLLM2, KvDtype::F16, backend);
+        let steps = 6;
+        let logits_of_a = |model: &mut dyn Generator, with_others: bool| -> Vec<Vec<f32>> {
+            let tables = scattered_tables(3, 20);
+            let mut a = Seq::new(&cases[0], tables[0].clone());
+            let mut others: Vec<Seq> = (1..3)
+                .map(|i| Seq::new(&cases[i + 3], tables[i].clone()))
+                .collect();
+            let mut out = Vec::new();
+            // The others go first, so their tables are longer than A's.
+            if with_others {
+                for _ in 0..12 {
+                    let chunks: Vec<SeqChunk> = others.iter().map(|s| s.chunk(7)).collect();
+                    let fed: Vec<(usize, bool)> =
+                        chunks.iter().map(|c| (c.tokens.len(), c.want_logits)).collect();
+                    let rows = model.step(&chunks).unwrap();
+                    let mut rows = rows.iter();
+                    for (s, (len, want)) in others.iter_mut().zip(fed) {
+                        s.advance(len, if want { rows.next() } else { None });
+                    }
+                }
+            }
+            while a.out.len() < steps {
+                let mut chunks = vec![a.chunk(usize::MAX)];
+                if with_others {
+                    chunks.extend(others.iter().map(|s| s.chunk(3)));
+                }
+                let fed: Vec<(usize, bool)> =
+                    chunks.iter().map(|c| (c.tokens.len(), c.want_logits)).collect();
+                let rows = model.step(&chunks).unwrap();
+                out.push(rows[0].clone());
+                let mut rows = rows.iter();
+                a.advance(fed[0].0, rows.next());
+                for (s, &(len, want)) in others.iter_mut().zip(&fed[1..]).filter(|_| with_others) {
+                    s.advance(len, if want { rows.next() } else { None });
+                }
+            }
+            out
+        };
+        let alone = logits_of_a(model.as_mut(), false);
+        let batched = logits_of_a(model.as_mut(), true);
+        for (step, (x, y)) in alone.iter().zip(&batched).enumerate() {
+            let differ = x
+                .iter()
+                .zip(y)
+                .filter(|(p, q)| p.to_bits() != q.to_bits())
+                .count();
+            assert_eq!(
+                differ, 0,
+                "{backend:?}: step {step}: {differ} logits differ when batched"
+            );
+        }
+    }
 }

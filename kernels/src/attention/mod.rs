@@ -97,6 +97,30 @@ pub fn paged_attention(
     scale: f32,
     out: &mut [f32],
 ) {
+    paged_attention_over(
+        q,
+        n_heads,
+        k_cache.view(),
+        v_cache.view(),
+        shape,
+        tokens,
+        scale,
+        out,
+    );
+}
+
+/// [`paged_attention`] over borrowed cache arrays.
+#[allow(clippy::too_many_arguments)]
+pub fn paged_attention_over(
+    q: &[f32],
+    n_heads: usize,
+    k_cache: KvView<'_>,
+    v_cache: KvView<'_>,
+    shape: KvShape,
+    tokens: &[QueryToken<'_>],
+    scale: f32,
+    out: &mut [f32],
+) {
     let (hd, n_kv) = (shape.head_dim, shape.n_kv_heads);
     let group = n_heads / n_kv;
     assert_eq!(group * n_kv, n_heads, "heads must be a multiple of KV heads");
@@ -116,7 +140,6 @@ pub fn paged_attention(
         }
     }
     let simd = has_simd(hd);
-    let (k_cache, v_cache) = (k_cache.view(), v_cache.view());
     tasks.into_par_iter().for_each_init(
         Scratch::default,
         |scratch: &mut Scratch, (tile, kv_head, mut outs)| {

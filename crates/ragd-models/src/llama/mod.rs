@@ -12,7 +12,7 @@ mod load;
 mod ops;
 mod weights;
 
-pub use candle_backend::CandleLlamaGenerator;
+pub use candle_backend::{AttentionPath, CandleLlamaGenerator};
 pub use chat_template::{ChatMessage, ChatTemplate, PromptPiece};
 pub use config::{Architecture, LlamaConfig};
 pub use generator::{GeneratorBackend, GeneratorOptions, KvBudget, LlamaGenerator};

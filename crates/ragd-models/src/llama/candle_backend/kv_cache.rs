@@ -42,6 +42,11 @@ impl DeviceKvCache {
         vc.scatter_set(slots, &v.to_dtype(self.dtype)?, 0)
     }
 
+    /// K and V of `layer` as stored: `[num_blocks * block_size, row_len]`.
+    pub fn layer(&self, layer: usize) -> &[Tensor; 2] {
+        &self.layers[layer]
+    }
+
     /// K and V of `layer` as `[num_blocks, block_size, n_kv_heads, head_dim]`
     /// views (no copy): the layout of the fused attention kernel.
     pub fn blocks(&self, layer: usize) -> Result<[Tensor; 2]> {

@@ -5,10 +5,14 @@
 //!
 //! Weights are `QMatMul`s as the file stores them; the paged KV cache is one
 //! pair of device tensors per layer ([`DeviceKvCache`]); attention reads it
-//! through each sequence's block table ([`attention`]), with the fused CUDA
-//! kernel for decodes when it is compiled in.
+//! through each sequence's block table: on the CPU with ragd's own kernel
+//! on the cache tensors' storage ([`cpu_attention`], batch-invariant to the
+//! bit), elsewhere by gathering blocks into a masked matmul-softmax-matmul
+//! ([`attention`], the portable path), with the fused CUDA kernel for
+//! decodes when it is compiled in.
 
 mod attention;
+mod cpu_attention;
 mod kv_cache;
 mod weights;
 
@@ -16,7 +20,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
 use ragd_core::{Generator, KvLayout, ModelError, ModelInfo, Result, SeqChunk};
-use ragd_kernels::{KvDtype, Rope, RopeStyle};
+use ragd_kernels::{KvDtype, QueryToken, Rope, RopeStyle};
 
 use self::attention::Heads;
 use self::kv_cache::DeviceKvCache;
@@ -36,6 +40,16 @@ pub struct CandleLlamaGenerator {
     sin: Tensor,
     context_len: usize,
     device: Device,
+    attention: AttentionPath,
+}
+
+/// How attention reads the paged cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionPath {
+    /// ragd's CPU kernel on the cache tensors' storage (CPU only).
+    CpuKernel,
+    /// Gathered blocks, masked matmul-softmax-matmul: any device.
+    Portable,
 }
 
 fn candle_dtype(d: KvDtype) -> DType {
@@ -97,8 +111,20 @@ impl CandleLlamaGenerator {
             cache,
             kv_dtype: opts.kv.dtype,
             context_len,
+            attention: match device.is_cpu() {
+                true => AttentionPath::CpuKernel,
+                false => AttentionPath::Portable,
+            },
             device: device.clone(),
         })
+    }
+
+    /// Runs attention the portable way even on the CPU (to test that path).
+    pub fn with_attention(mut self, path: AttentionPath) -> Self {
+        if path == AttentionPath::Portable || self.device.is_cpu() {
+            self.attention = path;
+        }
+        self
     }
 
     /// Rotates `x` (`[n, heads * head_dim]`) by each row's position.
@@ -121,9 +147,14 @@ impl CandleLlamaGenerator {
         let mut positions = Vec::new();
         let mut slots = Vec::new();
         let mut logit_rows = Vec::new();
+        let mut tokens = Vec::new();
         for c in chunks {
             for (i, &t) in c.tokens.iter().enumerate() {
                 let pos = c.start_pos + i;
+                tokens.push(QueryToken {
+                    blocks: c.blocks,
+                    pos,
+                });
                 ids.push(t);
                 positions.push(pos as u32);
                 slots.push(c.blocks[pos / bs] * bs as u32 + (pos % bs) as u32);
@@ -137,7 +168,10 @@ impl CandleLlamaGenerator {
         let lens: Vec<usize> = chunks.iter().map(|c| c.tokens.len()).collect();
         let starts: Vec<usize> = chunks.iter().map(|c| c.start_pos).collect();
         let tables: Vec<&[u32]> = chunks.iter().map(|c| c.blocks).collect();
-        let groups = attention::groups(&lens, &starts, &tables, bs);
+        let groups = match self.attention {
+            AttentionPath::Portable => attention::groups(&lens, &starts, &tables, bs),
+            AttentionPath::CpuKernel => Vec::new(),
+        };
         let heads = Heads {
             n_heads: cfg.n_heads,
             n_kv_heads: cfg.n_kv_heads,
@@ -169,8 +203,16 @@ impl CandleLlamaGenerator {
             let q = self.rotate(&q, cfg.n_heads, &cos, &sin)?;
             let k = self.rotate(&k, cfg.n_kv_heads, &cos, &sin)?;
             self.cache.write(l, &slots, &k, &v.contiguous()?)?;
-            let [k_cache, v_cache] = self.cache.blocks(l)?;
-            let att = attention::attend(&q, &k_cache, &v_cache, &groups, heads, scale)?;
+            let att = match self.attention {
+                AttentionPath::CpuKernel => {
+                    let [k_cache, v_cache] = self.cache.layer(l);
+                    cpu_attention::attend(&q, k_cache, v_cache, shape, &tokens, cfg.n_heads, scale as f32)?
+                }
+                AttentionPath::Portable => {
+                    let [k_cache, v_cache] = self.cache.blocks(l)?;
+                    attention::attend(&q, &k_cache, &v_cache, &groups, heads, scale)?
+                }
+            };
             x = (x + layer.o.forward(&att)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, cfg.rms_eps)?;
             let act = (layer.gate.forward(&h)?.silu()? * layer.up.forward(&h)?)?;
