@@ -70,12 +70,12 @@ fn with_u32<R>(t: &Tensor, what: &str, f: impl FnOnce(CudaView<'_, u32>) -> Resu
     }
 }
 
-fn type_name(s: &CudaStorageSlice) -> Result<&'static str> {
-    Ok(match s {
+fn type_name(s: &CudaStorage) -> Result<&'static str> {
+    Ok(match &s.slice {
         CudaStorageSlice::F32(_) => "f32",
         CudaStorageSlice::F16(_) => "f16",
         CudaStorageSlice::BF16(_) => "bf16",
-        other => candle_core::bail!("paged attention: unsupported dtype {:?}", other.dtype()),
+        _ => candle_core::bail!("paged attention: unsupported dtype {:?}", s.dtype()),
     })
 }
 
@@ -161,8 +161,8 @@ impl CustomOp3 for FusedDecode {
         };
         let name = format!(
             "paged_attention_decode_{}_{}_{elems}",
-            type_name(&q.slice)?,
-            type_name(&k.slice)?
+            type_name(q)?,
+            type_name(k)?
         );
         let dev = q.device();
         let slice = with_u32(&self.block_tables, "block_tables", |tables| {
