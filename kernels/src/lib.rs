@@ -18,6 +18,7 @@
 
 mod attention;
 mod cpu;
+pub mod device;
 mod kv_store;
 pub mod memory;
 mod quant;

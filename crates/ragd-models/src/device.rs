@@ -1,6 +1,6 @@
 //! Which device the models run on.
 
-use candle_core::Device;
+use candle_core::{DType, Device, DeviceLocation};
 use ragd_core::ModelError;
 
 /// The device asked for on the command line: `cpu`, `cuda[:N]`, `metal`, or
@@ -54,4 +54,26 @@ impl DeviceChoice {
 /// GPU with its driver present. Device tests skip themselves without one.
 pub fn cuda_available() -> bool {
     candle_core::utils::cuda_is_available() && Device::new_cuda(0).is_ok()
+}
+
+/// `cpu`, `cuda:N` or `metal:N`.
+pub fn device_label(device: &Device) -> String {
+    match device.location() {
+        DeviceLocation::Cpu => "cpu".to_string(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// The one log line of a loaded model: which device, dtype and code path
+/// (`backend`) it runs on, so a `--device cuda` run shows that the GPU path
+/// was really taken.
+pub(crate) fn log_model_loaded(id: &str, device: &Device, dtype: DType, backend: &str) {
+    tracing::info!(
+        model = id,
+        device = %device_label(device),
+        dtype = dtype.as_str(),
+        backend,
+        "model loaded"
+    );
 }

@@ -85,12 +85,23 @@ impl BertEmbedder {
     /// `dir`. The window is `sentence_bert_config.json`'s `max_seq_length`
     /// when present, else the model's position limit.
     pub fn load(dir: &Path, id: &str, device: &Device) -> Result<(Self, Arc<HfTokenizer>)> {
+        Self::load_with(dir, id, device, device.is_cpu())
+    }
+
+    /// [`Self::load`] with candle-transformers' `BertModel` on padded
+    /// sub-batches whatever the device: the path GPUs take, here also on
+    /// the CPU (for tests that check it there).
+    pub fn load_padded(dir: &Path, id: &str, device: &Device) -> Result<(Self, Arc<HfTokenizer>)> {
+        Self::load_with(dir, id, device, false)
+    }
+
+    fn load_with(dir: &Path, id: &str, device: &Device, packed: bool) -> Result<(Self, Arc<HfTokenizer>)> {
         let config: Config = read_json(&dir.join("config.json"))?;
         let weights = dir.join("model.safetensors");
         let tensors = candle_core::safetensors::load(&weights, device)
             .map_err(|e| ModelError::load(weights.display(), e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let backend = if device.is_cpu() {
+        let backend = if packed {
             PackedBert::load(vb, &config).map(Backend::Packed)
         } else {
             BertModel::load(vb, &config).map(Backend::Padded)
@@ -104,6 +115,11 @@ impl BertEmbedder {
             ["[CLS]", "[SEP]"],
             config.max_position_embeddings,
         )?;
+        let backend_name = match backend {
+            Backend::Packed(_) => "packed-cpu",
+            Backend::Padded(_) => "candle-bert",
+        };
+        crate::device::log_model_loaded(id, device, DType::F32, backend_name);
         let embedder = Self {
             backend,
             info,

@@ -225,6 +225,7 @@ impl MpnetEmbedder {
             .map_err(|e| ModelError::load(weights.display(), e))?;
         let tokenizer = HfTokenizer::from_file(&dir.join("tokenizer.json"))?;
         let info = sentence_embedder_info(dir, id, &tokenizer, ["<s>", "</s>"], limit)?;
+        crate::device::log_model_loaded(id, device, DType::F32, "candle-packed-mpnet");
         let embedder = Self {
             model,
             info,

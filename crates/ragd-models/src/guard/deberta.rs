@@ -77,6 +77,7 @@ impl DebertaGuard {
         let vb = if prefixed { vb.pp("deberta") } else { vb };
         let model = DebertaV2SeqClassificationModel::load(vb, &config, None)
             .map_err(|e| ModelError::load(weights.display(), e))?;
+        crate::device::log_model_loaded(id, device, DType::F32, "candle-deberta-v2");
         let framing = Framing {
             prefix,
             suffix,

@@ -61,6 +61,7 @@ impl NanoGuard {
         }
         let model = NanoGuardModel::new(checkpoint.config, &checkpoint.tensors, device)
             .map_err(|e| ModelError::load(weights.display(), e))?;
+        crate::device::log_model_loaded(id, device, DType::F32, "candle-nanoguard");
         let guard = Self::with_model(model, id, bos, pad, device);
         Ok((guard, Arc::new(tokenizer)))
     }

@@ -87,6 +87,7 @@ impl CrossEncoder {
         let out = candle_nn::linear(h, 1, out).map_err(load_err)?;
         let encoder = PackedBert::load(vb, &config).map_err(load_err)?;
         let max_len = encoder.max_len().map_err(load_err)?;
+        crate::device::log_model_loaded(id, device, DType::F32, "candle-packed-bert");
 
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = HfTokenizer::from_file(&tokenizer_path)?;

@@ -221,6 +221,7 @@ impl TrainedGuard {
             config.labels.len(),
             device,
         )?;
+        crate::device::log_model_loaded(id, device, candle_core::DType::F32, "trained-head");
         let guard = Self {
             info: ModelInfo {
                 id: id.to_string(),

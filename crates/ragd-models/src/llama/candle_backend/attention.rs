@@ -3,7 +3,9 @@
 //! a masked matmul-softmax-matmul. Sequences are grouped by how many query
 //! tokens they bring this step (all decodes together; prefill chunks by
 //! length), so no query row is padding; only keys are padded to the longest
-//! block table of the group, and masked.
+//! block table of the group, and masked. Decodes go through
+//! `ragd_kernels::device::paged_attention_decode`: the fused CUDA kernel
+//! where it is compiled in, the same gathered matmuls elsewhere.
 
 use candle_core::{DType, Device, Result, Tensor};
 
@@ -16,6 +18,8 @@ pub struct Group {
     /// Block tables, each padded to `max_blocks` with block 0.
     pub tables: Vec<u32>,
     pub max_blocks: usize,
+    /// Positions each sequence attends to after this step's tokens.
+    pub context_lens: Vec<u32>,
     /// Additive mask `[seqs, t, max_blocks * block_size]`: 0 where a query
     /// may attend the key, -inf elsewhere (the future, padding).
     pub mask: Vec<f32>,
@@ -30,6 +34,7 @@ impl Group {
             t,
             tables: Vec::new(),
             max_blocks: 0,
+            context_lens: Vec::new(),
             mask: Vec::new(),
         }
     }
@@ -70,6 +75,7 @@ pub fn groups(lens: &[usize], starts: &[usize], tables: &[&[u32]], block_size: u
                 let own = &tables[i][..needed(i)];
                 g.tables.extend_from_slice(own);
                 g.tables.extend(std::iter::repeat_n(0, max_blocks - own.len()));
+                g.context_lens.push((starts[i] + t) as u32);
                 for j in 0..t {
                     let last = starts[i] + j;
                     g.mask
@@ -99,6 +105,13 @@ pub fn attend_group(
     let group = h.n_heads / h.n_kv_heads;
     let keys = g.max_blocks * h.block_size;
     let rows = Tensor::from_slice(&g.rows, g.rows.len(), device)?;
+    if t == 1 {
+        let q = q.index_select(&rows, 0)?.reshape((s, h.n_heads, h.head_dim))?;
+        let tables = Tensor::from_slice(&g.tables, (s, g.max_blocks), device)?;
+        let lens = Tensor::from_slice(&g.context_lens, s, device)?;
+        let out = ragd_kernels::device::paged_attention_decode(&q, k_cache, v_cache, &tables, &lens, scale as f32)?;
+        return out.reshape((s, h.n_heads * h.head_dim));
+    }
     let tables = Tensor::from_slice(&g.tables, g.tables.len(), device)?;
     let mask = Tensor::from_slice(&g.mask, (s, 1, t, 1, keys), device)?;
     // [s, t, kv, group, d] -> [s, kv, t * group, d]
