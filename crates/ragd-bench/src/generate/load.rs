@@ -46,6 +46,18 @@ pub struct RequestShape {
     pub rag: Option<(String, usize)>,
 }
 
+impl RequestShape {
+    /// Plain completions: a prompt of its own for every request.
+    pub fn completions(prompt_tokens: usize, max_tokens: usize) -> Self {
+        Self {
+            prompt_tokens: [0, prompt_tokens],
+            max_tokens,
+            response_format: None,
+            rag: None,
+        }
+    }
+}
+
 /// The server under test and what every request asks of it.
 pub struct Target {
     endpoint: Endpoint,
@@ -242,10 +254,8 @@ fn summarize(concurrency: usize, results: &[Result<RequestStats, RequestError>],
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::http::test_server::{sse_response, start};
+    use crate::http::test_server::{endpoint, sse_response, start};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dropped_connection_costs_a_retry_not_an_error() {
@@ -257,14 +267,11 @@ mod tests {
         ]);
         // Warm-up, a connection closed under the first request, then answers.
         let (addr, accepted) = start(vec![Some(stream.clone()), None, Some(stream)]).await;
-        let endpoint = Endpoint::new(&format!("http://{addr}"), None, Duration::from_secs(10)).unwrap();
-        let shape = RequestShape {
-            prompt_tokens: [0, 8],
-            max_tokens: 2,
-            response_format: None,
-            rag: None,
-        };
-        let target = Arc::new(Target::new(endpoint, "m".into(), shape));
+        let target = Arc::new(Target::new(
+            endpoint(addr),
+            "m".into(),
+            RequestShape::completions(8, 2),
+        ));
         let report = run_level(target, 1, 2, &ProgressBar::hidden()).await;
         assert_eq!(
             (report.requests, report.errors.total(), report.retries),

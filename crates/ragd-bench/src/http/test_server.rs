@@ -10,6 +10,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use super::Endpoint;
+
 /// What the server does with the connections it accepts, in order (the
 /// last applies to every later one): `None` closes after reading the
 /// request, `Some(response)` writes it.
@@ -31,6 +33,16 @@ pub fn sse_response(payloads: &[&str]) -> String {
         out.push_str(&format!("data: {p}\n\n"));
     }
     out
+}
+
+/// The server at `addr`, as the load generators talk to it.
+pub fn endpoint(addr: SocketAddr) -> Endpoint {
+    Endpoint::new(
+        &format!("http://{addr}/v1"),
+        None,
+        std::time::Duration::from_secs(10),
+    )
+    .expect("client")
 }
 
 /// Starts the server; its address and the count of connections accepted.

@@ -1,16 +1,11 @@
 //! Connections and retries against a server that drops connections.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use serde_json::json;
 
-use super::test_server::{json_response, start};
+use super::test_server::{endpoint, json_response, start};
 use super::*;
-
-fn endpoint(addr: std::net::SocketAddr) -> Endpoint {
-    Endpoint::new(&format!("http://{addr}/v1"), None, Duration::from_secs(10)).unwrap()
-}
 
 #[tokio::test]
 async fn a_connection_closed_before_the_response_is_retried_once() {

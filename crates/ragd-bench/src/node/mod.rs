@@ -111,12 +111,7 @@ pub fn measure(args: NodeBenchArgs) -> anyhow::Result<NodeReport> {
         "--concurrency needs levels of at least 1"
     );
     let per_client = args.requests_per_client.max(1);
-    let shape = || RequestShape {
-        prompt_tokens: [0, args.shape.prompt_tokens],
-        max_tokens: args.shape.max_tokens,
-        response_format: None,
-        rag: None,
-    };
+    let shape = || RequestShape::completions(args.shape.prompt_tokens, args.shape.max_tokens);
     runtime()?.block_on(async {
         let endpoint = args.server.endpoint(args.shape.timeout())?;
         let mut targets = vec![sweep_target(endpoint.clone(), &args.label, args.server.model.clone()).await?];

@@ -107,24 +107,25 @@ pub async fn sweep(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::http::test_server::start;
+    use crate::http::test_server::{endpoint, start};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_level_the_server_refuses_ends_the_sweep() {
         let busy = "HTTP/1.1 429 Too Many Requests\r\ncontent-length: 10\r\n\r\nqueue full".to_string();
         let (addr, _) = start(vec![Some(busy)]).await;
-        let endpoint = Endpoint::new(&format!("http://{addr}"), None, Duration::from_secs(10)).unwrap();
-        let shape = RequestShape {
-            prompt_tokens: [0, 8],
-            max_tokens: 2,
-            response_format: None,
-            rag: None,
-        };
+        let shape = RequestShape::completions(8, 2);
         let bar = ProgressBar::hidden();
-        let s = sweep(endpoint, "busy".into(), "m".into(), shape, &[2, 4, 8], 1, &bar).await;
+        let s = sweep(
+            endpoint(addr),
+            "busy".into(),
+            "m".into(),
+            shape,
+            &[2, 4, 8],
+            1,
+            &bar,
+        )
+        .await;
         assert_eq!((s.refused_at, s.skipped.clone()), (Some(2), vec![4, 8]));
         assert_eq!(s.levels.len(), 1);
         let errors = &s.levels[0].load.errors;
