@@ -1,7 +1,9 @@
 //! ragd-bench: ragd's benchmarks, evaluations and trainers, the code behind
 //! `ragd bench embed` ([`embed`]: in-process embedding throughput), `ragd
 //! bench generate` ([`generate`]: a streaming load generator for any
-//! OpenAI-compatible server), `ragd eval rag` ([`eval`]: retrieval and
+//! OpenAI-compatible server), `ragd bench node` ([`node`]: what a node does
+//! with a running ragd: embeddings, guard and a generation sweep, beside a
+//! peer), `ragd eval rag` ([`eval`]: retrieval and
 //! answer accuracy through the HTTP API), `ragd eval guard` (a guard's
 //! detection figures on a labelled file) and `ragd train guard`
 //! ([`train`]: a guard head trained on frozen encoder features). Each takes its clap arguments
@@ -13,11 +15,15 @@
 //! `run(args)`; a new evaluation goes in `src/eval/<name>.rs`. Its
 //! subcommand goes in `BenchCommand` / `EvalCommand` of the `ragd`
 //! binary's `cli.rs`, its dispatch in that binary's `main.rs`. Shared
-//! statistics are in [`stats`]; talking to a server is ragd-client's job.
+//! statistics are in [`stats`]; how a load generator talks to the server
+//! under test (connections, retries, error causes) in [`http`]; the rest of
+//! talking to a server is ragd-client's job.
 
 pub mod embed;
 pub mod eval;
 pub mod generate;
+pub mod http;
+pub mod node;
 pub mod stats;
 pub mod train;
 
@@ -25,4 +31,5 @@ pub use embed::EmbedBenchArgs;
 pub use eval::guard::GuardEvalArgs;
 pub use eval::rag::RagEvalArgs;
 pub use generate::GenerateBenchArgs;
+pub use node::NodeBenchArgs;
 pub use train::guard::TrainGuardArgs;

@@ -78,6 +78,11 @@ pub enum BenchCommand {
     /// Streaming completions load test of any OpenAI-compatible server
     /// (tokens/s, time to first token, inter-token latency per concurrency).
     Generate(ragd_bench::GenerateBenchArgs),
+    /// What a node does with a running ragd: node figures (CPU, memory,
+    /// GPUs), embeddings/s, guard windows/s, and a generation sweep over
+    /// concurrency levels (tok/s, TTFT, inter-token latency, KV cache
+    /// use); `--compare URL` runs the sweep against a second server too.
+    Node(Box<ragd_bench::NodeBenchArgs>),
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         Command::Models(cmd) => models_cmd::run(cmd),
         Command::Bench(BenchCommand::Embed(args)) => ragd_bench::embed::run(args),
         Command::Bench(BenchCommand::Generate(args)) => ragd_bench::generate::run(args),
+        Command::Bench(BenchCommand::Node(args)) => ragd_bench::node::run(*args),
         Command::Ingest(args) => ingest_cmd::run_ingest(args),
         Command::Query(args) => ingest_cmd::run_query(args),
         Command::Eval(EvalCommand::Rag(args)) => ragd_bench::eval::rag::run(args),

@@ -1,16 +1,21 @@
-//! The load of `ragd bench generate`: streaming completion requests to the
-//! server under test, measured one by one, and one concurrency level of
-//! clients sending them back to back.
+//! The load of `ragd bench generate` (and of `ragd bench node`'s
+//! generation sweep): streaming completion requests to the server under
+//! test, measured one by one, and one concurrency level of clients sending
+//! them back to back. Connections and failures are handled by
+//! [`crate::http`]: one connection per request, a retry of a connection
+//! closed before the response, every failure counted by its cause.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use indicatif::ProgressBar;
 use ragd_client::{parse_chunk, SseEvent, SseParser};
 use serde_json::json;
 
 use super::prompt::{prompt, rag_prompt, rag_question};
 use super::report::LevelReport;
+use crate::http::{self, Endpoint, ErrorCause, ErrorTally, RequestError};
 use crate::stats::percentile;
 
 /// The measurements of one request.
@@ -24,10 +29,12 @@ struct RequestStats {
     prompt_tokens: Option<u64>,
     /// Prompt tokens the server's prefix cache held (when it says).
     cached_tokens: Option<u64>,
+    /// Sends again after a connection closed before the response.
+    retries: u32,
 }
 
 /// What every request asks of the server.
-pub(super) struct RequestShape {
+pub struct RequestShape {
     /// Tokens of sources shared by every request (0: none), and of each
     /// request's own text.
     pub prompt_tokens: [usize; 2],
@@ -39,11 +46,21 @@ pub(super) struct RequestShape {
     pub rag: Option<(String, usize)>,
 }
 
+impl RequestShape {
+    /// Plain completions: a prompt of its own for every request.
+    pub fn completions(prompt_tokens: usize, max_tokens: usize) -> Self {
+        Self {
+            prompt_tokens: [0, prompt_tokens],
+            max_tokens,
+            response_format: None,
+            rag: None,
+        }
+    }
+}
+
 /// The server under test and what every request asks of it.
-pub(super) struct Target {
-    client: reqwest::Client,
-    url: String,
-    api_key: Option<String>,
+pub struct Target {
+    endpoint: Endpoint,
     model: String,
     shape: RequestShape,
     /// Differs per run (milliseconds of the clock): part of every request number.
@@ -52,17 +69,9 @@ pub(super) struct Target {
 }
 
 impl Target {
-    pub(super) fn new(
-        client: reqwest::Client,
-        url: String,
-        api_key: Option<String>,
-        model: String,
-        shape: RequestShape,
-    ) -> Self {
+    pub fn new(endpoint: Endpoint, model: String, shape: RequestShape) -> Self {
         Self {
-            client,
-            url,
-            api_key,
+            endpoint,
             model,
             shape,
             run: std::time::SystemTime::now()
@@ -72,15 +81,7 @@ impl Target {
         }
     }
 
-    fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        let req = self.client.post(format!("{}{path}", self.url));
-        match &self.api_key {
-            Some(k) => req.bearer_auth(k),
-            None => req,
-        }
-    }
-
-    async fn one_request(&self) -> anyhow::Result<RequestStats> {
+    async fn one_request(&self) -> Result<RequestStats, RequestError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shape = &self.shape;
         let text = match shape.prompt_tokens {
@@ -110,19 +111,19 @@ impl Target {
             body["response_format"] = format.clone();
         }
         let t0 = Instant::now();
-        let mut resp = self.post(path).json(&body).send().await?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            anyhow::bail!("HTTP {status}: {}", text.chars().take(300).collect::<String>());
-        }
+        let sent = http::send(|| self.endpoint.post(path).json(&body)).await?;
+        let mut resp = sent.response;
         let mut parser = SseParser::default();
-        let mut stats = RequestStats::default();
+        let mut stats = RequestStats {
+            retries: sent.retries,
+            ..RequestStats::default()
+        };
         let (mut gaps, mut chunks, mut last) = (Vec::new(), 0u64, None::<Instant>);
         let mut usage_tokens = None;
         let mut done = false;
         while !done {
-            let bytes = resp.chunk().await?;
+            let bytes =
+                (resp.chunk().await).map_err(|e| RequestError::from_reqwest(ErrorCause::of_body(&e), &e))?;
             let now = Instant::now();
             let events = match &bytes {
                 Some(b) => parser.push(b),
@@ -136,9 +137,10 @@ impl Target {
                     }
                     SseEvent::Data(p) => p,
                 };
-                let info = parse_chunk(&payload)?;
+                let info =
+                    parse_chunk(&payload).map_err(|e| RequestError::new(ErrorCause::BadResponse, e))?;
                 if let Some(e) = info.error {
-                    anyhow::bail!("error in stream: {e}");
+                    return Err(RequestError::new(ErrorCause::StreamError, e));
                 }
                 if info.completion_tokens.is_some() {
                     usage_tokens = info.completion_tokens;
@@ -161,7 +163,10 @@ impl Target {
         }
         stats.e2e = t0.elapsed().as_secs_f64();
         if chunks == 0 {
-            anyhow::bail!("the stream carried no text");
+            return Err(RequestError::new(
+                ErrorCause::BadResponse,
+                "the stream carried no text",
+            ));
         }
         stats.completion_tokens = usage_tokens.unwrap_or(chunks);
         // Chunks that carry several tokens: spread each gap over them.
@@ -175,18 +180,28 @@ impl Target {
     }
 }
 
-pub(super) async fn run_level(target: Arc<Target>, concurrency: usize, per_client: usize) -> LevelReport {
+/// One concurrency level: an unmeasured warm-up request, then
+/// `concurrency` clients sending `per_client` requests each back to back;
+/// `progress` advances by one per request.
+pub async fn run_level(
+    target: Arc<Target>,
+    concurrency: usize,
+    per_client: usize,
+    progress: &ProgressBar,
+) -> LevelReport {
     if let Err(e) = target.one_request().await {
-        eprintln!("warm-up request failed: {e:#}");
+        progress.suspend(|| eprintln!("warm-up request failed: {e}"));
     }
+    progress.inc(1);
     let t0 = Instant::now();
     let clients: Vec<_> = (0..concurrency)
         .map(|_| {
-            let target = target.clone();
+            let (target, progress) = (target.clone(), progress.clone());
             tokio::spawn(async move {
                 let mut out = Vec::with_capacity(per_client);
                 for _ in 0..per_client {
                     out.push(target.one_request().await);
+                    progress.inc(1);
                 }
                 out
             })
@@ -196,12 +211,25 @@ pub(super) async fn run_level(target: Arc<Target>, concurrency: usize, per_clien
     for c in clients {
         match c.await {
             Ok(rs) => results.extend(rs),
-            Err(e) => results.push(Err(anyhow::anyhow!("client task failed: {e}"))),
+            Err(e) => results.push(Err(RequestError::new(
+                ErrorCause::Other,
+                format!("client task failed: {e}"),
+            ))),
         }
     }
     let wall_s = t0.elapsed().as_secs_f64();
+    summarize(concurrency, &results, wall_s)
+}
+
+/// The report of one level from its requests' results.
+fn summarize(concurrency: usize, results: &[Result<RequestStats, RequestError>], wall_s: f64) -> LevelReport {
     let ms = |x: Option<f64>| x.map(|s| s * 1e3);
     let ok: Vec<&RequestStats> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let mut errors = ErrorTally::default();
+    results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .for_each(|e| errors.add(e));
     let ttft: Vec<f64> = ok.iter().filter_map(|s| s.ttft).collect();
     let itl: Vec<f64> = ok.iter().flat_map(|s| s.itl.iter().copied()).collect();
     let e2e: Vec<f64> = ok.iter().map(|s| s.e2e).collect();
@@ -212,10 +240,8 @@ pub(super) async fn run_level(target: Arc<Target>, concurrency: usize, per_clien
     LevelReport {
         concurrency,
         requests: results.len(),
-        errors: results.len() - ok.len(),
-        first_error: results
-            .iter()
-            .find_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))),
+        errors,
+        retries: ok.iter().map(|s| u64::from(s.retries)).sum(),
         wall_s,
         output_tokens: ok.iter().map(|s| s.completion_tokens).sum(),
         prompt_tokens_mean: mean_of(|s| s.prompt_tokens),
@@ -223,5 +249,37 @@ pub(super) async fn run_level(target: Arc<Target>, concurrency: usize, per_clien
         ttft_ms: [ms(percentile(&ttft, 50.0)), ms(percentile(&ttft, 99.0))],
         itl_ms: [ms(percentile(&itl, 50.0)), ms(percentile(&itl, 99.0))],
         e2e_ms_p50: ms(percentile(&e2e, 50.0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::test_server::{endpoint, sse_response, start};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_connection_costs_a_retry_not_an_error() {
+        let stream = sse_response(&[
+            r#"{"choices":[{"index":0,"text":"Hello"}]}"#,
+            r#"{"choices":[{"index":0,"text":" there"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}}"#,
+            "[DONE]",
+        ]);
+        // Warm-up, a connection closed under the first request, then answers.
+        let (addr, accepted) = start(vec![Some(stream.clone()), None, Some(stream)]).await;
+        let target = Arc::new(Target::new(
+            endpoint(addr),
+            "m".into(),
+            RequestShape::completions(8, 2),
+        ));
+        let report = run_level(target, 1, 2, &ProgressBar::hidden()).await;
+        assert_eq!(
+            (report.requests, report.errors.total(), report.retries),
+            (2, 0, 1)
+        );
+        assert_eq!(report.output_tokens, 4);
+        assert_eq!(report.prompt_tokens_mean, Some(7.0));
+        assert!(report.ttft_ms[0].is_some() && report.itl_ms[0].is_some());
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
     }
 }

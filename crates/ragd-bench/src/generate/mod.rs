@@ -24,94 +24,34 @@
 //! llama-server in turn; `benches/guard_cost.sh` the RAG path with and
 //! without the guard.
 
-mod load;
+mod args;
+pub(crate) mod load;
 mod prompt;
 mod report;
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
 use ragd_client::{first_model, runtime};
 use serde_json::json;
 
-use load::{run_level, RequestShape, Target};
+pub use args::{BenchServer, GenerateBenchArgs, GenerationShape};
+pub(crate) use load::RequestShape;
+use load::{run_level, Target};
 pub use prompt::prompt;
 pub use report::{print_table, LevelReport};
-
-#[derive(Debug, Clone, Args)]
-pub struct GenerateBenchArgs {
-    /// Base URL of the server (without `/v1`).
-    #[arg(long, env = "RAGD_BENCH_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// Bearer token sent as `Authorization: Bearer KEY`.
-    #[arg(long, env = "RAGD_BENCH_API_KEY")]
-    pub api_key: Option<String>,
-    /// Model name; default: the generator (else the first id) of `GET /v1/models`.
-    #[arg(long, env = "RAGD_BENCH_MODEL")]
-    pub model: Option<String>,
-    /// Concurrency levels (clients), comma-separated.
-    #[arg(
-        long,
-        env = "RAGD_BENCH_CONCURRENCY",
-        value_delimiter = ',',
-        default_value = "1,4,16"
-    )]
-    pub concurrency: Vec<usize>,
-    /// Requests each client sends back to back.
-    #[arg(long, env = "RAGD_BENCH_REQUESTS_PER_CLIENT", default_value_t = 4)]
-    pub requests_per_client: usize,
-    /// Approximate prompt length in tokens (about 0.87 English words per token).
-    #[arg(long, env = "RAGD_BENCH_PROMPT_TOKENS", default_value_t = 128)]
-    pub prompt_tokens: usize,
-    /// RAG-shaped prompts: about this many tokens of sources shared by
-    /// every request of the run, before the `--prompt-tokens` of the
-    /// request's own question. 0: every prompt is its own.
-    #[arg(long, env = "RAGD_BENCH_SHARED_PREFIX_TOKENS", default_value_t = 0)]
-    pub shared_prefix_tokens: usize,
-    /// Tokens to generate per request (`max_tokens`, with `ignore_eos`).
-    #[arg(long, env = "RAGD_BENCH_MAX_TOKENS", default_value_t = 128)]
-    pub max_tokens: usize,
-    /// Write every level as JSON to this file (`-` for standard output).
-    #[arg(long, env = "RAGD_BENCH_JSON_OUT")]
-    pub json: Option<PathBuf>,
-    /// Name of the server under test in the table and the JSON (default: the URL).
-    #[arg(long, env = "RAGD_BENCH_LABEL")]
-    pub label: Option<String>,
-    /// Seconds one request may take before it counts as an error.
-    #[arg(long, env = "RAGD_BENCH_TIMEOUT_SECONDS", default_value_t = 600)]
-    pub timeout_seconds: u64,
-    /// A JSON file holding a `response_format` object sent with every
-    /// request (structured outputs), e.g. `{"type": "json_object"}`.
-    #[arg(long, env = "RAGD_BENCH_RESPONSE_FORMAT")]
-    pub response_format: Option<PathBuf>,
-    /// Send RAG chat requests over this collection (ragd only) instead of
-    /// completions: questions about ragd's docs (`--prompt-tokens` and
-    /// `--shared-prefix-tokens` do not apply).
-    #[arg(long, env = "RAGD_BENCH_RAG_COLLECTION")]
-    pub rag_collection: Option<String>,
-    /// Chunks each RAG request puts into its prompt.
-    #[arg(long, env = "RAGD_BENCH_RAG_TOP_K", default_value_t = 3)]
-    pub rag_top_k: usize,
-}
 
 pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         !args.concurrency.is_empty() && !args.concurrency.contains(&0),
         "--concurrency needs levels of at least 1"
     );
-    let max_c = args.concurrency.iter().copied().max().unwrap_or(1);
     runtime()?.block_on(async move {
-        let url = args.url.trim_end_matches('/').trim_end_matches("/v1").to_string();
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(max_c + 1)
-            .timeout(Duration::from_secs(args.timeout_seconds))
-            .build()?;
-        let model = match args.model {
+        let endpoint = args.server.endpoint(args.shape.timeout())?;
+        let url = endpoint.url.clone();
+        let model = match args.server.model {
             Some(m) => m,
-            None => first_model(&client, &url, args.api_key.as_deref()).await?,
+            None => first_model(&endpoint.client, &url, endpoint.api_key.as_deref()).await?,
         };
         let label = args.label.unwrap_or_else(|| url.clone());
         let response_format = match &args.response_format {
@@ -122,16 +62,14 @@ pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
         };
         eprintln!(
             "bench generate: {url} model `{model}`, {} shared + {} prompt tokens, {} new tokens, {} requests per client",
-            args.shared_prefix_tokens, args.prompt_tokens, args.max_tokens, args.requests_per_client
+            args.shared_prefix_tokens, args.shape.prompt_tokens, args.shape.max_tokens, args.requests_per_client
         );
         let target = Arc::new(Target::new(
-            client,
-            url.clone(),
-            args.api_key,
+            endpoint,
             model.clone(),
             RequestShape {
-                prompt_tokens: [args.shared_prefix_tokens, args.prompt_tokens],
-                max_tokens: args.max_tokens,
+                prompt_tokens: [args.shared_prefix_tokens, args.shape.prompt_tokens],
+                max_tokens: args.shape.max_tokens,
                 response_format,
                 rag: (args.rag_collection.clone()).map(|c| (c, args.rag_top_k)),
             },
@@ -139,11 +77,12 @@ pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
         let mut levels = Vec::new();
         for &c in &args.concurrency {
             eprintln!("bench generate: concurrency {c}");
-            let report = run_level(target.clone(), c, args.requests_per_client.max(1)).await;
+            let hidden = indicatif::ProgressBar::hidden();
+            let report = run_level(target.clone(), c, args.requests_per_client.max(1), &hidden).await;
             eprintln!(
                 "bench generate: concurrency {c}: {:.1} tok/s, {} errors",
                 report.tokens_per_second(),
-                report.errors
+                report.errors.total()
             );
             levels.push(report);
         }
@@ -153,9 +92,9 @@ pub fn run(args: GenerateBenchArgs) -> anyhow::Result<()> {
                 "label": label,
                 "url": url,
                 "model": model,
-                "prompt_tokens": args.prompt_tokens,
+                "prompt_tokens": args.shape.prompt_tokens,
                 "shared_prefix_tokens": args.shared_prefix_tokens,
-                "max_tokens": args.max_tokens,
+                "max_tokens": args.shape.max_tokens,
                 "requests_per_client": args.requests_per_client,
                 "rag": args.rag_collection.as_ref().map(|c| json!({"collection": c, "top_k": args.rag_top_k})),
                 "levels": levels.iter().map(LevelReport::to_json).collect::<Vec<_>>(),

@@ -3,13 +3,18 @@
 
 use serde_json::{json, Value};
 
+use crate::http::ErrorTally;
+
 /// The report of one concurrency level.
 #[derive(Debug, Clone)]
 pub struct LevelReport {
     pub concurrency: usize,
     pub requests: usize,
-    pub errors: usize,
-    pub first_error: Option<String>,
+    /// Failed requests, per cause.
+    pub errors: ErrorTally,
+    /// Requests sent again after their connection closed before the
+    /// response (they succeeded, so they are no errors).
+    pub retries: u64,
     pub wall_s: f64,
     pub output_tokens: u64,
     pub prompt_tokens_mean: Option<f64>,
@@ -29,8 +34,10 @@ impl LevelReport {
         json!({
             "concurrency": self.concurrency,
             "requests": self.requests,
-            "errors": self.errors,
-            "first_error": self.first_error,
+            "errors": self.errors.total(),
+            "first_error": self.errors.first(),
+            "errors_by_cause": self.errors.to_json(),
+            "retries": self.retries,
             "wall_s": self.wall_s,
             "output_tokens": self.output_tokens,
             "output_tokens_per_s": self.tokens_per_second(),
@@ -70,7 +77,7 @@ pub fn print_table(label: &str, levels: &[LevelReport]) {
             label,
             l.concurrency,
             l.requests,
-            l.errors,
+            l.errors.total(),
             l.wall_s,
             l.tokens_per_second(),
             fmt_ms(l.ttft_ms[0]),
@@ -82,8 +89,14 @@ pub fn print_table(label: &str, levels: &[LevelReport]) {
     }
     println!("(latencies in ms; tok/s = completion tokens of all requests / wall time)");
     for l in levels {
-        if let Some(e) = &l.first_error {
-            println!("concurrency {}: first error: {e}", l.concurrency);
+        for line in l.errors.lines() {
+            println!("concurrency {}: errors {line}", l.concurrency);
+        }
+        if l.retries > 0 {
+            println!(
+                "concurrency {}: {} requests retried (connection closed before the response)",
+                l.concurrency, l.retries
+            );
         }
     }
 }
