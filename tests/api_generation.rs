@@ -2,10 +2,11 @@
 //! generator: reference tokens, batch invariance under concurrency,
 //! streaming, cancellation freeing KV blocks, stop strings, bad input.
 
-use std::time::Duration;
-
 use futures::future::join_all;
-use ragd_suite::{get_text, metric_value, repo_root, shared_server, start_on_own_thread};
+use ragd_suite::{
+    assert_blocks_return_to_idle, assert_steps_were_batched, get_text, metric_value, repo_root,
+    shared_server, sixteen_prompts, start_on_own_thread,
+};
 use serde_json::{json, Value};
 
 const GEN: &str = "smollm2-135m-instruct-q4_1";
@@ -101,17 +102,7 @@ async fn greedy_chat_matches_the_reference_tokens() {
 
 #[tokio::test]
 async fn sixteen_concurrent_greedy_requests_match_their_solo_runs() {
-    let prompts: Vec<String> = (0..16)
-        .map(|i| match i % 4 {
-            0 => format!("Count from {i} to {}.", i + 5),
-            1 => format!(
-                "Name a fruit that starts with the letter {}.",
-                (b'a' + i as u8) as char
-            ),
-            2 => format!("Write one sentence about the number {i}."),
-            _ => format!("Translate 'good morning' into language number {i} you know."),
-        })
-        .collect();
+    let prompts = sixteen_prompts();
     let mut solo = Vec::new();
     for p in &prompts {
         solo.push(chat_text(p, 40).await);
@@ -120,13 +111,7 @@ async fn sixteen_concurrent_greedy_requests_match_their_solo_runs() {
     for (i, (a, b)) in solo.iter().zip(&together).enumerate() {
         assert_eq!(a, b, "request {i} differs when batched");
     }
-    let metrics = get_text(&base(), "/metrics").await;
-    let batches = metric_value(&metrics, "ragd_generation_batch_size_count", "").unwrap();
-    let seqs = metric_value(&metrics, "ragd_generation_batch_size_sum", "").unwrap();
-    assert!(
-        seqs / batches > 1.0,
-        "no step ran more than one sequence: {seqs} / {batches}"
-    );
+    assert_steps_were_batched(&base()).await;
 }
 
 #[tokio::test]
@@ -240,16 +225,7 @@ async fn a_cancelled_stream_frees_its_kv_blocks_and_the_others_go_on() {
         assert_eq!(events.last().unwrap()["choices"][0]["finish_reason"], "length");
     }
     // Back to idle: no block held by the cancelled request.
-    let mut used = f64::NAN;
-    for _ in 0..50 {
-        let m = get_text(&base, "/metrics").await;
-        used = metric_value(&m, "ragd_kv_blocks_used", "").unwrap();
-        if used == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(used, 0.0, "KV blocks still held after every stream ended");
+    assert_blocks_return_to_idle(&base, "after every stream ended").await;
 }
 
 #[tokio::test]

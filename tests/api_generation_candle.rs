@@ -5,12 +5,14 @@
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use futures::future::join_all;
 use ragd_models::llama::{GeneratorBackend, KvDtype};
 use ragd_server::config::ServeConfig;
-use ragd_suite::{generator_only, get_text, metric_value, repo_root, start_on_own_thread, StopOnDrop};
+use ragd_suite::{
+    assert_blocks_return_to_idle, assert_steps_were_batched, generator_only, get_text, metric_value,
+    repo_root, sixteen_prompts, start_on_own_thread, StopOnDrop,
+};
 use serde_json::{json, Value};
 
 const GEN: &str = "smollm2-135m-instruct-q4_1";
@@ -82,17 +84,7 @@ async fn candle_backend_gives_the_reference_greedy_tokens_over_http() {
 
 #[tokio::test]
 async fn candle_backend_answers_16_concurrent_requests_as_it_does_alone() {
-    let prompts: Vec<String> = (0..16)
-        .map(|i| match i % 4 {
-            0 => format!("Count from {i} to {}.", i + 5),
-            1 => format!(
-                "Name a fruit that starts with the letter {}.",
-                (b'a' + i as u8) as char
-            ),
-            2 => format!("Write one sentence about the number {i}."),
-            _ => format!("Translate 'good morning' into language number {i} you know."),
-        })
-        .collect();
+    let prompts = sixteen_prompts();
     let mut solo = Vec::new();
     for p in &prompts {
         solo.push(text(&chat(server(), p, 40).await));
@@ -101,27 +93,7 @@ async fn candle_backend_answers_16_concurrent_requests_as_it_does_alone() {
     for (i, (a, b)) in solo.iter().zip(&together).enumerate() {
         assert_eq!(a, &text(b), "request {i} differs when batched");
     }
-    let metrics = get_text(&format!("http://{}", server()), "/metrics").await;
-    let batches = metric_value(&metrics, "ragd_generation_batch_size_count", "").unwrap();
-    let seqs = metric_value(&metrics, "ragd_generation_batch_size_sum", "").unwrap();
-    assert!(
-        seqs / batches > 1.0,
-        "no step ran more than one sequence: {seqs} / {batches}"
-    );
-}
-
-/// Waits for `ragd_kv_blocks_used` to return to 0.
-async fn assert_blocks_return_to_idle(base: &str, after: &str) {
-    let mut used = f64::NAN;
-    for _ in 0..100 {
-        let m = get_text(base, "/metrics").await;
-        used = metric_value(&m, "ragd_kv_blocks_used", "").unwrap();
-        if used == 0.0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{used} KV blocks still held {after}");
+    assert_steps_were_batched(&format!("http://{}", server())).await;
 }
 
 #[tokio::test]

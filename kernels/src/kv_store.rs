@@ -89,6 +89,10 @@ pub enum KvView<'a> {
 }
 
 impl<'a> KvView<'a> {
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(self) -> usize {
         match self {
             Self::F32(v) => v.len(),

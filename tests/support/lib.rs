@@ -455,3 +455,45 @@ pub fn serve_on_own_thread(app: axum::Router) -> SocketAddr {
     });
     rx.recv().expect("the service thread")
 }
+
+/// Sixteen short chat prompts, each different: the batch-invariance tests
+/// send them one by one, then all at once.
+pub fn sixteen_prompts() -> Vec<String> {
+    (0..16)
+        .map(|i| match i % 4 {
+            0 => format!("Count from {i} to {}.", i + 5),
+            1 => format!(
+                "Name a fruit that starts with the letter {}.",
+                (b'a' + i as u8) as char
+            ),
+            2 => format!("Write one sentence about the number {i}."),
+            _ => format!("Translate 'good morning' into language number {i} you know."),
+        })
+        .collect()
+}
+
+/// Fails unless the server at `base` ran some generation step with more
+/// than one sequence (so a batch-invariance test really batched).
+pub async fn assert_steps_were_batched(base: &str) {
+    let metrics = get_text(base, "/metrics").await;
+    let batches = metric_value(&metrics, "ragd_generation_batch_size_count", "").unwrap();
+    let seqs = metric_value(&metrics, "ragd_generation_batch_size_sum", "").unwrap();
+    assert!(
+        seqs / batches > 1.0,
+        "no step ran more than one sequence: {seqs} / {batches}"
+    );
+}
+
+/// Waits for `ragd_kv_blocks_used` to return to 0.
+pub async fn assert_blocks_return_to_idle(base: &str, after: &str) {
+    let mut used = f64::NAN;
+    for _ in 0..100 {
+        let m = get_text(base, "/metrics").await;
+        used = metric_value(&m, "ragd_kv_blocks_used", "").unwrap();
+        if used == 0.0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{used} KV blocks still held {after}");
+}

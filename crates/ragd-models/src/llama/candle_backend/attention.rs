@@ -109,7 +109,8 @@ pub fn attend_group(
         let q = q.index_select(&rows, 0)?.reshape((s, h.n_heads, h.head_dim))?;
         let tables = Tensor::from_slice(&g.tables, (s, g.max_blocks), device)?;
         let lens = Tensor::from_slice(&g.context_lens, s, device)?;
-        let out = ragd_kernels::device::paged_attention_decode(&q, k_cache, v_cache, &tables, &lens, scale as f32)?;
+        let out =
+            ragd_kernels::device::paged_attention_decode(&q, k_cache, v_cache, &tables, &lens, scale as f32)?;
         return out.reshape((s, h.n_heads * h.head_dim));
     }
     let tables = Tensor::from_slice(&g.tables, g.tables.len(), device)?;
