@@ -45,4 +45,44 @@ pub trait Generator: Send {
     /// (`vocab_size` long) per chunk with `want_logits`, in chunk order.
     /// Each chunk's result is independent of the other chunks in the batch.
     fn step(&mut self, chunks: &[SeqChunk<'_>]) -> Result<Vec<Vec<f32>>>;
+
+    /// [`Generator::step`] where, for each chunk with `want_logits` whose
+    /// flag in `greedy` is set (one flag per such chunk, in order), only the
+    /// most likely token is wanted. A device backend picks it on the device
+    /// and copies one id back instead of a vocabulary-long row. The default
+    /// runs `step` and picks it on the host.
+    fn step_greedy(&mut self, chunks: &[SeqChunk<'_>], greedy: &[bool]) -> Result<Vec<StepOutput>> {
+        let rows = self.step(chunks)?;
+        Ok(rows
+            .into_iter()
+            .zip(greedy.iter().chain(std::iter::repeat(&false)))
+            .map(|(row, &g)| match g {
+                true => StepOutput::Token(argmax(&row)),
+                false => StepOutput::Logits(row),
+            })
+            .collect())
+    }
+}
+
+/// What a step gives for one chunk that wanted logits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutput {
+    /// The whole row (`vocab_size` values).
+    Logits(Vec<f32>),
+    /// Only the most likely token (greedy decoding).
+    Token(u32),
+}
+
+/// Index of the largest logit (the first one on ties; NaN is never chosen
+/// unless every logit is NaN or -inf, when it is 0).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    let mut best_x = f32::NEG_INFINITY;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > best_x {
+            best = i;
+            best_x = x;
+        }
+    }
+    best as u32
 }

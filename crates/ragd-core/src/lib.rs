@@ -15,6 +15,6 @@ pub mod tokenizer;
 pub use batch::TokenBatch;
 pub use error::{ModelError, Result};
 pub use framing::{Framing, Overflow};
-pub use generator::{Generator, KvLayout, SeqChunk};
+pub use generator::{argmax, Generator, KvLayout, SeqChunk, StepOutput};
 pub use model::{Classifier, Embedder, ModelInfo, ModelKind};
 pub use tokenizer::TextTokenizer;

@@ -9,7 +9,7 @@
 
 mod common;
 
-use ragd_core::{Generator, ModelError, SeqChunk};
+use ragd_core::{Generator, ModelError, SeqChunk, StepOutput};
 use ragd_models::llama::{
     AttentionPath, CandleLlamaGenerator, GeneratorBackend, GeneratorOptions, KvBudget, KvDtype,
     LlamaGenerator,
@@ -441,5 +441,34 @@ fn logits_do_not_depend_on_the_rest_of_the_batch() {
                 "{backend:?}: step {step}: {differ} logits differ when batched"
             );
         }
+    }
+}
+
+/// `step_greedy` gives the argmax (picked where the logits are) for the
+/// flagged rows and the whole row for the others, equal to `step`'s. Both
+/// backends (the native one through the trait's default).
+#[test]
+fn greedy_steps_return_the_argmax_of_the_same_logits() {
+    let cases = cases(&SMOLLM2);
+    for backend in [GeneratorBackend::Native, GeneratorBackend::Candle] {
+        let mut model = generator(&SMOLLM2, KvDtype::F16, backend);
+        let tables = scattered_tables(2, 20);
+        let chunk = |i: usize| SeqChunk {
+            tokens: &cases[i].prompt,
+            start_pos: 0,
+            blocks: &tables[i],
+            want_logits: true,
+        };
+        let rows = model.step(&[chunk(0), chunk(1)]).unwrap();
+        // The same positions again: the cache gets the same values.
+        let outs = model.step_greedy(&[chunk(0), chunk(1)], &[true, false]).unwrap();
+        assert_eq!(outs.len(), 2);
+        assert_eq!(
+            outs[0],
+            StepOutput::Token(ragd_core::argmax(&rows[0])),
+            "{backend:?}"
+        );
+        assert_eq!(outs[1], StepOutput::Logits(rows[1].clone()), "{backend:?}");
+        assert_eq!(ragd_core::argmax(&rows[0]), cases[0].want[0], "{backend:?}");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ragd_core::{Generator, KvLayout, ModelError};
+use ragd_core::{Generator, KvLayout, ModelError, StepOutput};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::request::{FinishReason, GenerationEvent, GenerationLimits, GenerationRequest, Usage};
@@ -17,7 +17,7 @@ use super::GenerationMetrics;
 use crate::fair::{Admission, Permit, TenantKey};
 use crate::kv_blocks::BlockPool;
 use crate::metrics::QueueMetrics;
-use crate::sampling::Sampler;
+use crate::sampling::{Sampled, Sampler};
 use crate::{EngineError, InvalidRequest};
 
 /// A request on its way to the model thread.
@@ -360,12 +360,24 @@ impl Worker {
         self.update_gauges();
         self.metrics.batch_size.observe(plan.chunks.len() as f64);
         self.metrics.step_tokens.observe(plan.num_tokens() as f64);
+        // Sequences that only take the argmax (greedy, unconstrained): a
+        // device backend then copies one id back instead of a whole row.
+        let greedy: Vec<bool> = plan
+            .chunks
+            .iter()
+            .filter(|c| c.want_logits)
+            .map(|c| {
+                self.sched
+                    .get_mut(c.id)
+                    .is_some_and(|s| s.payload.constraint.is_none() && s.payload.sampler.is_plain_greedy())
+            })
+            .collect();
         let result = {
             let chunks = self.sched.chunks(&plan);
             let model = &mut self.model;
             // A panicking model must not take the thread (and every later
             // request) down with it: turn it into an error for this step.
-            catch_unwind(AssertUnwindSafe(|| model.step(&chunks)))
+            catch_unwind(AssertUnwindSafe(|| model.step_greedy(&chunks, &greedy)))
                 .unwrap_or_else(|_| Err(ModelError::Inference("the model panicked".into())))
         };
         match result {
@@ -402,28 +414,39 @@ impl Worker {
     }
 
     /// Samples a token for each chunk that wanted logits and sends events.
-    fn sample(&mut self, plan: &StepPlan, rows: Vec<Vec<f32>>) {
+    fn sample(&mut self, plan: &StepPlan, rows: Vec<StepOutput>) {
         let now = Instant::now();
         let mut ended: Vec<(SeqId, GenerationEvent)> = Vec::new();
         let chunks = plan.chunks.iter().filter(|c| c.want_logits);
-        for (c, mut row) in chunks.zip(rows) {
+        for (c, out) in chunks.zip(rows) {
             let Some(seq) = self.sched.get_mut(c.id) else {
                 continue;
             };
             let (prompt, generated, live) = seq.parts_mut();
             let prompt_len = prompt.len();
-            if let Some(Err(e)) = live.constraint.as_ref().map(|c| c.mask(&mut row)) {
-                ended.push((
-                    c.id,
-                    GenerationEvent::Failed(format!("constrained decoding failed: {e}")),
-                ));
-                continue;
-            }
-            let sampler = &mut live.sampler;
-            let Ok(sampled) = catch_unwind(AssertUnwindSafe(|| sampler.sample(&mut row, prompt, generated)))
-            else {
-                ended.push((c.id, GenerationEvent::Failed("the sampler panicked".into())));
-                continue;
+            let sampled = match out {
+                // The model picked it (asked for plain greedy sequences only).
+                StepOutput::Token(token) => Sampled {
+                    token,
+                    logprobs: None,
+                },
+                StepOutput::Logits(mut row) => {
+                    if let Some(Err(e)) = live.constraint.as_ref().map(|c| c.mask(&mut row)) {
+                        ended.push((
+                            c.id,
+                            GenerationEvent::Failed(format!("constrained decoding failed: {e}")),
+                        ));
+                        continue;
+                    }
+                    let sampler = &mut live.sampler;
+                    let Ok(sampled) =
+                        catch_unwind(AssertUnwindSafe(|| sampler.sample(&mut row, prompt, generated)))
+                    else {
+                        ended.push((c.id, GenerationEvent::Failed("the sampler panicked".into())));
+                        continue;
+                    };
+                    sampled
+                }
             };
             let m = &self.metrics;
             m.generation_tokens.inc();

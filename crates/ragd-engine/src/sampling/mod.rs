@@ -122,6 +122,14 @@ impl Sampler {
         &self.params
     }
 
+    /// Whether this sampler only ever takes the most likely raw logit: greedy,
+    /// no penalties, no logprobs. Such a sequence needs no logits row, only
+    /// the argmax ([`ragd_core::Generator::step_greedy`]).
+    pub fn is_plain_greedy(&self) -> bool {
+        let t = self.params.temperature;
+        (t.is_nan() || t <= 0.0) && !self.has_penalties() && self.params.logprobs.is_none()
+    }
+
     /// Picks the next token. `logits` may be modified in place (penalties).
     pub fn sample(&mut self, logits: &mut [f32], prompt: &[u32], generated: &[u32]) -> Sampled {
         let penalised = self.has_penalties();
@@ -291,19 +299,7 @@ impl Sampler {
     }
 }
 
-/// Index of the largest logit (the first one on ties; NaN is never chosen
-/// unless every logit is NaN or -inf, when it is 0).
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    let mut best_x = f32::NEG_INFINITY;
-    for (i, &x) in logits.iter().enumerate() {
-        if x > best_x {
-            best = i;
-            best_x = x;
-        }
-    }
-    best as u32
-}
+pub use ragd_core::argmax;
 
 /// The largest logit, NaN skipped (-inf when there is none).
 fn max_logit(logits: &[f32]) -> f32 {

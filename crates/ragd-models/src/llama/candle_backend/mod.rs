@@ -19,7 +19,7 @@ mod weights;
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use ragd_core::{Generator, KvLayout, ModelError, ModelInfo, Result, SeqChunk};
+use ragd_core::{Generator, KvLayout, ModelError, ModelInfo, Result, SeqChunk, StepOutput};
 use ragd_kernels::{KvDtype, QueryToken, Rope, RopeStyle};
 
 use self::attention::Heads;
@@ -138,7 +138,9 @@ impl CandleLlamaGenerator {
         out.reshape((n, heads * self.cfg.head_dim))
     }
 
-    fn forward(&self, chunks: &[SeqChunk<'_>]) -> candle_core::Result<Vec<Vec<f32>>> {
+    /// The logits `[rows, vocab]` (f32, on the device) after each chunk
+    /// with `want_logits`; `None` when no chunk wants them.
+    fn forward(&self, chunks: &[SeqChunk<'_>]) -> candle_core::Result<Option<Tensor>> {
         let dev = &self.device;
         let cfg = &self.cfg;
         let shape = self.cache.shape();
@@ -219,15 +221,52 @@ impl CandleLlamaGenerator {
             x = (x + layer.down.forward(&act)?)?;
         }
         if logit_rows.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let last = x.index_select(&Tensor::from_slice(&logit_rows, logit_rows.len(), dev)?, 0)?;
         let normed = candle_nn::ops::rms_norm(&last, &self.weights.norm, cfg.rms_eps)?;
-        self.weights
-            .output
-            .forward(&normed)?
-            .to_dtype(DType::F32)?
-            .to_vec2()
+        Ok(Some(self.weights.output.forward(&normed)?.to_dtype(DType::F32)?))
+    }
+
+    /// The step's outputs: the argmax picked on the device for the rows
+    /// flagged greedy (one id copied back each), whole rows for the others.
+    fn outputs(&self, logits: &Tensor, greedy: &[bool]) -> candle_core::Result<Vec<StepOutput>> {
+        let rows = logits.dim(0)?;
+        let flag = |i: usize| greedy.get(i).copied().unwrap_or(false);
+        let ids: Vec<u32> = match (0..rows).any(flag) {
+            true => logits.argmax(1)?.to_vec1()?,
+            false => Vec::new(),
+        };
+        let full: Vec<u32> = (0..rows).filter(|&i| !flag(i)).map(|i| i as u32).collect();
+        let mut full_rows = match full.len() {
+            0 => Vec::new(),
+            n if n == rows => logits.to_vec2()?,
+            n => logits
+                .index_select(&Tensor::from_slice(&full, n, logits.device())?, 0)?
+                .to_vec2()?,
+        }
+        .into_iter();
+        (0..rows)
+            .map(|i| match flag(i) {
+                true => Ok(StepOutput::Token(ids[i])),
+                false => full_rows
+                    .next()
+                    .map(StepOutput::Logits)
+                    .ok_or_else(|| candle_core::Error::Msg("a logits row went missing".into())),
+            })
+            .collect()
+    }
+
+    fn run_step(&self, chunks: &[SeqChunk<'_>], greedy: &[bool]) -> Result<Vec<StepOutput>> {
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_chunks(chunks, self.context_len, self.cache.shape(), self.cfg.vocab_size)?;
+        let run = || match self.forward(chunks)? {
+            Some(logits) => self.outputs(&logits, greedy),
+            None => Ok(Vec::new()),
+        };
+        run().map_err(inference)
     }
 }
 
@@ -249,10 +288,18 @@ impl Generator for CandleLlamaGenerator {
     }
 
     fn step(&mut self, chunks: &[SeqChunk<'_>]) -> Result<Vec<Vec<f32>>> {
-        if chunks.is_empty() {
-            return Ok(Vec::new());
-        }
-        check_chunks(chunks, self.context_len, self.cache.shape(), self.cfg.vocab_size)?;
-        self.forward(chunks).map_err(inference)
+        self.run_step(chunks, &[])?
+            .into_iter()
+            .map(|o| match o {
+                StepOutput::Logits(row) => Ok(row),
+                StepOutput::Token(_) => {
+                    Err(ModelError::Inference("an argmax where logits were asked".into()))
+                }
+            })
+            .collect()
+    }
+
+    fn step_greedy(&mut self, chunks: &[SeqChunk<'_>], greedy: &[bool]) -> Result<Vec<StepOutput>> {
+        self.run_step(chunks, greedy)
     }
 }
