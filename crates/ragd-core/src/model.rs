@@ -1,7 +1,7 @@
 //! The traits the engine schedules over. Implementations are synchronous and
 //! run on a dedicated thread; the engine owns the batching.
 
-use crate::{Framing, Result, TokenBatch};
+use crate::{Framing, Overflow, Result, TokenBatch};
 
 /// What a loaded model is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -23,6 +23,23 @@ pub struct ModelInfo {
     /// Special tokens and window: every sequence given to the model is a
     /// framed one, at most `framing.max_len` long.
     pub framing: Framing,
+}
+
+impl ModelInfo {
+    /// A generator called `id` reaching `context_len` positions: prompts
+    /// are not framed, and are truncated to the context.
+    pub fn generator(id: &str, context_len: usize) -> Self {
+        Self {
+            id: id.to_string(),
+            kind: ModelKind::Generator,
+            framing: Framing {
+                prefix: vec![],
+                suffix: vec![],
+                max_len: context_len,
+                overflow: Overflow::Truncate,
+            },
+        }
+    }
 }
 
 /// Turns token sequences into L2-normalised sentence vectors.

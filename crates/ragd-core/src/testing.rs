@@ -154,16 +154,7 @@ impl FakeGenerator {
     pub fn new(vocab: usize, context_len: usize, block_size: usize, num_blocks: usize) -> Self {
         assert!(vocab > 0 && block_size > 0);
         Self {
-            info: ModelInfo {
-                id: "fake-generator".into(),
-                kind: ModelKind::Generator,
-                framing: Framing {
-                    prefix: vec![],
-                    suffix: vec![],
-                    max_len: context_len,
-                    overflow: Overflow::Truncate,
-                },
-            },
+            info: ModelInfo::generator("fake-generator", context_len),
             vocab,
             context_len,
             layout: crate::KvLayout {

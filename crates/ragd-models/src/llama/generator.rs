@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use candle_core::Device;
-use ragd_core::{Framing, Generator, KvLayout, ModelError, ModelInfo, ModelKind, Overflow, Result, SeqChunk};
+use ragd_core::{Generator, KvLayout, ModelError, ModelInfo, Result, SeqChunk};
 use ragd_kernels::{paged_attention, write_kv, KvDtype, KvShape, KvStore, QueryToken, Rope};
 
 use super::{ops, LlamaConfig, LlamaWeights};
@@ -146,7 +146,7 @@ impl LlamaGenerator {
             .collect();
         tracing::info!(model = id, kv_dtype = ?opts.kv.dtype, kv_blocks = kv_shape.num_blocks, backend = "native", "generator loaded");
         Self {
-            info: generator_info(id, context_len),
+            info: ModelInfo::generator(id, context_len),
             rope: Rope::new(cfg.head_dim, cfg.rope_base, context_len, cfg.rope_style),
             cfg,
             weights,
@@ -271,20 +271,6 @@ impl Generator for LlamaGenerator {
         // a latch and waking a sleeping worker (a futex round trip per
         // matmul, ~120 per token).
         rayon::scope(|_| self.forward(chunks)).map_err(inference)
-    }
-}
-
-/// The info of a generator called `id` reaching `context_len` positions.
-pub(super) fn generator_info(id: &str, context_len: usize) -> ModelInfo {
-    ModelInfo {
-        id: id.to_string(),
-        kind: ModelKind::Generator,
-        framing: Framing {
-            prefix: vec![],
-            suffix: vec![],
-            max_len: context_len,
-            overflow: Overflow::Truncate,
-        },
     }
 }
 

@@ -25,7 +25,7 @@ use ragd_kernels::{KvDtype, QueryToken, Rope, RopeStyle};
 use self::attention::Heads;
 use self::kv_cache::DeviceKvCache;
 use self::weights::DeviceWeights;
-use super::generator::{check_chunks, generator_info, kv_layout, kv_shape};
+use super::generator::{check_chunks, kv_layout, kv_shape};
 use super::{GeneratorOptions, LlamaConfig};
 use crate::error::inference;
 
@@ -103,7 +103,7 @@ impl CandleLlamaGenerator {
             "generator loaded"
         );
         Ok(Self {
-            info: generator_info(id, context_len),
+            info: ModelInfo::generator(id, context_len),
             cos: table(cos).map_err(fail)?,
             sin: table(sin).map_err(fail)?,
             cfg,
@@ -167,12 +167,9 @@ impl CandleLlamaGenerator {
         }
         let n = ids.len();
         let kv_dim = cfg.n_kv_heads * cfg.head_dim;
-        let lens: Vec<usize> = chunks.iter().map(|c| c.tokens.len()).collect();
-        let starts: Vec<usize> = chunks.iter().map(|c| c.start_pos).collect();
-        let tables: Vec<&[u32]> = chunks.iter().map(|c| c.blocks).collect();
         let groups = match self.attention {
-            AttentionPath::Portable => attention::groups(&lens, &starts, &tables, bs),
-            AttentionPath::CpuKernel => Vec::new(),
+            AttentionPath::Portable => Some(attention::StepGroups::new(chunks, bs, dev)?),
+            AttentionPath::CpuKernel => None,
         };
         let heads = Heads {
             n_heads: cfg.n_heads,
@@ -205,14 +202,14 @@ impl CandleLlamaGenerator {
             let q = self.rotate(&q, cfg.n_heads, &cos, &sin)?;
             let k = self.rotate(&k, cfg.n_kv_heads, &cos, &sin)?;
             self.cache.write(l, &slots, &k, &v.contiguous()?)?;
-            let att = match self.attention {
-                AttentionPath::CpuKernel => {
+            let att = match &groups {
+                None => {
                     let [k_cache, v_cache] = self.cache.layer(l);
                     cpu_attention::attend(&q, k_cache, v_cache, shape, &tokens, cfg.n_heads, scale as f32)?
                 }
-                AttentionPath::Portable => {
+                Some(groups) => {
                     let [k_cache, v_cache] = self.cache.blocks(l)?;
-                    attention::attend(&q, &k_cache, &v_cache, &groups, heads, scale)?
+                    attention::attend(&q, &k_cache, &v_cache, groups, heads, scale)?
                 }
             };
             x = (x + layer.o.forward(&att)?)?;
